@@ -1,0 +1,48 @@
+"""The result of analysing one study: plain dataclasses + numpy, no torch, no Qt.
+
+Everything is in original-image pixel coordinates ((x, y) = (column, row)) of
+the study image it refers to, so the viewer and the exports never rescale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Lesion:
+    polygon: np.ndarray  # (N, 2) float, (x, y) in original pixels, closed implicitly
+    score: float  # mean segmentation probability inside the contour, 0..1
+    area_px: float
+    bbox: tuple[float, float, float, float]  # x0, y0, x1, y1 in original pixels
+
+
+@dataclass
+class ViewResult:
+    key: str  # "L_CC", ...
+    mask: np.ndarray  # uint8 {0, 1}, original image size
+    probability: np.ndarray | None = None  # float32 0..1 segmentation probability, original size
+    heatmap: np.ndarray | None = None  # float32 0..1 Grad-CAM on the LE image, original size
+    lesions: list[Lesion] = field(default_factory=list)
+
+
+@dataclass
+class Analysis:
+    # identity of every model that contributed (see checkpoint.LoadedModel.identity),
+    # e.g. {"segmentation": {...}, "classifier": {...}}
+    models: dict[str, dict[str, Any]]
+    device: str
+    affected_side: str | None  # "L" / "R"; None when no view could be analysed
+    affected_side_source: str  # "segmentation" or "caller"
+    malignancy_probability: float | None  # for the affected breast; None when no classifier ran
+    classifier_mode: str | None  # "four-view", "dual-view" or None
+    views: dict[str, ViewResult] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def not_for_clinical_use(self) -> bool:
+        return any(m.get("not_for_clinical_use", True) for m in self.models.values()) or not self.models

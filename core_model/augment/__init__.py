@@ -1,0 +1,1 @@
+"""Lesion-enriched position masks and contralateral adversarial samples (Algorithm 1)."""

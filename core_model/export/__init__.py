@@ -1,0 +1,1 @@
+"""Exports of a review: PDF report, DICOM SEG, JSON."""

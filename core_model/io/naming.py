@@ -1,0 +1,75 @@
+"""File-name conventions that carry side, view and energy.
+
+The CDD-CESM collection names files ``P{id}_{L|R}_{DM|CM}_{CC|MLO}`` (DM = low
+energy, CM = recombined/subtracted). Plain image folders use looser names such
+as ``left_cc_le.png`` or ``R-MLO-recombined.tif``; :func:`parse_loose_name`
+reads those.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+CDD_CESM_RE = re.compile(r"^P(?P<pid>\d+)_(?P<side>[LR])_(?P<kind>DM|CM)_(?P<view>CC|MLO)$", re.IGNORECASE)
+CDD_ENERGY = {"DM": "le", "CM": "rc"}
+
+
+@dataclass(frozen=True)
+class NameInfo:
+    patient_id: str | None
+    side: str
+    view: str
+    energy: str
+
+
+def parse_cdd_cesm_name(name: str | Path) -> NameInfo | None:
+    stem = Path(name).stem.strip()
+    m = CDD_CESM_RE.match(stem)
+    if not m:
+        return None
+    return NameInfo(
+        patient_id=f"P{int(m['pid'])}",
+        side=m["side"].upper(),
+        view=m["view"].upper(),
+        energy=CDD_ENERGY[m["kind"].upper()],
+    )
+
+
+_TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9]+")
+_SIDE_TOKENS = {"l": "L", "left": "L", "lt": "L", "r": "R", "right": "R", "rt": "R"}
+_VIEW_TOKENS = {"cc": "CC", "xccl": "CC", "xccm": "CC", "mlo": "MLO"}
+_ENERGY_TOKENS = {
+    "le": "le", "low": "le", "lowenergy": "le", "dm": "le",
+    "rc": "rc", "recombined": "rc", "subtracted": "rc", "sub": "rc", "cm": "rc", "cesm": "rc",
+}
+_COMPACT_RE = re.compile(r"^(?P<side>[LR])(?P<view>CC|MLO)$", re.IGNORECASE)
+
+
+def parse_loose_name(name: str | Path) -> NameInfo | None:
+    """Side, view and energy from tokens of a file name, or None if any is missing or ambiguous."""
+    info = parse_cdd_cesm_name(name)
+    if info is not None:
+        return info
+    stem = Path(name).stem
+    tokens = [t.lower() for t in _TOKEN_SPLIT.split(stem) if t]
+    # "low_energy" / "low-energy" arrive as two tokens
+    joined = [a + b for a, b in zip(tokens, tokens[1:]) if a + b in _ENERGY_TOKENS]
+    sides, views, energies = set(), set(), set()
+    for t in tokens + joined:
+        if t in _SIDE_TOKENS:
+            sides.add(_SIDE_TOKENS[t])
+        if t in _VIEW_TOKENS:
+            views.add(_VIEW_TOKENS[t])
+        if t in _ENERGY_TOKENS:
+            energies.add(_ENERGY_TOKENS[t])
+        m = _COMPACT_RE.match(t)
+        if m:
+            sides.add(m["side"].upper())
+            views.add(m["view"].upper())
+    if "low" in tokens and "le" not in energies:
+        energies.add("le")
+    if len(sides) != 1 or len(views) != 1 or len(energies) != 1:
+        return None
+    return NameInfo(patient_id=None, side=sides.pop(), view=views.pop(), energy=energies.pop())

@@ -1,0 +1,1 @@
+"""Losses: segmentation (Dice + BCE) and classification (focal + KL robust term, Eq. 10-11)."""

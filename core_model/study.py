@@ -1,0 +1,132 @@
+"""A CEM study: up to eight images keyed by side (L/R), view (CC/MLO) and energy (le/rc).
+
+One name per concept everywhere: view keys ``R_CC``, ``L_CC``, ``R_MLO``,
+``L_MLO``; energies ``le`` (low energy) and ``rc`` (recombined). Missing images
+are allowed: a study with only the affected breast is common, and
+:meth:`Study.missing` says which slots are empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SIDES = ("R", "L")
+VIEWS = ("CC", "MLO")
+ENERGIES = ("le", "rc")
+# Hanging order: R-CC | L-CC over R-MLO | L-MLO.
+VIEW_KEYS = ("R_CC", "L_CC", "R_MLO", "L_MLO")
+ENERGY_NAMES = {"le": "low energy", "rc": "recombined"}
+
+
+def view_key(side: str, view: str) -> str:
+    side, view = side.upper(), view.upper()
+    if side not in SIDES or view not in VIEWS:
+        raise ValueError(f"not a mammography view: side={side!r} view={view!r}")
+    return f"{side}_{view}"
+
+
+def split_view_key(key: str) -> tuple[str, str]:
+    side, _, view = key.partition("_")
+    view_key(side, view)  # validates
+    return side, view
+
+
+def contralateral(side: str) -> str:
+    return {"L": "R", "R": "L"}[side]
+
+
+@dataclass
+class StudyImage:
+    """One image of a study, pixels as stored (bit depth preserved)."""
+
+    side: str
+    view: str
+    energy: str
+    pixels: np.ndarray
+    source: Path
+    pixel_spacing_mm: tuple[float, float] | None = None  # (row, column) spacing
+    bits_stored: int = 8
+    # Display window from the file (DICOM VOI) as (center, width), else None.
+    window: tuple[float, float] | None = None
+    # DICOM PatientOrientation (row direction, column direction), e.g. ("P", "L");
+    # None when the file does not say (the viewer then detects the chest wall).
+    orientation: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        self.side = self.side.upper()
+        self.view = self.view.upper()
+        self.energy = self.energy.lower()
+        if self.energy not in ENERGIES:
+            raise ValueError(f"energy must be one of {ENERGIES}, not {self.energy!r}")
+        view_key(self.side, self.view)
+        if self.pixels.ndim != 2:
+            raise ValueError(f"{self.source}: expected a 2-D greyscale image, got shape {self.pixels.shape}")
+
+    @property
+    def key(self) -> str:
+        return view_key(self.side, self.view)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.pixels.shape)  # type: ignore[return-value]
+
+    def normalized(self) -> np.ndarray:
+        """float32 in [0, 1]: the file's window when it has one, else robust min/max."""
+        px = self.pixels.astype(np.float32, copy=False)
+        if self.window is not None and self.window[1] > 0:
+            c, w = self.window
+            lo, hi = c - w / 2.0, c + w / 2.0
+        else:
+            lo, hi = float(px.min()), float(px.max())
+        if hi <= lo:
+            return np.zeros_like(px, dtype=np.float32)
+        return np.clip((px - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+@dataclass
+class Study:
+    """Images of one patient's CEM examination plus identity and load warnings."""
+
+    patient_id: str
+    study_id: str
+    images: dict[tuple[str, str], StudyImage] = field(default_factory=dict)  # (view key, energy) -> image
+    source: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    synthetic: bool = False
+    description: str = ""
+
+    def add(self, image: StudyImage) -> None:
+        slot = (image.key, image.energy)
+        if slot in self.images:
+            other = self.images[slot].source
+            raise ValueError(f"two files claim {image.key} {image.energy.upper()}: {other.name} and {image.source.name}")
+        self.images[slot] = image
+
+    def get(self, key: str, energy: str) -> StudyImage | None:
+        return self.images.get((key, energy.lower()))
+
+    def has(self, key: str, energy: str) -> bool:
+        return (key, energy.lower()) in self.images
+
+    def views_present(self) -> list[str]:
+        return [k for k in VIEW_KEYS if any((k, e) in self.images for e in ENERGIES)]
+
+    def sides_present(self) -> list[str]:
+        return [s for s in SIDES if any(k.startswith(s + "_") for k in self.views_present())]
+
+    def missing(self) -> list[tuple[str, str]]:
+        return [(k, e) for k in VIEW_KEYS for e in ENERGIES if (k, e) not in self.images]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def summary(self) -> str:
+        present = ", ".join(f"{k} {e.upper()}" for k in VIEW_KEYS for e in ENERGIES if (k, e) in self.images)
+        return f"patient {self.patient_id}, study {self.study_id}: {len(self)} of 8 images ({present})"

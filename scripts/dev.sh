@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One entry point for a fresh clone: sets up .venv (idempotent) and then
+#   demo  -> opens the viewer on the bundled demo study
+#   test  -> runs the test suite
+#   setup -> only sets up
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+PY=${PYTHON:-python3}
+
+setup() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PY" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.nafv-installed"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        # torch is installed first and pinned to the releases this machine kind
+        # keeps on local disk (torchvision is needed by grad-cam); a GPU user who
+        # already has torch in the venv keeps it (NAFV_KEEP_TORCH=1).
+        if [ "${NAFV_KEEP_TORCH:-0}" != "1" ] || ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+            "$VENV/bin/pip" install -q "torch==2.14.1" "torchvision==0.29.1"
+        fi
+        "$VENV/bin/pip" install -q -e ".[dev]"
+        touch "$stamp"
+    fi
+}
+
+cmd=${1:-demo}
+shift || true
+setup
+case "$cmd" in
+    setup) ;;
+    demo) exec "$VENV/bin/nafv-viewer" --demo "$@" ;;
+    test) QT_QPA_PLATFORM=offscreen exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    *) echo "usage: scripts/dev.sh [demo|test|setup]" >&2; exit 2 ;;
+esac
