@@ -1,0 +1,634 @@
+"""The reader's review of one study: findings, their states and links, and the assessment.
+
+Qt-free and numpy-light so the viewer, the CLI and the tests share it. The AI
+proposes findings (one per lesion contour of an :class:`~core_model.analysis.Analysis`);
+the reader accepts, rejects or edits them, draws the ones it missed, links the
+CC and MLO contours of one lesion, and records a per-breast assessment. The
+AI's probability is kept beside the reader's call (``Review.ai``), never in
+its place: no reader field is ever filled from the model.
+
+Every change is a small command object with ``apply`` / ``undo`` so the GUI's
+``QUndoStack`` can wrap it; :class:`ReviewSession` applies commands, keeps its
+own undo/redo stacks for Qt-free use, and saves after every change through a
+store (see :mod:`core_model.review_store`).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol
+
+from core_model.errors import NafvError
+from core_model.study import SIDES, VIEW_KEYS, split_view_key
+
+SCHEMA_VERSION = 1
+
+PROPOSED, ACCEPTED, EDITED, REJECTED = "proposed", "accepted", "edited", "rejected"
+STATES = (PROPOSED, ACCEPTED, EDITED, REJECTED)
+# States whose contour the reader stands behind: the only ones exported as findings.
+CONFIRMED = (ACCEPTED, EDITED)
+ORIGINS = ("ai", "reader")
+
+BIRADS = ("0", "1", "2", "3", "4", "4A", "4B", "4C", "5", "6")
+DENSITIES = ("a", "b", "c", "d")
+ASSESSMENT_FIELDS = ("birads", "density", "text")
+
+
+class ReviewError(NafvError):
+    """A review edit that cannot be made (unknown finding, invalid category, ...)."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+Point = tuple[float, float]
+
+
+def _as_polygon(points: Iterable[Iterable[float]]) -> list[Point]:
+    poly = [(float(p[0]), float(p[1])) for p in points]
+    if len(poly) < 3:
+        raise ReviewError(f"a contour needs at least 3 points, got {len(poly)}")
+    if not all(math.isfinite(v) for p in poly for v in p):
+        raise ReviewError("a contour point is not a finite number")
+    return poly
+
+
+@dataclass
+class Finding:
+    """One contour on one view. ``id`` is stable for the life of the review."""
+
+    id: str
+    key: str  # view key, "L_CC", ...
+    polygon: list[Point]  # (x, y) in original pixels of that view, closed implicitly
+    state: str = PROPOSED
+    origin: str = "ai"
+    ai_score: float | None = None  # mean segmentation probability inside the AI contour
+    ai_polygon: list[Point] | None = None  # the AI's contour as proposed, kept for audit
+    link: str | None = None  # id of the same lesion's finding on the other view of the breast
+
+    @property
+    def side(self) -> str:
+        return split_view_key(self.key)[0]
+
+    @property
+    def view(self) -> str:
+        return split_view_key(self.key)[1]
+
+    @property
+    def confirmed(self) -> bool:
+        return self.state in CONFIRMED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": self.key,
+            "polygon": [list(p) for p in self.polygon],
+            "state": self.state,
+            "origin": self.origin,
+            "ai_score": self.ai_score,
+            "ai_polygon": None if self.ai_polygon is None else [list(p) for p in self.ai_polygon],
+            "link": self.link,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Finding":
+        f = cls(
+            id=str(d["id"]),
+            key=str(d["key"]),
+            polygon=[(float(x), float(y)) for x, y in d["polygon"]],
+            state=str(d["state"]),
+            origin=str(d.get("origin", "ai")),
+            ai_score=None if d.get("ai_score") is None else float(d["ai_score"]),
+            ai_polygon=None if d.get("ai_polygon") is None else [(float(x), float(y)) for x, y in d["ai_polygon"]],
+            link=d.get("link"),
+        )
+        split_view_key(f.key)
+        if f.state not in STATES or f.origin not in ORIGINS:
+            raise ValueError(f"finding {f.id}: invalid state {f.state!r} or origin {f.origin!r}")
+        return f
+
+
+@dataclass
+class BreastAssessment:
+    """The reader's call for one breast; every field empty until the reader sets it."""
+
+    birads: str | None = None
+    density: str | None = None
+    text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"birads": self.birads, "density": self.density, "text": self.text}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BreastAssessment":
+        return cls(birads=d.get("birads"), density=d.get("density"), text=str(d.get("text", "")))
+
+
+def validate_assessment(field_name: str, value: Any) -> Any:
+    if field_name == "birads":
+        if value is None:
+            return None
+        v = str(value).strip().upper()
+        if v not in BIRADS:
+            raise ReviewError(f"BI-RADS category must be one of {', '.join(BIRADS)}, not {value!r}")
+        return v
+    if field_name == "density":
+        if value is None:
+            return None
+        v = str(value).strip().lower()
+        if v not in DENSITIES:
+            raise ReviewError(f"ACR breast density must be one of a, b, c, d, not {value!r}")
+        return v
+    if field_name == "text":
+        return "" if value is None else str(value)
+    raise ReviewError(f"unknown assessment field {field_name!r}")
+
+
+@dataclass
+class Review:
+    """Everything the reader decided about one study, plus what the AI proposed."""
+
+    identity: dict[str, str]  # see review_store.study_identity: patient_id, study_id, digest, key
+    findings: dict[str, Finding] = field(default_factory=dict)
+    assessments: dict[str, BreastAssessment] = field(default_factory=lambda: {s: BreastAssessment() for s in SIDES})
+    reader: str = ""
+    # What the AI said, kept apart from the reader's fields: model identities,
+    # affected side, malignancy probability, notice.
+    ai: dict[str, Any] = field(default_factory=dict)
+    # Per view key: {"shape": [rows, cols], "pixel_spacing_mm": [row, col] | None}
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next_number: int = 1
+    revision: int = 0
+    created: str = field(default_factory=_now)
+    modified: str = field(default_factory=_now)
+
+    # ------------------------------------------------------------------ queries
+    def finding(self, fid: str) -> Finding:
+        try:
+            return self.findings[fid]
+        except KeyError:
+            raise ReviewError(f"no finding {fid!r} in this review") from None
+
+    def on_view(self, key: str) -> list[Finding]:
+        return [f for f in self.findings.values() if f.key == key]
+
+    def confirmed(self) -> list[Finding]:
+        return [f for f in self.findings.values() if f.confirmed]
+
+    def pixel_spacing(self, key: str) -> tuple[float, float] | None:
+        sp = self.images.get(key, {}).get("pixel_spacing_mm")
+        return None if sp is None else (float(sp[0]), float(sp[1]))
+
+    @property
+    def not_for_clinical_use(self) -> bool:
+        return bool(self.ai.get("not_for_clinical_use", True))
+
+    def new_id(self) -> str:
+        fid = f"F{self.next_number}"
+        self.next_number += 1
+        return fid
+
+    def touch(self) -> None:
+        self.revision += 1
+        self.modified = _now()
+
+    # ---------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "nafv-review",
+            "schema_version": SCHEMA_VERSION,
+            "identity": dict(self.identity),
+            "reader": self.reader,
+            "revision": self.revision,
+            "created": self.created,
+            "modified": self.modified,
+            "next_number": self.next_number,
+            "ai": copy.deepcopy(self.ai),
+            "images": copy.deepcopy(self.images),
+            "assessments": {s: a.to_dict() for s, a in self.assessments.items()},
+            "findings": [f.to_dict() for f in self.findings.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Review":
+        if d.get("format") != "nafv-review":
+            raise ValueError("not a NaFV review file")
+        if int(d.get("schema_version", 0)) > SCHEMA_VERSION:
+            raise ValueError(f"review written by a newer version (schema {d.get('schema_version')})")
+        findings = [Finding.from_dict(x) for x in d.get("findings", [])]
+        r = cls(
+            identity=dict(d["identity"]),
+            findings={f.id: f for f in findings},
+            assessments={s: BreastAssessment.from_dict(d.get("assessments", {}).get(s, {})) for s in SIDES},
+            reader=str(d.get("reader", "")),
+            ai=dict(d.get("ai", {})),
+            images=dict(d.get("images", {})),
+            next_number=int(d.get("next_number", len(findings) + 1)),
+            revision=int(d.get("revision", 0)),
+            created=str(d.get("created", "")),
+            modified=str(d.get("modified", "")),
+        )
+        return r
+
+
+def review_from_analysis(analysis: Any, study: Any, identity: dict[str, str]) -> Review:
+    """A fresh review: every AI lesion becomes a *proposed* finding, nothing decided yet.
+
+    ``analysis`` is an :class:`~core_model.analysis.Analysis` (or None when no
+    model ran: the reader then draws findings alone); ``study`` gives image
+    shapes and pixel spacing so sizes in mm survive without the images.
+    """
+    images: dict[str, dict[str, Any]] = {}
+    for key in VIEW_KEYS:
+        img = study.get(key, "le") or study.get(key, "rc")
+        if img is not None:
+            sp = img.pixel_spacing_mm
+            images[key] = {"shape": list(img.shape), "pixel_spacing_mm": None if sp is None else [float(sp[0]), float(sp[1])]}
+    ai: dict[str, Any] = {"ran": analysis is not None, "not_for_clinical_use": True}
+    review = Review(identity=dict(identity), images=images, ai=ai)
+    if analysis is None:
+        return review
+    ai.update(
+        models=copy.deepcopy(analysis.models),
+        affected_side=analysis.affected_side,
+        affected_side_source=analysis.affected_side_source,
+        malignancy_probability=analysis.malignancy_probability,
+        classifier_mode=analysis.classifier_mode,
+        not_for_clinical_use=bool(analysis.not_for_clinical_use),
+        warnings=list(analysis.warnings),
+    )
+    for key in VIEW_KEYS:
+        vr = analysis.views.get(key)
+        if vr is None:
+            continue
+        for lesion in vr.lesions:
+            poly = _as_polygon(lesion.polygon.tolist())
+            fid = review.new_id()
+            review.findings[fid] = Finding(
+                id=fid, key=key, polygon=poly, state=PROPOSED, origin="ai", ai_score=float(lesion.score), ai_polygon=list(poly)
+            )
+    return review
+
+
+# ------------------------------------------------------------------ geometry
+def polygon_area(poly: list[Point], spacing: tuple[float, float] = (1.0, 1.0)) -> float:
+    """Shoelace area; ``spacing`` is (row, column) so x scales by column spacing."""
+    sy, sx = spacing
+    a = 0.0
+    for (x0, y0), (x1, y1) in zip(poly, poly[1:] + poly[:1]):
+        a += (x0 * sx) * (y1 * sy) - (x1 * sx) * (y0 * sy)
+    return abs(a) / 2.0
+
+
+def max_diameter(poly: list[Point], spacing: tuple[float, float] = (1.0, 1.0)) -> float:
+    """Longest distance between two contour points (the size a reader measures)."""
+    sy, sx = spacing
+    pts = [(x * sx, y * sy) for x, y in poly]
+    best = 0.0
+    for i, (x0, y0) in enumerate(pts):
+        for x1, y1 in pts[i + 1 :]:
+            best = max(best, math.hypot(x1 - x0, y1 - y0))
+    return best
+
+
+def finding_size_mm(review: Review, finding: Finding) -> tuple[float, float] | None:
+    """(longest diameter mm, area mm^2), or None when the view has no pixel spacing."""
+    sp = review.pixel_spacing(finding.key)
+    if sp is None:
+        return None
+    return max_diameter(finding.polygon, sp), polygon_area(finding.polygon, sp)
+
+
+# ------------------------------------------------------------------ commands
+class Command:
+    """One undoable change. ``apply`` may be called again after ``undo`` (redo)."""
+
+    text = "change"
+
+    def apply(self, review: Review) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def undo(self, review: Review) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class SetState(Command):
+    fid: str
+    state: str
+    _old: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise ReviewError(f"unknown finding state {self.state!r}")
+        self.text = {ACCEPTED: "accept", REJECTED: "reject"}.get(self.state, f"mark {self.state}") + f" {self.fid}"
+
+    def apply(self, review: Review) -> None:
+        f = review.finding(self.fid)
+        self._old = f.state
+        f.state = self.state
+
+    def undo(self, review: Review) -> None:
+        review.finding(self.fid).state = self._old  # type: ignore[assignment]
+
+
+def accept(fid: str) -> SetState:
+    return SetState(fid, ACCEPTED)
+
+
+def reject(fid: str) -> SetState:
+    return SetState(fid, REJECTED)
+
+
+class _PolygonEdit(Command):
+    """Base of contour edits: remembers the old contour and state for undo.
+
+    An AI finding whose contour the reader changes becomes *edited*; a
+    reader-drawn finding keeps its state (it is the reader's own contour).
+    """
+
+    fid: str
+
+    def new_polygon(self, old: list[Point]) -> list[Point]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def apply(self, review: Review) -> None:
+        f = review.finding(self.fid)
+        new = _as_polygon(self.new_polygon(list(f.polygon)))
+        self._old_poly, self._old_state = list(f.polygon), f.state
+        f.polygon = new
+        if f.origin == "ai":
+            f.state = EDITED
+
+    def undo(self, review: Review) -> None:
+        f = review.finding(self.fid)
+        f.polygon, f.state = self._old_poly, self._old_state
+
+
+def _check_index(poly: list[Point], index: int, insert: bool = False) -> None:
+    hi = len(poly) if insert else len(poly) - 1
+    if not 0 <= index <= hi:
+        raise ReviewError(f"contour has {len(poly)} points: no vertex {index}")
+
+
+@dataclass
+class SetPolygon(_PolygonEdit):
+    fid: str
+    polygon: list[Point]
+    text: str = "edit contour"
+
+    def new_polygon(self, old: list[Point]) -> list[Point]:
+        return list(self.polygon)
+
+
+@dataclass
+class MoveVertex(_PolygonEdit):
+    fid: str
+    index: int
+    xy: Point
+    text: str = "move vertex"
+
+    def new_polygon(self, old: list[Point]) -> list[Point]:
+        _check_index(old, self.index)
+        old[self.index] = (float(self.xy[0]), float(self.xy[1]))
+        return old
+
+
+@dataclass
+class InsertVertex(_PolygonEdit):
+    """Insert ``xy`` before vertex ``index`` (``index == len`` appends)."""
+
+    fid: str
+    index: int
+    xy: Point
+    text: str = "add vertex"
+
+    def new_polygon(self, old: list[Point]) -> list[Point]:
+        _check_index(old, self.index, insert=True)
+        old.insert(self.index, (float(self.xy[0]), float(self.xy[1])))
+        return old
+
+
+@dataclass
+class RemoveVertex(_PolygonEdit):
+    fid: str
+    index: int
+    text: str = "remove vertex"
+
+    def new_polygon(self, old: list[Point]) -> list[Point]:
+        _check_index(old, self.index)
+        if len(old) <= 3:
+            raise ReviewError("a contour needs at least 3 points: delete the finding instead")
+        del old[self.index]
+        return old
+
+
+@dataclass
+class AddFinding(Command):
+    """A finding the reader draws (one the AI missed): accepted, origin 'reader'."""
+
+    key: str
+    polygon: list[Point]
+    text: str = "draw finding"
+    fid: str | None = None  # assigned on first apply, kept for redo
+
+    def __post_init__(self) -> None:
+        split_view_key(self.key)
+        self.polygon = _as_polygon(self.polygon)
+
+    def apply(self, review: Review) -> None:
+        if self.fid is None:
+            self.fid = review.new_id()
+        review.findings[self.fid] = Finding(id=self.fid, key=self.key, polygon=list(self.polygon), state=ACCEPTED, origin="reader")
+
+    def undo(self, review: Review) -> None:
+        review.findings.pop(self.fid)  # type: ignore[arg-type]
+
+
+@dataclass
+class DeleteFinding(Command):
+    fid: str
+    text: str = "delete finding"
+
+    def apply(self, review: Review) -> None:
+        f = review.finding(self.fid)
+        order = list(review.findings)
+        self._pos, self._saved = order.index(self.fid), copy.deepcopy(f)
+        if f.link and f.link in review.findings:
+            review.findings[f.link].link = None
+        del review.findings[self.fid]
+
+    def undo(self, review: Review) -> None:
+        items = list(review.findings.items())
+        items.insert(self._pos, (self.fid, copy.deepcopy(self._saved)))
+        review.findings.clear()
+        review.findings.update(items)
+        if self._saved.link and self._saved.link in review.findings:
+            review.findings[self._saved.link].link = self.fid
+
+
+def _set_links(review: Review, links: dict[str, str | None]) -> None:
+    for fid, other in links.items():
+        if fid in review.findings:
+            review.findings[fid].link = other
+
+
+@dataclass
+class Link(Command):
+    """Mark two contours as one lesion: same breast, one CC and one MLO."""
+
+    a: str
+    b: str
+    text: str = "link CC and MLO"
+
+    def apply(self, review: Review) -> None:
+        fa, fb = review.finding(self.a), review.finding(self.b)
+        if fa.side != fb.side:
+            raise ReviewError("only contours of the same breast can be linked")
+        if {fa.view, fb.view} != {"CC", "MLO"}:
+            raise ReviewError("link a CC contour with an MLO contour of the same breast")
+        touched = {self.a, self.b, fa.link, fb.link} - {None}
+        self._old = {fid: review.findings[fid].link for fid in touched if fid in review.findings}
+        for old in (fa.link, fb.link):
+            if old and old in review.findings:
+                review.findings[old].link = None
+        fa.link, fb.link = self.b, self.a
+
+    def undo(self, review: Review) -> None:
+        _set_links(review, self._old)
+
+
+@dataclass
+class Unlink(Command):
+    fid: str
+    text: str = "unlink"
+
+    def apply(self, review: Review) -> None:
+        f = review.finding(self.fid)
+        self._old = {self.fid: f.link}
+        if f.link and f.link in review.findings:
+            self._old[f.link] = review.findings[f.link].link
+            review.findings[f.link].link = None
+        f.link = None
+
+    def undo(self, review: Review) -> None:
+        _set_links(review, self._old)
+
+
+@dataclass
+class SetAssessment(Command):
+    side: str
+    field_name: str
+    value: Any
+    text: str = "assessment"
+
+    def __post_init__(self) -> None:
+        self.side = self.side.upper()
+        if self.side not in SIDES:
+            raise ReviewError(f"breast side must be R or L, not {self.side!r}")
+        self.value = validate_assessment(self.field_name, self.value)
+        self.text = f"set {self.side} {self.field_name}"
+
+    def apply(self, review: Review) -> None:
+        a = review.assessments[self.side]
+        self._old = getattr(a, self.field_name)
+        setattr(a, self.field_name, self.value)
+
+    def undo(self, review: Review) -> None:
+        setattr(review.assessments[self.side], self.field_name, self._old)
+
+
+@dataclass
+class SetReader(Command):
+    name: str
+    text: str = "reader name"
+
+    def apply(self, review: Review) -> None:
+        self._old, review.reader = review.reader, str(self.name).strip()
+
+    def undo(self, review: Review) -> None:
+        review.reader = self._old
+
+
+# ------------------------------------------------------------------ session
+class Saver(Protocol):
+    def save(self, review: Review) -> Any: ...
+
+
+Listener = Callable[[Review, Command, str], None]  # (review, command, "do" | "undo" | "redo")
+
+
+class ReviewSession:
+    """Applies commands to a review and saves after every one.
+
+    If saving fails, the change is rolled back in memory and the error is
+    raised, so what the reader sees is always what is on disk.
+
+    The GUI can either use :meth:`do` / :meth:`undo` / :meth:`redo` directly or
+    wrap each command in a ``QUndoCommand`` whose ``redo``/``undo`` call
+    :meth:`apply` / :meth:`revert` (which save but keep no stack).
+    """
+
+    def __init__(self, review: Review, store: Saver | None = None):
+        self.review = review
+        self.store = store
+        self._undo: list[Command] = []
+        self._redo: list[Command] = []
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _commit(self, cmd: Command, how: str) -> None:
+        self.review.touch()
+        if self.store is not None:
+            try:
+                self.store.save(self.review)
+            except Exception:
+                self.review.revision -= 1
+                (cmd.undo if how != "undo" else cmd.apply)(self.review)
+                raise
+        for fn in list(self._listeners):
+            fn(self.review, cmd, how)
+
+    def apply(self, cmd: Command, how: str = "do") -> None:
+        cmd.apply(self.review)
+        self._commit(cmd, how)
+
+    def revert(self, cmd: Command) -> None:
+        cmd.undo(self.review)
+        self._commit(cmd, "undo")
+
+    def do(self, cmd: Command) -> Command:
+        self.apply(cmd)
+        self._undo.append(cmd)
+        self._redo.clear()
+        return cmd
+
+    def undo(self) -> Command | None:
+        if not self._undo:
+            return None
+        cmd = self._undo.pop()
+        self.revert(cmd)
+        self._redo.append(cmd)
+        return cmd
+
+    def redo(self) -> Command | None:
+        if not self._redo:
+            return None
+        cmd = self._redo.pop()
+        self.apply(cmd, "redo")
+        self._undo.append(cmd)
+        return cmd
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
