@@ -73,3 +73,35 @@ def parse_loose_name(name: str | Path) -> NameInfo | None:
     if len(sides) != 1 or len(views) != 1 or len(energies) != 1:
         return None
     return NameInfo(patient_id=None, side=sides.pop(), view=views.pop(), energy=energies.pop())
+
+
+_TEXT_VIEW_RE = {
+    "CC": re.compile(r"cranio[\s_-]*caudal", re.IGNORECASE),
+    "MLO": re.compile(r"medio[\s_-]*lateral[\s_-]*oblique", re.IGNORECASE),
+}
+
+
+def slot_hints(text: str) -> tuple[set[str], set[str], set[str]]:
+    """Every side, view and energy that the words of ``text`` name (each set may be empty or hold several).
+
+    Used for free text such as a DICOM SeriesDescription ("L CC", "RMLO low energy"),
+    where any one of the three may be absent.
+    """
+    tokens = [t.lower() for t in _TOKEN_SPLIT.split(text) if t]
+    joined = [a + b for a, b in zip(tokens, tokens[1:]) if a + b in _ENERGY_TOKENS]
+    sides, views, energies = set(), set(), set()
+    for t in tokens + joined:
+        if t in _SIDE_TOKENS:
+            sides.add(_SIDE_TOKENS[t])
+        if t in _VIEW_TOKENS:
+            views.add(_VIEW_TOKENS[t])
+        if t in _ENERGY_TOKENS:
+            energies.add(_ENERGY_TOKENS[t])
+        m = _COMPACT_RE.match(t)
+        if m:
+            sides.add(m["side"].upper())
+            views.add(m["view"].upper())
+    for view, rx in _TEXT_VIEW_RE.items():
+        if rx.search(text):
+            views.add(view)
+    return sides, views, energies

@@ -1,0 +1,93 @@
+"""Studies from image files named by the CDD-CESM convention or by looser names.
+
+The public CDD-CESM collection ships as one folder per energy ("Low energy
+images of CDD-CESM", "Subtracted images of CDD-CESM") holding every patient's
+``P{id}_{L|R}_{DM|CM}_{CC|MLO}.jpg``; the project's subset puts them all in one
+``images/`` folder beside ``masks/``. Either way the file name alone says the
+patient and the slot, so :func:`load_named_study` only groups names by patient.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from core_model.errors import StudyLoadError
+from core_model.io.images import load_named_image
+from core_model.io.naming import NameInfo
+from core_model.study import Study
+
+COLLECTION = "CDD-CESM"
+_PID_RE = re.compile(r"^\s*P?0*(\d+)\s*$", re.IGNORECASE)
+
+
+def normalize_patient(pid: str) -> str:
+    """'p012', '12' and 'P12' all name CDD-CESM patient P12; other ids are kept as given."""
+    m = _PID_RE.match(str(pid))
+    return f"P{int(m[1])}" if m else str(pid).strip()
+
+
+def study_id_for(patient_id: str) -> str:
+    """CDD-CESM has one examination per patient, so the patient number names the study."""
+    return f"{COLLECTION}-{patient_id}"
+
+
+def patient_sort_key(pid: str) -> tuple:
+    m = _PID_RE.match(pid)
+    return (0, int(m[1]), pid) if m else (1, 0, pid)
+
+
+def describe_patients(patients: list[str], limit: int = 20) -> str:
+    shown = ", ".join(patients[:limit])
+    return shown + (f" and {len(patients) - limit} more" if len(patients) > limit else "")
+
+
+def choose_patient(patients: list[str], patient: str | None, root: Path, normalize=normalize_patient) -> str:
+    """The one patient to open, or StudyLoadError naming the patients the folder holds."""
+    if patient is None:
+        if len(patients) == 1:
+            return patients[0]
+        raise StudyLoadError(
+            f"this folder holds images of {len(patients)} patients ({describe_patients(patients)}); "
+            "choose one patient to open", root)
+    wanted = normalize(patient)
+    for p in patients:
+        if normalize(p) == wanted:
+            return p
+    raise StudyLoadError(f"patient {patient} is not in this folder; it holds {describe_patients(patients)}", root)
+
+
+def load_named_study(
+    files: list[tuple[Path, NameInfo]],
+    root: Path,
+    patient: str | None,
+    *,
+    cdd: bool,
+    warnings: list[str],
+) -> Study:
+    """One patient's study from named image files (CDD-CESM names when ``cdd``, else one patient per folder)."""
+    default_pid = root.name if root.is_dir() else root.parent.name
+    by_patient: dict[str, list[tuple[Path, NameInfo]]] = {}
+    for path, info in sorted(files, key=lambda f: str(f[0])):
+        pid = normalize_patient(info.patient_id) if info.patient_id else default_pid
+        by_patient.setdefault(pid, []).append((path, info))
+    patients = sorted(by_patient, key=patient_sort_key)
+    chosen = choose_patient(patients, patient, root)
+    study = Study(
+        patient_id=chosen,
+        study_id=study_id_for(chosen) if cdd else chosen,
+        source=root,
+        description=f"{COLLECTION} images" if cdd else "image folder",
+    )
+    for path, info in by_patient[chosen]:
+        slot = (f"{info.side}_{info.view}", info.energy)
+        if slot in study.images:
+            warnings.append(
+                f"{path}: skipped, {slot[0]} {slot[1].upper()} is already taken by "
+                f"{study.images[slot].source}; kept the first")
+            continue
+        try:
+            study.add(load_named_image(path, info))
+        except StudyLoadError as err:
+            warnings.append(str(err))
+    return study

@@ -1,0 +1,399 @@
+"""Read DICOM mammograms (MG, For Presentation) into study slots.
+
+Where each slot comes from, in order:
+
+- side: ImageLaterality, Laterality, FrameLaterality, then the words of
+  SeriesDescription / ProtocolName / ImageComments / the file name;
+- view: ViewPosition, ViewCodeSequence (SNOMED CT), then the same words;
+- energy: the rules in :data:`ENERGY_RULES` (ImageType values first, then
+  descriptions). Vendors name the CEM images differently; add a row there.
+
+Pixels go through the Modality LUT (rescale) only; the VOI window is kept as
+:attr:`StudyImage.window` instead of being burned in, so 12/16-bit data stay
+as stored. MONOCHROME1 is inverted (and its window with it). Header sizes are
+checked against :mod:`core_model.io.limits` before pixel data is decoded.
+
+Declared decoders (pyproject): JPEG 2000 via pylibjpeg-openjpeg, JPEG-LS via
+pyjpegls, JPEG lossless / baseline via pylibjpeg-libjpeg; RLE and deflate are
+built into pydicom.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, get_decoder
+
+from core_model.errors import StudyLoadError
+from core_model.io.limits import size_problem
+from core_model.io.naming import slot_hints
+from core_model.study import StudyImage
+
+SKIP = "skip"  # an energy rule result: an image kind the viewer does not show
+
+
+@dataclass(frozen=True)
+class EnergyRule:
+    """Where ``pattern`` matches one of ``keywords``' values, the image is ``energy`` (or SKIP)."""
+
+    keywords: tuple[str, ...]
+    pattern: re.Pattern
+    energy: str
+    why: str = ""
+
+
+_DESCRIPTIONS = ("SeriesDescription", "ProtocolName", "AcquisitionDeviceProcessingDescription", "ImageComments")
+_IMAGE_TYPE = ("ImageType",)
+
+
+def _rx(p: str) -> re.Pattern:
+    return re.compile(p, re.IGNORECASE)
+
+
+# The one table of vendor conventions for low energy (le) vs recombined (rc).
+# First match wins; ImageType rules come before free-text rules.
+ENERGY_RULES: tuple[EnergyRule, ...] = (
+    EnergyRule(_IMAGE_TYPE, _rx(r"^HIGH[_ ]?ENERGY$"), SKIP,
+               "is a high-energy image; the viewer shows low-energy and recombined images"),
+    EnergyRule(_IMAGE_TYPE, _rx(r"^LOW[_ ]?ENERGY$"), "le"),
+    EnergyRule(_IMAGE_TYPE, _rx(r"^(RECOMBINED|SUBTRACTION|SUBTRACTED|DUAL_ENERGY_SUBTRACTION)$"), "rc"),
+    EnergyRule(_DESCRIPTIONS, _rx(r"high[\s_-]*energy|\bHE\b"), SKIP,
+               "is a high-energy image; the viewer shows low-energy and recombined images"),
+    EnergyRule(_DESCRIPTIONS, _rx(r"low[\s_-]*energy|\bLE\b|\bDM\b"), "le"),
+    EnergyRule(_DESCRIPTIONS, _rx(r"recombin|subtract|\bRC\b|\bSUB\b|\bCM\b|\biodine\b"), "rc"),
+)
+
+MG_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1.2",  # Digital Mammography X-Ray Image Storage - For Presentation
+    "1.2.840.10008.5.1.4.1.1.1.2.1",  # ... - For Processing
+}
+VIEW_POSITIONS = {"CC": "CC", "MLO": "MLO"}
+VIEW_CODE_VALUES = {"399162004": "CC", "399368009": "MLO"}
+# Decoder plugin to install per transfer-syntax family (for the error message).
+_PLUGIN_HINT = (
+    ("JPEG 2000", "pylibjpeg-openjpeg"),
+    ("JPEG-LS", "pyjpegls"),
+    ("JPEG", "pylibjpeg-libjpeg"),
+)
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """True when the file has the DICOM preamble ('DICM' at byte 128)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def read_header(path: Path) -> Dataset:
+    """The file's data set without pixel data; StudyLoadError if it is not readable DICOM."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, force=not looks_like_dicom(path))
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise StudyLoadError(f"skipped, not a readable DICOM file (damaged or truncated: {err})", path) from err
+
+
+def patient_of(ds: Dataset) -> str:
+    return str(ds.get("PatientID", "") or "").strip()
+
+
+def _text(ds: Dataset, keyword: str) -> list[str]:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [str(value).strip()]
+
+
+def _frame_laterality(ds: Dataset) -> str:
+    for fg in ds.get("SharedFunctionalGroupsSequence", []) or []:
+        for fa in fg.get("FrameAnatomySequence", []) or []:
+            if fa.get("FrameLaterality"):
+                return str(fa.FrameLaterality)
+    return ""
+
+
+def _free_text(ds: Dataset, path: Path) -> list[tuple[str, str]]:
+    texts = [(kw, t) for kw in _DESCRIPTIONS for t in _text(ds, kw)]
+    texts.append(("file name", path.stem))
+    return texts
+
+
+def _side(ds: Dataset, path: Path) -> str:
+    for keyword, value in (
+        ("ImageLaterality", ds.get("ImageLaterality", "")),
+        ("Laterality", ds.get("Laterality", "")),
+        ("FrameLaterality", _frame_laterality(ds)),
+    ):
+        value = str(value or "").strip().upper()
+        if value in ("L", "R"):
+            return value
+        if value:
+            raise StudyLoadError(f"skipped, {keyword} is {value!r}; a mammogram slot needs L or R", path)
+    for _, text in _free_text(ds, path):
+        sides = slot_hints(text)[0]
+        if len(sides) == 1:
+            return sides.pop()
+    raise StudyLoadError(
+        "skipped, cannot tell the breast side: looked at ImageLaterality, Laterality, FrameLaterality, "
+        "SeriesDescription, ProtocolName, ImageComments and the file name", path)
+
+
+def _view(ds: Dataset, path: Path) -> str:
+    vp = str(ds.get("ViewPosition", "") or "").strip().upper()
+    if vp in VIEW_POSITIONS:
+        return VIEW_POSITIONS[vp]
+    for code in ds.get("ViewCodeSequence", []) or []:
+        value = str(code.get("CodeValue", "")).strip()
+        if value in VIEW_CODE_VALUES:
+            return VIEW_CODE_VALUES[value]
+        views = slot_hints(str(code.get("CodeMeaning", "")))[1]
+        if len(views) == 1:
+            return views.pop()
+    if vp:
+        raise StudyLoadError(f"skipped, view {vp} is not one of CC / MLO", path)
+    for _, text in _free_text(ds, path):
+        views = slot_hints(text)[1]
+        if len(views) == 1:
+            return views.pop()
+    raise StudyLoadError(
+        "skipped, cannot tell the view (CC or MLO): looked at ViewPosition, ViewCodeSequence, "
+        "SeriesDescription, ProtocolName, ImageComments and the file name", path)
+
+
+def _energy(ds: Dataset, path: Path) -> tuple[str, str | None]:
+    """(energy, warning or None); StudyLoadError for kinds that are skipped."""
+    for rule in ENERGY_RULES:
+        for keyword in rule.keywords:
+            for value in _text(ds, keyword):
+                if rule.pattern.search(value):
+                    if rule.energy == SKIP:
+                        raise StudyLoadError(f"skipped, {keyword} {value!r} {rule.why}", path)
+                    return rule.energy, None
+    # A mammogram with no CEM marker looks like a low-energy image (a standard FFDM).
+    return "le", (f"{path}: no low-energy / recombined marker in ImageType or descriptions; "
+                  "shown as low energy")
+
+
+@dataclass
+class DicomSlot:
+    path: Path
+    header: Dataset
+    side: str
+    view: str
+    energy: str
+    warning: str | None = None
+
+    @property
+    def slot(self) -> tuple[str, str]:
+        return f"{self.side}_{self.view}", self.energy
+
+
+def classify(path: Path, ds: Dataset) -> DicomSlot:
+    """The study slot of one DICOM header, or StudyLoadError saying why it is skipped."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    sop = str(ds.get("SOPClassUID", "") or "")
+    is_mg = modality == "MG" or sop in MG_SOP_CLASSES
+    breast_dx = modality == "DX" and str(ds.get("BodyPartExamined", "")).upper() == "BREAST"
+    if not (is_mg or breast_dx):
+        what = f"Modality {modality}" if modality else "no Modality"
+        raise StudyLoadError(f"skipped, not a mammogram ({what})", path)
+    if "Rows" not in ds or "Columns" not in ds:
+        raise StudyLoadError("skipped, the file holds no image", path)
+    if str(ds.get("PresentationIntentType", "")).upper() == "FOR PROCESSING" or sop.endswith(".1.2.1"):
+        raise StudyLoadError("skipped, a 'For Processing' (raw detector) image; the viewer needs "
+                             "'For Presentation' images", path)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    problem = size_problem(int(ds.Rows), int(ds.Columns), frames)
+    if problem:
+        raise StudyLoadError(f"skipped, {problem}", path)
+    if frames > 1:
+        raise StudyLoadError(f"skipped, holds {frames} frames (tomosynthesis?); the viewer shows 2-D mammograms",
+                             path)
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise StudyLoadError("skipped, a colour image; mammograms are greyscale", path)
+    energy, warning = _energy(ds, path)
+    return DicomSlot(path, ds, _side(ds, path), _view(ds, path), energy, warning)
+
+
+def _check_decoder(ds: Dataset, path: Path) -> None:
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is None or not syntax.is_compressed:
+        return
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise StudyLoadError(f"skipped, compressed as {syntax.name} ({syntax}), which no installed decoder "
+                             "reads", path) from None
+    if not decoder.is_available:
+        plugin = next((p for family, p in _PLUGIN_HINT if family in syntax.name), "a pydicom decoder plugin")
+        raise StudyLoadError(f"skipped, compressed as {syntax.name}; install {plugin} to read it", path)
+
+
+def _modality_range(ds: Dataset) -> tuple[float, float]:
+    """Lowest and highest value the Modality LUT can produce (for MONOCHROME1 inversion)."""
+    bits = int(ds.get("BitsStored", 16))
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits) - 1
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    a, b = lo * slope + intercept, hi * slope + intercept
+    return min(a, b), max(a, b)
+
+
+def _window(ds: Dataset) -> tuple[float, float] | None:
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is not None and width is not None and center != "" and width != "":
+        c = center[0] if isinstance(center, pydicom.multival.MultiValue) else center
+        w = width[0] if isinstance(width, pydicom.multival.MultiValue) else width
+        if float(w) > 0:
+            return float(c), float(w)
+    for item in ds.get("VOILUTSequence", []) or []:
+        desc = item.get("LUTDescriptor")
+        if desc and len(desc) >= 2:
+            # Approximate a VOI LUT table by the input range it covers.
+            n = int(desc[0]) or 65536
+            return float(desc[1]) + n / 2.0, float(n)
+    return None
+
+
+def _as_compact(arr: np.ndarray, stored_dtype: np.dtype) -> np.ndarray:
+    """Integer dtype when the values are integers (bit depth preserved), else float32."""
+    if arr.dtype in (np.uint8, np.uint16):
+        return arr
+    if not np.issubdtype(arr.dtype, np.integer) and not np.array_equal(arr, np.round(arr)):
+        return arr.astype(np.float32)
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo >= 0 and hi <= 255 and stored_dtype == np.uint8:
+        return arr.astype(np.uint8)
+    if lo >= 0 and hi <= 65535:
+        return arr.astype(np.uint16)
+    if lo >= -32768 and hi <= 32767:
+        return arr.astype(np.int16)
+    return arr.astype(np.int32)
+
+
+def load_slot(slot: DicomSlot) -> StudyImage:
+    """Decode one classified file into a StudyImage."""
+    path = slot.path
+    _check_decoder(slot.header, path)
+    try:
+        ds = pydicom.dcmread(path, force=not looks_like_dicom(path))
+        raw = ds.pixel_array
+    except StudyLoadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoder failure means this one file is unreadable
+        raise StudyLoadError(f"skipped, the pixel data cannot be decoded (damaged or truncated file: {err})",
+                             path) from err
+    if raw.ndim != 2:
+        raise StudyLoadError(f"skipped, expected one greyscale frame, got pixel array of shape {raw.shape}", path)
+    px = apply_modality_lut(raw, ds)
+    window = _window(ds)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        # Invert within the Modality LUT output range so that bright means dense, as in MONOCHROME2.
+        lo, hi = _modality_range(ds)
+        px = (lo + hi) - px.astype(np.float64)
+        if window is not None:
+            window = (lo + hi - window[0], window[1])
+    px = _as_compact(np.asarray(px), raw.dtype)
+    spacing = None
+    for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
+        value = ds.get(keyword)
+        if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
+            spacing = (float(value[0]), float(value[1]))
+            break
+    orientation = None
+    po = ds.get("PatientOrientation")
+    if po is not None and len(po) == 2:
+        orientation = (str(po[0]), str(po[1]))
+    return StudyImage(
+        side=slot.side,
+        view=slot.view,
+        energy=slot.energy,
+        pixels=px,
+        source=path,
+        pixel_spacing_mm=spacing,
+        bits_stored=int(ds.get("BitsStored", 16)),
+        window=window,
+        orientation=orientation,
+    )
+
+
+def _choose_dicom_patient(headers: list[tuple[Path, Dataset]], root: Path, patient: str | None) -> str:
+    from core_model.io.cdd_cesm import choose_patient  # one wording for every loader
+
+    patients = list(dict.fromkeys(patient_of(ds) or root.name for _, ds in headers))
+    return choose_patient(patients, patient, root, normalize=lambda p: str(p).strip())
+
+
+def read_headers(paths: list[Path], warnings: list[str]) -> list[tuple[Path, Dataset]]:
+    headers = []
+    for path in paths:
+        try:
+            headers.append((path, read_header(path)))
+        except StudyLoadError as err:
+            warnings.append(str(err))
+    return headers
+
+
+def list_dicom_patients(paths: list[Path], root: Path) -> list[str]:
+    return list(dict.fromkeys(patient_of(ds) or root.name for _, ds in read_headers(paths, [])))
+
+
+def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warnings: list[str]):
+    """One patient's study from DICOM files; every skipped file is explained in ``warnings``."""
+    from core_model.study import Study
+
+    headers = read_headers(sorted(paths, key=str), warnings)
+    if not headers:
+        return None
+    chosen = _choose_dicom_patient(headers, root, patient)
+    mine = [(p, ds) for p, ds in headers if (patient_of(ds) or root.name) == chosen]
+    # Several examinations of one patient (priors) in one folder: open the one with most files.
+    studies: dict[str, list[tuple[Path, Dataset]]] = {}
+    for p, ds in mine:
+        studies.setdefault(str(ds.get("StudyInstanceUID", "") or ""), []).append((p, ds))
+    study_uid = max(studies, key=lambda uid: len(studies[uid]))
+    for uid, items in studies.items():
+        if uid != study_uid:
+            warnings.append(f"{items[0][0].parent}: skipped {len(items)} file(s) of another study of patient "
+                            f"{chosen} (StudyInstanceUID {uid or 'missing'}); opened study {study_uid}")
+    first = studies[study_uid][0][1]
+    study = Study(
+        patient_id=chosen,
+        study_id=study_uid or chosen,
+        source=root,
+        description=" ".join(_text(first, "StudyDescription")) or "DICOM study",
+    )
+    for path, ds in studies[study_uid]:
+        try:
+            slot = classify(path, ds)
+            if slot.slot in study.images:
+                warnings.append(f"{path}: skipped, {slot.slot[0]} {slot.energy.upper()} is already taken by "
+                                f"{study.images[slot.slot].source}; kept the first")
+                continue
+            image = load_slot(slot)
+        except StudyLoadError as err:
+            warnings.append(str(err))
+            continue
+        if slot.warning:
+            warnings.append(slot.warning)
+        study.add(image)
+        if SYNTHETIC_MARK_RE.search(" ".join(_text(ds, "SeriesDescription") + _text(ds, "ImageComments"))):
+            study.synthetic = True
+    return study
+
+
+SYNTHETIC_MARK_RE = re.compile(r"\bSYNTHETIC\b")

@@ -1,0 +1,72 @@
+"""Read PNG / JPEG / TIFF mammograms whose file names carry side, view and energy.
+
+Serves both the CDD-CESM collection (``P12_L_DM_CC.jpg``) and plain folders
+(``left_cc_le.png``); :mod:`core_model.io.detect` decides which names apply.
+Pixels keep their bit depth: 8-bit files load as uint8, 16-bit PNG/TIFF as
+uint16. No pixel spacing is known for these formats.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core_model.errors import StudyLoadError
+from core_model.io.limits import size_problem
+from core_model.io.naming import NameInfo
+from core_model.study import StudyImage
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+
+
+def read_raster(path: Path) -> tuple[np.ndarray, int]:
+    """(2-D pixels, bits stored) of one image file; StudyLoadError naming the reason otherwise."""
+    try:
+        with Image.open(path) as im:
+            # Image.open reads only the header: check the size before decoding.
+            cols, rows = im.size
+            problem = size_problem(rows, cols, getattr(im, "n_frames", 1))
+            if problem:
+                raise StudyLoadError(f"skipped, {problem}", path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im.load()
+            mode = im.mode
+            if mode in ("L", "I;16", "I;16B", "I;16L", "I", "F"):
+                px = np.array(im)
+            elif mode in ("1", "P", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "PA"):
+                px = np.array(im.convert("L"))
+            else:
+                raise StudyLoadError(f"skipped, unsupported image mode {mode}", path)
+    except StudyLoadError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise StudyLoadError(f"skipped, the image cannot be read (damaged or truncated file: {err})", path) from err
+    if px.ndim != 2:
+        raise StudyLoadError(f"skipped, expected a greyscale image, got shape {px.shape}", path)
+    if px.dtype == np.uint8:
+        return px, 8
+    if px.dtype.byteorder not in ("=", "|"):
+        px = px.astype(px.dtype.newbyteorder("="))
+    if np.issubdtype(px.dtype, np.integer):
+        lo, hi = int(px.min()), int(px.max())
+        if 0 <= lo and hi <= 65535:
+            px = px.astype(np.uint16)
+        return px, 16
+    return px.astype(np.float32), 32
+
+
+def load_named_image(path: Path, info: NameInfo) -> StudyImage:
+    pixels, bits = read_raster(path)
+    return StudyImage(
+        side=info.side,
+        view=info.view,
+        energy=info.energy,
+        pixels=pixels,
+        source=path,
+        pixel_spacing_mm=None,
+        bits_stored=bits,
+    )
