@@ -584,12 +584,13 @@ class ReviewSession:
         self._listeners.append(listener)
 
     def _commit(self, cmd: Command, how: str) -> None:
+        before = (self.review.revision, self.review.modified)
         self.review.touch()
         if self.store is not None:
             try:
                 self.store.save(self.review)
             except Exception:
-                self.review.revision -= 1
+                self.review.revision, self.review.modified = before
                 (cmd.undo if how != "undo" else cmd.apply)(self.review)
                 raise
         for fn in list(self._listeners):

@@ -76,14 +76,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)  # the bytes are on disk before the name points at them
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)  # the bytes are on disk before the name points at them
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if hasattr(os, "O_DIRECTORY"):  # the rename itself is durable once the directory is synced
         dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -116,6 +120,9 @@ class ReviewStore:
     def load(self, identity: dict[str, str]) -> Review | None:
         """The saved review of this study, or None when there is none yet."""
         path = self.path_for(identity)
+        # Temp files of a writer killed before its rename hold nothing the review lacks.
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         if not path.is_file():
             return None
         try:

@@ -1,0 +1,141 @@
+"""Autosave: study identity, atomic writes, exact restore, refusal of foreign or damaged files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core_model.io.naming import parse_cdd_cesm_name
+from core_model.review import (
+    EDITED,
+    AddFinding,
+    Link,
+    MoveVertex,
+    ReviewSession,
+    SetAssessment,
+    SetReader,
+    accept,
+    reject,
+)
+from core_model.review_store import ReviewStore, ReviewStoreError, data_dir, study_identity
+from core_model.study import Study, StudyImage
+
+
+def load_jpeg_study(folder: Path, patient_id: str | None = None) -> Study:
+    """Minimal CDD-CESM folder reader for these tests (the app has its own loaders)."""
+    study = None
+    for p in sorted(folder.glob("*.jpg")):
+        info = parse_cdd_cesm_name(p)
+        pid = patient_id or info.patient_id
+        study = study or Study(patient_id=pid, study_id=pid, source=folder)
+        study.add(StudyImage(info.side, info.view, info.energy, np.array(Image.open(p).convert("L")), p))
+    return study
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> ReviewStore:
+    monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path / "data"))
+    return ReviewStore()
+
+
+def test_data_dir_follows_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path))
+    assert data_dir() == tmp_path and ReviewStore().root == tmp_path / "reviews"
+    monkeypatch.delenv("NAFV_DATA_DIR")
+    assert data_dir().name == "nafv-viewer"
+
+
+def test_same_file_names_different_patients_never_share_a_review(tmp_path, demo_dir, cdd_test_dir):
+    # Folder b holds patient P12's images under P66's file names.
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(demo_dir, a, ignore=shutil.ignore_patterns("*.md"))
+    b.mkdir()
+    for p12 in sorted((cdd_test_dir / "images").glob("P12_*.jpg")):
+        shutil.copy(p12, b / p12.name.replace("P12_", "P66_"))
+    sa, sb = load_jpeg_study(a), load_jpeg_study(b)
+    ia, ib = study_identity(sa), study_identity(sb)
+    assert sa.patient_id == sb.patient_id == "P66"
+    assert ia["digest"] != ib["digest"] and ia["key"] != ib["key"]
+    assert ia["key"].startswith("P66_P66_") and len(ia["digest"]) == 64
+    # same files read again: same identity (reopening finds the review)
+    assert study_identity(load_jpeg_study(a)) == ia
+    # one pixel differs: another study
+    sa.images[("L_CC", "le")].pixels[0, 0] ^= 1
+    assert study_identity(sa)["digest"] != ia["digest"]
+    # same pixels, different patient id: another study
+    assert study_identity(load_jpeg_study(a, patient_id="P67"))["key"] != ia["key"]
+
+
+def test_every_change_is_saved_and_restored_exactly(store, demo_dir):
+    study = load_jpeg_study(demo_dir)
+    review = store.open(study)  # no analysis: the reader draws alone
+    path = store.path_for(review.identity)
+    assert path.is_file() and path.parent == store.root
+    s = ReviewSession(review, store)
+    s.do(AddFinding("L_CC", [(300.5, 200.25), (340, 210), (320, 250)]))
+    s.do(AddFinding("L_MLO", [(280, 190), (330, 200), (300, 240), (270, 230)]))
+    s.do(Link("F1", "F2"))
+    s.do(MoveVertex("F2", 3, (271.125, 231.0)))
+    s.do(SetAssessment("L", "birads", "4A"))
+    s.do(SetAssessment("L", "density", "b"))
+    s.do(SetAssessment("L", "text", "Enhancing mass — 12 o'clock, ∅ 8 mm"))
+    s.do(SetReader("Dr. Ünal"))
+    s.undo()
+    on_disk = json.loads(path.read_text(encoding="utf-8"))
+    assert on_disk["revision"] == review.revision == 9 and on_disk["reader"] == ""
+    restored = ReviewStore().open(load_jpeg_study(demo_dir))
+    assert restored.to_dict() == review.to_dict()
+    assert restored.findings["F2"].polygon[3] == (271.125, 231.0) and restored.findings["F1"].link == "F2"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left behind
+
+
+def test_reopening_keeps_the_reader_review_even_if_the_analysis_changed(store, demo_dir):
+    from test_review import make_analysis
+
+    study = load_jpeg_study(demo_dir)
+    review = store.open(study, make_analysis())
+    assert [f.state for f in review.findings.values()] == ["proposed"] * 3
+    ReviewSession(review, store).do(MoveVertex("F3", 0, (5.0, 6.0)))
+    other = make_analysis()
+    other.views.clear()  # a re-run that found nothing must not wipe the reader's work
+    again = ReviewStore().open(load_jpeg_study(demo_dir), other)
+    assert again.findings["F3"].state == EDITED and again.findings["F3"].polygon[0] == (5.0, 6.0)
+    assert again.ai["malignancy_probability"] == pytest.approx(0.73)
+
+
+def test_foreign_or_damaged_review_file_is_refused_and_left_untouched(store, demo_dir, tmp_path):
+    study = load_jpeg_study(demo_dir)
+    review = store.open(study)
+    path = store.path_for(review.identity)
+    data = json.loads(path.read_text())
+    data["identity"]["digest"] = "f" * 64
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReviewStoreError, match="different study"):
+        store.open(study)
+    path.write_text('{"format": "nafv-review", "identity": {')  # torn file (never written by the store)
+    with pytest.raises(ReviewStoreError, match="cannot be read") as err:
+        store.open(study)
+    assert str(path) in str(err.value)
+    assert path.read_text() == '{"format": "nafv-review", "identity": {'
+
+
+def test_save_failure_is_a_user_error_and_rolls_back(store, demo_dir, monkeypatch):
+    review = store.open(load_jpeg_study(demo_dir))
+    s = ReviewSession(review, store)
+    s.do(AddFinding("R_CC", [(1, 1), (9, 1), (5, 8)]))
+    import core_model.review_store as rs
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rs.os, "write", full)
+    with pytest.raises(ReviewStoreError, match="could not be saved.*No space left"):
+        s.do(reject("F1"))
+    assert review.findings["F1"].state == "accepted"
+    monkeypatch.undo()
+    assert ReviewStore(store.root).load(review.identity).to_dict() == review.to_dict()
