@@ -52,10 +52,19 @@ def _column_direction(side: str, view: str) -> str:
 
 
 def chest_wall_on_left(pixels: np.ndarray) -> bool:
-    """True when the breast touches the left edge (more signal in the left quarter)."""
-    px = pixels.astype(np.float32, copy=False)
-    q = max(1, px.shape[1] // 4)
-    return float(px[:, :q].mean()) >= float(px[:, -q:].mean())
+    """True when the chest wall is on the image's left.
+
+    The breast is widest at the chest wall and tapers to the nipple, so of the
+    two outermost tenths of the columns holding tissue, the chest-wall one has
+    the higher mean. (Resized or padded images need not touch the edge.)
+    """
+    profile = pixels.astype(np.float32, copy=False).mean(axis=0)
+    tissue = np.flatnonzero(profile > 0.05 * float(profile.max()))
+    if tissue.size == 0:
+        return True
+    a, b = int(tissue[0]), int(tissue[-1])
+    k = max(1, (b - a + 1) // 10)
+    return float(profile[a:a + k].mean()) >= float(profile[b - k + 1:b + 1].mean())
 
 
 def patient_orientation(pixels: np.ndarray, side: str, view: str) -> list[str]:
