@@ -96,9 +96,13 @@ def looks_like_dicom(path: Path) -> bool:
 def read_header(path: Path) -> Dataset:
     """The file's data set without pixel data; StudyLoadError if it is not readable DICOM."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, force=not looks_like_dicom(path))
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not looks_like_dicom(path))
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise StudyLoadError(f"skipped, not a readable DICOM file (damaged or truncated: {err})", path) from err
+    # A forced read of arbitrary bytes "succeeds" with a near-empty data set.
+    if not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "PatientID", "StudyInstanceUID")):
+        raise StudyLoadError("skipped, not a readable DICOM file (no DICOM header found)", path)
+    return ds
 
 
 def patient_of(ds: Dataset) -> str:
@@ -331,13 +335,6 @@ def load_slot(slot: DicomSlot) -> StudyImage:
     )
 
 
-def _choose_dicom_patient(headers: list[tuple[Path, Dataset]], root: Path, patient: str | None) -> str:
-    from core_model.io.cdd_cesm import choose_patient  # one wording for every loader
-
-    patients = list(dict.fromkeys(patient_of(ds) or root.name for _, ds in headers))
-    return choose_patient(patients, patient, root, normalize=lambda p: str(p).strip())
-
-
 def read_headers(paths: list[Path], warnings: list[str]) -> list[tuple[Path, Dataset]]:
     headers = []
     for path in paths:
@@ -348,42 +345,62 @@ def read_headers(paths: list[Path], warnings: list[str]) -> list[tuple[Path, Dat
     return headers
 
 
+def classify_all(paths: list[Path], warnings: list[str]) -> list[DicomSlot]:
+    """Slots of every usable file (headers only, nothing decoded); the others explained in ``warnings``."""
+    slots = []
+    for path, ds in read_headers(sorted(paths, key=str), warnings):
+        try:
+            slots.append(classify(path, ds))
+        except StudyLoadError as err:
+            warnings.append(str(err))
+    return slots
+
+
+def _patient(slot: DicomSlot, root: Path) -> str:
+    return patient_of(slot.header) or (root.name if root.is_dir() else root.parent.name)
+
+
 def list_dicom_patients(paths: list[Path], root: Path) -> list[str]:
-    return list(dict.fromkeys(patient_of(ds) or root.name for _, ds in read_headers(paths, [])))
+    return list(dict.fromkeys(_patient(s, root) for s in classify_all(paths, [])))
 
 
 def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warnings: list[str]):
-    """One patient's study from DICOM files; every skipped file is explained in ``warnings``."""
+    """One patient's study from DICOM files; every skipped file is explained in ``warnings``.
+
+    Only files that are usable mammograms count when telling patients apart, so
+    a CT of someone else in the folder does not block opening the study.
+    """
+    from core_model.io.cdd_cesm import choose_patient  # one wording for every loader
     from core_model.study import Study
 
-    headers = read_headers(sorted(paths, key=str), warnings)
-    if not headers:
+    slots = classify_all(paths, warnings)
+    if not slots:
         return None
-    chosen = _choose_dicom_patient(headers, root, patient)
-    mine = [(p, ds) for p, ds in headers if (patient_of(ds) or root.name) == chosen]
+    patients = list(dict.fromkeys(_patient(s, root) for s in slots))
+    chosen = choose_patient(patients, patient, root, normalize=lambda p: str(p).strip())
+    mine = [s for s in slots if _patient(s, root) == chosen]
     # Several examinations of one patient (priors) in one folder: open the one with most files.
-    studies: dict[str, list[tuple[Path, Dataset]]] = {}
-    for p, ds in mine:
-        studies.setdefault(str(ds.get("StudyInstanceUID", "") or ""), []).append((p, ds))
+    studies: dict[str, list[DicomSlot]] = {}
+    for s in mine:
+        studies.setdefault(str(s.header.get("StudyInstanceUID", "") or ""), []).append(s)
     study_uid = max(studies, key=lambda uid: len(studies[uid]))
     for uid, items in studies.items():
         if uid != study_uid:
-            warnings.append(f"{items[0][0].parent}: skipped {len(items)} file(s) of another study of patient "
+            warnings.append(f"{items[0].path.parent}: skipped {len(items)} file(s) of another study of patient "
                             f"{chosen} (StudyInstanceUID {uid or 'missing'}); opened study {study_uid}")
-    first = studies[study_uid][0][1]
+    first = studies[study_uid][0].header
     study = Study(
         patient_id=chosen,
         study_id=study_uid or chosen,
         source=root,
         description=" ".join(_text(first, "StudyDescription")) or "DICOM study",
     )
-    for path, ds in studies[study_uid]:
+    for slot in studies[study_uid]:
+        if slot.slot in study.images:
+            warnings.append(f"{slot.path}: skipped, {slot.slot[0]} {slot.energy.upper()} is already taken by "
+                            f"{study.images[slot.slot].source}; kept the first")
+            continue
         try:
-            slot = classify(path, ds)
-            if slot.slot in study.images:
-                warnings.append(f"{path}: skipped, {slot.slot[0]} {slot.energy.upper()} is already taken by "
-                                f"{study.images[slot.slot].source}; kept the first")
-                continue
             image = load_slot(slot)
         except StudyLoadError as err:
             warnings.append(str(err))
@@ -391,7 +408,8 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
         if slot.warning:
             warnings.append(slot.warning)
         study.add(image)
-        if SYNTHETIC_MARK_RE.search(" ".join(_text(ds, "SeriesDescription") + _text(ds, "ImageComments"))):
+        marks = _text(slot.header, "SeriesDescription") + _text(slot.header, "ImageComments")
+        if SYNTHETIC_MARK_RE.search(" ".join(marks)):
             study.synthetic = True
     return study
 
