@@ -1,0 +1,157 @@
+"""``nafv-viewer``: open the reading window, or render it headless to a PNG (--screenshot).
+
+    nafv-viewer [PATH | --demo] [--analyze] [--layout 4up|8up|1up] [--energy le|rc]
+                [--screenshot OUT.png] [--seg-weights F] [--cls-weights F]
+
+With --screenshot the window is rendered offscreen (when there is no display),
+saved, and the program exits 0; a study or analysis that cannot be done prints
+one line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from core_model.study import ENERGIES
+from nafv_viewer.state import LAYOUTS
+
+SCREENSHOT_TIMEOUT_S = 300.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nafv-viewer", description="Contrast-enhanced mammography viewer (research use, not for clinical use).")
+    p.add_argument("path", nargs="?", help="study folder (DICOM, CDD-CESM names, or named PNG/JPEG/TIFF)")
+    p.add_argument("--demo", action="store_true", help="open the bundled demo study")
+    p.add_argument("--analyze", action="store_true", help="run the AI analysis once the study is open")
+    p.add_argument("--layout", choices=LAYOUTS, default=None)
+    p.add_argument("--energy", choices=ENERGIES, default=None)
+    p.add_argument("--screenshot", metavar="OUT.png", help="render the window offscreen, save it, exit")
+    p.add_argument("--size", default="1600x1000", help="window size for --screenshot, WxH (default 1600x1000)")
+    p.add_argument("--seg-weights", help="segmentation weights (.safetensors with its .json card)")
+    p.add_argument("--cls-weights", help="classifier weights (.safetensors with its .json card)")
+    return p
+
+
+def _analyzer_factory(args):
+    if not (args.seg_weights or args.cls_weights):
+        return None  # the window's default: shipped weights
+
+    def factory():
+        from core_model.analyze import Analyzer
+
+        return Analyzer(seg_weights=args.seg_weights, cls_weights=args.cls_weights)
+
+    return factory
+
+
+def _wait_for(signals: dict, timeout_s: float):
+    """Run the event loop until one of ``signals`` (name -> Signal) fires; return (name, args)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    result: list = []
+
+    def make(name):
+        def fire(*a):
+            if not result:
+                result.append((name, a))
+            loop.quit()
+
+        return fire
+
+    for name, sig in signals.items():
+        sig.connect(make(name))
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    return result[0] if result else ("timeout", ())
+
+
+def _screenshot(window, app, path: Path | None, out: Path, analyze: bool) -> int:
+    w, h = window._screenshot_size
+    window.resize(w, h)
+    window.show()
+    app.processEvents()
+    if path is not None:
+        window.open_study(path)
+        name, a = _wait_for({"ready": window.study_ready, "failed": window.study_failed}, SCREENSHOT_TIMEOUT_S)
+        if name != "ready":
+            print(f"nafv-viewer: {a[0] if a else 'timed out opening the study'}", file=sys.stderr)
+            return 2
+        if analyze:
+            window.run_analysis()
+            name, a = _wait_for(
+                {"done": window.analysis_finished, "failed": window.analysis_failed, "cancelled": window.analysis_cancelled},
+                SCREENSHOT_TIMEOUT_S,
+            )
+            if name != "done":
+                print(f"nafv-viewer: analysis failed: {a[0] if a else name}", file=sys.stderr)
+                return 2
+    for _ in range(3):
+        app.processEvents()
+    window.grid.reset_zoom()
+    app.processEvents()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(out)):
+        print(f"nafv-viewer: could not write {out}", file=sys.stderr)
+        return 2
+    print(f"saved {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage line
+        return int(exc.code or 0)
+    if args.demo and args.path:
+        print("nafv-viewer: give either PATH or --demo, not both", file=sys.stderr)
+        return 2
+    try:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+        assert len(size) == 2 and min(size) > 100
+    except (ValueError, AssertionError):
+        print(f"nafv-viewer: --size must look like 1600x1000, not {args.size!r}", file=sys.stderr)
+        return 2
+    headless = args.screenshot is not None
+    if headless and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from nafv_viewer.widgets.main_window import MainWindow, demo_path
+
+    app = QApplication.instance() or QApplication(["nafv-viewer"])
+    settings = None
+    if headless:  # a headless render must not touch the reader's recent list or settings
+        settings = QSettings(str(Path(tempfile.mkdtemp(prefix="nafv-viewer-")) / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(analyzer_factory=_analyzer_factory(args), settings=settings)
+    window._screenshot_size = size
+    if args.layout:
+        window.state.layout = args.layout
+    if args.energy:
+        window.state.energy = args.energy
+    path = demo_path() if args.demo else (Path(args.path) if args.path else None)
+    if headless:
+        if args.analyze:
+            window.state.auto_analyze = False  # run exactly once, below
+        try:
+            return _screenshot(window, app, path, Path(args.screenshot), args.analyze)
+        finally:
+            window.shutdown()
+            window.close()
+    window.show()
+    if path is not None:
+        if args.analyze:
+            window.study_ready.connect(lambda _s: window.run_analysis())
+        window.open_study(path)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

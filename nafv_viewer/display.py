@@ -1,0 +1,131 @@
+"""Display-ready images: hanging flips, a resolution pyramid and window -> levels (pure numpy).
+
+A 3328x4096 mammogram is 13.6 M pixels; redrawing that for every window/level
+or pan frame cannot stay under 16 ms on a small CPU. So each image keeps a
+pyramid of 2x block-mean levels, and a panel draws the level whose pixels are
+about the size of a screen pixel, cropped to what is visible; at high zoom
+that is level 0, i.e. full resolution. Building the pyramid is numpy only, so
+it runs in the loading worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core_model.study import StudyImage
+from nafv_viewer.hanging import Flips, flips_for_image
+
+# Coarsest level: about this many pixels on its long side.
+_COARSEST = 256
+# Levels with at most this many pixels are drawn whole; larger ones are cropped to the view.
+WHOLE_LEVEL_MAX_PIXELS = 1_500_000
+
+
+def _half(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    if h == 0 or w == 0:
+        return a
+    b = a[:h, :w]
+    # Sum in float32 on a contiguous copy: block mean keeps the grey levels honest.
+    s = b[0::2, 0::2].astype(np.float32)
+    s += b[1::2, 0::2]
+    s += b[0::2, 1::2]
+    s += b[1::2, 1::2]
+    s *= 0.25
+    if np.issubdtype(a.dtype, np.integer):
+        return np.rint(s).astype(a.dtype)
+    return s.astype(a.dtype)
+
+
+@dataclass
+class DisplayImage:
+    """One study image in reading position, with its pyramid and display range (raw units)."""
+
+    key: str
+    energy: str
+    flips: Flips
+    levels: list[np.ndarray]  # levels[0] = flipped full-resolution view (no copy), then /2, /4, ...
+    raw_range: tuple[float, float]  # raw values mapped to window 0 and 1
+    source_shape: tuple[int, int]
+    raw: np.ndarray = field(repr=False, default=None)  # original pixels, for values under the cursor
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.source_shape
+
+    def levels_for(self, center: float, width: float) -> tuple[float, float]:
+        """Window (centre, width in display-range units) -> raw (low, high) levels."""
+        lo, hi = self.raw_range
+        span = hi - lo
+        return lo + (center - width / 2.0) * span, lo + (center + width / 2.0) * span
+
+    def value_at(self, col: int, row: int) -> float:
+        return float(self.raw[row, col])
+
+    def pick_level(self, visible_width_px: float, screen_width_px: float) -> int:
+        """The level whose pixels are closest to screen pixels (0 = full resolution)."""
+        if screen_width_px <= 0 or visible_width_px <= 0:
+            return len(self.levels) - 1
+        ratio = visible_width_px / screen_width_px
+        level = int(round(math.log2(ratio))) if ratio > 1 else 0
+        return max(0, min(level, len(self.levels) - 1))
+
+    def crop(self, level: int, x0: float, y0: float, x1: float, y1: float, margin: float = 0.25):
+        """The part of ``level`` covering scene box (x0, y0, x1, y1) plus a margin.
+
+        Returns (array, (sx, sy, sw, sh)) with the scene rectangle the array covers.
+        Small levels come back whole so most pans need no new crop.
+        """
+        img = self.levels[level]
+        h, w = self.source_shape
+        lh, lw = img.shape
+        if lh * lw <= WHOLE_LEVEL_MAX_PIXELS:
+            return img, (0.0, 0.0, float(w), float(h))
+        fx, fy = lw / w, lh / h
+        mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+        c0 = max(0, int(math.floor((x0 - mx) * fx)))
+        c1 = min(lw, int(math.ceil((x1 + mx) * fx)))
+        r0 = max(0, int(math.floor((y0 - my) * fy)))
+        r1 = min(lh, int(math.ceil((y1 + my) * fy)))
+        if c1 <= c0 or r1 <= r0:
+            return img[:1, :1], (0.0, 0.0, 0.0, 0.0)
+        return img[r0:r1, c0:c1], (c0 / fx, r0 / fy, (c1 - c0) / fx, (r1 - r0) / fy)
+
+    def windowed_uint8(self, array: np.ndarray, center: float, width: float, invert: bool) -> np.ndarray:
+        lo, hi = self.levels_for(center, width)
+        out = (array.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-6))
+        np.clip(out, 0, 255, out=out)
+        out = out.astype(np.uint8)
+        return 255 - out if invert else out
+
+
+def display_range(image: StudyImage, coarse: np.ndarray) -> tuple[float, float]:
+    """Raw values that map to 0 and 1: the file's VOI window if any, else a robust min/max."""
+    if image.window is not None and image.window[1] > 0:
+        c, w = image.window
+        return float(c - w / 2.0), float(c + w / 2.0)
+    lo, hi = np.percentile(coarse, [0.1, 99.9])
+    if hi <= lo:
+        lo, hi = float(coarse.min()), float(coarse.max()) + 1.0
+    return float(lo), float(hi)
+
+
+def build_display_image(image: StudyImage, key: str | None = None) -> DisplayImage:
+    flips = flips_for_image(image)
+    base = flips.apply(image.pixels)
+    levels = [base]
+    # First halving from the (possibly flipped) view; later ones from compact arrays.
+    while max(levels[-1].shape) > _COARSEST * 1.5:
+        levels.append(_half(levels[-1]))
+    return DisplayImage(
+        key=key or image.key,
+        energy=image.energy,
+        flips=flips,
+        levels=levels,
+        raw_range=display_range(image, levels[-1]),
+        source_shape=tuple(image.pixels.shape),
+        raw=image.pixels,
+    )

@@ -1,0 +1,136 @@
+"""Mammography hanging: which flips put an image in reading position (pure numpy, no Qt).
+
+Reading position (see docs/cem-primer): right breast on the viewer's left, left
+breast on the right, each pair hung back to back as mirror images, so an R
+image has its chest wall on the right-hand edge of its panel and an L image on
+the left-hand edge (nipples point outward); MLO with the axilla at the top, CC
+with the lateral side at the top.
+
+The flips come from DICOM PatientOrientation when the file gives it; otherwise
+the chest-wall side is detected from the pixels (the breast touches the image
+edge along the chest wall, and the tissue mass sits against it). Without tags
+the vertical direction is left as stored: nothing in the pixels says reliably
+which end is lateral on a CC view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Wanted PatientOrientation in reading position: (row direction, column direction).
+# Along a row of an R image we walk from the nipple to the chest wall: posterior.
+_WANTED_ROW = {"R": "P", "L": "A"}
+# Down a column: CC goes from lateral to medial (toward the other side);
+# MLO goes from the axilla toward the feet.
+_WANTED_COL = {("R", "CC"): "L", ("L", "CC"): "R", ("R", "MLO"): "F", ("L", "MLO"): "F"}
+_OPPOSITE = {"A": "P", "P": "A", "L": "R", "R": "L", "H": "F", "F": "H"}
+
+
+@dataclass(frozen=True)
+class Flips:
+    horizontal: bool
+    vertical: bool
+    source: str  # "tags", "content" or "none"; shown to the reader on request
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        """A flipped *view* of ``array`` (no copy)."""
+        if self.horizontal:
+            array = array[:, ::-1]
+        if self.vertical:
+            array = array[::-1, :]
+        return array
+
+    def to_display(self, xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Original (x, y) pixel-centre coordinates -> scene coordinates of the displayed image.
+
+        The displayed image covers [0, w] x [0, h]; pixel (i, j) covers
+        [i, i+1] x [j, j+1], so its centre is at i + 0.5 (or w - i - 0.5 when flipped).
+        """
+        h, w = shape
+        out = np.array(xy, dtype=np.float64, copy=True).reshape(-1, 2) + 0.5
+        if self.horizontal:
+            out[:, 0] = w - out[:, 0]
+        if self.vertical:
+            out[:, 1] = h - out[:, 1]
+        return out
+
+    def pixel_at(self, x: float, y: float, shape: tuple[int, int]) -> tuple[int, int] | None:
+        """Scene position -> original (column, row) of the pixel under it, or None outside."""
+        h, w = shape
+        if not (0 <= x < w and 0 <= y < h):
+            return None
+        col, row = int(x), int(y)
+        if self.horizontal:
+            col = w - 1 - col
+        if self.vertical:
+            row = h - 1 - row
+        return col, row
+
+
+NO_FLIPS = Flips(False, False, "none")
+
+
+def chest_wall_side(pixels: np.ndarray) -> str:
+    """'left' or 'right': the image edge the chest wall lies on, judged from the pixels.
+
+    Two cues, both robust to small burned-in markers on the nipple side: how much
+    of each outer column strip is tissue (the breast is cut by the detector edge
+    along the chest wall), then, as a tie-break, which half holds more tissue.
+    """
+    img = np.asarray(pixels)
+    # Subsample big images: the cue is coarse and this must stay fast.
+    step = max(1, int(np.ceil(max(img.shape) / 512)))
+    small = img[::step, ::step].astype(np.float32)
+    lo, hi = np.percentile(small, [1, 99])
+    if hi <= lo:
+        return "left"  # blank image: nothing to decide, keep as stored
+    tissue = small > lo + 0.1 * (hi - lo)
+    w = tissue.shape[1]
+    strip = max(1, w // 50)
+    left_edge = tissue[:, :strip].mean()
+    right_edge = tissue[:, -strip:].mean()
+    if abs(left_edge - right_edge) > 0.05:
+        return "left" if left_edge > right_edge else "right"
+    cols = tissue.mean(axis=0)
+    return "left" if cols[: w // 2].sum() >= cols[w // 2 :].sum() else "right"
+
+
+def _orientation_flips(side: str, view: str, orientation: tuple[str, str]) -> tuple[bool, bool] | None:
+    row, col = (str(v).upper().strip() for v in orientation)
+    if not row or not col:
+        return None
+    want_row, want_col = _WANTED_ROW[side], _WANTED_COL[(side, view)]
+    row0 = row[0]
+    if row0 not in ("A", "P"):
+        return None
+    horizontal = row0 != want_row
+    # Column direction may be compound ("FL"); compare the component that matters.
+    if view == "MLO":
+        comp = next((c for c in col if c in "HF"), None)
+    else:
+        comp = next((c for c in col if c in "LR"), None)
+    vertical = comp is not None and comp == _OPPOSITE[want_col]
+    return horizontal, vertical
+
+
+def hanging_flips(side: str, view: str, pixels: np.ndarray, orientation: tuple[str, str] | None = None) -> Flips:
+    """The flips that put one image of ``side``/``view`` in reading position."""
+    side, view = side.upper(), view.upper()
+    if orientation is not None:
+        flips = _orientation_flips(side, view, orientation)
+        if flips is not None:
+            return Flips(flips[0], flips[1], "tags")
+    wanted = "right" if side == "R" else "left"
+    return Flips(chest_wall_side(pixels) != wanted, False, "content")
+
+
+def flips_for_image(image) -> Flips:
+    """:func:`hanging_flips` for a :class:`core_model.study.StudyImage`."""
+    return hanging_flips(image.side, image.view, image.pixels, image.orientation)
+
+
+def mirrored(side_a: str, side_b: str) -> bool:
+    """Whether two views are hung as mirror images (pan/zoom sync mirrors x between them)."""
+    return side_a.upper() != side_b.upper()

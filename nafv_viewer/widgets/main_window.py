@@ -1,0 +1,394 @@
+"""The reading window: hanging grid, side panel, menus, shortcuts, opening studies, running the analysis.
+
+Wiring only: loading and analysis run as jobs (nafv_viewer.worker) off the GUI
+thread; display choices live in ViewerState; the panels draw. Errors a reader
+can act on appear as a message box and in the status bar, and the window
+stays usable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QSettings, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QSplitter, QWidget
+
+from core_model.study import VIEW_KEYS, Study
+from nafv_viewer.display import DisplayImage
+from nafv_viewer.state import PRESETS, ViewerState
+from nafv_viewer.widgets.dialogs import ShortcutsDialog, show_error
+from nafv_viewer.widgets.side_panel import SidePanel
+from nafv_viewer.widgets.view_grid import ViewGrid
+from nafv_viewer.worker import AnalysisJob, AnalyzerFactory, StudyLoader, StudyLoadJob, default_analyzer_factory, start_job
+
+MAX_RECENT = 10
+APP_NAME = "NaFV Viewer"
+
+
+class MainWindow(QMainWindow):
+    study_opened = Signal(object)  # Study, as soon as its slots are known
+    study_ready = Signal(object)  # Study, every image on screen
+    study_failed = Signal(str)
+    analysis_finished = Signal(object)
+    analysis_failed = Signal(str)
+    analysis_cancelled = Signal()
+
+    def __init__(
+        self,
+        state: ViewerState | None = None,
+        analyzer_factory: AnalyzerFactory | None = None,
+        study_loader: StudyLoader | None = None,
+        settings: QSettings | None = None,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.state = state or ViewerState()
+        self.settings = settings or QSettings("NaFV", APP_NAME)
+        self.study_loader = study_loader
+        self._analyzer_factory = analyzer_factory or default_analyzer_factory
+        self._analyzer = None
+        self._analyzer_lock = threading.Lock()
+        self.study: Study | None = None
+        self.study_path: Path | None = None
+        self.analysis = None
+        self.last_error: str | None = None
+        self.error_box = None
+        self.load_timings: dict[str, float] = {}
+        self._load_job: StudyLoadJob | None = None
+        self._analysis_job: AnalysisJob | None = None
+        self._threads: list[QThread] = []
+        self._t_open = 0.0
+
+        self.state.auto_analyze = self.settings.value("auto_analyze", False, type=bool)
+        self.grid = ViewGrid(self.state)
+        self.side = SidePanel(self.state)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.grid)
+        split.addWidget(self.side)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 0)
+        split.setSizes([1300, 320])
+        self.setCentralWidget(split)
+        self.cursor_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.cursor_label)
+        self.setAcceptDrops(True)
+        self.setWindowTitle(APP_NAME)
+        self.resize(1600, 1000)
+        self.setStyleSheet("QMainWindow, QScrollArea, QScrollArea > QWidget > QWidget { background: #202020; color: #dddddd; }"
+                           " QGroupBox { color: #dddddd; } QLabel, QCheckBox { color: #dddddd; }")
+
+        for p in self.grid.all_panels():
+            p.cursor_info.connect(self.cursor_label.setText)
+        self.side.run_requested.connect(self.run_analysis)
+        self.side.cancel_requested.connect(self.cancel_analysis)
+        self.state.subscribe(self._on_state)
+        self._build_actions()
+
+    # -- actions and shortcuts --------------------------------------------------------
+    def _shortcut_table(self) -> list[tuple[str, str, str, Callable[[], Any]]]:
+        s = self.state
+        rows = [
+            ("file", "Ctrl+O", "Open a study folder…", self.open_dialog),
+            ("view", "E", "Switch energy LE ↔ RC (geometry kept)", s.toggle_energy),
+            ("view", "L", "Next layout (4-up, 8-up, 1-up)", s.cycle_layout),
+            ("view", "4", "4-up layout", lambda: setattr(s, "layout", "4up")),
+            ("view", "8", "8-up layout (LE and RC side by side)", lambda: setattr(s, "layout", "8up")),
+            ("view", "1", "1-up layout (active view)", lambda: setattr(s, "layout", "1up")),
+            ("view", "Tab", "Next view (active view for 1-up)", self.next_view),
+            ("view", "Y", "Sync zoom/pan across views on/off", lambda: s.toggle("sync")),
+            ("view", "I", "Invert grey levels", lambda: s.toggle("invert")),
+            ("view", "R", "Reset zoom, pan, window/level and invert", self.reset_view),
+            ("view", "M", "Magnifier on/off", lambda: s.toggle("magnifier")),
+            ("view", "B", "Blink LE/RC of each view", lambda: self._toggle_compare("blink")),
+            ("view", "W", "Swipe LE/RC (divider follows the cursor)", lambda: self._toggle_compare("swipe")),
+            ("view", "+", "Zoom in", lambda: self.zoom(0.8)),
+            ("view", "-", "Zoom out", lambda: self.zoom(1.25)),
+        ]
+        for i in range(4):
+            rows.append(("view", f"F{i + 5}", f"Window preset {i + 1} (per energy)", lambda i=i: self.preset(i)))
+        rows += [
+            ("analysis", "A", "Run the AI analysis", self.run_analysis),
+            ("analysis", "Esc", "Cancel the running analysis", self.cancel_analysis),
+            ("analysis", "C", "Lesion contours on/off", lambda: s.toggle("show_contours")),
+            ("analysis", "H", "Heatmap on/off", lambda: s.toggle("show_heatmap")),
+            ("analysis", "]", "Heatmap more opaque", lambda: self.change_opacity(0.1)),
+            ("analysis", "[", "Heatmap more transparent", lambda: self.change_opacity(-0.1)),
+            ("help", "F1", "Keyboard shortcuts", self.show_shortcuts),
+            ("file", "Ctrl+Q", "Quit", self.close),
+        ]
+        return rows
+
+    def _build_actions(self) -> None:
+        menus = {
+            "file": self.menuBar().addMenu("&File"),
+            "view": self.menuBar().addMenu("&View"),
+            "analysis": self.menuBar().addMenu("&Analysis"),
+            "help": self.menuBar().addMenu("&Help"),
+        }
+        self.actions_by_key: dict[str, QAction] = {}
+        self.shortcut_rows: list[tuple[str, str]] = []
+        for menu, key, text, slot in self._shortcut_table():
+            act = QAction(text, self)
+            act.setShortcut(QKeySequence(key))
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            act.triggered.connect(lambda checked=False, slot=slot: slot())
+            menus[menu].addAction(act)
+            self.addAction(act)  # shortcuts work with the menu bar hidden too
+            self.actions_by_key[key] = act
+            self.shortcut_rows.append((key, text))
+        self.shortcut_rows.append(("Right-drag / Ctrl+left-drag", "Window/level: left-right = width, up-down = level"))
+        self.shortcut_rows.append(("Left-drag / wheel", "Pan / zoom at the cursor"))
+        self.shortcut_rows.append(("Click a view", "Make it the active view"))
+        self.recent_menu = QMenu("Open &recent", self)
+        menus["file"].insertMenu(menus["file"].actions()[1], self.recent_menu)
+        self._rebuild_recent()
+        demo = QAction("Open the demo study", self)
+        demo.triggered.connect(lambda: self.open_study(demo_path()))
+        menus["file"].insertAction(menus["file"].actions()[1], demo)
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        self.shortcuts_dialog = ShortcutsDialog(self.shortcut_rows, self)
+        self.shortcuts_dialog.open()
+        return self.shortcuts_dialog
+
+    def _toggle_compare(self, mode: str) -> None:
+        self.state.compare = "off" if self.state.compare == mode else mode
+
+    def next_view(self) -> None:
+        i = VIEW_KEYS.index(self.state.active_view)
+        self.state.active_view = VIEW_KEYS[(i + 1) % len(VIEW_KEYS)]
+
+    def reset_view(self) -> None:
+        self.state.reset_display()
+        self.grid.reset_zoom()
+
+    def zoom(self, factor: float) -> None:
+        panel = self.grid.panel(self.state.active_view)
+        if panel.has_image:
+            panel.zoom_by(factor)
+
+    def preset(self, index: int) -> None:
+        names = list(PRESETS[self.state.energy])
+        if index < len(names):
+            self.state.apply_preset(names[index])
+
+    def change_opacity(self, delta: float) -> None:
+        self.state.heatmap_opacity = round(min(1.0, max(0.0, self.state.heatmap_opacity + delta)), 2)
+
+    def _on_state(self, name: str, value: Any) -> None:
+        if name == "auto_analyze":
+            self.settings.setValue("auto_analyze", bool(value))
+
+    # -- recent studies ---------------------------------------------------------------
+    def recent_studies(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _remember(self, path: Path) -> None:
+        p = str(Path(path).resolve())
+        recent = [p] + [r for r in self.recent_studies() if r != p]
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        self._rebuild_recent()
+
+    def _rebuild_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_studies()
+        for p in recent:
+            act = self.recent_menu.addAction(p)
+            act.triggered.connect(lambda checked=False, p=p: self.open_study(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    # -- opening a study ------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        start = str(self.study_path.parent) if self.study_path else ""
+        path = QFileDialog.getExistingDirectory(self, "Open a study folder", start)
+        if path:
+            self.open_study(path)
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            p = Path(urls[0])
+            self.open_study(p if p.is_dir() else p.parent)
+            event.acceptProposedAction()
+
+    def open_study(self, path: str | Path) -> None:
+        """Start loading ``path``; panels fill in as images arrive. Errors go to :meth:`show_error`."""
+        path = Path(path)
+        if self._analysis_job is not None:  # its result would belong to the previous study
+            self._analysis_job.cancel()
+            self._analysis_job = None
+            self.side.set_running(False)
+        if self._load_job is not None:
+            self._load_job.cancel()
+        self._t_open = time.perf_counter()
+        self.load_timings = {}
+        self.statusBar().showMessage(f"Opening {path} …")
+        job = StudyLoadJob(path, loader=self.study_loader, first_energy=self.state.energy)
+        self._load_job = job
+        # Bound methods of this window: queued to the GUI thread. Signals of a
+        # superseded job (a newer open replaced it) are ignored there.
+        job.study_loaded.connect(self._on_study_loaded)
+        job.image_ready.connect(self._on_image_ready)
+        job.finished.connect(self._on_study_ready)
+        job.errored.connect(self._on_study_error)
+        self._track(start_job(job, self))
+
+    def _track(self, thread: QThread) -> None:
+        self._threads.append(thread)
+        thread.finished.connect(lambda t=thread: self._threads.remove(t) if t in self._threads else None)
+
+    def _current(self, job) -> bool:
+        return job is not None and self.sender() is job
+
+    @Slot(object)
+    def _on_study_loaded(self, study: Study) -> None:
+        if not self._current(self._load_job):
+            return
+        path = self._load_job.path
+        self.load_timings["study_read_s"] = time.perf_counter() - self._t_open
+        self.study = study
+        self.study_path = path
+        self.analysis = None
+        self.grid.begin_study(study)
+        self.side.show_study(study)
+        self.setWindowTitle(f"{APP_NAME} — {study.patient_id} ({path.name})")
+        self._remember(path)
+        self.study_opened.emit(study)
+
+    @Slot(object)
+    def _on_image_ready(self, image: DisplayImage) -> None:
+        if not self._current(self._load_job):
+            return
+        self.grid.add_image(image)
+        if "first_image_s" not in self.load_timings:
+            self.load_timings["first_image_s"] = time.perf_counter() - self._t_open
+
+    @Slot(object)
+    def _on_study_ready(self, study: Study) -> None:
+        if not self._current(self._load_job):
+            return
+        self._load_job = None
+        self.load_timings["all_images_s"] = time.perf_counter() - self._t_open
+        msg = f"{study.summary()} — on screen in {self.load_timings['all_images_s']:.2f} s"
+        if study.warnings:
+            msg += f"; {len(study.warnings)} file(s) skipped (see side panel)"
+        self.statusBar().showMessage(msg)
+        self.study_ready.emit(study)
+        if self.state.auto_analyze:
+            self.run_analysis()
+
+    @Slot(str)
+    def _on_study_error(self, message: str) -> None:
+        if not self._current(self._load_job):
+            return
+        self._load_job = None
+        self.show_error("Cannot open the study", message)
+        self.study_failed.emit(message)
+
+    def show_error(self, title: str, message: str) -> None:
+        self.last_error = message
+        self.statusBar().showMessage(f"{title}: {message}")
+        self.error_box = show_error(self, title, message)
+
+    # -- analysis -------------------------------------------------------------------------------
+    def _cached_analyzer(self):
+        # Weights load once per window (in the job's thread), then every run reuses them.
+        with self._analyzer_lock:
+            if self._analyzer is None:
+                self._analyzer = self._analyzer_factory()
+            return self._analyzer
+
+    @property
+    def analysis_running(self) -> bool:
+        return self._analysis_job is not None
+
+    def run_analysis(self) -> None:
+        if self.study is None:
+            self.show_error("Nothing to analyse", "Open a study first.")
+            return
+        if self._analysis_job is not None:
+            return
+        job = AnalysisJob(self.study, self._cached_analyzer)
+        self._analysis_job = job
+        job.progress.connect(self._on_analysis_progress)
+        job.finished.connect(self._on_analysis_done)
+        job.errored.connect(self._on_analysis_error)
+        job.cancelled.connect(self._on_analysis_cancelled)
+        self.side.set_running(True)
+        self.side.set_progress("starting", 0.0)
+        self.statusBar().showMessage("Analysis running…")
+        self._track(start_job(job, self))
+
+    def cancel_analysis(self) -> None:
+        if self._analysis_job is not None:
+            self._analysis_job.cancel()
+            self.side.stage_label.setText("cancelling…")
+
+    @Slot(str, float)
+    def _on_analysis_progress(self, stage: str, fraction: float) -> None:
+        if self._current(self._analysis_job):
+            self.side.set_progress(stage, fraction)
+
+    @Slot(object)
+    def _on_analysis_done(self, analysis) -> None:
+        if not self._current(self._analysis_job):
+            return
+        self._analysis_job = None
+        self.analysis = analysis
+        self.side.set_running(False)
+        self.side.set_progress("done", 1.0)
+        self.side.show_analysis(analysis)
+        self.grid.set_analysis(analysis)
+        self.statusBar().showMessage("Analysis finished" + (" — not for clinical use" if analysis.not_for_clinical_use else ""))
+        self.analysis_finished.emit(analysis)
+
+    @Slot(str)
+    def _on_analysis_error(self, message: str) -> None:
+        if not self._current(self._analysis_job):
+            return
+        self._analysis_job = None
+        self.side.set_running(False)
+        self.side.stage_label.setText("failed")
+        self.side.show_analysis(None, f"Analysis failed: {message}")
+        self.show_error("Analysis failed", message)
+        self.analysis_failed.emit(message)
+
+    @Slot()
+    def _on_analysis_cancelled(self) -> None:
+        if not self._current(self._analysis_job):
+            return
+        self._analysis_job = None
+        self.side.set_running(False)
+        self.side.progress.setValue(0)
+        self.side.stage_label.setText("cancelled")
+        self.statusBar().showMessage("Analysis cancelled")
+        self.analysis_cancelled.emit()
+
+    # -- shutdown ---------------------------------------------------------------------------------------
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Cancel running jobs and wait for their threads (called on close)."""
+        for job in (self._load_job, self._analysis_job):
+            if job is not None:
+                job.cancel()
+        for t in list(self._threads):
+            t.quit()
+            t.wait(timeout_ms)
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def demo_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "resources" / "demo"

@@ -1,0 +1,267 @@
+"""Side panel: study facts, display controls, the analysis button/progress and its results.
+
+Widgets bind to :class:`ViewerState` both ways with a guard flag (no update
+loops). The analysis results are only formatted here, never computed: the
+numbers come from :class:`core_model.analysis.Analysis` as they are, with the
+model identity and the not-for-clinical-use notice beside them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core_model.checkpoint import NOT_FOR_CLINICAL_USE
+from core_model.study import VIEW_KEYS, Study
+from nafv_viewer.state import COMPARE_MODES, LAYOUTS, PRESETS, ViewerState
+
+SIDE_NAMES = {"L": "left", "R": "right"}
+LAYOUT_NAMES = {"4up": "4-up (one energy)", "8up": "8-up (LE and RC)", "1up": "1-up (active view)"}
+
+
+def format_probability(p: float | None) -> str:
+    if p is None:
+        return "no classifier result"
+    return f"{100.0 * p:.0f} %"
+
+
+def model_lines(analysis: Any) -> list[str]:
+    lines = []
+    for role, ident in analysis.models.items():
+        sha = str(ident.get("weights_sha256", "?"))[:12]
+        lines.append(f"{role}: {ident.get('name', '?')} — weights {sha}… — trained on {ident.get('trained_on', 'unknown')}")
+    return lines
+
+
+def clinical_notice(analysis: Any) -> str | None:
+    if not analysis.not_for_clinical_use:
+        return None
+    notices = {str(m.get("notice") or NOT_FOR_CLINICAL_USE) for m in analysis.models.values() if m.get("not_for_clinical_use", True)}
+    return " ".join(sorted(notices)) if notices else NOT_FOR_CLINICAL_USE
+
+
+class SidePanel(QScrollArea):
+    run_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, state: ViewerState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        self._updating = False
+        self.setWidgetResizable(True)
+        self.setMinimumWidth(300)
+        body = QWidget()
+        self.setWidget(body)
+        col = QVBoxLayout(body)
+
+        # Study
+        box = QGroupBox("Study")
+        f = QFormLayout(box)
+        self.study_label = QLabel("No study open")
+        self.study_label.setWordWrap(True)
+        self.warnings_label = QLabel("")
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setStyleSheet("color: #d08000;")
+        f.addRow(self.study_label)
+        f.addRow(self.warnings_label)
+        col.addWidget(box)
+
+        # Display
+        box = QGroupBox("Display")
+        f = QFormLayout(box)
+        self.energy_combo = QComboBox()
+        self.energy_combo.addItem("LE (low energy)", "le")
+        self.energy_combo.addItem("RC (recombined)", "rc")
+        self.layout_combo = QComboBox()
+        for name in LAYOUTS:
+            self.layout_combo.addItem(LAYOUT_NAMES[name], name)
+        self.preset_combo = QComboBox()
+        self.compare_combo = QComboBox()
+        for name in COMPARE_MODES:
+            self.compare_combo.addItem(name, name)
+        self.sync_check = QCheckBox("Sync zoom/pan")
+        self.invert_check = QCheckBox("Invert")
+        self.magnifier_check = QCheckBox("Magnifier")
+        self.window_label = QLabel()
+        f.addRow("Energy", self.energy_combo)
+        f.addRow("Layout", self.layout_combo)
+        f.addRow("Preset", self.preset_combo)
+        f.addRow("Window", self.window_label)
+        f.addRow("LE/RC compare", self.compare_combo)
+        row = QHBoxLayout()
+        for w in (self.sync_check, self.invert_check, self.magnifier_check):
+            row.addWidget(w)
+        f.addRow(row)
+        col.addWidget(box)
+
+        # Analysis
+        box = QGroupBox("AI analysis")
+        v = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.run_button = QPushButton("Run analysis")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        v.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.stage_label = QLabel("")
+        self.auto_check = QCheckBox("Analyse automatically when a study opens")
+        v.addWidget(self.progress)
+        v.addWidget(self.stage_label)
+        v.addWidget(self.auto_check)
+        self.result_label = QLabel("Not analysed yet.")
+        self.result_label.setWordWrap(True)
+        self.result_label.setTextFormat(Qt.TextFormat.RichText)
+        v.addWidget(self.result_label)
+        self.model_label = QLabel("")
+        self.model_label.setWordWrap(True)
+        self.model_label.setStyleSheet("color: #808080; font-size: 11px;")
+        v.addWidget(self.model_label)
+        self.notice_label = QLabel("")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setStyleSheet("color: #ffffff; background: #a01010; padding: 4px; font-weight: bold;")
+        self.notice_label.hide()
+        v.addWidget(self.notice_label)
+        col.addWidget(box)
+
+        # Overlays
+        box = QGroupBox("Overlays")
+        f = QFormLayout(box)
+        self.contours_check = QCheckBox("Lesion contours (all views)")
+        self.heatmap_check = QCheckBox("Heatmap (LE views)")
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        f.addRow(self.contours_check)
+        f.addRow(self.heatmap_check)
+        f.addRow("Heatmap opacity", self.opacity_slider)
+        col.addWidget(box)
+        col.addStretch(1)
+
+        # widget -> state
+        self.energy_combo.currentIndexChanged.connect(lambda i: self._to_state("energy", self.energy_combo.itemData(i)))
+        self.layout_combo.currentIndexChanged.connect(lambda i: self._to_state("layout", self.layout_combo.itemData(i)))
+        self.compare_combo.currentIndexChanged.connect(lambda i: self._to_state("compare", self.compare_combo.itemData(i)))
+        self.preset_combo.activated.connect(self._on_preset)
+        self.sync_check.toggled.connect(lambda v: self._to_state("sync", v))
+        self.invert_check.toggled.connect(lambda v: self._to_state("invert", v))
+        self.magnifier_check.toggled.connect(lambda v: self._to_state("magnifier", v))
+        self.auto_check.toggled.connect(lambda v: self._to_state("auto_analyze", v))
+        self.contours_check.toggled.connect(lambda v: self._to_state("show_contours", v))
+        self.heatmap_check.toggled.connect(lambda v: self._to_state("show_heatmap", v))
+        self.opacity_slider.valueChanged.connect(lambda v: self._to_state("heatmap_opacity", v / 100.0))
+        self.run_button.clicked.connect(self.run_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        # state -> widget
+        state.subscribe(self._from_state)
+        self._sync_all()
+
+    def _to_state(self, name: str, value: Any) -> None:
+        if not self._updating:
+            setattr(self.state, name, value)
+
+    def _on_preset(self, index: int) -> None:
+        name = self.preset_combo.itemData(index)
+        if name and not self._updating:
+            self.state.apply_preset(name)
+
+    def _from_state(self, name: str, value: Any) -> None:
+        self._sync_all()
+
+    def _sync_all(self) -> None:
+        s = self.state
+        self._updating = True
+        try:
+            self.energy_combo.setCurrentIndex(self.energy_combo.findData(s.energy))
+            self.layout_combo.setCurrentIndex(self.layout_combo.findData(s.layout))
+            self.compare_combo.setCurrentIndex(self.compare_combo.findData(s.compare))
+            self.sync_check.setChecked(s.sync)
+            self.invert_check.setChecked(s.invert)
+            self.magnifier_check.setChecked(s.magnifier)
+            self.auto_check.setChecked(s.auto_analyze)
+            self.contours_check.setChecked(s.show_contours)
+            self.heatmap_check.setChecked(s.show_heatmap)
+            self.opacity_slider.setValue(int(round(s.heatmap_opacity * 100)))
+            presets = PRESETS[s.energy]
+            names = [self.preset_combo.itemData(i) for i in range(self.preset_combo.count())]
+            if names != list(presets):
+                self.preset_combo.clear()
+                for name in presets:
+                    self.preset_combo.addItem(name, name)
+            w = s.window
+            match = [n for n, cw in presets.items() if abs(cw[0] - w.center) < 1e-6 and abs(cw[1] - w.width) < 1e-6]
+            self.preset_combo.setCurrentIndex(self.preset_combo.findData(match[0]) if match else -1)
+            self.window_label.setText(f"{s.energy.upper()}: level {w.center:.2f}, width {w.width:.2f}")
+        finally:
+            self._updating = False
+
+    # -- study and analysis ---------------------------------------------------------
+    def show_study(self, study: Study | None) -> None:
+        if study is None:
+            self.study_label.setText("No study open")
+            self.warnings_label.setText("")
+            return
+        present = sum(1 for k in VIEW_KEYS for e in ("le", "rc") if study.has(k, e))
+        text = f"Patient {study.patient_id}, study {study.study_id}<br>{present} of 8 images"
+        if study.synthetic:
+            text += "<br><b>Synthetic phantom, not patient data</b>"
+        self.study_label.setText(text)
+        self.warnings_label.setText("<br>".join(f"Skipped: {w}" for w in study.warnings))
+        self.show_analysis(None)
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress.setValue(0)
+
+    def set_progress(self, stage: str, fraction: float) -> None:
+        self.progress.setValue(int(round(1000 * fraction)))
+        self.stage_label.setText(f"{stage} ({100 * fraction:.0f} %)")
+
+    def show_analysis(self, analysis: Any, message: str | None = None) -> None:
+        if analysis is None:
+            self.result_label.setText(message or "Not analysed yet.")
+            self.model_label.setText("")
+            self.notice_label.hide()
+            return
+        side = analysis.affected_side
+        side_text = f"{SIDE_NAMES.get(side, side)} breast (from {analysis.affected_side_source})" if side else "undetermined"
+        lines = [f"<b>Affected side:</b> {side_text}"]
+        if analysis.malignancy_probability is not None:
+            mode = f", {analysis.classifier_mode} classifier" if analysis.classifier_mode else ""
+            lines.append(
+                f"<b>Malignancy probability:</b> {format_probability(analysis.malignancy_probability)} "
+                f"(model estimate for the {SIDE_NAMES.get(side, side)} breast{mode}; not a diagnosis)"
+            )
+        else:
+            lines.append("<b>Malignancy probability:</b> no classifier result")
+        counts = ", ".join(f"{k.replace('_', '-')}: {len(v.lesions)}" for k, v in analysis.views.items())
+        lines.append(f"<b>Contoured regions:</b> {counts or 'none'}")
+        for w in analysis.warnings:
+            lines.append(f"<span style='color:#d08000'>{w}</span>")
+        self.result_label.setText("<br>".join(lines))
+        self.model_label.setText("<br>".join(model_lines(analysis) + [f"device: {analysis.device}"]))
+        notice = clinical_notice(analysis)
+        if notice:
+            self.notice_label.setText(notice)
+            self.notice_label.show()
+        else:
+            self.notice_label.hide()

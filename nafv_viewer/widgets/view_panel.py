@@ -1,0 +1,422 @@
+"""One hung view (e.g. R-CC) in one energy: image, contours, heatmap, magnifier, cursor read-out.
+
+The panel only draws: which energy, window, overlays and compare mode it shows
+come from :class:`nafv_viewer.state.ViewerState`; the images come prepared
+(:class:`nafv_viewer.display.DisplayImage`) from the loading job; the overlays
+from a :class:`core_model.analysis.ViewResult`. It draws the pyramid level that
+matches the screen, cropped to the visible part (full resolution when zoomed in).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from core_model.study import split_view_key
+from nafv_viewer.display import DisplayImage
+from nafv_viewer.state import ViewerState
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+CONTOUR_COLOR = (255, 210, 0)
+_HEAT_LUT = None
+
+
+def heat_lut() -> np.ndarray:
+    """256x4 RGBA colour table: transparent for low values, so the mammogram shows through."""
+    global _HEAT_LUT
+    if _HEAT_LUT is None:
+        rgb = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=False)
+        alpha = np.clip(np.linspace(-0.15, 1.0, 256), 0, 1) * 255
+        _HEAT_LUT = np.column_stack([rgb, alpha]).astype(np.uint8)
+    return _HEAT_LUT
+
+
+def view_title(key: str, energy: str) -> str:
+    side, view = split_view_key(key)
+    return f"{side}-{view}  {energy.upper()}"
+
+
+class ReadingViewBox(pg.ViewBox):
+    """ViewBox where right-drag (or Ctrl+left-drag) sets window/level; left-drag pans, wheel zooms."""
+
+    window_drag = Signal(float, float)
+
+    def mouseDragEvent(self, ev, axis=None):
+        wl = ev.button() == Qt.MouseButton.RightButton or (
+            ev.button() == Qt.MouseButton.LeftButton and ev.modifiers() & Qt.KeyboardModifier.ControlModifier
+        )
+        if wl:
+            ev.accept()
+            d = ev.screenPos() - ev.lastScreenPos()
+            self.window_drag.emit(float(d.x()), float(d.y()))
+        else:
+            super().mouseDragEvent(ev, axis)
+
+
+class ViewPanel(QWidget):
+    range_changed = Signal(object)  # self, after the reader zoomed or panned this panel
+    window_drag = Signal(str, float, float)  # energy shown, dx, dy (screen pixels)
+    cursor_info = Signal(str)
+    activated = Signal(str)  # view key clicked
+
+    def __init__(self, key: str, state: ViewerState, fixed_energy: str | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.key = key
+        self.side, self.view_name = split_view_key(key)
+        self.state = state
+        self.fixed_energy = fixed_energy
+        self.images: dict[str, DisplayImage] = {}
+        self.missing_reason: dict[str, str] = {}
+        self.view_result = None
+        self.blink_phase = False
+        self._lod_key = None
+        self._swipe_key = None
+        self._cursor_scene: QPointF | None = None
+        self._fitted = True  # follows resizes until the reader zooms or pans
+
+        self.graphics = pg.GraphicsView(self)
+        self.graphics.setBackground("k")
+        self.vb = ReadingViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.vb.setDefaultPadding(0.01)
+        self.graphics.setCentralItem(self.vb)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.swipe_item = pg.ImageItem(axisOrder="row-major")
+        self.heat_item = pg.ImageItem(axisOrder="row-major")
+        self.heat_item.setLookupTable(heat_lut())
+        self.heat_item.setLevels([0, 255])
+        self.swipe_line = pg.InfiniteLine(angle=90, pen=pg.mkPen((0, 200, 255), width=1))
+        for z, item in enumerate((self.image_item, self.swipe_item, self.heat_item, self.swipe_line)):
+            item.setZValue(z)
+            self.vb.addItem(item, ignoreBounds=item is not self.image_item)
+        self.contour_items: list = []
+
+        self.title = QLabel(self.graphics)
+        self.title.setStyleSheet("color: #e0e0e0; background: rgba(0,0,0,140); padding: 2px 5px; font-weight: bold;")
+        self.title.move(4, 4)
+        self.empty_label = QLabel(self)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setStyleSheet("color: #b0b0b0; background: #181818; border: 1px dashed #555; font-size: 13px;")
+        self.magnifier = QLabel(self.graphics)
+        self.magnifier.setFixedSize(180, 180)
+        self.magnifier.setStyleSheet("border: 2px solid #00c8ff;")
+        self.magnifier.hide()
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(1, 1, 1, 1)
+        lay.addWidget(self.graphics)
+        lay.addWidget(self.empty_label)
+        self.empty_label.hide()
+
+        self.vb.sigRangeChanged.connect(self._on_range)
+        self.vb.sigResized.connect(self._on_resized)
+        self.vb.sigRangeChangedManually.connect(self._on_manual_range)
+        self.vb.window_drag.connect(lambda dx, dy: self.window_drag.emit(self.shown_energy, dx, dy))
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.graphics.scene().sigMouseClicked.connect(lambda *_: self.activated.emit(self.key))
+        self.set_loading()
+
+    # -- what is shown ---------------------------------------------------------
+    @property
+    def base_energy(self) -> str:
+        return self.fixed_energy or self.state.energy
+
+    @property
+    def shown_energy(self) -> str:
+        e = self.base_energy
+        if self.state.compare == "blink" and self.blink_phase:
+            other = "rc" if e == "le" else "le"
+            if other in self.images:
+                return other
+        return e
+
+    @property
+    def current(self) -> DisplayImage | None:
+        return self.images.get(self.shown_energy)
+
+    @property
+    def has_image(self) -> bool:
+        return self.current is not None
+
+    def set_loading(self) -> None:
+        self.images.clear()
+        self.missing_reason.clear()
+        self.view_result = None
+        self._show_empty("Loading…")
+
+    def set_missing(self, energy: str, reason: str) -> None:
+        self.missing_reason[energy] = reason
+        self.images.pop(energy, None)
+        self.refresh()
+
+    def set_image(self, image: DisplayImage) -> None:
+        first = not self.images
+        self.images[image.energy] = image
+        self.missing_reason.pop(image.energy, None)
+        if first:
+            self._lod_key = None
+        self.refresh(reset_zoom=first)
+
+    def set_view_result(self, view_result) -> None:
+        self.view_result = view_result
+        self.refresh_overlays()
+
+    def _show_empty(self, text: str) -> None:
+        self.graphics.hide()
+        self.empty_label.setText(text)
+        self.empty_label.show()
+
+    def refresh(self, reset_zoom: bool = False) -> None:
+        """Redraw after the image, energy or compare mode changed (geometry is kept)."""
+        img = self.current
+        energy = self.shown_energy
+        if img is None:
+            reason = self.missing_reason.get(energy)
+            if reason is None:
+                reason = "Loading…" if not self.missing_reason else f"No {energy.upper()} image of {self.key.replace('_', '-')}"
+            self._show_empty(f"{view_title(self.key, energy)}\n\n{reason}")
+            return
+        self.empty_label.hide()
+        self.graphics.show()
+        self.title.setText(view_title(self.key, energy) + ("  (blink)" if energy != self.base_energy else ""))
+        self.title.adjustSize()
+        self._lod_key = None
+        self._swipe_key = None
+        if reset_zoom:
+            self.reset_zoom()
+        self.update_lod()
+        self.refresh_levels()
+        self.refresh_overlays()
+
+    # -- geometry ----------------------------------------------------------------
+    def image_size(self) -> tuple[int, int] | None:
+        img = self.current or next(iter(self.images.values()), None)
+        return None if img is None else img.shape
+
+    def reset_zoom(self) -> None:
+        """Fit the image, aligned to its chest-wall edge so the pair's chest walls meet in the middle."""
+        shape = self.image_size()
+        if shape is None:
+            return
+        h, w = shape
+        vw, vh = float(self.vb.width()), float(self.vb.height())
+        pad = 1.01
+        if vw < 2 or vh < 2:
+            span_w, span_h = w * pad, h * pad
+        else:
+            aspect = vw / vh
+            span_h = max(h, w / aspect) * pad
+            span_w = span_h * aspect
+        # R images have their chest wall on the right edge, L on the left (hanging.py):
+        # spare width goes to the nipple side, outward.
+        margin = w * (pad - 1) / 2
+        x0 = w + margin - span_w if self.side == "R" else -margin
+        y0 = (h - span_h) / 2.0
+        self.vb.setRange(xRange=(x0, x0 + span_w), yRange=(y0, y0 + span_h), padding=0)
+        self._fitted = True
+
+    def normalized_range(self) -> tuple[float, float, float, float] | None:
+        """Visible box as fractions of the image, in display (hung) coordinates."""
+        shape = self.image_size()
+        if shape is None:
+            return None
+        h, w = shape
+        r = self.vb.viewRect()
+        return r.left() / w, r.top() / h, r.right() / w, r.bottom() / h
+
+    def set_normalized_range(self, box: tuple[float, float, float, float]) -> None:
+        shape = self.image_size()
+        if shape is None:
+            return
+        h, w = shape
+        x0, y0, x1, y1 = box
+        self._fitted = False
+        self.vb.setRange(xRange=(x0 * w, x1 * w), yRange=(y0 * h, y1 * h), padding=0)
+
+    def _on_range(self, *_):
+        self.update_lod()
+
+    def _on_resized(self, *_):
+        if self._fitted:
+            self.reset_zoom()
+        self.update_lod()
+
+    def _on_manual_range(self, *_):
+        """The reader zoomed or panned here: stop following resizes, let the grid sync the others."""
+        self._fitted = False
+        self.range_changed.emit(self)
+
+    def zoom_by(self, factor: float) -> None:
+        self.vb.scaleBy((factor, factor))
+        self._on_manual_range()
+
+    def _screen_width(self) -> float:
+        return float(self.vb.width()) * self.devicePixelRatioF()
+
+    def update_lod(self) -> None:
+        """Pick the pyramid level and crop for the visible part; no-op if the current one covers it."""
+        img = self.current
+        if img is None or not self.graphics.isVisible() and self._lod_key is not None:
+            return
+        r = self.vb.viewRect()
+        level = img.pick_level(r.width(), self._screen_width())
+        key = self._lod_key
+        if key is not None and key[0] is img and key[1] == level and key[2].contains(r.intersected(QRectF(0, 0, img.shape[1], img.shape[0]))):
+            return
+        array, (sx, sy, sw, sh) = img.crop(level, r.left(), r.top(), r.right(), r.bottom())
+        self.image_item.setImage(array, autoLevels=False, levels=self._levels(img))
+        self.image_item.setRect(QRectF(sx, sy, sw, sh))
+        self._lod_key = (img, level, QRectF(sx, sy, sw, sh))
+        self._update_swipe()
+
+    # -- window / level -----------------------------------------------------------
+    def _levels(self, img: DisplayImage) -> tuple[float, float]:
+        w = self.state.windows[img.energy]
+        lo, hi = img.levels_for(w.center, w.width)
+        return (hi, lo) if self.state.invert else (lo, hi)
+
+    def refresh_levels(self) -> None:
+        img = self.current
+        if img is None:
+            return
+        self.image_item.setLevels(self._levels(img))
+        self._update_swipe(levels_only=True)
+        self._update_magnifier()
+
+    # -- compare: swipe ---------------------------------------------------------------
+    def _update_swipe(self, levels_only: bool = False) -> None:
+        other_energy = "rc" if self.shown_energy == "le" else "le"
+        other = self.images.get(other_energy)
+        if self.state.compare != "swipe" or other is None or self.current is None:
+            self.swipe_item.hide()
+            self.swipe_line.hide()
+            self._swipe_key = None
+            return
+        h, w = other.shape
+        x = self.state.swipe_position * w
+        if levels_only and self._swipe_key is not None:
+            self.swipe_item.setLevels(self._levels(other))
+            return
+        level = self._lod_key[1] if self._lod_key else len(other.levels) - 1
+        arr = other.levels[min(level, len(other.levels) - 1)]
+        # The pixels right of the divider show the other energy (same geometry).
+        lh, lw = arr.shape
+        c0 = int(round(x * lw / w))
+        if arr.size > 4 * 1024 * 1024:  # full-resolution level: keep it to the visible part
+            r = self.vb.viewRect()
+            r0, r1 = max(0, int(r.top() * lh / h)), min(lh, int(np.ceil(r.bottom() * lh / h)))
+            c1 = min(lw, int(np.ceil(r.right() * lw / w)))
+        else:
+            r0, r1, c1 = 0, lh, lw
+        if c1 <= c0 or r1 <= r0:
+            self.swipe_item.hide()
+        else:
+            self.swipe_item.setImage(arr[r0:r1, c0:c1], autoLevels=False, levels=self._levels(other))
+            self.swipe_item.setRect(QRectF(c0 * w / lw, r0 * h / lh, (c1 - c0) * w / lw, (r1 - r0) * h / lh))
+            self.swipe_item.show()
+        self.swipe_line.setValue(x)
+        self.swipe_line.show()
+        self._swipe_key = (level, c0)
+
+    # -- overlays -------------------------------------------------------------------------
+    def refresh_overlays(self) -> None:
+        for item in self.contour_items:
+            self.vb.removeItem(item)
+        self.contour_items = []
+        img = self.current
+        vr = self.view_result
+        if img is None or vr is None:
+            self.heat_item.hide()
+            return
+        if self.state.show_contours:
+            for i, lesion in enumerate(vr.lesions):
+                pts = img.flips.to_display(np.asarray(lesion.polygon, dtype=float), img.shape)
+                if len(pts) < 2:
+                    continue
+                pts = np.vstack([pts, pts[:1]])
+                curve = pg.PlotCurveItem(pts[:, 0], pts[:, 1], pen=pg.mkPen(CONTOUR_COLOR, width=2))
+                curve.setZValue(5)
+                label = pg.TextItem(f"{i + 1}", color=CONTOUR_COLOR, anchor=(0.5, 1.0))
+                label.setPos(float(pts[:, 0].mean()), float(pts[:, 1].min()))
+                label.setZValue(6)
+                for it in (curve, label):
+                    self.vb.addItem(it, ignoreBounds=True)
+                    self.contour_items.append(it)
+        heat = vr.heatmap
+        if self.state.show_heatmap and heat is not None and self.shown_energy == "le":
+            self.heat_item.setImage(self._heat_rgba_source(heat, img), autoLevels=False, levels=[0, 255])
+            h, w = img.shape
+            self.heat_item.setRect(QRectF(0, 0, w, h))
+            self.heat_item.setOpacity(self.state.heatmap_opacity)
+            self.heat_item.show()
+        else:
+            self.heat_item.hide()
+
+    def _heat_rgba_source(self, heat: np.ndarray, img: DisplayImage) -> np.ndarray:
+        # Heatmaps are smooth: 1024 px on the long side is plenty and keeps redraws cheap.
+        step = max(1, int(np.ceil(max(heat.shape) / 1024)))
+        small = img.flips.apply(np.asarray(heat))[::step, ::step]
+        return np.clip(small * 255.0, 0, 255).astype(np.uint8)
+
+    def set_heatmap_opacity(self, value: float) -> None:
+        self.heat_item.setOpacity(value)
+
+    @property
+    def contour_count(self) -> int:
+        return sum(isinstance(i, pg.PlotCurveItem) for i in self.contour_items)
+
+    @property
+    def heatmap_visible(self) -> bool:
+        return self.heat_item.isVisible() and self.heat_item.image is not None
+
+    # -- cursor: read-out and magnifier ---------------------------------------------------------
+    def _on_mouse_moved(self, scene_pos) -> None:
+        img = self.current
+        if img is None:
+            return
+        p = self.vb.mapSceneToView(scene_pos)
+        self._cursor_scene = p
+        if self.state.compare == "swipe":
+            self.state.swipe_position = float(min(1.0, max(0.0, p.x() / img.shape[1])))
+        px = img.flips.pixel_at(p.x(), p.y(), img.shape)
+        if px is None:
+            self.cursor_info.emit(f"{view_title(self.key, img.energy)}  outside the image")
+        else:
+            col, row = px
+            self.cursor_info.emit(f"{view_title(self.key, img.energy)}  x={col} y={row}  value={img.value_at(col, row):g}")
+        self._update_magnifier(scene_pos)
+
+    def _update_magnifier(self, scene_pos=None) -> None:
+        img = self.current
+        if not self.state.magnifier or img is None or self._cursor_scene is None:
+            self.magnifier.hide()
+            return
+        p = self._cursor_scene
+        half = 30  # 60x60 full-resolution pixels shown 3x
+        h, w = img.shape
+        cx, cy = int(p.x()), int(p.y())
+        x0, y0 = max(0, cx - half), max(0, cy - half)
+        x1, y1 = min(w, cx + half), min(h, cy + half)
+        if x1 <= x0 or y1 <= y0:
+            self.magnifier.hide()
+            return
+        win = self.state.windows[img.energy]
+        crop = np.ascontiguousarray(img.windowed_uint8(img.levels[0][y0:y1, x0:x1], win.center, win.width, self.state.invert))
+        qimg = QImage(crop.data, crop.shape[1], crop.shape[0], crop.strides[0], QImage.Format.Format_Grayscale8)
+        pix = QPixmap.fromImage(qimg.copy()).scaled(
+            self.magnifier.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+        )
+        self.magnifier.setPixmap(pix)
+        if scene_pos is not None:
+            view_pt = self.graphics.mapFromScene(scene_pos)
+            x = view_pt.x() + 20
+            if x + self.magnifier.width() > self.graphics.width():
+                x = view_pt.x() - 20 - self.magnifier.width()
+            y = min(max(0, view_pt.y() - self.magnifier.height() // 2), max(0, self.graphics.height() - self.magnifier.height()))
+            self.magnifier.move(int(x), int(y))
+        self.magnifier.show()
+        self.magnifier.raise_()

@@ -1,0 +1,148 @@
+"""Long jobs off the GUI thread: loading a study and running the analysis.
+
+Each job is a QObject with ``started`` / ``progress`` / ``finished`` /
+``errored`` (and ``cancelled``) signals, moved to its own QThread by
+:func:`start_job`; connect the signals before starting. Cancellation goes
+through :class:`core_model.jobs.CancelToken`, which the analysis checks between
+steps. Errors the user can act on (NafvError) arrive as their plain message;
+anything else arrives as a short message too, with the traceback on stderr for
+the developer.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from core_model.errors import Cancelled, NafvError
+from core_model.jobs import CancelToken
+from core_model.study import ENERGIES, VIEW_KEYS, Study
+from nafv_viewer.display import build_display_image
+
+StudyLoader = Callable[[Path], Study]
+AnalyzerFactory = Callable[[], Any]  # returns an object with .analyze(study, progress=, cancel=, affected_side=)
+
+
+def default_study_loader(path: Path) -> Study:
+    from core_model.io import load_study  # imported late: the viewer starts before the loaders are needed
+
+    return load_study(path)
+
+
+def default_analyzer_factory() -> Any:
+    from core_model.analyze import Analyzer  # torch is imported only when analysis is asked for
+
+    return Analyzer()
+
+
+def _unexpected(what: str, err: BaseException) -> str:
+    traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
+    return f"{what} failed unexpectedly: {type(err).__name__}: {err}"
+
+
+class Job(QObject):
+    started = Signal()
+    progress = Signal(str, float)
+    finished = Signal(object)
+    errored = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token = CancelToken()
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    @Slot()
+    def run(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class StudyLoadJob(Job):
+    """Reads a study, then prepares each image for display, emitting each as soon as it is ready.
+
+    ``study_loaded(study)`` comes first (the panels can show their slots),
+    then ``image_ready(DisplayImage)`` per image in hanging order, LE first,
+    then ``finished(study)``.
+    """
+
+    study_loaded = Signal(object)
+    image_ready = Signal(object)
+
+    def __init__(self, path: Path, loader: StudyLoader | None = None, first_energy: str = "le") -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.loader = loader or default_study_loader
+        self.first_energy = first_energy
+
+    @Slot()
+    def run(self) -> None:
+        self.started.emit()
+        try:
+            study = self.loader(self.path)
+            self.token.check()
+            self.study_loaded.emit(study)
+            order = [self.first_energy] + [e for e in ENERGIES if e != self.first_energy]
+            slots = [(k, e) for e in order for k in VIEW_KEYS if study.has(k, e)]
+            for i, (key, energy) in enumerate(slots):
+                self.token.check()
+                self.image_ready.emit(build_display_image(study.get(key, energy), key))
+                self.progress.emit("preparing images", (i + 1) / max(1, len(slots)))
+            self.finished.emit(study)
+        except Cancelled:
+            self.cancelled.emit()
+        except NafvError as err:
+            self.errored.emit(str(err))
+        except Exception as err:  # a reader should never see a traceback; log it for the developer
+            self.errored.emit(_unexpected(f"opening {self.path}", err))
+
+
+class AnalysisJob(Job):
+    """Builds the analyzer (weights load here, off the GUI thread) and analyses one study."""
+
+    def __init__(self, study: Study, analyzer_factory: AnalyzerFactory | None = None, affected_side: str | None = None):
+        super().__init__()
+        self.study = study
+        self.analyzer_factory = analyzer_factory or default_analyzer_factory
+        self.affected_side = affected_side
+
+    def _report(self, stage: str, fraction: float) -> None:
+        self.progress.emit(str(stage), float(fraction))
+
+    @Slot()
+    def run(self) -> None:
+        self.started.emit()
+        try:
+            self._report("loading the model", 0.0)
+            analyzer = self.analyzer_factory()
+            self.token.check()
+            analysis = analyzer.analyze(self.study, progress=self._report, cancel=self.token, affected_side=self.affected_side)
+            self.token.check()
+            self.finished.emit(analysis)
+        except Cancelled:
+            self.cancelled.emit()
+        except NafvError as err:
+            self.errored.emit(str(err))
+        except Exception as err:
+            self.errored.emit(_unexpected("the analysis", err))
+
+
+def start_job(job: Job, parent: QObject | None = None) -> QThread:
+    """Run ``job.run`` in a new QThread that ends (and is cleaned up) when the job ends.
+
+    Connect the job's signals before calling this. The caller keeps the returned
+    thread referenced until its ``finished`` signal.
+    """
+    thread = QThread(parent)
+    job.moveToThread(thread)
+    thread.started.connect(job.run)
+    for sig in (job.finished, job.errored, job.cancelled):
+        sig.connect(thread.quit)
+    thread.finished.connect(job.deleteLater)
+    thread.start()
+    return thread
