@@ -195,9 +195,9 @@ class _Breast:
 def _draw_breasts(rng: np.random.Generator) -> dict[str, _Breast]:
     """Outline per view key; the two sides share the shape up to a few per cent."""
     h, w = FIELD_MM
-    depth = rng.uniform(0.5, 0.78) * w
+    depth = rng.uniform(0.42, 0.7) * w
     p = rng.uniform(1.9, 2.5)
-    cc_half = rng.uniform(0.36, 0.45) * h
+    cc_half = rng.uniform(0.34, 0.44) * h
     cc_y = h / 2 + rng.uniform(-0.04, 0.04) * h
     mlo_y = rng.uniform(0.5, 0.62) * h
     mlo_depth = depth * rng.uniform(1.0, 1.1)
@@ -478,8 +478,8 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         le = le + spec.le_contrast * (lesion_body + 0.7 * spic) if side == affected else le
         le = le * (0.55 + 0.45 * thick)  # thin tissue at the edge attenuates less
         le = le + 0.18 * np.exp(-((1.0 - rho) / 0.012) ** 2) * (rho < 1.03)  # skin line
-        le = le * _sigmoid((1.0 - rho) / 0.004)
         le = le + cfg.noise * rng.standard_normal((h, w)) * (0.4 + le)
+        le = le * _sigmoid((1.0 - rho) / 0.004)  # air outside the breast stays black
 
         # ---- recombined: iodine uptake
         uptake = ndimage.gaussian_filter(gland, (2.0 / sy, 2.0 / sx))
