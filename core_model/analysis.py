@@ -42,6 +42,13 @@ class Analysis:
     views: dict[str, ViewResult] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # How the heatmaps were made: "<CAM method> @ <target layer>", and which
+    # class's evidence they show ("malignant" / "benign": the predicted one).
+    heatmap_method: str | None = None
+    heatmap_target: str | None = None
+    # Per side, the evidence the affected side was decided on: the largest
+    # lesion "probability mass" (area fraction x mean probability) in its views.
+    side_evidence: dict[str, float] = field(default_factory=dict)
 
     @property
     def not_for_clinical_use(self) -> bool:

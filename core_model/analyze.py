@@ -1,0 +1,434 @@
+"""The analysis engine: one call from a CEM study to contours, affected side, malignancy score and Grad-CAM.
+
+``Analyzer`` loads the segmentation and classifier weights once (safetensors +
+model card, :mod:`core_model.checkpoint`); ``Analyzer.analyze(study)`` returns
+an :class:`core_model.analysis.Analysis` in original image pixels. Stages, in
+order (each timed, reported to ``progress`` and preceded by a cancel check):
+
+1. ``preprocess``: every view with the images the segmentation needs is
+   normalised (:func:`core_model.preprocess.normalize_image`) and letterboxed
+   into the model input (aspect kept).
+2. ``segmentation``: both breasts in one batch (study-level batching), each
+   breast's CC+MLO with the other breast as contralateral input.
+3. ``contours``: probability maps back to original pixels, thresholded at 0.5,
+   specks removed (:data:`core_model.contours.MIN_LESION_AREA_INPUT_PX`),
+   polygons and per-lesion scores; the affected side is decided here.
+4. ``classification``: the affected CC/MLO (and the contralateral pair when
+   the classifier is four-view and it exists; else dual-view) times the
+   position mask of the lesion (Eq. 8) -> malignancy probability.
+5. ``explain``: Grad-CAM of that prediction on the LE images of the affected
+   views (:mod:`core_model.explain`).
+
+Cancel is honoured within a second: the token is checked between stages and
+views, and inside every forward pass through hooks on the models' modules.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from core_model.analysis import Analysis, ViewResult
+from core_model.augment.position_mask import position_mask
+from core_model.checkpoint import LoadedModel, load_checkpoint
+from core_model.contours import lesions_from_probability, min_area_for_scale
+from core_model.errors import ModelLoadError, NafvError
+from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, gradcam_views
+from core_model.jobs import CancelToken, ProgressCallback, report
+from core_model.preprocess import Letterbox, normalize_image
+from core_model.study import SIDES, Study, contralateral, view_key
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SEG_WEIGHTS = REPO_ROOT / "resources" / "weights" / "segmentation" / "nafv_seg.safetensors"
+DEFAULT_CLS_WEIGHTS = REPO_ROOT / "resources" / "weights" / "classifier" / "nafv_cls.safetensors"
+
+# Share of the progress bar per stage (roughly their share of CPU time).
+_STAGES = {"preprocess": 0.05, "segmentation": 0.35, "contours": 0.1, "classification": 0.2, "explain": 0.3}
+# A side whose best lesion's probability mass (area fraction x mean score) is
+# below this counts as showing no lesion when the affected side is decided.
+_MIN_SIDE_EVIDENCE = 1e-5
+
+
+class AnalysisError(NafvError):
+    """A study that cannot be analysed (no image the models can read)."""
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise NafvError("CUDA was requested but no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise NafvError(f"unknown device {device!r}; use cpu or cuda") from None
+
+
+def default_threads() -> int:
+    """CPUs this process may use (respects container/affinity limits), capped at 16."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(16, n))
+
+
+@contextmanager
+def _cancellable(model: torch.nn.Module, cancel: CancelToken | None) -> Iterator[None]:
+    """Check ``cancel`` before every submodule runs, so a long forward pass stops in well under a second."""
+    if cancel is None:
+        yield
+        return
+
+    def hook(module, args):
+        cancel.check()
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _Clock:
+    def __init__(self, progress: ProgressCallback | None, cancel: CancelToken | None):
+        self.progress, self.cancel = progress, cancel
+        self.timings: dict[str, float] = {}
+        self.done = 0.0
+        self.t0 = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.cancel is not None:
+            self.cancel.check()
+        report(self.progress, name, self.done)
+        t = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
+        self.done += _STAGES.get(name, 0.0)
+        report(self.progress, name, self.done)
+
+    def check(self) -> None:
+        if self.cancel is not None:
+            self.cancel.check()
+
+
+def _load(path: Path, kind: str, device: torch.device) -> LoadedModel:
+    loaded = load_checkpoint(path, map_location=device)
+    m = loaded.model
+    is_cls = hasattr(m, "backbone") and hasattr(m, "mode")
+    for attr in ("input_size", "channels"):
+        if not hasattr(m, attr):
+            raise ModelLoadError(f"{kind} weights describe a model without {attr!r}; wrong file?", path)
+    if (kind == "classifier") != is_cls:
+        other = "classifier" if is_cls else "segmentation"
+        raise ModelLoadError(f"these are {other} weights, not {kind} weights", path)
+    for p in m.parameters():
+        p.requires_grad_(False)  # inference only; Grad-CAM gets its graph from the input
+    return loaded
+
+
+def main_lesion(vr: ViewResult) -> np.ndarray:
+    """Mask of the view's main lesion (largest probability mass): the one the classifier is pointed at."""
+    labels, n = ndimage.label(vr.mask, structure=np.ones((3, 3), bool))
+    if n <= 1:
+        return vr.mask
+    weight = vr.probability if vr.probability is not None else vr.mask.astype(np.float32)
+    mass = ndimage.sum(weight, labels, index=np.arange(1, n + 1))
+    return (labels == 1 + int(np.argmax(mass))).astype(np.uint8)
+
+
+def _size2(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _prepare(img: np.ndarray, box: Letterbox) -> np.ndarray:
+    # Same order as training: normalise on the full-size source, then letterbox.
+    return box.apply(normalize_image(img))
+
+
+class Analyzer:
+    """Loads the models once; :meth:`analyze` runs them on a study."""
+
+    def __init__(
+        self,
+        seg_weights: Path | str | None = None,
+        cls_weights: Path | str | None = None,
+        device: str | None = None,
+        num_threads: int | None = None,
+    ):
+        self.device = pick_device(device)
+        if self.device.type == "cpu":
+            self.num_threads = int(num_threads) if num_threads else default_threads()
+            torch.set_num_threads(self.num_threads)
+        else:
+            self.num_threads = torch.get_num_threads()
+        self.init_warnings: list[str] = []
+        self.cam_method = DEFAULT_METHOD
+        self.cam_target = DEFAULT_TARGET
+
+        seg_path = Path(seg_weights) if seg_weights is not None else DEFAULT_SEG_WEIGHTS
+        if seg_weights is None and not seg_path.is_file():
+            raise ModelLoadError("no default weights for the segmentation model; pass the weights file explicitly", seg_path)
+        self.seg = _load(seg_path, "segmentation", self.device)
+
+        self.cls: LoadedModel | None = None
+        if cls_weights is not None:
+            self.cls = _load(Path(cls_weights), "classifier", self.device)
+        elif DEFAULT_CLS_WEIGHTS.is_file():
+            self.cls = _load(DEFAULT_CLS_WEIGHTS, "classifier", self.device)
+        else:
+            self.init_warnings.append(
+                "no classifier weights: lesions are outlined but no malignancy probability is given"
+            )
+
+    @property
+    def identity(self) -> dict[str, dict]:
+        ids = {"segmentation": self.seg.identity}
+        if self.cls is not None:
+            ids["classifier"] = self.cls.identity
+        return ids
+
+    @property
+    def device_label(self) -> str:
+        if self.device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(self.device)})"
+        return f"cpu ({self.num_threads} threads)"
+
+    # ------------------------------------------------------------------ stages
+
+    def _seg_inputs(self, study: Study, warnings: list[str]) -> dict[str, tuple[np.ndarray, Letterbox]]:
+        """view key -> (model input [C, H, W], letterbox of the view's reference image)."""
+        seg = self.seg.model
+        out = {}
+        for side in SIDES:
+            for view in ("CC", "MLO"):
+                key = view_key(side, view)
+                imgs = [study.get(key, e) for e in seg.channels]
+                if all(i is None for i in imgs):
+                    continue
+                if any(i is None for i in imgs):
+                    missing = [e.upper() for e, i in zip(seg.channels, imgs) if i is None]
+                    warnings.append(f"{key}: not segmented, the {'/'.join(missing)} image is missing")
+                    continue
+                ref = imgs[-1]  # rc when present: the image the contours are drawn on
+                for i in imgs:
+                    if i.shape != ref.shape:
+                        warnings.append(f"{key}: LE and RC differ in size ({i.shape} vs {ref.shape}); each is resized to the model input")
+                boxes = [Letterbox.fit(i.shape, _size2(seg.input_size)) for i in imgs]
+                x = np.stack([_prepare(i.pixels, b) for i, b in zip(imgs, boxes)])
+                out[key] = (x, boxes[-1])
+        return out
+
+    def _segment(self, inputs: dict[str, tuple[np.ndarray, Letterbox]], clock: _Clock) -> dict[str, np.ndarray]:
+        """view key -> probability map at the model input size."""
+        seg = self.seg.model
+        C = len(seg.channels)
+        H, W = _size2(seg.input_size)
+        sides = [s for s in SIDES if any(k.startswith(s + "_") for k in inputs)]
+        views = np.zeros((len(sides), 2, C, H, W), np.float32)
+        contra = np.zeros_like(views)
+        present = np.zeros((len(sides), 2), bool)
+        contra_present = np.zeros((len(sides), 2), bool)
+        for b, side in enumerate(sides):
+            for v, view in enumerate(("CC", "MLO")):
+                own, other = view_key(side, view), view_key(contralateral(side), view)
+                if own in inputs:
+                    views[b, v], present[b, v] = inputs[own][0], True
+                if other in inputs:
+                    contra[b, v], contra_present[b, v] = inputs[other][0], True
+        clock.check()
+        t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        with torch.inference_mode(), _cancellable(seg, clock.cancel):
+            logits = seg(
+                t(views),
+                t(contra) if contra_present.any() else None,
+                present=t(present),
+                contra_present=t(contra_present) if contra_present.any() else None,
+            )
+            prob = torch.sigmoid(logits.float())[:, :, 0].cpu().numpy()
+        out = {}
+        for b, side in enumerate(sides):
+            for v, view in enumerate(("CC", "MLO")):
+                if present[b, v]:
+                    out[view_key(side, view)] = prob[b, v]
+        return out
+
+    @staticmethod
+    def _side_evidence(views: dict[str, ViewResult]) -> dict[str, float]:
+        """Per side: the largest 'probability mass' (area fraction x mean score) of any lesion in its views."""
+        ev = {}
+        for side in SIDES:
+            best = 0.0
+            for key, vr in views.items():
+                if key.startswith(side + "_") and vr.lesions:
+                    area = vr.mask.size
+                    best = max(best, max(les.area_px / area * les.score for les in vr.lesions))
+            ev[side] = best
+        return ev
+
+    def _cls_inputs(self, study: Study, views: dict[str, ViewResult], side: str, warnings: list[str]):
+        """Classifier inputs for ``side``: ([CC, MLO] affected, [CC, MLO] contralateral or None, [CC, MLO] real?).
+
+        Each entry is (array [C, H, W] times its position mask, letterbox of the view).
+        """
+        cls = self.cls.model
+        size = _size2(cls.input_size)
+        decay = float(getattr(cls, "position_decay", 0.5))
+
+        def image(key: str) -> tuple[np.ndarray, Letterbox] | None:
+            imgs = [study.get(key, e) for e in cls.channels]
+            if any(i is None for i in imgs):
+                return None
+            x = np.stack([_prepare(i.pixels, Letterbox.fit(i.shape, size)) for i in imgs])
+            return x, Letterbox.fit(imgs[0].shape, size)
+
+        aff, lesion_in = [], []
+        for view in ("CC", "MLO"):
+            key = view_key(side, view)
+            got = image(key)
+            vr = views.get(key)
+            m = None
+            if got is not None and vr is not None and vr.mask.shape == got[1].src_shape:
+                m = got[1].apply(main_lesion(vr).astype(np.float32)) > 0.5
+            elif got is not None:
+                m = np.zeros(size, bool)
+                warnings.append(f"{key}: no segmentation for the classifier's position mask; the whole image is used")
+            aff.append(got)
+            lesion_in.append(m)
+        real = [a is not None for a in aff]
+        if not any(real):
+            return None
+        if not all(real):
+            have = real.index(True)
+            missing = ("CC", "MLO")[1 - have]
+            warnings.append(
+                f"{side}_{missing} missing for the classifier: the {('CC', 'MLO')[have]} view stands in for it; "
+                "the score is less reliable"
+            )
+            aff[1 - have], lesion_in[1 - have] = aff[have], lesion_in[have]
+        aff = [(x * position_mask(m, decay)[None], box) for (x, box), m in zip(aff, lesion_in)]  # Eq. 8
+
+        contra = None
+        if getattr(cls, "mode", "four-view") == "four-view":
+            other = [image(view_key(contralateral(side), v)) for v in ("CC", "MLO")]
+            if all(o is not None for o in other):
+                # The contralateral view gets the position mask of the affected
+                # lesion at the symmetric (mirrored) position, as in training
+                # (Figure 3): the breasts face opposite ways.
+                contra = [(x * position_mask(m[:, ::-1], decay)[None], box) for (x, box), m in zip(other, lesion_in)]
+        return aff, contra, real
+
+    # -------------------------------------------------------------- the call
+
+    def analyze(
+        self,
+        study: Study,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        affected_side: str | None = None,
+        explain: bool = True,
+    ) -> Analysis:
+        if affected_side is not None:
+            affected_side = affected_side.upper()
+            if affected_side not in SIDES:
+                raise NafvError(f"affected side must be L or R, not {affected_side!r}")
+        clock = _Clock(progress, cancel)
+        warnings = list(self.init_warnings) + list(study.warnings)
+        result = Analysis(
+            models=self.identity,
+            device=self.device_label,
+            affected_side=None,
+            affected_side_source="caller" if affected_side else "segmentation",
+            malignancy_probability=None,
+            classifier_mode=None,
+            warnings=warnings,
+        )
+
+        with clock.stage("preprocess"):
+            inputs = self._seg_inputs(study, warnings)
+            if not inputs:
+                need = "/".join(e.upper() for e in self.seg.model.channels)
+                raise AnalysisError(f"nothing to analyse: no view of this study has the {need} image the segmentation needs")
+
+        with clock.stage("segmentation"):
+            probs = self._segment(inputs, clock)
+
+        with clock.stage("contours"):
+            for key, p in probs.items():
+                clock.check()
+                box = inputs[key][1]
+                full = np.clip(box.invert_map(p), 0.0, 1.0)
+                min_area = min_area_for_scale(float(box.scale_xy.mean()))
+                mask, lesions = lesions_from_probability(full, min_area_px=min_area)
+                result.views[key] = ViewResult(key=key, mask=mask, probability=full, lesions=lesions)
+            evidence = self._side_evidence(result.views)
+            result.side_evidence = evidence
+            if affected_side is None:
+                sides = [s for s in SIDES if any(k.startswith(s + "_") for k in result.views)]
+                affected_side = max(sides, key=lambda s: evidence[s])
+                if evidence[affected_side] < _MIN_SIDE_EVIDENCE:
+                    warnings.append(
+                        "no lesion was segmented in any view; the affected side could not be decided from the images "
+                        f"({affected_side} assumed) — give it explicitly"
+                    )
+                    if len(sides) == 2:
+                        # both empty: prefer the side with the highest probability anywhere
+                        peak = {s: max(float(v.probability.max()) for k, v in result.views.items() if k.startswith(s + "_")) for s in sides}
+                        affected_side = max(sides, key=peak.get)
+            elif not any(k.startswith(affected_side + "_") for k in result.views):
+                raise AnalysisError(f"the {affected_side} breast was given as affected but this study has no analysable {affected_side} view")
+            result.affected_side = affected_side
+            if not any(result.views[k].lesions for k in result.views if k.startswith(affected_side + "_")):
+                warnings.append(f"no lesion was segmented on the affected ({affected_side}) breast")
+
+        if self.cls is None:
+            result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
+            report(progress, "done", 1.0)
+            return result
+
+        cls = self.cls.model
+        with clock.stage("classification"):
+            prepared = self._cls_inputs(study, result.views, affected_side, warnings)
+            if prepared is None:
+                warnings.append(
+                    f"no malignancy probability: the affected ({affected_side}) breast has no "
+                    f"{'/'.join(e.upper() for e in cls.channels)} image for the classifier"
+                )
+            else:
+                aff, contra, real = prepared
+                a = torch.from_numpy(np.stack([x for x, _ in aff])[None]).to(self.device)
+                c = torch.from_numpy(np.stack([x for x, _ in contra])[None]).to(self.device) if contra else None
+                if getattr(cls, "mode", "four-view") == "four-view" and c is None:
+                    warnings.append("contralateral CC/MLO missing: dual-view classification (the paper reports lower accuracy)")
+                result.classifier_mode = "four-view" if c is not None else "dual-view"
+                with torch.inference_mode(), _cancellable(cls, clock.cancel):
+                    logits = cls(a, c)
+                    result.malignancy_probability = float(torch.softmax(logits.float(), -1)[0, 1])
+
+        if explain and prepared is not None:
+            with clock.stage("explain"):
+                views_in = torch.cat([a[0]] + ([c[0]] if c is not None else []))
+                category = 1 if result.malignancy_probability >= 0.5 else 0
+                with _cancellable(cls, clock.cancel):
+                    maps = gradcam_views(cls, views_in, category=category, method=self.cam_method, target=self.cam_target)
+                for i, view in enumerate(("CC", "MLO")):
+                    key = view_key(affected_side, view)
+                    if real[i] and key in result.views:
+                        box = aff[i][1]
+                        if box.src_shape == result.views[key].mask.shape:
+                            result.views[key].heatmap = np.clip(box.invert_map(maps[i]), 0.0, 1.0)
+                result.heatmap_target = "malignant" if category == 1 else "benign"
+                result.heatmap_method = f"{self.cam_method} @ {self.cam_target}"
+
+        result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
+        report(progress, "done", 1.0)
+        return result

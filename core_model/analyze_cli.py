@@ -1,0 +1,150 @@
+"""``nafv-analyze``: analyse one or more CEM studies and write analysis.json + PNGs.
+
+    nafv-analyze STUDY_PATH [STUDY_PATH ...] --out DIR [--weights-seg W] [--weights-cls W]
+                 [--device cpu|cuda] [--affected L|R] [--patient ID] [--threads N] [--no-explain]
+
+One study -> ``DIR/analysis.json``; several (several paths, or a folder that
+holds several patients) -> ``DIR/<patient>/analysis.json``, processed in turn
+with a progress bar; one failure does not stop the rest.
+
+Exit codes: 0 all analysed; 1 some of several studies failed (named on
+stderr); 2 bad input or options (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from core_model.errors import NafvError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for every other bad input
+        self.exit(2, f"nafv-analyze: {message} (see nafv-analyze --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nafv-analyze", description=__doc__.split("\n\n")[0],
+                epilog="Research software: not for clinical use.")
+    p.add_argument("studies", nargs="+", metavar="STUDY_PATH", help="a study folder (or a folder of studies, or a file)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--weights-seg", type=Path, default=None, help="segmentation weights (.safetensors); default: shipped")
+    p.add_argument("--weights-cls", type=Path, default=None, help="classifier weights (.safetensors); default: shipped")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
+    p.add_argument("--affected", choices=["L", "R", "l", "r"], default=None,
+                   help="affected breast, if known (default: decided from the segmentation)")
+    p.add_argument("--patient", default=None, help="patient id, when a folder holds several")
+    p.add_argument("--no-explain", action="store_true", help="skip the Grad-CAM heatmaps")
+    p.add_argument("--no-overlays", action="store_true", help="do not write the *_overlay.png quick-look images")
+    return p
+
+
+def _one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
+
+
+def _jobs(paths: list[str], patient: str | None) -> list[tuple[str, str | None, str | None]]:
+    """(path, patient, error) per study to run; an error names a path that cannot be listed."""
+    from core_model.io import list_patients
+
+    jobs: list[tuple[str, str | None, str | None]] = []
+    for p in paths:
+        if patient is not None:
+            jobs.append((p, patient, None))
+            continue
+        try:
+            pats = list_patients(p)
+        except NafvError as exc:
+            jobs.append((p, None, _one_line(exc)))
+            continue
+        if len(pats) > 1:
+            jobs += [(p, pid, None) for pid in pats]
+        else:
+            jobs.append((p, None, None))
+    return jobs
+
+
+def _summary(name: str, analysis, json_path: Path) -> str:
+    n = sum(len(v.lesions) for v in analysis.views.values())
+    prob = analysis.malignancy_probability
+    score = f"malignancy probability {prob:.2f} ({analysis.classifier_mode})" if prob is not None else "no malignancy probability"
+    side = analysis.affected_side or "?"
+    return f"{name}: affected side {side} ({analysis.affected_side_source}), {n} lesion(s), {score}; {json_path}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except NafvError as exc:
+        print(f"nafv-analyze: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nafv-analyze: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core_model.analysis_io import write_analysis
+    from core_model.analyze import Analyzer
+    from core_model.checkpoint import NOT_FOR_CLINICAL_USE
+    from core_model.io import load_study
+
+    if args.threads is not None and args.threads < 1:
+        raise NafvError("--threads must be at least 1")
+    jobs = _jobs(args.studies, args.patient)
+    single = len(jobs) == 1
+    if single and jobs[0][2] is not None:
+        raise NafvError(jobs[0][2])
+    analyzer = Analyzer(args.weights_seg, args.weights_cls, device=args.device, num_threads=args.threads)
+    affected = args.affected.upper() if args.affected else None
+
+    failed: list[str] = []
+    used: set[str] = set()
+    bar = tqdm(jobs, desc="studies", unit="study", disable=single, file=sys.stderr)
+    for path, pid, err in bar:
+        label = f"{path}" + (f" [{pid}]" if pid else "")
+        try:
+            if err is not None:
+                raise NafvError(err)
+            study = load_study(path, patient=pid)
+            name = _safe(study.patient_id or Path(path).name)
+            if not single:
+                base, k = name, 2
+                while name in used:
+                    name, k = f"{base}_{k}", k + 1
+                used.add(name)
+            out = args.out if single else args.out / name
+            analysis = analyzer.analyze(study, affected_side=affected, explain=not args.no_explain)
+            json_path = write_analysis(analysis, out, study=study, overlays=not args.no_overlays)
+            tqdm.write(_summary(study.patient_id or name, analysis, json_path), file=sys.stdout)
+        except NafvError as exc:
+            if single:
+                raise
+            failed.append(f"{label}: {_one_line(exc)}")
+            tqdm.write(f"nafv-analyze: failed: {label}: {_one_line(exc)}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - one broken study must not stop a batch
+            if single:
+                raise
+            failed.append(f"{label}: internal error ({type(exc).__name__}: {_one_line(exc)})")
+            tqdm.write(f"nafv-analyze: failed: {failed[-1]}", file=sys.stderr)
+    print(NOT_FOR_CLINICAL_USE, file=sys.stderr)
+    if failed:
+        print(f"nafv-analyze: {len(failed)} of {len(jobs)} studies failed: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

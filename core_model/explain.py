@@ -1,0 +1,252 @@
+"""Grad-CAM heatmaps for the four-view classifier (pytorch-grad-cam).
+
+Three things make the library work on this model:
+
+* **Multi-view wrapper** (:class:`MultiViewCamModel`): the classifier takes
+  ``cls(affected, contralateral)`` with ``[B, 2, C, H, W]`` each, the CAM
+  wants a one-input model. The wrapper takes the views as a batch
+  ``[V, C, H, W]`` (affected CC, affected MLO, then contralateral CC, MLO when
+  present), calls the classifier once on the study and repeats the study's
+  logits per view, so every "batch item" of the CAM is one view of the same
+  prediction.
+* **All backbone calls collected** (:class:`_AllCallsActivations`): the
+  backbone may run once per side or once on every view; activations (and
+  gradients) from every call of the target layer are concatenated in call
+  order, which gives one map per view in the order above. The order is
+  checked at run time against the backbone's inputs (:func:`_call_order`).
+* **ViT tokens -> feature map** (:func:`vit_reshape_transform`): drops *all*
+  prefix tokens (class token and DINOv2 register tokens,
+  ``backbone.num_prefix_tokens``), then folds the patch tokens back onto the
+  patch grid.
+
+The input is made to require gradients inside the wrapper, so maps exist even
+when the backbone is frozen (``requires_grad=False`` parameters).
+
+Method and layer were chosen by measurement (``benchmarks/cam_choice.py``;
+figures in the module constants' comments below).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+
+CAM_METHODS = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "layercam": LayerCAM,
+    "hirescam": HiResCAM,
+    "eigencam": EigenCAM,
+}
+# Defaults picked by benchmarks/cam_choice.py (see its JSON under benchmarks/results/).
+DEFAULT_METHOD = "gradcam"
+# Before the last attention block: the last block's output patch tokens only
+# reach the logits through whatever pooling the head does, while norm1 of the
+# last block feeds its attention, so gradients reach every patch token.
+DEFAULT_TARGET = "backbone.blocks[-1].norm1"
+
+
+def vit_reshape_transform(num_prefix_tokens: int, grid: tuple[int, int] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """[N, P + h*w, D] tokens -> [N, D, h, w]; spatial (4-D) tensors pass through unchanged."""
+
+    def transform(t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 4:
+            return t
+        tokens = t[:, num_prefix_tokens:, :]
+        n = tokens.shape[1]
+        if grid is not None and grid[0] * grid[1] == n:
+            h, w = grid
+        else:
+            h = w = int(round(math.sqrt(n)))
+            if h * w != n:
+                raise ValueError(f"cannot fold {n} patch tokens onto a grid (prefix tokens: {num_prefix_tokens})")
+        return tokens.reshape(t.shape[0], h, w, t.shape[2]).permute(0, 3, 1, 2)
+
+    return transform
+
+
+def resolve_layer(model: torch.nn.Module, path: str) -> torch.nn.Module:
+    """``"backbone.blocks[-1].norm1"`` -> the module."""
+    obj = model
+    for part in path.replace("]", "").split("."):
+        name, *idx = part.split("[")
+        if name:
+            obj = getattr(obj, name)
+        for i in idx:
+            obj = obj[int(i)]
+    return obj
+
+
+def reshape_for(cls: torch.nn.Module, target: str) -> Callable | None:
+    """The reshape transform a target layer of ``cls`` needs (None for conv feature maps)."""
+    if not target.startswith("backbone"):
+        return None
+    backbone = cls.backbone
+    prefix = int(getattr(backbone, "num_prefix_tokens", 1))
+    grid = getattr(getattr(backbone, "patch_embed", None), "grid_size", None)
+    return vit_reshape_transform(prefix, tuple(grid) if grid is not None else None)
+
+
+class MultiViewCamModel(torch.nn.Module):
+    """Input [V, C, H, W] (V = 2: affected CC, MLO; V = 4: + contralateral CC, MLO) -> [V, 2] logits."""
+
+    def __init__(self, cls: torch.nn.Module):
+        super().__init__()
+        self.cls = cls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.requires_grad:  # frozen backbones still need a graph for the gradients
+            x = x.detach().requires_grad_(True)
+        v = x.shape[0]
+        if v not in (2, 4):
+            raise ValueError(f"expected 2 or 4 views, got {v}")
+        affected = x[:2].unsqueeze(0)
+        contra = x[2:4].unsqueeze(0) if v == 4 else None
+        logits = self.cls(affected, contra)  # [1, 2]
+        return logits.expand(v, -1)
+
+
+class MarginTarget:
+    """Logit margin of ``category`` over the other class: what the softmax probability depends on."""
+
+    def __init__(self, category: int):
+        self.category = category
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        if output.ndim == 1:
+            return output[self.category] - output[1 - self.category]
+        return output[:, self.category] - output[:, 1 - self.category]
+
+
+class _AllCallsActivations:
+    """Drop-in for pytorch-grad-cam's ActivationsAndGradients that keeps every call of each target layer.
+
+    The library keeps one activation per hook call and uses only the first,
+    which loses views when the backbone runs more than once per forward pass.
+    """
+
+    def __init__(self, model: torch.nn.Module, target_layers: Sequence[torch.nn.Module], reshape_transform: Callable | None):
+        self.model = model
+        self.reshape_transform = reshape_transform
+        self.detach = True
+        self.handles = []
+        self._acts: list[list[torch.Tensor]] = [[] for _ in target_layers]
+        self._grads: list[dict[int, torch.Tensor]] = [{} for _ in target_layers]
+        for i, layer in enumerate(target_layers):
+            self.handles.append(layer.register_forward_hook(functools.partial(self._hook, i)))
+
+    def _reshape(self, t: torch.Tensor) -> torch.Tensor:
+        return self.reshape_transform(t) if self.reshape_transform is not None else t
+
+    def _hook(self, i: int, module, inputs, output) -> None:
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        call = len(self._acts[i])
+        self._acts[i].append(self._reshape(output).detach().cpu())
+        if output.requires_grad:
+
+            def store(grad: torch.Tensor, i: int = i, call: int = call) -> None:
+                self._grads[i][call] = self._reshape(grad).detach().cpu()
+
+            output.register_hook(store)
+
+    @property
+    def activations(self) -> list[torch.Tensor]:
+        return [torch.cat(a) for a in self._acts if a]
+
+    @property
+    def gradients(self) -> list[torch.Tensor]:
+        return [torch.cat([g[k] for k in sorted(g)]) for g in self._grads if g]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.clear()
+        return self.model(x)
+
+    def clear(self) -> None:
+        for a in self._acts:
+            a.clear()
+        for g in self._grads:
+            g.clear()
+
+    def release(self) -> None:
+        self.clear()
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
+def _call_order(cls: torch.nn.Module, views: torch.Tensor) -> list[int] | None:
+    """Which input view each backbone batch row came from, in call order (None if there is no backbone).
+
+    Matched by correlation of 8 x 8 thumbnails, so resizing or channel
+    repetition inside the classifier does not matter.
+    """
+    backbone = getattr(cls, "backbone", None)
+    if backbone is None:
+        return None
+    # patch_embed sees the images whether the classifier calls the ViT's
+    # forward or forward_features
+    entry = getattr(backbone, "patch_embed", backbone)
+    seen: list[torch.Tensor] = []
+
+    def pre(module, args):
+        seen.append(args[0].detach())
+
+    handle = entry.register_forward_pre_hook(pre)
+    try:
+        with torch.no_grad():
+            MultiViewCamModel(cls)(views)
+    finally:
+        handle.remove()
+
+    def thumbs(t: torch.Tensor) -> torch.Tensor:
+        z = torch.nn.functional.adaptive_avg_pool2d(t.float().mean(1, keepdim=True), 8).flatten(1)
+        z = z - z.mean(1, keepdim=True)
+        return z / (z.norm(dim=1, keepdim=True) + 1e-8)
+
+    seen = [s for s in seen if s.ndim == 4]
+    if not seen:
+        return None
+    rows = torch.cat([thumbs(s) for s in seen])
+    sim = rows @ thumbs(views).T  # [rows, V]
+    return sim.argmax(1).tolist()
+
+
+@torch.inference_mode(False)
+def gradcam_views(
+    cls: torch.nn.Module,
+    views: torch.Tensor,
+    category: int = 1,
+    method: str = DEFAULT_METHOD,
+    target: str = DEFAULT_TARGET,
+) -> np.ndarray:
+    """Heatmaps [V, H, W] in [0, 1] at the classifier input size, one per view of ``views`` [V, C, H, W].
+
+    ``category`` 1 explains the malignant margin, 0 the benign one. A map is
+    all zeros when the layer shows no positive evidence for that view.
+    """
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; known: {', '.join(CAM_METHODS)}")
+    views = views.detach().clone()
+    order = _call_order(cls, views)
+    wrapper = MultiViewCamModel(cls).eval()
+    layer = resolve_layer(cls, target)
+    reshape = reshape_for(cls, target)
+    cam = CAM_METHODS[method](model=wrapper, target_layers=[layer], reshape_transform=reshape)
+    cam.activations_and_grads.release()
+    cam.activations_and_grads = _AllCallsActivations(wrapper, [layer], reshape)
+    with cam, torch.enable_grad():
+        maps = cam(input_tensor=views, targets=[MarginTarget(category)] * views.shape[0])
+    maps = np.nan_to_num(np.asarray(maps, dtype=np.float32))
+    if order is not None and target.startswith("backbone") and len(order) == maps.shape[0]:
+        out = np.zeros((views.shape[0], *maps.shape[1:]), np.float32)
+        for row, view in enumerate(order):
+            out[view] = np.maximum(out[view], maps[row])
+        maps = out
+    return maps[: views.shape[0]]
