@@ -21,7 +21,7 @@ from core_model.io import dicom
 from core_model.io.cdd_cesm import load_named_study, normalize_patient, patient_sort_key
 from core_model.io.images import IMAGE_SUFFIXES
 from core_model.io.naming import NameInfo, parse_cdd_cesm_name, parse_loose_name
-from core_model.study import Study
+from core_model.study import ENERGIES, VIEW_KEYS, Study
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,9 @@ def _finish(study: Study | None, s: Scan, warnings: list[str], patient: str | No
             detail = f"\nFiles skipped:\n{shown}{more}"
         who = f" for patient {patient}" if patient else ""
         raise StudyLoadError(f"no usable mammogram{who}; looked for {LOOKED_FOR}.{detail}", s.root)
+    # Hanging order (R_CC, L_CC, R_MLO, L_MLO; le before rc), whatever the file order was.
+    order = {(k, e): i for i, (k, e) in enumerate((k, e) for k in VIEW_KEYS for e in ENERGIES)}
+    study.images = dict(sorted(study.images.items(), key=lambda item: order[item[0]]))
     study.warnings.extend(warnings)
     for w in warnings:
         log.warning("%s", w)
