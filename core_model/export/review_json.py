@@ -1,0 +1,39 @@
+"""JSON export of a whole review: every finding (all states), links, assessment, AI output, sizes.
+
+The file is the review's own format (``Review.to_dict``) plus an ``export``
+block (date, software, notice) and each finding's size in mm when the view's
+pixel spacing is known, so another tool can read it without this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core_model.export.common import SOFTWARE, notice, now_utc, shown_ids, size_dict
+from core_model.review import Review
+from core_model.review_store import atomic_write_json
+
+
+def review_json(review: Review, *, deidentify: bool = False) -> dict[str, Any]:
+    d = review.to_dict()
+    if deidentify:
+        pid, sid = shown_ids(review, True)
+        d["identity"] = {"patient_id": pid, "study_id": sid, "digest": review.identity.get("digest", ""), "deidentified": True}
+        d["ai"].pop("warnings", None)  # load warnings name source files, which may carry identifiers
+    for fd in d["findings"]:
+        fd["size"] = size_dict(review, review.findings[fd["id"]])
+    d["export"] = {
+        "exported_at": now_utc(),
+        "software": SOFTWARE,
+        "coordinates": "polygon points are (x, y) = (column, row) in pixels of the view's original image",
+        "notice": notice(review),
+        "deidentified": deidentify,
+    }
+    return d
+
+
+def export_review_json(review: Review, path: str | Path, *, deidentify: bool = False) -> Path:
+    path = Path(path)
+    atomic_write_json(path, review_json(review, deidentify=deidentify))
+    return path
