@@ -335,24 +335,41 @@ def load_slot(slot: DicomSlot) -> StudyImage:
     )
 
 
-def read_headers(paths: list[Path], warnings: list[str]) -> list[tuple[Path, Dataset]]:
-    headers = []
-    for path in paths:
+# Batch runs call load_study(folder, patient=...) once per patient of a large
+# folder; remembering each file's classification avoids re-reading every header
+# for every patient. Keyed by path, modification time and size, so an edited
+# file is read again.
+_CLASSIFIED: dict[tuple[str, int, int], DicomSlot | str] = {}
+_CLASSIFIED_MAX = 20_000
+
+
+def _classify_cached(path: Path) -> DicomSlot | str:
+    try:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError as err:
+        return str(StudyLoadError(f"skipped, the file cannot be read ({err.strerror})", path))
+    hit = _CLASSIFIED.get(key)
+    if hit is None:
         try:
-            headers.append((path, read_header(path)))
+            hit = classify(path, read_header(path))
         except StudyLoadError as err:
-            warnings.append(str(err))
-    return headers
+            hit = str(err)
+        if len(_CLASSIFIED) >= _CLASSIFIED_MAX:
+            _CLASSIFIED.clear()
+        _CLASSIFIED[key] = hit
+    return hit
 
 
 def classify_all(paths: list[Path], warnings: list[str]) -> list[DicomSlot]:
     """Slots of every usable file (headers only, nothing decoded); the others explained in ``warnings``."""
     slots = []
-    for path, ds in read_headers(sorted(paths, key=str), warnings):
-        try:
-            slots.append(classify(path, ds))
-        except StudyLoadError as err:
-            warnings.append(str(err))
+    for path in sorted(paths, key=str):
+        hit = _classify_cached(path)
+        if isinstance(hit, str):
+            warnings.append(hit)
+        else:
+            slots.append(hit)
     return slots
 
 

@@ -189,3 +189,34 @@ def test_synthetic_files_mark_the_study(tmp_path, demo_small):
                    patient_id="PH", synthetic=True)
     study = load_study(tmp_path)
     assert study.synthetic and len(study) == 1
+
+
+def test_jpeg_extended_12bit_decodes_with_libjpeg(tmp_path):
+    """pydicom's own 12-bit JPEG (process 4) test image, retagged as a mammogram."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("JPGExtended.dcm"))
+    expected = ds.pixel_array
+    ds.Modality = "MG"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+    ds.ImageLaterality, ds.ViewPosition = "R", "MLO"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "", "LOW_ENERGY"]
+    ds.save_as(tmp_path / "jpeg12.dcm")
+    img = load_study(tmp_path).get("R_MLO", "le")
+    assert img.bits_stored == 12 and img.pixels.dtype == np.uint16
+    assert img.pixels.shape == expected.shape and np.array_equal(img.pixels, expected)
+
+
+def test_headers_read_once_across_patients(tmp_path, demo_small, write_study, monkeypatch):
+    write_study(tmp_path, {k: v for k, v in demo_small.items() if k[0] == "L"}, patient_id="A")
+    write_study(tmp_path, {k: v for k, v in demo_small.items() if k[0] == "R"}, patient_id="B")
+    calls = []
+    real = dicom_mod.read_header
+    monkeypatch.setattr(dicom_mod, "read_header", lambda p: calls.append(p) or real(p))
+    assert [len(load_study(tmp_path, patient=p)) for p in list_patients(tmp_path)] == [4, 4]
+    assert len(calls) == 8
+    # An edited file is read again.
+    f = sorted(tmp_path.iterdir())[0]
+    write_mg_dicom(f, demo_small[("L", "CC", "le")][:100], side="L", view="CC", energy="le", patient_id="A")
+    assert load_study(tmp_path, patient="A").get("L_CC", "le").shape == (100, 200)
+    assert calls[-1] == f and len(calls) == 9
