@@ -303,12 +303,18 @@ def load_slot(slot: DicomSlot) -> StudyImage:
                              path) from err
     if raw.ndim != 2:
         raise StudyLoadError(f"skipped, expected one greyscale frame, got pixel array of shape {raw.shape}", path)
-    px = apply_modality_lut(raw, ds)
+    identity = ("ModalityLUTSequence" not in ds and float(ds.get("RescaleSlope", 1) or 1) == 1.0
+                and float(ds.get("RescaleIntercept", 0) or 0) == 0.0)
+    # The usual MG file has an identity Modality LUT: keep the stored integers (no float copy).
+    px = raw if identity else apply_modality_lut(raw, ds)
     window = _window(ds)
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         # Invert within the Modality LUT output range so that bright means dense, as in MONOCHROME2.
         lo, hi = _modality_range(ds)
-        px = (lo + hi) - px.astype(np.float64)
+        if identity and raw.dtype.kind == "u":
+            px = (np.asarray(int(lo + hi), dtype=raw.dtype) - raw).astype(raw.dtype)
+        else:
+            px = (lo + hi) - px.astype(np.float64)
         if window is not None:
             window = (lo + hi - window[0], window[1])
     px = _as_compact(np.asarray(px), raw.dtype)

@@ -43,7 +43,10 @@ def read_raster(path: Path) -> tuple[np.ndarray, int]:
                 raise StudyLoadError(f"skipped, unsupported image mode {mode}", path)
     except StudyLoadError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
+        # Pillow refuses some sizes before it reports them; still a size problem, not damage.
+        raise StudyLoadError(f"skipped, the image is too large to hold ({err})", path) from err
+    except (OSError, SyntaxError, ValueError) as err:
         raise StudyLoadError(f"skipped, the image cannot be read (damaged or truncated file: {err})", path) from err
     if px.ndim != 2:
         raise StudyLoadError(f"skipped, expected a greyscale image, got shape {px.shape}", path)
