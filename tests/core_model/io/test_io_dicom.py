@@ -220,3 +220,31 @@ def test_headers_read_once_across_patients(tmp_path, demo_small, write_study, mo
     write_mg_dicom(f, demo_small[("L", "CC", "le")][:100], side="L", view="CC", energy="le", patient_id="A")
     assert load_study(tmp_path, patient="A").get("L_CC", "le").shape == (100, 200)
     assert calls[-1] == f and len(calls) == 9
+
+
+def test_monochrome1_with_rescale_inverts_in_modality_values(tmp_path, demo_small, make12):
+    px = make12(demo_small[("L", "MLO", "le")])
+    write_mg_dicom(tmp_path / "a.dcm", px, side="L", view="MLO", energy="le", patient_id="P1",
+                   photometric="MONOCHROME1", RescaleSlope="2", RescaleIntercept="100")
+    img = load_study(tmp_path).get("L_MLO", "le")
+    assert np.array_equal(img.pixels, px.astype(np.int64) * 2 + 100)
+
+
+def test_pixel_spacing_and_orientation_fallbacks(tmp_path, demo_small):
+    write_mg_dicom(tmp_path / "a.dcm", demo_small[("R", "CC", "rc")], side="R", view="CC", energy="rc",
+                   patient_id="P1", PixelSpacing=["0.07", "0.08"], PatientOrientation=None)
+    img = load_study(tmp_path).get("R_CC", "rc")
+    assert img.pixel_spacing_mm == (0.07, 0.08) and img.orientation is None
+    write_mg_dicom(tmp_path / "a.dcm", demo_small[("R", "CC", "rc")], side="R", view="CC", energy="rc",
+                   patient_id="P1")
+    assert load_study(tmp_path).get("R_CC", "rc").pixel_spacing_mm is None
+
+
+def test_patients_counted_from_mammograms_only(dicom_study, demo_small):
+    folder, _ = dicom_study
+    write_mg_dicom(folder / "ct_other.dcm", demo_small[("L", "CC", "le")], side="L", view="CC", energy="le",
+                   patient_id="SOMEONE-ELSE", Modality="CT", SOPClassUID="1.2.840.10008.5.1.4.1.1.2")
+    assert list_patients(folder) == ["P66"]
+    study = load_study(folder)
+    assert study.complete and any("ct_other.dcm: skipped, not a mammogram (Modality CT)" in w
+                                  for w in study.warnings)
