@@ -50,7 +50,7 @@ PATIENT_NUMBER_BASE = 900000  # file names P{900000 + n}: numeric so the CDD-CES
 DENSITIES = ("A", "B", "C", "D")
 DENSE_FRACTION = {"A": 0.08, "B": 0.25, "C": 0.5, "D": 0.75}  # share of breast area that is fibroglandular
 BPE_LEVELS = ("minimal", "mild", "moderate", "marked")
-BPE_GAIN = {"minimal": 0.02, "mild": 0.06, "moderate": 0.11, "marked": 0.17}
+BPE_GAIN = {"minimal": 0.03, "mild": 0.08, "moderate": 0.15, "marked": 0.24}
 LABELS = ("benign", "malignant")
 DIFFICULTIES = ("easy", "medium", "hard")
 # DICOM PatientOrientation (row direction, column direction) of each view as drawn here.
@@ -146,6 +146,15 @@ def _power_noise(rng: np.random.Generator, shape: tuple[int, int], spacing: tupl
     return out / (out.std() + 1e-12)
 
 
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], spacing: tuple[float, float],
+                  sigma_mm: float) -> np.ndarray:
+    """Band-limited (Gaussian-correlated) unit-variance noise: its zero lines form smooth curvy networks."""
+    out = ndimage.gaussian_filter(rng.standard_normal(shape), (sigma_mm / spacing[0], sigma_mm / spacing[1]),
+                                  mode="wrap")
+    out -= out.mean()
+    return out / (out.std() + 1e-12)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
@@ -167,13 +176,15 @@ class _Breast:
     pect_w: float = 0.0  # pectoral muscle: width at the top edge, height on the chest wall
     pect_h: float = 0.0
     pect_q: float = 1.0
+    p_up: float = 0.0  # exponent above the nipple axis when different (MLO: the upper contour runs to the axilla)
 
     def rho(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Normalised radius: < 1 inside the breast, 1 on the skin line."""
         dy = y - self.nipple_y
         b = np.where(dy < 0, self.b_up, self.b_low)
         xn = np.maximum(x, 0.0) / self.depth
-        r = (xn ** self.p + np.abs(dy / b) ** self.p) ** (1.0 / self.p)
+        p = np.where(dy < 0, self.p_up or self.p, self.p)
+        r = (xn ** p + np.abs(dy / b) ** p) ** (1.0 / p)
         ang = np.arctan2(dy / b, xn)
         mod = np.ones_like(r)
         for k, a, ph in self.wobble:
@@ -183,7 +194,8 @@ class _Breast:
     def half_height(self, x: float, above: bool) -> float:
         xn = min(max(x / self.depth, 0.0), 1.0)
         b = self.b_up if above else self.b_low
-        return b * (1.0 - xn ** self.p) ** (1.0 / self.p)
+        p = (self.p_up or self.p) if above else self.p
+        return b * (1.0 - xn ** p) ** (1.0 / p)
 
     def pectoral(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         if self.pect_w <= 0:
@@ -196,15 +208,16 @@ def _draw_breasts(rng: np.random.Generator) -> dict[str, _Breast]:
     """Outline per view key; the two sides share the shape up to a few per cent."""
     h, w = FIELD_MM
     depth = rng.uniform(0.42, 0.7) * w
-    p = rng.uniform(1.9, 2.5)
+    p = rng.uniform(1.7, 2.2)
     cc_half = rng.uniform(0.34, 0.44) * h
     cc_y = h / 2 + rng.uniform(-0.04, 0.04) * h
     mlo_y = rng.uniform(0.5, 0.62) * h
     mlo_depth = depth * rng.uniform(1.0, 1.1)
     b_low = (h - mlo_y) * rng.uniform(0.72, 0.92)
-    b_up = mlo_y * rng.uniform(1.15, 1.5)  # > nipple row: the axillary tail reaches the top edge
-    pect_w = mlo_depth * rng.uniform(0.3, 0.5)
-    pect_h = mlo_y * rng.uniform(0.6, 1.1)
+    b_up = mlo_y * rng.uniform(1.0, 1.08)  # > nipple row: the axillary tail reaches the top edge
+    pect_w = mlo_depth * rng.uniform(0.35, 0.55)
+    pect_h = mlo_y * rng.uniform(0.9, 1.4)
+    p_up = rng.uniform(1.3, 1.7)
     pect_q = rng.uniform(0.8, 1.3)
     out = {}
     for side in ("R", "L"):
@@ -217,7 +230,7 @@ def _draw_breasts(rng: np.random.Generator) -> dict[str, _Breast]:
                                             cc_half * sz, p, wob())
         out[view_key(side, "MLO")] = _Breast("MLO", mlo_depth * sz, mlo_y + rng.uniform(-4, 4), b_up * sz,
                                              b_low * sz, p, wob(), pect_w * rng.uniform(0.92, 1.08),
-                                             pect_h * rng.uniform(0.92, 1.08), pect_q)
+                                             pect_h * rng.uniform(0.92, 1.08), pect_q, p_up)
     return out
 
 
@@ -331,19 +344,31 @@ def _grid(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[float, f
     return x, y, (sy, sx)
 
 
-def _strand_field(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, nipple: tuple[float, float]) -> np.ndarray:
-    """Trabecular strands converging on the nipple: noise elongated along the radius in polar coordinates."""
+def _polar(src: np.ndarray, x: np.ndarray, y: np.ndarray, nipple: tuple[float, float], mm_per_col: float) -> np.ndarray:
+    """Sample ``src`` (rows: angle around the nipple, cols: distance from it) on the image grid."""
     nx, ny = nipple
     r = np.hypot(x - nx, y - ny)
     th = np.arctan2(y - ny, nx - x)  # 0 = toward the chest wall
+    rows = np.broadcast_to((th + np.pi) / (2 * np.pi) * src.shape[0], r.shape)
+    cols = r / mm_per_col
+    return ndimage.map_coordinates(src, [rows.ravel(), cols.ravel()], order=1, mode="grid-wrap").reshape(r.shape)
+
+
+def _strand_field(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, nipple: tuple[float, float]) -> np.ndarray:
+    """Ducts and strands converging on the nipple: noise elongated along the radius in polar coordinates."""
     src = _power_noise(rng, (256, 128), (1.5, 0.4), beta=2.6, f0=1.0 / 20.0)
-    # rows: angle (fine), cols: radius (coarse) -> strands run radially
-    rows = (th + np.pi) / (2 * np.pi) * 255.0
-    cols = r / 2.0
-    field_ = ndimage.map_coordinates(src, [np.broadcast_to(rows, r.shape).ravel(), cols.ravel()],
-                                     order=1, mode="wrap").reshape(r.shape)
+    field_ = _polar(src, x, y, nipple, 2.0)
+    r = np.hypot(x - nipple[0], y - nipple[1])
     # fade out within ~2 cm of the nipple so the strands do not form a sunburst there
     return field_ / (field_.std() + 1e-9) * (1.0 - np.exp(-((r / 20.0) ** 2)))
+
+
+def _ligaments(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, nipple: tuple[float, float]) -> np.ndarray:
+    """Thin curvy lines (Cooper ligaments, trabeculae), mostly running toward the nipple, in [0, 1]."""
+    # zero lines of smooth noise form a network; stretching it along the radius orients it
+    src = _smooth_noise(rng, (512, 160), (1.0 / 1.3, 1.0 / 3.5), 1.0)
+    r = np.hypot(x - nipple[0], y - nipple[1])
+    return np.exp(-((_polar(src, x, y, nipple, 1.5) / 0.18) ** 2)) * (1.0 - np.exp(-((r / 15.0) ** 2)))
 
 
 def _vessels(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, breast: _Breast, n: int) -> np.ndarray:
@@ -418,6 +443,8 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
     # Shared texture fields: one per view, mirrored between the breasts (canonical frame).
     beta = cfg.texture_beta
     shared = {v: _power_noise(rng, (h, w), spacing, beta) for v in ("CC", "MLO")}
+    # slow RC background variation (scatter / thickness correction residue), shared by both sides
+    lowfreq = {v: _power_noise(rng, (h, w), spacing, 4.0, f0=1.0 / 60.0) for v in ("CC", "MLO")}
     target = DENSE_FRACTION[density]
     vessel_n = int(rng.integers(2, 6))
     bpe_gain = BPE_GAIN[bpe]
@@ -441,13 +468,17 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         xn = x / b.depth
         env = _sigmoid((0.8 - rho) / 0.07) * _sigmoid((xn - 0.06) / 0.05) * (1 - pect)
         strands = _strand_field(rng, x, y, (b.depth, b.nipple_y))
-        score = tex + 2.2 * np.log(env + 1e-3) + 0.35 * strands
+        # mid-frequency lobules (fat holes inside the dense tissue) on top of the power-law field
+        lob = _smooth_noise(rng, (h, w), spacing, 1.2)
+        score = ndimage.gaussian_filter(tex, (0.6 / sy, 0.6 / sx)) + 0.6 * lob + 2.2 * np.log(env + 1e-3) + 0.1 * strands
         sel = inside & (env > 0.05)
         thr = np.quantile(score[sel], 1.0 - target) if sel.any() else 0.0
-        gland = _sigmoid((score - thr) / 0.6) * env * np.clip(0.75 + 0.25 * strands, 0.3, 1.2)
+        gland = _sigmoid((score - thr) / 0.8) * env * np.clip(0.9 + 0.1 * strands, 0.3, 1.2)
         # strands add linear structure on top of the blobs (Cooper ligaments, ducts)
         fine = np.clip(0.5 + 0.5 * strands, 0, 1) ** 3 * env
         vessels = _vessels(rng, x, y, b, vessel_n) * inside * (1 - pect)
+        # reticular network (Cooper ligaments): zero crossings of band-limited noise form curvy lines
+        ridges = _ligaments(rng, x, y, (b.depth, b.nipple_y)) * _sigmoid((0.97 - rho) / 0.02) * (1 - pect)
 
         # lesion (affected side only)
         lesion_body = np.zeros((h, w))
@@ -473,8 +504,8 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
                 fine = ndimage.map_coordinates(fine, coords, order=1, mode="nearest").reshape(h, w)
 
         # ---- low energy: a mammogram
-        fat = 0.2
-        le = fat + 0.4 * gland + 0.07 * fine + 0.02 * vessels + pect * (0.3 + 0.03 * tex)
+        fat = 0.12
+        le = fat + 0.45 * gland + 0.03 * fine + 0.12 * ridges * (1 - 0.5 * gland) + 0.02 * vessels + pect * (0.28 + 0.03 * tex)
         le = le + spec.le_contrast * (lesion_body + 0.7 * spic) if side == affected else le
         le = le * (0.55 + 0.45 * thick)  # thin tissue at the edge attenuates less
         le = le + 0.18 * np.exp(-((1.0 - rho) / 0.012) ** 2) * (rho < 1.03)  # skin line
@@ -484,10 +515,10 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         # ---- recombined: iodine uptake
         uptake = ndimage.gaussian_filter(gland, (2.0 / sy, 2.0 / sx))
         bpe_map = bpe_gain * uptake * (0.7 + 0.3 * np.clip(tex, -2, 2))
-        rc = 0.2 + bpe_map + 0.04 * vessels - 0.03 * pect - 0.02 * gland
+        rc = 0.15 + 0.025 * lowfreq[view] + bpe_map + 0.08 * vessels + 0.015 * ridges - 0.02 * pect
         if side == affected:
             rc = rc + spec.rc_contrast * (lesion_body * pattern + 0.35 * spic)
-        rc = rc + 0.14 * np.exp(-(1.0 - rho) / 0.03) * (rho < 1.0)  # bright rim along the skin line
+        rc = rc + 0.2 * np.exp(-(1.0 - rho) / 0.04) * (rho < 1.0)  # bright rim along the skin line
         grain = ndimage.gaussian_filter(rng.standard_normal((h, w)), 1.0)
         rc = rc + 1.2 * cfg.noise * grain / (grain.std() + 1e-9)
         rc = rc * _sigmoid((1.0 - rho) / 0.004)

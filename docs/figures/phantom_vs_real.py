@@ -1,0 +1,81 @@
+"""Draw docs/figures/phantom_vs_real.png: real CDD-CESM four-view studies beside synthetic ones.
+
+    .venv/bin/python docs/figures/phantom_vs_real.py [--data ../shared/data/cdd-cesm-512/images]
+
+Real images are the two complete studies of the CDD-CESM 512 subset (P66 is
+also bundled as resources/demo); synthetic studies are drawn at 512 x 512 so
+they are squashed the same way. Hanging order R-CC, L-CC, R-MLO, L-MLO.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from core_model.phantom import MAX_VALUE, generate_case  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+ORDER = ("R_CC", "L_CC", "R_MLO", "L_MLO")
+
+
+def real_rows(folder: Path, pid: str) -> list[tuple[str, list[np.ndarray]]]:
+    rows = []
+    for energy, kind in (("LE", "DM"), ("RC", "CM")):
+        tiles = [np.asarray(Image.open(folder / f"{pid}_{k[0]}_{kind}_{k[2:]}.jpg").convert("L"), np.float32) / 255
+                 for k in ORDER]
+        rows.append((f"real {pid} {energy}", tiles, ""))
+    return rows
+
+
+def synthetic_rows(seed: int, label: str) -> list[tuple[str, list[np.ndarray]]]:
+    case = generate_case(seed, size=(512, 512), label=label)
+    rows = []
+    for energy in ("le", "rc"):
+        tiles = [case.study.get(k, energy).pixels.astype(np.float32) / MAX_VALUE for k in ORDER]
+        desc = f"{case.lesions[0].margin}, {case.lesions[0].enhancement}, ACR {case.density}"
+        rows.append((f"synthetic {label} {energy.upper()}", tiles, f"lesion {case.affected_side}: {desc}"))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cdd-cesm-512" / "images")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "figures" / "phantom_vs_real.png")
+    ap.add_argument("--seeds", type=int, nargs=2, default=(7, 3), help="seeds of the benign and malignant case")
+    args = ap.parse_args()
+    left = real_rows(args.data, "P66") + real_rows(args.data, "P313")
+    right = synthetic_rows(args.seeds[0], "benign") + synthetic_rows(args.seeds[1], "malignant")
+    fig, axes = plt.subplots(4, 8, figsize=(16, 8.8), facecolor="black")
+    for r in range(4):
+        for half, rows in ((0, left), (1, right)):
+            title, tiles, note = rows[r]
+            for c, tile in enumerate(tiles):
+                ax = axes[r, half * 4 + c]
+                ax.imshow(tile, cmap="gray", vmin=0, vmax=1, interpolation="lanczos")
+                ax.set_xticks([]), ax.set_yticks([])
+                for s in ax.spines.values():
+                    s.set_visible(False)
+                if c == 0:
+                    ax.set_ylabel(title, color="white", fontsize=7)
+                    if note:
+                        t = ax.text(0.02, 0.01, note, color="white", fontsize=5.5, transform=ax.transAxes,
+                                    va="bottom")
+                        t.set_in_layout(False)
+                if r == 0:
+                    ax.set_title(ORDER[c].replace("_", "-"), color="white", fontsize=8)
+    fig.suptitle("Real CDD-CESM (left, 512x512 as distributed) vs synthetic phantom (right, drawn at 512x512)",
+                 color="white", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=0.2, w_pad=0.1)
+    fig.savefig(args.out, dpi=110, facecolor="black")
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
