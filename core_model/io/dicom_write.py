@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
+    JPEGLosslessSV1,
     PYDICOM_IMPLEMENTATION_UID,
     RLELossless,
     UID,
@@ -40,7 +42,7 @@ IMAGE_TYPE = {
 }
 ENERGY_DESCRIPTION = {"le": "low energy", "rc": "recombined"}
 # Transfer syntaxes this writer can produce with the installed encoders.
-WRITABLE_SYNTAXES = (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless)
+WRITABLE_SYNTAXES = (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless, JPEGLosslessSV1)
 SYNTHETIC_MARK = "SYNTHETIC"
 
 
@@ -217,8 +219,65 @@ def write_mg_dicom(
         else:
             setattr(ds, keyword, value)
 
-    if syntax != ExplicitVRLittleEndian:
+    if syntax == JPEGLosslessSV1:
+        # pydicom has no encoder for the syntax most mammography vendors ship; ours is small.
+        ds.PixelData = encapsulate([encode_jpeg_lossless_sv1(stored, bits_stored)])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    elif syntax != ExplicitVRLittleEndian:
         ds.compress(syntax, stored, generate_instance_uid=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+# ---------------------------------------------------------------- JPEG lossless (ITU-T T.81 process 14, SV1)
+# One Huffman table holding the 17 difference categories as 5-bit codes: not the
+# smallest file, but valid, short to write and decoded by every JPEG-lossless reader.
+_HUFF_LENGTH = 5
+
+
+def _marker(code: int, payload: bytes) -> bytes:
+    return bytes([0xFF, code]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def encode_jpeg_lossless_sv1(pixels: np.ndarray, precision: int) -> bytes:
+    """One greyscale frame as a JPEG lossless bit stream, first-order prediction (selection value 1)."""
+    px = np.asarray(pixels).astype(np.int64)
+    rows, cols = px.shape
+    pred = np.empty_like(px)
+    pred[:, 1:] = px[:, :-1]  # Ra: the sample to the left
+    pred[1:, 0] = px[:-1, 0]  # first column: the sample above
+    pred[0, 0] = 1 << (precision - 1)
+    diff = (px - pred) % 65536
+    diff = np.where(diff > 32768, diff - 65536, diff).ravel()  # -32767 .. 32768
+    mag = np.abs(diff)
+    ssss = np.zeros(mag.shape, np.int64)
+    nz = mag > 0
+    ssss[nz] = np.floor(np.log2(mag[nz])).astype(np.int64) + 1
+    extra_bits = np.where(ssss == 16, 0, ssss)  # category 16 (32768) carries no extra bits
+    extra = np.where(diff < 0, diff + (1 << extra_bits) - 1, diff) & ((1 << extra_bits) - 1)
+    value = (ssss << extra_bits) | extra  # Huffman code of category k is k itself (5 bits)
+    length = _HUFF_LENGTH + extra_bits
+    # Expand every (value, length) into its bits, most significant first, and pack.
+    # In chunks, so a full-field mammogram does not need a (pixels x 21) matrix at once.
+    shifts = np.arange(_HUFF_LENGTH + 15, -1, -1, dtype=np.int32)
+    pieces = []
+    for start in range(0, value.size, 1 << 18):
+        v = value[start:start + (1 << 18)].astype(np.int32)
+        n = length[start:start + (1 << 18)].astype(np.int32)
+        bits = ((v[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
+        pieces.append(bits[shifts[None, :] < n[:, None]])
+    stream = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
+    pad = (-stream.size) % 8
+    stream = np.concatenate([stream, np.ones(pad, np.uint8)])  # pad with 1-bits (T.81 F.1.2.3)
+    data = np.packbits(stream)
+    ff = np.flatnonzero(data == 0xFF)
+    data = np.insert(data, ff + 1, 0)  # byte stuffing after every 0xFF
+    counts = bytes(16)
+    counts = counts[: _HUFF_LENGTH - 1] + bytes([17]) + counts[_HUFF_LENGTH:]
+    sof = bytes([precision]) + rows.to_bytes(2, "big") + cols.to_bytes(2, "big") + bytes([1, 1, 0x11, 0])
+    dht = bytes([0x00]) + counts + bytes(range(17))
+    sos = bytes([1, 1, 0x00, 1, 0, 0])  # one component, table 0, predictor 1, Se 0, Ah/Al 0
+    return (b"\xff\xd8" + _marker(0xC3, sof) + _marker(0xC4, dht) + _marker(0xDA, sos)
+            + data.tobytes() + b"\xff\xd9")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, MPEG2MPML, RLELossless
+from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, MPEG2MPML, RLELossless
 
 from core_model.errors import StudyLoadError
 from core_model.io import dicom as dicom_mod
@@ -54,7 +54,7 @@ def test_monochrome1_comes_back_equal_to_monochrome2(tmp_path, demo_small, make1
     assert a.window == b.window == (1500.0, 2000.0)
 
 
-@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless, RLELossless])
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless, JPEGLosslessSV1, RLELossless])
 def test_compressed_16bit_round_trip(tmp_path, demo_small, syntax):
     px = demo_small[("L", "MLO", "rc")].astype(np.uint16) * 257  # up to 65535
     assert px.max() > 4095

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, JPEGBaseline8Bit
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless
 
 from core_model.io.dicom_write import MG_FOR_PRESENTATION, write_mg_dicom
 
@@ -72,7 +72,7 @@ def test_monochrome1_stores_inverted_values_and_window(tmp_path, demo_small):
     assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (3095.0, 800.0)
 
 
-@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless])
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless, JPEGLosslessSV1])
 def test_lossless_compression(tmp_path, demo_small, syntax):
     px = demo_small[("R", "MLO", "rc")].astype(np.uint16) * 257  # 16-bit, values up to 65535
     path = write_mg_dicom(tmp_path / "a.dcm", px, side="R", view="MLO", energy="rc", patient_id="P",
@@ -112,3 +112,15 @@ def test_rejects_values_that_do_not_fit(tmp_path):
     with pytest.raises(ValueError, match="unsigned 16-bit"):
         write_mg_dicom(tmp_path / "a.dcm", np.full((8, 8), -1, np.int32), side="L", view="CC", energy="le",
                        patient_id="P")
+
+
+def test_jpeg_lossless_extreme_differences(tmp_path):
+    """Jumps of 32768 (difference category 16, no extra bits) and full-range noise survive."""
+    rng = np.random.default_rng(7)
+    px = rng.integers(0, 65536, (40, 30)).astype(np.uint16)
+    px[::2, ::2] = 0
+    px[1::2, 1::2] = 32768
+    px[0, :4] = [0, 32768, 0, 65535]
+    path = write_mg_dicom(tmp_path / "a.dcm", px, side="R", view="CC", energy="le", patient_id="P",
+                          transfer_syntax=JPEGLosslessSV1)
+    assert np.array_equal(pydicom.dcmread(path).pixel_array, px)
