@@ -5,6 +5,11 @@ generator and by anyone who wants to hand the viewer a proper DICOM study. The
 file carries what :mod:`core_model.io.dicom` reads back: ImageLaterality,
 ViewPosition, ViewCodeSequence (SNOMED CT), ImageType with LOW_ENERGY /
 RECOMBINED, PatientOrientation, ImagerPixelSpacing and a VOI window.
+
+Transfer syntaxes written: explicit VR little endian (default), and losslessly
+JPEG 2000 (pylibjpeg-openjpeg), JPEG-LS (pyjpegls), RLE (pydicom) and JPEG
+lossless SV1 (the small numpy encoder below; about 10 s for a 4096 x 3328
+image, so meant for tests and small files).
 """
 
 from __future__ import annotations
