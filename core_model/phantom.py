@@ -515,10 +515,10 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         # ---- recombined: iodine uptake
         uptake = ndimage.gaussian_filter(gland, (2.0 / sy, 2.0 / sx))
         bpe_map = bpe_gain * uptake * (0.7 + 0.3 * np.clip(tex, -2, 2))
-        rc = 0.15 + 0.025 * lowfreq[view] + bpe_map + 0.08 * vessels + 0.015 * ridges - 0.02 * pect
+        rc = 0.18 + 0.04 * lowfreq[view] + bpe_map + 0.08 * vessels + 0.015 * ridges - 0.02 * pect
         if side == affected:
             rc = rc + spec.rc_contrast * (lesion_body * pattern + 0.35 * spic)
-        rc = rc + 0.2 * np.exp(-(1.0 - rho) / 0.04) * (rho < 1.0)  # bright rim along the skin line
+        rc = rc + 0.25 * np.exp(-(1.0 - rho) / 0.06) * (rho < 1.0)  # bright rim along the skin line
         grain = ndimage.gaussian_filter(rng.standard_normal((h, w)), 1.0)
         rc = rc + 1.2 * cfg.noise * grain / (grain.std() + 1e-9)
         rc = rc * _sigmoid((1.0 - rho) / 0.004)

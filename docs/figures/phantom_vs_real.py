@@ -44,6 +44,21 @@ def synthetic_rows(seed: int, label: str) -> list[tuple[str, list[np.ndarray]]]:
     return rows
 
 
+def grey_levels(data: Path, n_real: int = 120, n_synthetic: int = 10) -> dict[str, list[float]]:
+    """Median over images of the breast-pixel 10th / 50th / 90th percentiles (0..255; breast = pixel > 15)."""
+    out: dict[str, list[list[float]]] = {}
+    files = sorted(data.glob("*.jpg"))[:n_real]
+    for f in files:
+        px = np.asarray(Image.open(f).convert("L"), np.float32)
+        out.setdefault("real " + ("LE" if "_DM_" in f.name else "RC"), []).append(list(np.percentile(px[px > 15], [10, 50, 90])))
+    for seed in range(n_synthetic):
+        case = generate_case(seed, size=(256, 256))
+        for (key, energy), img in case.study.images.items():
+            px = img.pixels.astype(np.float32) / MAX_VALUE * 255
+            out.setdefault("synthetic " + energy.upper(), []).append(list(np.percentile(px[px > 15], [10, 50, 90])))
+    return {k: [round(float(v), 1) for v in np.median(np.array(rows), axis=0)] for k, rows in sorted(out.items())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cdd-cesm-512" / "images")
@@ -75,6 +90,8 @@ def main() -> None:
     fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=0.2, w_pad=0.1)
     fig.savefig(args.out, dpi=110, facecolor="black")
     print(args.out)
+    for name, levels in grey_levels(args.data).items():
+        print(f"{name}: breast-pixel p10/p50/p90 = {levels}")
 
 
 if __name__ == "__main__":
