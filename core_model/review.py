@@ -269,7 +269,8 @@ def review_from_analysis(analysis: Any, study: Any, identity: dict[str, str]) ->
             poly = _as_polygon(lesion.polygon.tolist())
             fid = review.new_id()
             review.findings[fid] = Finding(
-                id=fid, key=key, polygon=poly, state=PROPOSED, origin="ai", ai_score=float(lesion.score), ai_polygon=list(poly)
+                id=fid, key=key, polygon=poly, state=PROPOSED, origin="ai", ai_polygon=list(poly),
+                ai_score=float(lesion.score) if math.isfinite(lesion.score) else None,
             )
     return review
 

@@ -49,8 +49,9 @@ def model_lines(review: Review) -> list[str]:
     """One line per model that contributed: name, weights digest, training data."""
     out = []
     for role, m in review.ai.get("models", {}).items():
-        sha = str(m.get("weights_sha256", ""))[:16]
-        out.append(f"{role}: {m.get('name', m.get('architecture', '?'))} (weights sha256 {sha}…, trained on {m.get('trained_on', 'unknown')})")
+        sha = str(m.get("weights_sha256", ""))
+        sha = sha[:16] + "…" if len(sha) > 16 else sha
+        out.append(f"{role}: {m.get('name', m.get('architecture', '?'))} (weights sha256 {sha}, trained on {m.get('trained_on', 'unknown')})")
     return out
 
 

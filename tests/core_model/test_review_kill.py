@@ -32,11 +32,12 @@ CHILD = textwrap.dedent(
     ident = {"patient_id": "P1", "study_id": "S1", "digest": "d" * 64, "key": "P1_S1_kill"}
     store = ReviewStore()
     review = store.load(ident) or Review(identity=ident)
-    s = ReviewSession(review, store)
     if not review.findings:
         # many long contours so that each save takes long enough to be killed mid-write
         for k in range(60):
-            s.do(AddFinding("L_CC", [(k + i * 0.25, 2.0 * i) for i in range(80)]))
+            AddFinding("L_CC", [(k + i * 0.25, 2.0 * i) for i in range(80)]).apply(review)
+        store.save(review)
+    s = ReviewSession(review, store)
     print("ready", review.revision, flush=True)
     while True:
         n = review.revision + 1  # the revision this change is saved as
@@ -47,7 +48,7 @@ CHILD = textwrap.dedent(
         print(review.revision, flush=True)  # acknowledged: do() returned, so it is on disk
     """
 )
-SETUP = 60  # revisions spent creating the findings
+SETUP = 0  # the findings are created and saved as revision 0
 
 
 def _consistent(review: Review) -> None:

@@ -1,0 +1,313 @@
+"""PDF report of a review (reportlab): identifiers, four views with the reader's contours, findings, assessment.
+
+Made to survive grey printing: each finding state has its own line style
+(accepted solid, edited dashed, reader-drawn dash-dot) over a white halo, and
+every contour carries its finding id, so nothing depends on colour. The AI's
+probability is printed beside the reader's BI-RADS call and labelled as the
+AI's, never in its place. The model identity and the not-for-clinical-use
+notice are on every page when the weights are not validated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import numpy as np
+from PIL import Image
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.lib.utils import ImageReader
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from core_model.errors import NafvError
+from core_model.export.common import SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
+from core_model.review import ACCEPTED, EDITED, Finding, Review
+from core_model.study import ENERGY_NAMES, VIEW_KEYS
+
+MAX_EMBED_PX = 900  # longest side of an embedded view: sharp in print, small file
+
+# state/origin -> (RGB, dash pattern in points, legend text)
+STYLE = {
+    ACCEPTED: ((0.85, 0.1, 0.1), None, "accepted AI contour (solid)"),
+    EDITED: ((0.1, 0.3, 0.95), (4, 2.5), "edited AI contour (dashed)"),
+    "reader": ((0.0, 0.6, 0.2), (5, 2, 1, 2), "drawn by the reader (dash-dot)"),
+}
+
+
+class PdfExportError(NafvError):
+    """The PDF report could not be written."""
+
+
+def _fonts() -> tuple[str, str]:
+    """A Unicode TrueType font (reader names and notes are free text), falling back to reportlab's Vera."""
+    if "NafvSans" in pdfmetrics.getRegisteredFontNames():
+        return "NafvSans", "NafvSans-Bold"
+    import reportlab
+
+    candidates = [
+        (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"), Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")),
+        (Path(reportlab.__file__).parent / "fonts" / "Vera.ttf", Path(reportlab.__file__).parent / "fonts" / "VeraBd.ttf"),
+    ]
+    for regular, bold in candidates:
+        if regular.is_file() and bold.is_file():
+            pdfmetrics.registerFont(TTFont("NafvSans", str(regular)))
+            pdfmetrics.registerFont(TTFont("NafvSans-Bold", str(bold)))
+            return "NafvSans", "NafvSans-Bold"
+    return "Helvetica", "Helvetica-Bold"
+
+
+def _style_of(f: Finding):
+    return STYLE["reader"] if f.origin == "reader" else STYLE[f.state]
+
+
+def _view_image(img, heatmap: np.ndarray | None) -> Image.Image:
+    """The view as an 8-bit PIL image (RGB when a heatmap is blended in), downsampled for embedding."""
+    grey = img.normalized()
+    if heatmap is not None and heatmap.shape == grey.shape:
+        from matplotlib import colormaps
+
+        heat = colormaps["inferno"](np.clip(heatmap, 0, 1))[..., :3]
+        alpha = 0.45 * np.clip(heatmap, 0, 1)[..., None]  # cold areas stay the plain image
+        rgb = grey[..., None] * (1 - alpha) + heat * alpha
+        pil = Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
+    else:
+        pil = Image.fromarray((grey * 255).astype(np.uint8), "L")
+    scale = MAX_EMBED_PX / max(pil.size)
+    if scale < 1:
+        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.LANCZOS)
+    return pil
+
+
+class ViewGrid(Flowable):
+    """R-CC | L-CC over R-MLO | L-MLO, each image with the confirmed contours drawn as vectors."""
+
+    def __init__(self, review: Review, study: Any, width: float, energy: str, heatmaps: dict[str, np.ndarray] | None, font: str):
+        super().__init__()
+        self.review, self.study, self.energy, self.heatmaps, self.font = review, study, energy, heatmaps or {}, font
+        self.width = width
+        self.cell_w = (width - 4 * mm) / 2
+        self.cell_h = self.cell_w * 0.68  # keeps views, findings and assessment on one page
+        self.label_h = 5 * mm
+        self.height = 2 * (self.cell_h + self.label_h) + 3 * mm
+
+    def wrap(self, availWidth, availHeight):  # noqa: N803 - reportlab's signature
+        return self.width, self.height
+
+    def _image_for(self, key: str):
+        for e in (self.energy, "le" if self.energy == "rc" else "rc"):
+            img = self.study.get(key, e) if self.study is not None else None
+            if img is not None:
+                return img, e
+        return None, None
+
+    def draw(self) -> None:
+        c = self.canv
+        for i, key in enumerate(VIEW_KEYS):
+            col, row = i % 2, i // 2
+            x = col * (self.cell_w + 4 * mm)
+            y_top = self.height - row * (self.cell_h + self.label_h + 3 * mm)
+            img, energy = self._image_for(key)
+            label = key.replace("_", " ")
+            c.setFont(self.font, 8)
+            c.setFillColor(colors.black)
+            if img is None:
+                c.drawString(x, y_top - 3.5 * mm, f"{label}: not in this study")
+                c.setStrokeColor(colors.grey)
+                c.setDash(2, 2)
+                c.rect(x, y_top - self.label_h - self.cell_h, self.cell_w, self.cell_h)
+                c.setDash()
+                continue
+            ids = [f.id for f in self.review.on_view(key) if f.confirmed]
+            c.drawString(x, y_top - 3.5 * mm, f"{label} ({ENERGY_NAMES[energy]})" + (f": {', '.join(ids)}" if ids else ": no confirmed finding"))
+            pil = _view_image(img, self.heatmaps.get(key))
+            h_px, w_px = img.shape
+            s = min(self.cell_w / w_px, self.cell_h / h_px)
+            w, h = w_px * s, h_px * s
+            x0 = x + (self.cell_w - w) / 2
+            y0 = y_top - self.label_h - h
+            c.drawImage(ImageReader(pil), x0, y0, w, h)
+            c.setStrokeColor(colors.black)
+            c.setLineWidth(0.5)
+            c.rect(x0, y0, w, h)
+            for f in self.review.on_view(key):
+                if f.confirmed:
+                    self._contour(f, x0, y0 + h, s)
+
+    def _contour(self, f: Finding, left: float, top: float, s: float) -> None:
+        c = self.canv
+        # contour coordinates are pixel centres: pixel c spans [c - 0.5, c + 0.5]
+        pts = [(left + (px + 0.5) * s, top - (py + 0.5) * s) for px, py in f.polygon]
+        rgb, dash, _ = _style_of(f)
+        path = c.beginPath()
+        path.moveTo(*pts[0])
+        for p in pts[1:]:
+            path.lineTo(*p)
+        path.close()
+        c.saveState()
+        c.setLineJoin(1)
+        c.setStrokeColor(colors.white)  # halo: the line reads on dark and on bright tissue
+        c.setLineWidth(2.6)
+        c.drawPath(path, stroke=1, fill=0)
+        c.setStrokeColorRGB(*rgb)
+        c.setLineWidth(1.3)
+        if dash:
+            c.setDash(*dash) if len(dash) == 2 else c.setDash(list(dash), 0)
+        c.drawPath(path, stroke=1, fill=0)
+        c.restoreState()
+        # id label just above the contour's top point, black on a white box
+        tx, ty = max(pts, key=lambda p: p[1])
+        c.saveState()
+        c.setFont(self.font + "-Bold" if self.font == "NafvSans" else self.font, 7)
+        tw = c.stringWidth(f.id, c._fontname, 7)
+        c.setFillColor(colors.white)
+        c.rect(tx - tw / 2 - 1, ty + 2, tw + 2, 8, stroke=0, fill=1)
+        c.setFillColor(colors.black)
+        c.drawCentredString(tx, ty + 3.5, f.id)
+        c.restoreState()
+
+
+def _utc(iso: str) -> str:
+    return iso.replace("T", " ")[:16] + " UTC" if iso else "—"
+
+
+def _fmt_prob(p: Any) -> str:
+    return "—" if p is None else f"{float(p):.2f}"
+
+
+def report_content(review: Review, *, deidentify: bool = False, created: str | None = None) -> dict[str, Any]:
+    """Every text the report prints, as plain rows: what the tests check and the PDF lays out."""
+    pid, sid = shown_ids(review, deidentify)
+    created = created or now_utc()
+    ident_rows = [
+        ["Patient ID", pid + (" (de-identified)" if deidentify else ""), "Report date", _utc(created)],
+        ["Study", sid, "Review saved", _utc(review.modified)],
+        ["Reader", review.reader or "(not given)", "Software", SOFTWARE],
+    ]
+    models = model_lines(review) if review.ai.get("ran", False) else ["none ran on this study: every finding is the reader's"]
+    findings = [["#", "Breast", "View", "Size (longest, area)", "State", "From", "AI score", "Same lesion as"]]
+    for f in review.findings.values():
+        sz = size_dict(review, f)
+        size = f"{sz['max_diameter_mm']:.1f} mm, {sz['area_mm2']:.0f} mm²" if sz else "no pixel spacing"
+        findings.append([f.id, {"L": "left", "R": "right"}[f.side], f.view, size, f.state, "AI" if f.origin == "ai" else "reader",
+                         _fmt_prob(f.ai_score), f.link or ""])
+    ai_side = review.ai.get("affected_side")
+    ai_p = review.ai.get("malignancy_probability")
+    assessment = [["Breast", "BI-RADS (reader)", "Density (reader)", "AI malignancy probability"]]
+    for side, name in (("R", "right"), ("L", "left")):
+        a = review.assessments[side]
+        if ai_p is None:
+            ai_cell = "— (no classifier ran)"
+        elif side == ai_side:
+            ai_cell = f"{_fmt_prob(ai_p)} (model, {review.ai.get('classifier_mode') or 'classifier'})"
+        else:
+            ai_cell = "— (scored for the affected breast only)"
+        assessment.append([name, a.birads or "not given", (a.density.upper() if a.density else "not given"), ai_cell])
+    notes = [(name, review.assessments[side].text.strip()) for side, name in (("R", "Right"), ("L", "Left"))
+             if review.assessments[side].text.strip()]
+    return {"patient_id": pid, "study_id": sid, "created": created, "notice": notice(review), "identity": ident_rows,
+            "models": models, "findings": findings, "assessment": assessment, "notes": notes, "ai_side": ai_side}
+
+
+def export_pdf(
+    review: Review,
+    study: Any,
+    path: str | Path,
+    *,
+    deidentify: bool = False,
+    heatmaps: dict[str, np.ndarray] | None = None,
+    energy: str = "rc",
+) -> Path:
+    """Write the report; ``heatmaps`` (view key -> 0..1 array, original size) are blended in when given."""
+    path = Path(path)
+    regular, bold = _fonts()
+    ss = getSampleStyleSheet()
+    body = ParagraphStyle("body", parent=ss["BodyText"], fontName=regular, fontSize=9, leading=11.5)
+    small = ParagraphStyle("small", parent=body, fontSize=7.5, leading=9.5)
+    h1 = ParagraphStyle("h1", parent=ss["Title"], fontName=bold, fontSize=15, leading=18, spaceAfter=2 * mm, alignment=0)
+    h2 = ParagraphStyle("h2", parent=ss["Heading2"], fontName=bold, fontSize=11, leading=13, spaceBefore=3 * mm, spaceAfter=1.5 * mm)
+    warn = ParagraphStyle("warn", parent=body, fontName=bold, fontSize=9.5, leading=12, borderColor=colors.black, borderWidth=1.2,
+                          borderPadding=4, backColor=colors.Color(0.93, 0.93, 0.93), spaceBefore=2, spaceAfter=8)
+    P = lambda text, st=body: Paragraph(escape(str(text)).replace("\n", "<br/>"), st)  # noqa: E731
+
+    content = report_content(review, deidentify=deidentify)
+    pid, sid, note, created = content["patient_id"], content["study_id"], content["notice"], content["created"]
+    story: list[Any] = [Paragraph("Contrast-enhanced mammography — review report", h1)]
+    if note:
+        story.append(P(note if "not for clinical use" in note.lower() else "NOT FOR CLINICAL USE. " + note, warn))
+
+    grid_style = TableStyle([
+        ("FONTNAME", (0, 0), (-1, -1), regular), ("FONTSIZE", (0, 0), (-1, -1), 8.5),
+        ("FONTNAME", (0, 0), (0, -1), bold), ("FONTNAME", (2, 0), (2, -1), bold),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5), ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+        ("SPAN", (1, 3), (3, 3)),
+    ])
+    ident_rows = content["identity"] + [["Model", [P(line, small) for line in content["models"]], "", ""]]
+    story.append(Table(ident_rows, colWidths=[22 * mm, 68 * mm, 24 * mm, 66 * mm], style=grid_style, hAlign="LEFT"))
+    story.append(Spacer(1, 3 * mm))
+
+    frame_w = A4[0] - 30 * mm
+    story.append(ViewGrid(review, study, frame_w, energy, heatmaps, regular))
+    legend = "; ".join(f"{s[2]}" for s in STYLE.values()) + ".  Only findings the reader accepted, edited or drew are drawn."
+    if heatmaps:
+        legend += " Heat overlay: the model's attention map (Grad-CAM), not a lesion outline."
+    story.append(P("Contours: " + legend, small))
+
+    tstyle = TableStyle([
+        ("FONTNAME", (0, 0), (-1, -1), regular), ("FONTSIZE", (0, 0), (-1, -1), 8.5), ("FONTNAME", (0, 0), (-1, 0), bold),
+        ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black), ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.black),
+        ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.Color(0.94, 0.94, 0.94)]),
+        ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+    ])
+    rows = content["findings"] if len(content["findings"]) > 1 else content["findings"] + [["", "", "", "no findings", "", "", "", ""]]
+    story.append(Paragraph("Findings", h2))
+    story.append(Table(rows, colWidths=[10 * mm, 15 * mm, 12 * mm, 40 * mm, 20 * mm, 15 * mm, 17 * mm, 25 * mm], style=tstyle,
+                       hAlign="LEFT", repeatRows=1))
+    story.append(P("AI score: mean segmentation probability inside the AI contour (0-1), not a probability of cancer. "
+                   "Sizes are measured on the contour in the image plane of that view.", small))
+
+    # the AI's probability sits beside the reader's call, in its own labelled column
+    assess = [Paragraph("Assessment", h2),
+              Table(content["assessment"], colWidths=[18 * mm, 35 * mm, 32 * mm, 70 * mm], style=tstyle, hAlign="LEFT")]
+    for name, text in content["notes"]:
+        assess.append(Spacer(1, 1.5 * mm))
+        assess.append(Paragraph(f"<b>{name} breast, reader's findings:</b> " + escape(text).replace("\n", "<br/>"), body))
+    ai_side = content["ai_side"]
+    if ai_side:
+        assess.append(P(f"The AI marked the {'left' if ai_side == 'L' else 'right'} breast as the affected one "
+                        f"(from {review.ai.get('affected_side_source', 'segmentation')}). Its probability is shown for reference "
+                        f"beside the reader's category and does not replace it.", small))
+    story.append(KeepTogether(assess))
+
+    def footer(canvas, doc):
+        canvas.saveState()
+        canvas.setFont(regular, 7)
+        canvas.setFillColor(colors.black)
+        left = f"{pid} / {sid}   ·   {created[:10]}"
+        if note:
+            left += "   ·   NOT FOR CLINICAL USE"
+        canvas.drawString(15 * mm, 9 * mm, left)
+        canvas.drawRightString(A4[0] - 15 * mm, 9 * mm, f"page {doc.page}")
+        canvas.restoreState()
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=12 * mm, bottomMargin=15 * mm,
+                            title=f"CEM review {pid}", author=review.reader or SOFTWARE, creator=SOFTWARE)
+    try:
+        doc.build(story, onFirstPage=footer, onLaterPages=footer)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise PdfExportError(f"the PDF report could not be written ({exc.strerror or exc})", path) from None
+    return path
+
+
+def heatmaps_from(analysis: Any) -> dict[str, np.ndarray]:
+    """View key -> Grad-CAM heatmap, for the views of ``analysis`` that have one."""
+    return {k: vr.heatmap for k, vr in analysis.views.items() if getattr(vr, "heatmap", None) is not None}

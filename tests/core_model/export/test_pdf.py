@@ -1,0 +1,144 @@
+"""PDF report: content rows (ids, sizes in mm, states, AI beside reader), a valid one-page PDF, contours drawn."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core_model.export.pdf import export_pdf, report_content
+from core_model.review import (
+    AddFinding,
+    Link,
+    MoveVertex,
+    ReviewSession,
+    SetAssessment,
+    SetReader,
+    accept,
+    max_diameter,
+    polygon_area,
+    reject,
+)
+
+HAVE_POPPLER = shutil.which("pdftoppm") is not None and shutil.which("pdftotext") is not None
+
+
+def _reviewed(dicom_review):
+    study, review = dicom_review
+    s = ReviewSession(review)
+    s.do(accept("F1"))
+    s.do(MoveVertex("F2", 0, (review.findings["F2"].polygon[0][0] + 5, review.findings["F2"].polygon[0][1])))
+    s.do(Link("F1", "F2"))
+    s.do(AddFinding("L_CC", [(60, 60), (90, 62), (80, 95)]))
+    s.do(reject("F3"))
+    s.do(SetAssessment("L", "birads", "4C"))
+    s.do(SetAssessment("L", "density", "b"))
+    s.do(SetAssessment("L", "text", "Irregular enhancing mass with non-mass enhancement."))
+    s.do(SetReader("Dr. Ünal"))
+    return study, review
+
+
+def _pages(pdf: bytes) -> int:
+    return len(re.findall(rb"/Type /Page[^s]", pdf))
+
+
+def test_report_content_rows(dicom_review):
+    study, review = _reviewed(dicom_review)
+    c = report_content(review)
+    assert c["identity"][0][:2] == ["Patient ID", "P12"] and c["identity"][2][1] == "Dr. Ünal"
+    assert "not for clinical use" in c["notice"]
+    assert "nafv_seg_test" in c["models"][0] and "c0ffeec0ffeec0ff…" in c["models"][0]
+    rows = {r[0]: r for r in c["findings"][1:]}
+    f1 = review.findings["F1"]
+    d_mm, area_mm2 = 0.1 * max_diameter(f1.polygon), 0.01 * polygon_area(f1.polygon)
+    assert rows["F1"] == ["F1", "left", "CC", f"{d_mm:.1f} mm, {area_mm2:.0f} mm²", "accepted", "AI", "0.80", "F2"]
+    assert rows["F2"][4] == "edited" and rows["F2"][7] == "F1"
+    assert rows["F3"][4:6] == ["rejected", "reader"] and rows["F3"][6] == "—"
+    assert c["assessment"][1] == ["right", "not given", "not given", "— (scored for the affected breast only)"]
+    assert c["assessment"][2] == ["left", "4C", "B", "0.64 (model, dual-view)"]  # AI beside the reader's call
+    assert c["notes"] == [("Left", "Irregular enhancing mass with non-mass enhancement.")]
+    anon = report_content(review, deidentify=True)
+    assert anon["patient_id"].startswith("ANON-") and "P12" not in str(anon["identity"])
+
+
+def test_pdf_is_one_page_and_draws_the_confirmed_contours(dicom_review, tmp_path):
+    study, review = _reviewed(dicom_review)
+    path = export_pdf(review, study, tmp_path / "report.pdf")
+    pdf = path.read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF") and _pages(pdf) == 1
+    assert not list(tmp_path.glob(".*.tmp"))
+    if not HAVE_POPPLER:
+        pytest.skip("poppler-utils (pdftoppm/pdftotext) not installed: rendering checks skipped")
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    for needle in ("P12", "Dr. Ünal", "4C", "0.64 (model, dual-view)", "not for clinical use", "edited", "rejected"):
+        assert needle in text, needle
+    # the same review with every finding back to proposed draws no contour: the pages must differ where F1 is
+    for fid in list(review.findings):
+        review.findings[fid].state = "proposed"
+    bare = export_pdf(review, study, tmp_path / "bare.pdf")
+    imgs = []
+    for p in (path, bare):
+        subprocess.run(["pdftoppm", "-r", "40", "-gray", "-png", "-singlefile", str(p), str(p.with_suffix(""))], check=True)
+        imgs.append(np.array(Image.open(p.with_suffix(".png")).convert("L"), dtype=np.int16))
+    diff = np.abs(imgs[0] - imgs[1]) > 60
+    rows, cols = np.nonzero(diff[: diff.shape[0] * 2 // 3])  # the view grid: upper two thirds
+    assert diff.sum() > 50
+    # the differences are in the right-hand column (left breast, L_CC and L_MLO), not in the right-breast cells
+    assert np.median(cols) > diff.shape[1] / 2
+
+
+def test_deidentified_pdf_and_heatmap_option(dicom_review, tmp_path):
+    study, review = _reviewed(dicom_review)
+    heat = np.zeros(study.get("L_CC", "rc").shape, np.float32)
+    heat[100:300, 150:350] = np.linspace(0.3, 1.0, 200)[None, :]  # a Grad-CAM-like ramp
+    path = export_pdf(review, study, tmp_path / "anon.pdf", deidentify=True, heatmaps={"L_CC": heat})
+    pdf = path.read_bytes()
+    assert _pages(pdf) == 1 and b"P12" not in pdf  # not even in the document metadata
+    if not HAVE_POPPLER:
+        pytest.skip("poppler-utils not installed")
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert "ANON-" in text and "P12" not in text and "Grad-CAM" in text
+    plain = export_pdf(review, study, tmp_path / "plain.pdf", deidentify=True)
+    colourful = []
+    for p in (path, plain):
+        subprocess.run(["pdftoppm", "-r", "40", "-png", "-singlefile", str(p), str(p.with_suffix(""))], check=True)
+        rgb = np.array(Image.open(p.with_suffix(".png")).convert("RGB"), dtype=np.int16)
+        colourful.append(int((np.abs(rgb[..., 0] - rgb[..., 2]) > 60).sum()))
+    # the heat overlay adds colour (contours are coloured in both); without heatmaps the views are grey
+    assert colourful[0] > colourful[1] + 150
+
+
+def test_demo_study_without_pixel_spacing_says_so(demo_dir, tmp_path):
+    from core_model.export.demo import stand_in_analysis
+    from core_model.io import load_study
+    from core_model.review import review_from_analysis
+    from core_model.review_store import study_identity
+
+    study = load_study(demo_dir)
+    review = review_from_analysis(stand_in_analysis(study), study, study_identity(study))
+    c = report_content(review)
+    assert len(c["findings"]) > 2 and all(r[3] == "no pixel spacing" and r[6] == "—" for r in c["findings"][1:])
+    assert "stand-in" in c["models"][0]
+    assert _pages(export_pdf(review, study, tmp_path / "demo.pdf").read_bytes()) == 1
+
+
+def test_demo_command_end_to_end(tmp_path, monkeypatch, capsys):
+    from core_model.export.demo import main
+
+    monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path / "data"))
+    assert main([str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "out" / "report.pdf").is_file() and (tmp_path / "out" / "review.json").is_file()
+    assert "is not DICOM" in out
+    import json
+
+    d = json.loads((tmp_path / "out" / "review.json").read_text())
+    assert sorted({f["state"] for f in d["findings"]}) == ["accepted", "edited"]
+    assert all(f["link"] for f in d["findings"])
+    # run again: the saved review is restored, not redone
+    assert main([str(tmp_path / "out2")]) == 0
+    assert json.loads((tmp_path / "out2" / "review.json").read_text())["revision"] == d["revision"]
