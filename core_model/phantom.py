@@ -260,15 +260,22 @@ class _LesionSpec:
 
 
 def _draw_lesion_spec(rng: np.random.Generator, label: str, cfg: PhantomConfig) -> _LesionSpec:
+    """Morphology of the lesion: drawn from its own class, or with probability ``ambiguity`` from the other.
+
+    An ambiguous lesion takes the other class's whole appearance (margin and
+    enhancement), so morphology alone cannot reach more than ~1 - ambiguity
+    accuracy. Weak cues stay with the true label, as in real CEM: size ranges
+    (overlapping), enhancement strength (cancers skew stronger) and
+    architectural distortion (cancers only).
+    """
     ambiguous = rng.random() < cfg.ambiguity
     looks_malignant = (label == "malignant") != ambiguous
     lo, hi = cfg.malignant_radius_mm if label == "malignant" else cfg.benign_radius_mm
     radius = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # log-uniform: many small, some large
     harmonics: list[tuple[int, float, float]] = []
     spicules: list[tuple[float, float, float]] = []
-    distortion = False
     if looks_malignant:
-        spiculated = rng.random() < cfg.spiculated_prob and not (label == "benign")
+        spiculated = rng.random() < cfg.spiculated_prob
         margin = "spiculated" if spiculated else "irregular"
         for k in range(2, 11):
             harmonics.append((k, rng.uniform(0.03, 0.14) * (2.0 / k), rng.uniform(0, 2 * np.pi)))
@@ -276,23 +283,26 @@ def _draw_lesion_spec(rng: np.random.Generator, label: str, cfg: PhantomConfig) 
             for _ in range(int(rng.integers(6, 16))):
                 spicules.append((rng.uniform(0, 2 * np.pi), rng.uniform(0.5, 1.6), rng.uniform(0.4, 0.9)))
         enhancement = "rim" if rng.random() < cfg.rim_prob else "heterogeneous"
-        distortion = label == "malignant" and rng.random() < cfg.distortion_prob
         aspect = rng.uniform(0.6, 1.0)
         softness = rng.uniform(0.6, 1.4)
     else:
-        lobulated = rng.random() < 0.3 or (label == "malignant")
+        lobulated = rng.random() < 0.3
         margin = "lobulated" if lobulated else "circumscribed"
         if lobulated:
             for k in (3, 4, 5):
                 harmonics.append((k, rng.uniform(0.03, 0.08), rng.uniform(0, 2 * np.pi)))
         else:
             harmonics.append((2, rng.uniform(0.0, 0.03), rng.uniform(0, 2 * np.pi)))
-        # a benign mass that is "ambiguous" gets a mildly heterogeneous interior
-        enhancement = "heterogeneous" if (label == "benign" and ambiguous) or label == "malignant" else "homogeneous"
+        # some fibroadenomas enhance heterogeneously (dark internal septations)
+        enhancement = "heterogeneous" if rng.random() < 0.15 else "homogeneous"
         aspect = rng.uniform(0.55, 1.0)
         softness = rng.uniform(0.25, 0.6)
+    distortion = label == "malignant" and looks_malignant and rng.random() < cfg.distortion_prob
+    u = rng.random()
+    strength = u ** 0.7 if label == "malignant" else u ** 1.4  # cancers skew toward strong enhancement
+    rc_contrast = cfg.rc_contrast[0] + strength * (cfg.rc_contrast[1] - cfg.rc_contrast[0])
     return _LesionSpec(radius, aspect, harmonics, spicules, margin, enhancement, distortion,
-                       float(rng.uniform(*cfg.rc_contrast)), float(rng.uniform(*cfg.le_contrast)), softness)
+                       float(rc_contrast), float(rng.uniform(*cfg.le_contrast)), softness)
 
 
 def _render_lesion(rng: np.random.Generator, spec: _LesionSpec, dx: np.ndarray, dy: np.ndarray,

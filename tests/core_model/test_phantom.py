@@ -147,6 +147,9 @@ def test_malignant_margins_less_compact_but_classes_overlap():
             les = case.lesions[0]
             comp[lab].append(_compactness(case.masks[les.view_key].astype(bool)))
     assert np.median(comp["malignant"]) < np.median(comp["benign"])
+    margins = {lab: {generate_case(300 + s, size=(64, 64), label=lab, config=clean).lesions[0].margin
+                     for s in range(8)} for lab in LABELS}
+    assert margins["benign"] <= {"circumscribed", "lobulated"} and margins["malignant"] <= {"irregular", "spiculated"}
     # the default difficulty keeps some malignant lesions as compact as benign ones
     default = [generate_case(200 + s, size=(64, 64), label="malignant") for s in range(30)]
     assert any(c.lesions[0].margin in ("circumscribed", "lobulated") for c in default)
