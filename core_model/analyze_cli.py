@@ -82,7 +82,10 @@ def _summary(name: str, analysis, json_path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors and --help: return the code instead of exiting
+        return int(exc.code or 0)
     try:
         return _run(args)
     except NafvError as exc:

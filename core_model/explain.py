@@ -162,7 +162,9 @@ class _AllCallsActivations:
 
     @property
     def gradients(self) -> list[torch.Tensor]:
-        return [torch.cat([g[k] for k in sorted(g)]) for g in self._grads if g]
+        # a call whose output did not reach the score gets no gradient: zeros
+        return [torch.cat([g.get(k, torch.zeros_like(a)) for k, a in enumerate(acts)])
+                for acts, g in zip(self._acts, self._grads) if acts]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.clear()

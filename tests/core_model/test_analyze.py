@@ -1,0 +1,274 @@
+"""Analyzer: study in -> masks, polygons, affected side, malignancy probability, heatmaps, timings."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core_model import analyze as analyze_mod
+from core_model.analysis_io import read_analysis, write_analysis
+from core_model.analyze import Analyzer
+from core_model.checkpoint import save_checkpoint
+from core_model.errors import Cancelled, ModelLoadError, NafvError
+from core_model.io import load_study
+from core_model.jobs import CancelToken
+from core_model.models.registry import create_model, register_model
+from core_model.study import VIEW_KEYS, Study, StudyImage
+
+
+# ---------------------------------------------------------------- stand-ins
+class _BrightSeg(torch.nn.Module):
+    """Segmentation stand-in with the real call contract: 'lesion' = RC brighter than 0.5."""
+
+    def __init__(self, input_size=(96, 96), delay_s: float = 0.0, n_steps: int = 1):
+        super().__init__()
+        self.input_size = tuple(input_size)
+        self.channels = ("rc",)
+        self.gain = torch.nn.Parameter(torch.tensor(40.0))
+        self.steps = torch.nn.ModuleList([_Sleep(delay_s) for _ in range(n_steps)])
+
+    def forward(self, views, contra=None, present=None, contra_present=None):
+        for s in self.steps:
+            views = s(views)
+        return (self.gain * (views[:, :, -1:] - 0.5)).reshape(views.shape[0], 2, 1, *views.shape[-2:])
+
+
+class _Sleep(torch.nn.Module):
+    def __init__(self, delay_s: float):
+        super().__init__()
+        self.delay_s = delay_s
+
+    def forward(self, x):
+        time.sleep(self.delay_s)
+        return x
+
+
+@register_model
+def _test_bright_seg(**cfg) -> _BrightSeg:
+    return _BrightSeg(**cfg)
+
+
+def _tiny_ckpt(tmp: Path, name: str, tag: str = "", **config) -> Path:
+    torch.manual_seed(0)
+    w = tmp / f"{name}{tag}.safetensors"
+    save_checkpoint(create_model(name, **config), w,
+                    {"architecture": {"name": name, "config": config}, "trained_on": "untrained (test)"})
+    return w
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("weights")
+    return {
+        "seg": _tiny_ckpt(tmp, "nafv_seg_tiny"),
+        "cls": _tiny_ckpt(tmp, "nafv_cls_tiny"),
+        "cls_dual": _tiny_ckpt(tmp, "nafv_cls_tiny", "_dual", mode="dual-view"),
+        "bright": _tiny_ckpt(tmp, "_test_bright_seg"),
+    }
+
+
+@pytest.fixture(scope="module")
+def analyzer(weights) -> Analyzer:
+    return Analyzer(weights["seg"], weights["cls"], device="cpu", num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def demo(demo_dir) -> Study:
+    return load_study(demo_dir)
+
+
+def _study(images: dict[tuple[str, str], np.ndarray]) -> Study:
+    st = Study(patient_id="T1", study_id="test")
+    for (key, energy), px in images.items():
+        side, view = key.split("_")
+        st.add(StudyImage(side=side, view=view, energy=energy, pixels=px, source=Path(f"{key}_{energy}.png")))
+    return st
+
+
+# ---------------------------------------------------------------- tests
+def test_demo_study_full_analysis(analyzer, demo):
+    stages = []
+    a = analyzer.analyze(demo, progress=lambda s, f: stages.append((s, f)))
+    assert set(a.views) == set(VIEW_KEYS)
+    for key, vr in a.views.items():
+        img = demo.get(key, "rc")
+        assert vr.mask.shape == img.shape and vr.mask.dtype == np.uint8
+        assert vr.probability.shape == img.shape and 0 <= vr.probability.min() and vr.probability.max() <= 1
+        for les in vr.lesions:  # polygons inside the original image
+            assert les.polygon.shape[1] == 2 and 0 <= les.score <= 1
+            assert les.polygon[:, 0].max() <= img.shape[1] and les.polygon[:, 1].max() <= img.shape[0]
+    assert a.affected_side in ("L", "R") and a.affected_side_source == "segmentation"
+    assert 0.0 <= a.malignancy_probability <= 1.0 and a.classifier_mode == "four-view"
+    aff = [k for k in VIEW_KEYS if k.startswith(a.affected_side)]
+    assert all(a.views[k].heatmap is not None and a.views[k].heatmap.shape == demo.get(k, "le").shape for k in aff)
+    assert all(a.views[k].heatmap is None for k in VIEW_KEYS if k not in aff)
+    assert {"preprocess", "segmentation", "contours", "classification", "explain", "total"} <= set(a.timings_s)
+    assert a.timings_s["total"] >= sum(v for k, v in a.timings_s.items() if k != "total") * 0.99
+    fr = [f for _, f in stages]
+    assert fr == sorted(fr) and fr[-1] == 1.0
+    assert {"segmentation", "classification", "explain"} <= {s for s, _ in stages}
+    assert a.models["segmentation"]["weights_sha256"] and a.not_for_clinical_use
+    # the side decided is the one with the most lesion evidence
+    assert a.side_evidence[a.affected_side] == max(a.side_evidence.values())
+
+
+def test_caller_sets_the_affected_side(analyzer, demo):
+    a = analyzer.analyze(demo, affected_side="r", explain=False)
+    assert a.affected_side == "R" and a.affected_side_source == "caller"
+    assert all(v.heatmap is None for v in a.views.values()) and "explain" not in a.timings_s
+    with pytest.raises(NafvError):
+        analyzer.analyze(demo, affected_side="X")
+
+
+def test_non_square_image_maps_back_to_original_pixels(weights):
+    """A bright rectangle drawn in a 300 x 700 image must come back where it was drawn."""
+    h, w = 300, 700
+    img = np.full((h, w), 20, np.uint16)
+    img[100:160, 500:580] = 900  # rows 100..159, columns 500..579 (x = column)
+    st = _study({("L_CC", "rc"): img, ("L_MLO", "rc"): img[:, ::-1].copy()})
+    an = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1)
+    a = an.analyze(st)
+    vr = a.views["L_CC"]
+    assert vr.mask.shape == (h, w)
+    truth = np.zeros((h, w), bool)
+    truth[100:160, 500:580] = True
+    iou = (truth & (vr.mask > 0)).sum() / (truth | (vr.mask > 0)).sum()
+    assert iou > 0.85
+    (les,) = vr.lesions
+    # one model pixel is 700/96 ~ 7.3 original pixels: the outline is within one of them
+    tol = w / 96
+    x0, y0 = les.polygon.min(0)
+    x1, y1 = les.polygon.max(0)
+    assert abs(x0 - 499.5) < tol and abs(x1 - 579.5) < tol
+    assert abs(y0 - 99.5) < tol and abs(y1 - 159.5) < tol
+    assert les.score > 0.9
+    # mirrored MLO: mirrored rectangle
+    mlo = a.views["L_MLO"].lesions[0].polygon
+    assert abs(mlo[:, 0].min() - (w - 1 - 579.5)) < tol
+    # only the left breast: dual-view classification, RC-only classifier input is missing LE -> reported
+    assert a.affected_side == "L"
+
+
+def test_missing_contralateral_side_runs_dual_view(analyzer, demo):
+    left = _study({k: v.pixels for k, v in demo.images.items() if k[0].startswith("L_")})
+    a = analyzer.analyze(left)
+    assert set(a.views) == {"L_CC", "L_MLO"} and a.affected_side == "L"
+    assert a.classifier_mode == "dual-view" and 0 <= a.malignancy_probability <= 1
+    assert any("dual-view" in w for w in a.warnings)
+
+
+def test_missing_view_is_skipped_and_said(analyzer, demo):
+    imgs = {k: v.pixels for k, v in demo.images.items() if k != ("R_MLO", "rc")}
+    a = analyzer.analyze(_study(imgs), affected_side="R")
+    assert "R_MLO" not in a.views and "R_CC" in a.views
+    assert any("R_MLO" in w for w in a.warnings)
+    # the classifier still scores the right breast (its MLO LE exists, so four-view inputs are complete)
+    assert a.malignancy_probability is not None
+
+
+def test_dual_view_classifier_weights(weights, demo):
+    a = Analyzer(weights["seg"], weights["cls_dual"], device="cpu", num_threads=1).analyze(demo, explain=False)
+    assert a.classifier_mode == "dual-view"
+    assert not any("dual-view classification" in w for w in a.warnings)  # by design, not by a missing side
+
+
+def test_without_classifier_weights_segmentation_still_runs(weights, demo, monkeypatch, tmp_path):
+    monkeypatch.setattr(analyze_mod, "DEFAULT_CLS_WEIGHTS", tmp_path / "none.safetensors")
+    an = Analyzer(weights["seg"], None, device="cpu", num_threads=1)
+    a = an.analyze(demo)
+    assert a.malignancy_probability is None and a.classifier_mode is None
+    assert any("no classifier weights" in w for w in a.warnings)
+    assert "classifier" not in a.models and a.views
+
+
+def test_weights_errors(weights, monkeypatch, tmp_path):
+    monkeypatch.setattr(analyze_mod, "DEFAULT_SEG_WEIGHTS", tmp_path / "none.safetensors")
+    with pytest.raises(ModelLoadError, match="no default weights"):
+        Analyzer(device="cpu")
+    with pytest.raises(ModelLoadError, match="not segmentation weights"):
+        Analyzer(weights["cls"], device="cpu")
+    with pytest.raises(ModelLoadError, match="not classifier weights"):
+        Analyzer(weights["seg"], weights["seg"], device="cpu")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(weights["seg"].read_bytes()[:-100])
+    (tmp_path / "bad.json").write_text(weights["seg"].with_suffix(".json").read_text())
+    with pytest.raises(ModelLoadError):
+        Analyzer(bad, device="cpu")
+
+
+def test_study_without_usable_image_is_a_clear_error(analyzer):
+    st = _study({("L_CC", "le"): np.zeros((64, 64), np.uint8)})
+    with pytest.raises(NafvError, match="RC image"):
+        analyzer.analyze(st)
+
+
+def test_cancel_is_honoured_within_a_second(weights, tmp_path):
+    # a segmentation that takes ~4 s in 40 steps; cancel 0.5 s in
+    slow = _tiny_ckpt(tmp_path, "_test_bright_seg", delay_s=0.1, n_steps=40)
+    an = Analyzer(slow, weights["cls"], device="cpu", num_threads=1)
+    img = np.zeros((128, 128), np.uint8)
+    st = _study({("L_CC", "rc"): img, ("L_MLO", "rc"): img})
+    token = CancelToken()
+    cancelled_at = {}
+
+    def later():
+        time.sleep(0.5)
+        cancelled_at["t"] = time.perf_counter()
+        token.cancel()
+
+    threading.Thread(target=later, daemon=True).start()
+    t0 = time.perf_counter()
+    with pytest.raises(Cancelled):
+        an.analyze(st, cancel=token)
+    stopped = time.perf_counter()
+    assert stopped - t0 < 3.0  # did not run to the end
+    assert stopped - cancelled_at["t"] < 1.0
+    # hooks are gone: the same analyzer works again afterwards
+    assert not any(m._forward_pre_hooks for m in an.seg.model.modules())
+
+
+def test_cancel_before_start(analyzer, demo):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        analyzer.analyze(demo, cancel=token)
+
+
+def test_json_contract_and_round_trip(analyzer, demo, tmp_path):
+    a = analyzer.analyze(demo)
+    path = write_analysis(a, tmp_path / "out", study=demo)
+    doc = json.loads(path.read_text())
+    m = doc["model"]
+    assert {"name", "weights_sha256", "trained_on", "not_for_clinical_use"} <= set(m)
+    assert m["not_for_clinical_use"] is True and m["weights_sha256"]["segmentation"] == a.models["segmentation"]["weights_sha256"]
+    assert doc["device"].startswith("cpu") and doc["affected_side"] in ("L", "R")
+    assert 0 <= doc["malignancy_probability"] <= 1
+    assert set(doc["views"]) == set(VIEW_KEYS)
+    from PIL import Image
+
+    for key, v in doc["views"].items():
+        assert isinstance(v["lesions"], list)
+        for les in v["lesions"]:
+            assert set(les) >= {"polygon", "score"} and all(len(p) == 2 for p in les["polygon"])
+        size = Image.open(path.parent / v["mask_png"]).size
+        assert size == demo.get(key, "rc").shape[::-1]
+        if key.startswith(doc["affected_side"]):
+            assert Image.open(path.parent / v["heatmap_png"]).size == size
+        else:
+            assert v["heatmap_png"] is None
+    assert doc["timings_s"]["total"] > 0
+    back = read_analysis(path.parent)
+    assert back.affected_side == a.affected_side and back.malignancy_probability == pytest.approx(a.malignancy_probability, abs=1e-4)
+    for key, vr in a.views.items():
+        assert np.array_equal(back.views[key].mask, vr.mask)
+        assert len(back.views[key].lesions) == len(vr.lesions)
+        if vr.lesions:
+            assert np.allclose(back.views[key].lesions[0].polygon, vr.lesions[0].polygon, atol=0.01)
+        if vr.heatmap is not None:
+            assert np.abs(back.views[key].heatmap - vr.heatmap).max() <= 0.5 / 255 + 1e-6
