@@ -67,7 +67,7 @@ def test_kill_mid_session_loses_at_most_the_change_in_flight(tmp_path):
     ident = {"patient_id": "P1", "study_id": "S1", "digest": "d" * 64, "key": "P1_S1_kill"}
     path = store.path_for(ident)
     revisions = []
-    for wait_lines, extra_s in ((7, 0.0), (23, 0.004), (41, 0.011)):
+    for wait_lines, extra_s in ((5, 0.0), (12, 0.004), (20, 0.011)):
         proc = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, text=True)
         try:
             first = proc.stdout.readline().split()
