@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core_model.study import StudyImage
-from nafv_viewer.hanging import Flips, flips_for_image
+from nafv_viewer.hanging import Flips, flips_for_image, tissue_bbox
 
 # Coarsest level: about this many pixels on its long side.
 _COARSEST = 256
@@ -51,6 +51,7 @@ class DisplayImage:
     raw_range: tuple[float, float]  # raw values mapped to window 0 and 1
     source_shape: tuple[int, int]
     raw: np.ndarray = field(repr=False, default=None)  # original pixels, for values under the cursor
+    tissue_box: tuple[float, float, float, float] | None = None  # breast extent, display coordinates
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -120,7 +121,11 @@ def build_display_image(image: StudyImage, key: str | None = None) -> DisplayIma
     # First halving from the (possibly flipped) view; later ones from compact arrays.
     while max(levels[-1].shape) > _COARSEST * 1.5:
         levels.append(_half(levels[-1]))
+    coarse = levels[-1]
+    f = image.pixels.shape[1] / coarse.shape[1], image.pixels.shape[0] / coarse.shape[0]
+    x0, y0, x1, y1 = tissue_bbox(coarse)
     return DisplayImage(
+        tissue_box=(x0 * f[0], y0 * f[1], x1 * f[0], y1 * f[1]),
         key=key or image.key,
         energy=image.energy,
         flips=flips,

@@ -72,6 +72,42 @@ class Flips:
 NO_FLIPS = Flips(False, False, "none")
 
 
+def _tissue(pixels: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """Coarse tissue mask (subsampled to about 512 px) and the subsampling step; None if blank."""
+    img = np.asarray(pixels)
+    # Subsample big images: the cue is coarse and this must stay fast.
+    step = max(1, int(np.ceil(max(img.shape) / 512)))
+    small = img[::step, ::step].astype(np.float32)
+    lo, hi = np.percentile(small, [1, 99])
+    if hi <= lo:
+        return None
+    return small > lo + 0.1 * (hi - lo), step
+
+
+def tissue_bbox(pixels: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of the breast in pixel units: where the fit aligns the chest wall.
+
+    Resized or padded images (the CDD-CESM subset) have black margins, so the
+    chest wall is not always the image edge.
+    """
+    h, w = np.asarray(pixels).shape
+    t = _tissue(pixels)
+    if t is None:
+        return 0.0, 0.0, float(w), float(h)
+    tissue, step = t
+    # Columns/rows where a few per cent is tissue: ignores isolated markers and noise.
+    cols = np.nonzero(tissue.mean(axis=0) > 0.05)[0]
+    rows = np.nonzero(tissue.mean(axis=1) > 0.02)[0]
+    if len(cols) == 0 or len(rows) == 0:
+        return 0.0, 0.0, float(w), float(h)
+    return (
+        float(cols[0] * step),
+        float(rows[0] * step),
+        float(min(w, (cols[-1] + 1) * step)),
+        float(min(h, (rows[-1] + 1) * step)),
+    )
+
+
 def chest_wall_side(pixels: np.ndarray) -> str:
     """'left' or 'right': the image edge the chest wall lies on, judged from the pixels.
 
@@ -79,14 +115,10 @@ def chest_wall_side(pixels: np.ndarray) -> str:
     of each outer column strip is tissue (the breast is cut by the detector edge
     along the chest wall), then, as a tie-break, which half holds more tissue.
     """
-    img = np.asarray(pixels)
-    # Subsample big images: the cue is coarse and this must stay fast.
-    step = max(1, int(np.ceil(max(img.shape) / 512)))
-    small = img[::step, ::step].astype(np.float32)
-    lo, hi = np.percentile(small, [1, 99])
-    if hi <= lo:
+    t = _tissue(pixels)
+    if t is None:
         return "left"  # blank image: nothing to decide, keep as stored
-    tissue = small > lo + 0.1 * (hi - lo)
+    tissue = t[0]
     w = tissue.shape[1]
     strip = max(1, w // 50)
     left_edge = tissue[:, :strip].mean()

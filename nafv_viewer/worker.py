@@ -1,8 +1,8 @@
 """Long jobs off the GUI thread: loading a study and running the analysis.
 
 Each job is a QObject with ``started`` / ``progress`` / ``finished`` /
-``errored`` (and ``cancelled``) signals, moved to its own QThread by
-:func:`start_job`; connect the signals before starting. Cancellation goes
+``errored`` (and ``cancelled``) signals whose work :func:`start_job` runs in
+its own QThread; connect the signals before starting. Cancellation goes
 through :class:`core_model.jobs.CancelToken`, which the analysis checks between
 steps. Errors the user can act on (NafvError) arrive as their plain message;
 anything else arrives as a short message too, with the traceback on stderr for
@@ -132,17 +132,27 @@ class AnalysisJob(Job):
             self.errored.emit(_unexpected("the analysis", err))
 
 
-def start_job(job: Job, parent: QObject | None = None) -> QThread:
-    """Run ``job.run`` in a new QThread that ends (and is cleaned up) when the job ends.
+class JobThread(QThread):
+    """Runs one job's ``run`` in this thread.
 
-    Connect the job's signals before calling this. The caller keeps the returned
-    thread referenced until its ``finished`` signal.
+    The job object itself stays in the GUI thread, so every slot connected to
+    its signals (bound methods of widgets, or plain functions) is queued to
+    the GUI thread; only the work runs here.
     """
-    thread = QThread(parent)
-    job.moveToThread(thread)
-    thread.started.connect(job.run)
-    for sig in (job.finished, job.errored, job.cancelled):
-        sig.connect(thread.quit)
-    thread.finished.connect(job.deleteLater)
+
+    def __init__(self, job: Job, parent: QObject | None = None):
+        super().__init__(parent)
+        self.job = job
+
+    def run(self) -> None:
+        self.job.run()
+
+
+def start_job(job: Job, parent: QObject | None = None) -> QThread:
+    """Run ``job.run`` in a new thread; connect the job's signals before calling this.
+
+    The caller keeps the returned thread referenced until its ``finished`` signal.
+    """
+    thread = JobThread(job, parent)
     thread.start()
     return thread

@@ -26,6 +26,19 @@ from nafv_viewer.widgets.view_grid import ViewGrid
 from nafv_viewer.worker import AnalysisJob, AnalyzerFactory, StudyLoader, StudyLoadJob, default_analyzer_factory, start_job
 
 MAX_RECENT = 10
+
+
+def _no_return(fn: Callable[[], Any]) -> Callable[..., None]:
+    """Slot wrapper that ignores the signal's arguments and returns None.
+
+    PySide mishandles reference counts of values returned from Python slots
+    (``close()`` returns a bool), so no slot here returns anything.
+    """
+
+    def slot(*_args) -> None:
+        fn()
+
+    return slot
 APP_NAME = "NaFV Viewer"
 
 
@@ -135,7 +148,7 @@ class MainWindow(QMainWindow):
             act = QAction(text, self)
             act.setShortcut(QKeySequence(key))
             act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            act.triggered.connect(lambda checked=False, slot=slot: slot())
+            act.triggered.connect(_no_return(slot))
             menus[menu].addAction(act)
             self.addAction(act)  # shortcuts work with the menu bar hidden too
             self.actions_by_key[key] = act
@@ -147,7 +160,7 @@ class MainWindow(QMainWindow):
         menus["file"].insertMenu(menus["file"].actions()[1], self.recent_menu)
         self._rebuild_recent()
         demo = QAction("Open the demo study", self)
-        demo.triggered.connect(lambda: self.open_study(demo_path()))
+        demo.triggered.connect(_no_return(lambda: self.open_study(demo_path())))
         menus["file"].insertAction(menus["file"].actions()[1], demo)
 
     def show_shortcuts(self) -> ShortcutsDialog:
@@ -201,7 +214,7 @@ class MainWindow(QMainWindow):
         recent = self.recent_studies()
         for p in recent:
             act = self.recent_menu.addAction(p)
-            act.triggered.connect(lambda checked=False, p=p: self.open_study(p))
+            act.triggered.connect(_no_return(lambda p=p: self.open_study(p)))
         self.recent_menu.setEnabled(bool(recent))
 
     # -- opening a study ------------------------------------------------------------------
@@ -246,7 +259,11 @@ class MainWindow(QMainWindow):
 
     def _track(self, thread: QThread) -> None:
         self._threads.append(thread)
-        thread.finished.connect(lambda t=thread: self._threads.remove(t) if t in self._threads else None)
+        def forget(t=thread) -> None:
+            if t in self._threads:
+                self._threads.remove(t)
+
+        thread.finished.connect(forget)
 
     def _current(self, job) -> bool:
         return job is not None and self.sender() is job

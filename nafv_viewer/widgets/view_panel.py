@@ -115,10 +115,18 @@ class ViewPanel(QWidget):
         self.vb.sigRangeChanged.connect(self._on_range)
         self.vb.sigResized.connect(self._on_resized)
         self.vb.sigRangeChangedManually.connect(self._on_manual_range)
-        self.vb.window_drag.connect(lambda dx, dy: self.window_drag.emit(self.shown_energy, dx, dy))
+        self.vb.window_drag.connect(self._on_window_drag)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
-        self.graphics.scene().sigMouseClicked.connect(lambda *_: self.activated.emit(self.key))
+        self.graphics.scene().sigMouseClicked.connect(self._on_clicked)
         self.set_loading()
+
+    # Slots return None on purpose: PySide mishandles the reference count of
+    # values (e.g. the bool of Signal.emit) returned from Python slots.
+    def _on_window_drag(self, dx: float, dy: float) -> None:
+        self.window_drag.emit(self.shown_energy, dx, dy)
+
+    def _on_clicked(self, *_) -> None:
+        self.activated.emit(self.key)
 
     # -- what is shown ---------------------------------------------------------
     @property
@@ -198,24 +206,22 @@ class ViewPanel(QWidget):
         return None if img is None else img.shape
 
     def reset_zoom(self) -> None:
-        """Fit the image, aligned to its chest-wall edge so the pair's chest walls meet in the middle."""
-        shape = self.image_size()
-        if shape is None:
+        """Fit the breast, aligned to its chest-wall edge so the pair's chest walls meet in the middle."""
+        img = self.current or next(iter(self.images.values()), None)
+        if img is None:
             return
-        h, w = shape
+        h, w = img.shape
+        bx0, by0, bx1, by1 = img.tissue_box or (0.0, 0.0, float(w), float(h))
+        bw, bh = bx1 - bx0, by1 - by0
+        margin = 0.02 * max(bw, bh)
         vw, vh = float(self.vb.width()), float(self.vb.height())
-        pad = 1.01
-        if vw < 2 or vh < 2:
-            span_w, span_h = w * pad, h * pad
-        else:
-            aspect = vw / vh
-            span_h = max(h, w / aspect) * pad
-            span_w = span_h * aspect
-        # R images have their chest wall on the right edge, L on the left (hanging.py):
+        aspect = vw / vh if vw >= 2 and vh >= 2 else bw / bh
+        span_h = max(bh, bw / aspect) + 2 * margin
+        span_w = span_h * aspect
+        # R images have their chest wall on the right, L on the left (hanging.py):
         # spare width goes to the nipple side, outward.
-        margin = w * (pad - 1) / 2
-        x0 = w + margin - span_w if self.side == "R" else -margin
-        y0 = (h - span_h) / 2.0
+        x0 = bx1 + margin - span_w if self.side == "R" else bx0 - margin
+        y0 = (by0 + by1 - span_h) / 2.0
         self.vb.setRange(xRange=(x0, x0 + span_w), yRange=(y0, y0 + span_h), padding=0)
         self._fitted = True
 

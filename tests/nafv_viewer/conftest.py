@@ -1,0 +1,105 @@
+"""Fixtures for the viewer tests: the demo study, a hand-made Analysis and a fake analyzer."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from core_model.analysis import Analysis, Lesion, ViewResult
+from core_model.errors import NafvError
+from core_model.study import VIEW_KEYS
+
+
+def make_analysis(study, not_for_clinical_use: bool = True) -> Analysis:
+    """One square 'lesion' per view of ``study`` at a known place, plus a heatmap peaking there."""
+    views = {}
+    for key in VIEW_KEYS:
+        img = study.get(key, "le") or study.get(key, "rc")
+        if img is None:
+            continue
+        h, w = img.shape
+        x0, y0, x1, y1 = w * 0.3, h * 0.4, w * 0.4, h * 0.5
+        poly = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=float)
+        mask = np.zeros((h, w), np.uint8)
+        mask[int(y0) : int(y1), int(x0) : int(x1)] = 1
+        yy, xx = np.mgrid[0:h, 0:w]
+        heat = np.exp(-(((xx - (x0 + x1) / 2) / (w * 0.1)) ** 2 + ((yy - (y0 + y1) / 2) / (h * 0.1)) ** 2)).astype(np.float32)
+        views[key] = ViewResult(key=key, mask=mask, heatmap=heat, lesions=[Lesion(poly, 0.8, float(mask.sum()), (x0, y0, x1, y1))])
+    ident = {
+        "name": "nafv_seg_test",
+        "weights_sha256": "ab" * 32,
+        "trained_on": "hand-made test analysis",
+        "not_for_clinical_use": not_for_clinical_use,
+        "notice": "Research software: not for clinical use.",
+    }
+    return Analysis(
+        models={"segmentation": ident, "classifier": dict(ident, name="nafv_cls_test")},
+        device="cpu",
+        affected_side="L",
+        affected_side_source="segmentation",
+        malignancy_probability=0.73,
+        classifier_mode="four-view",
+        views=views,
+    )
+
+
+class FakeAnalyzer:
+    """Returns :func:`make_analysis` after ``steps`` x ``delay_s``, reporting progress and honouring cancel."""
+
+    def __init__(self, steps: int = 5, delay_s: float = 0.0, fail: str | None = None):
+        self.steps, self.delay_s, self.fail = steps, delay_s, fail
+        self.calls = 0
+        self.progress_seen: list[tuple[str, float]] = []
+
+    def analyze(self, study, progress=None, cancel=None, affected_side=None):
+        self.calls += 1
+        for i in range(self.steps):
+            if cancel is not None:
+                cancel.check()
+            time.sleep(self.delay_s)
+            if progress is not None:
+                progress("segmentation", (i + 1) / self.steps)
+        if self.fail:
+            raise NafvError(self.fail)
+        return make_analysis(study)
+
+
+@pytest.fixture(scope="session")
+def demo_study(demo_dir):
+    from core_model.io import load_study
+
+    return load_study(demo_dir)
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    """Build a MainWindow with settings in tmp_path and an injectable analyzer; closed after the test."""
+    from PySide6.QtCore import QSettings
+
+    from nafv_viewer.widgets.main_window import MainWindow
+
+    made = []
+
+    def make(analyzer=None, **kw):
+        settings = QSettings(str(tmp_path / f"settings{len(made)}.ini"), QSettings.Format.IniFormat)
+        factory = (lambda: analyzer) if analyzer is not None else (lambda: FakeAnalyzer())
+        w = MainWindow(analyzer_factory=factory, settings=settings, **kw)
+        qtbot.addWidget(w)
+        w.resize(1200, 800)
+        w.show()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.shutdown()
+
+
+@pytest.fixture
+def demo_window(make_window, qtbot, demo_dir):
+    w = make_window()
+    with qtbot.waitSignal(w.study_ready, timeout=10000):
+        w.open_study(demo_dir)
+    return w
