@@ -10,6 +10,12 @@ source is not DICOM (the CDD-CESM JPEGs, the demo study), there is nothing to
 reference: that view is skipped with a message saying so, and the contours
 remain in the JSON and PDF exports. We do not invent source UIDs, because a
 SEG pointing at images no archive holds would look valid and display nowhere.
+
+Mammograms have no Frame of Reference, so the SEG has none either and its
+Pixel Measures carry the source's PixelSpacing (when it has one) without a
+SliceThickness, which DICOM requires only with a Frame of Reference.
+highdicom 0.28's reader insists on SliceThickness and so cannot open such a
+SEG; :func:`read_seg_masks` (pydicom) reads every SEG this module writes.
 """
 
 from __future__ import annotations

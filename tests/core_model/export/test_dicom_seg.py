@@ -85,3 +85,24 @@ def test_non_dicom_source_says_what_is_missing_and_writes_nothing(demo_dir, tmp_
     assert len(out.skipped) == len({f.key for f in review.findings.values()}) >= 2
     assert all("is not DICOM" in m and "JSON and PDF" in m for m in out.skipped)
     assert "P66_L_CM_CC.jpg" in " ".join(out.skipped)
+
+
+def test_source_with_pixel_spacing_keeps_it_and_reads_back_with_pydicom(cdd_test_dir, tmp_path):
+    # MG files may carry PixelSpacing besides ImagerPixelSpacing; the SEG then states it in its Pixel
+    # Measures (without SliceThickness, which DICOM requires only with a Frame of Reference).
+    from PIL import Image
+
+    from core_model.io import write_mg_dicom
+    from core_model.review import AddFinding
+
+    px = np.array(Image.open(cdd_test_dir / "images" / "P102_R_CM_CC.jpg").convert("L"))
+    write_mg_dicom(tmp_path / "src" / "cc.dcm", px, side="R", view="CC", energy="rc", patient_id="P102",
+                   pixel_spacing_mm=(0.07, 0.07), PixelSpacing=[0.07, 0.07])
+    study = load_study(tmp_path / "src")
+    review = review_from_analysis(None, study, study_identity(study))
+    AddFinding("R_CC", [(100.5, 120.0), (180.0, 110.0), (170.0, 200.0), (110.0, 190.0)]).apply(review)
+    out = export_dicom_seg(review, study, tmp_path / "seg")
+    ds = pydicom.dcmread(out.written["R_CC"])
+    assert [float(v) for v in ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing] == [0.07, 0.07]
+    back = read_seg_masks(out.written["R_CC"])
+    assert np.array_equal(back["masks"]["F1 accepted"], polygon_mask(review.findings["F1"].polygon, px.shape))
