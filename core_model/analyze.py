@@ -36,7 +36,6 @@ import torch
 from scipy import ndimage
 
 from core_model.analysis import Analysis, ViewResult
-from core_model.augment.position_mask import position_mask
 from core_model.checkpoint import LoadedModel, load_checkpoint
 from core_model.contours import lesions_from_probability, min_area_for_scale
 from core_model.errors import ModelLoadError, NafvError
@@ -148,6 +147,12 @@ def main_lesion(vr: ViewResult) -> np.ndarray:
 
 def _size2(size: int | tuple[int, int]) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+    out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)
+    return np.clip(out[0, 0].numpy(), 0.0, 1.0)
 
 
 def _prepare(img: np.ndarray, box: Letterbox) -> np.ndarray:
@@ -276,56 +281,34 @@ class Analyzer:
         return ev
 
     def _cls_inputs(self, study: Study, views: dict[str, ViewResult], side: str, warnings: list[str]):
-        """Classifier inputs for ``side``: ([CC, MLO] affected, [CC, MLO] contralateral or None, [CC, MLO] real?).
+        """(affected [1, 2, 3, S, S], contralateral or None) exactly as the classifier was trained on.
 
-        Each entry is (array [C, H, W] times its position mask, letterbox of the view).
+        Built by :func:`core_model.train.cls_data.study_inputs` (square resize,
+        energies per ``cls.channels``, Eq. 8 position mask; the contralateral
+        views get the affected lesion's mask mirrored onto them). The mask fed
+        in is each view's *main* lesion (largest probability mass), so a stray
+        false-positive speck does not stretch the lesion box.
+        None when the affected breast lacks a CC or MLO low-energy image.
         """
+        from core_model.train.cls_data import study_inputs
+
         cls = self.cls.model
-        size = _size2(cls.input_size)
-        decay = float(getattr(cls, "position_decay", 0.5))
-
-        def image(key: str) -> tuple[np.ndarray, Letterbox] | None:
-            imgs = [study.get(key, e) for e in cls.channels]
-            if any(i is None for i in imgs):
-                return None
-            x = np.stack([_prepare(i.pixels, Letterbox.fit(i.shape, size)) for i in imgs])
-            return x, Letterbox.fit(imgs[0].shape, size)
-
-        aff, lesion_in = [], []
+        masks = {key: main_lesion(vr) for key, vr in views.items() if key.startswith(side + "_")}
+        try:
+            aff, con = study_inputs(study, masks, side, int(cls.input_size), cls.channels,
+                                    float(getattr(cls, "position_decay", 0.5)))
+        except NafvError as exc:
+            warnings.append(f"no malignancy probability: {exc.reason}")
+            return None
         for view in ("CC", "MLO"):
             key = view_key(side, view)
-            got = image(key)
-            vr = views.get(key)
-            m = None
-            if got is not None and vr is not None and vr.mask.shape == got[1].src_shape:
-                m = got[1].apply(main_lesion(vr).astype(np.float32)) > 0.5
-            elif got is not None:
-                m = np.zeros(size, bool)
-                warnings.append(f"{key}: no segmentation for the classifier's position mask; the whole image is used")
-            aff.append(got)
-            lesion_in.append(m)
-        real = [a is not None for a in aff]
-        if not any(real):
-            return None
-        if not all(real):
-            have = real.index(True)
-            missing = ("CC", "MLO")[1 - have]
-            warnings.append(
-                f"{side}_{missing} missing for the classifier: the {('CC', 'MLO')[have]} view stands in for it; "
-                "the score is less reliable"
-            )
-            aff[1 - have], lesion_in[1 - have] = aff[have], lesion_in[have]
-        aff = [(x * position_mask(m, decay)[None], box) for (x, box), m in zip(aff, lesion_in)]  # Eq. 8
-
-        contra = None
-        if getattr(cls, "mode", "four-view") == "four-view":
-            other = [image(view_key(contralateral(side), v)) for v in ("CC", "MLO")]
-            if all(o is not None for o in other):
-                # The contralateral view gets the position mask of the affected
-                # lesion at the symmetric (mirrored) position, as in training
-                # (Figure 3): the breasts face opposite ways.
-                contra = [(x * position_mask(m[:, ::-1], decay)[None], box) for (x, box), m in zip(other, lesion_in)]
-        return aff, contra, real
+            if key not in views:
+                warnings.append(f"{key}: not segmented, so the classifier sees it without a lesion position")
+        if getattr(cls, "mode", "four-view") == "dual-view":
+            con = None
+        elif con is None:
+            warnings.append("contralateral CC/MLO missing: dual-view classification (the paper reports lower accuracy)")
+        return aff, con
 
     # -------------------------------------------------------------- the call
 
@@ -398,17 +381,8 @@ class Analyzer:
         cls = self.cls.model
         with clock.stage("classification"):
             prepared = self._cls_inputs(study, result.views, affected_side, warnings)
-            if prepared is None:
-                warnings.append(
-                    f"no malignancy probability: the affected ({affected_side}) breast has no "
-                    f"{'/'.join(e.upper() for e in cls.channels)} image for the classifier"
-                )
-            else:
-                aff, contra, real = prepared
-                a = torch.from_numpy(np.stack([x for x, _ in aff])[None]).to(self.device)
-                c = torch.from_numpy(np.stack([x for x, _ in contra])[None]).to(self.device) if contra else None
-                if getattr(cls, "mode", "four-view") == "four-view" and c is None:
-                    warnings.append("contralateral CC/MLO missing: dual-view classification (the paper reports lower accuracy)")
+            if prepared is not None:
+                a, c = (t.to(self.device) if t is not None else None for t in prepared)
                 result.classifier_mode = "four-view" if c is not None else "dual-view"
                 with torch.inference_mode(), _cancellable(cls, clock.cancel):
                     logits = cls(a, c)
@@ -422,10 +396,13 @@ class Analyzer:
                     maps = gradcam_views(cls, views_in, category=category, method=self.cam_method, target=self.cam_target)
                 for i, view in enumerate(("CC", "MLO")):
                     key = view_key(affected_side, view)
-                    if real[i] and key in result.views:
-                        box = aff[i][1]
-                        if box.src_shape == result.views[key].mask.shape:
-                            result.views[key].heatmap = np.clip(box.invert_map(maps[i]), 0.0, 1.0)
+                    le = study.get(key, "le")
+                    if le is not None:
+                        # the classifier input is the image resized to a square (no letterbox), so a plain resize maps back
+                        # (a view that was not segmented gets no result at all: an empty
+                        # mask there would read as "no lesion")
+                        if key in result.views and result.views[key].mask.shape == le.shape:
+                            result.views[key].heatmap = _resize_map(maps[i], le.shape)
                 result.heatmap_target = "malignant" if category == 1 else "benign"
                 result.heatmap_method = f"{self.cam_method} @ {self.cam_target}"
 

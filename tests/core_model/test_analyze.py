@@ -169,7 +169,8 @@ def test_missing_view_is_skipped_and_said(analyzer, demo):
     assert "R_MLO" not in a.views and "R_CC" in a.views
     assert any("R_MLO" in w for w in a.warnings)
     # the classifier still scores the right breast (its MLO LE exists, so four-view inputs are complete)
-    assert a.malignancy_probability is not None
+    assert a.malignancy_probability is not None and a.classifier_mode == "four-view"
+    assert a.views["R_CC"].heatmap is not None
 
 
 def test_dual_view_classifier_weights(weights, demo):
