@@ -1,0 +1,259 @@
+"""Findings list of the review: select, accept, reject, delete, link CC/MLO, undo/redo.
+
+:class:`ReviewController` is the one place the GUI changes a review: it
+applies a :mod:`core_model.review` command through a ``ReviewSession`` (which
+saves at once) and puts it on a ``QUndoStack``, so every change, whichever
+widget made it (this list, the assessment panel, the contour editor), is
+undone in one order. Widgets only bind to the controller's signals, with a
+guard flag against update loops.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeySequence, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core_model.errors import NafvError
+from core_model.review import (
+    ACCEPTED,
+    CONFIRMED,
+    EDITED,
+    PROPOSED,
+    REJECTED,
+    Command,
+    DeleteFinding,
+    Link,
+    Review,
+    ReviewSession,
+    Unlink,
+    accept,
+    reject,
+)
+
+SIDE_NAMES = {"L": "left", "R": "right"}
+# Text marks as well as colour, so the list reads the same in grey or for colour-blind readers.
+STATE_TEXT = {PROPOSED: "? proposed", ACCEPTED: "✓ accepted", EDITED: "✎ edited", REJECTED: "✗ rejected"}
+
+
+class _UndoEntry(QUndoCommand):
+    """Wraps one review command; the first redo is skipped because the controller already applied it."""
+
+    def __init__(self, controller: "ReviewController", cmd: Command):
+        super().__init__(cmd.text)
+        self._controller, self._cmd, self._applied = controller, cmd, True
+
+    def redo(self) -> None:
+        if self._applied:
+            self._applied = False
+            return
+        self._controller._run(lambda: self._controller.session.apply(self._cmd, "redo"))
+
+    def undo(self) -> None:
+        self._controller._run(lambda: self._controller.session.revert(self._cmd))
+
+
+class ReviewController(QObject):
+    """Applies review commands (saved at once) and keeps them on a QUndoStack."""
+
+    changed = Signal(str)  # "do" / "undo" / "redo"
+    selection_changed = Signal(str)  # finding id, "" for none
+    error = Signal(str)  # a message for the reader (save failed, invalid edit)
+
+    def __init__(self, session: ReviewSession, parent: QObject | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.stack = QUndoStack(self)
+        self.selected: str = ""
+        session.subscribe(lambda review, cmd, how: self.changed.emit(how))
+
+    @property
+    def review(self) -> Review:
+        return self.session.review
+
+    def push(self, cmd: Command) -> bool:
+        """Apply ``cmd`` and make it undoable; False (and ``error``) when it cannot be done."""
+        try:
+            self.session.apply(cmd)
+        except NafvError as err:
+            self.error.emit(str(err))
+            return False
+        self.stack.push(_UndoEntry(self, cmd))
+        return True
+
+    def _run(self, fn) -> None:
+        try:
+            fn()
+        except NafvError as err:  # e.g. the disk is full: the session rolled the change back
+            self.error.emit(str(err))
+
+    def select(self, fid: str) -> None:
+        fid = fid if fid in self.review.findings else ""
+        if fid != self.selected:
+            self.selected = fid
+            self.selection_changed.emit(fid)
+
+    # the actions a button, a key or the contour editor triggers
+    def accept_selected(self) -> bool:
+        return bool(self.selected) and self.push(accept(self.selected))
+
+    def reject_selected(self) -> bool:
+        return bool(self.selected) and self.push(reject(self.selected))
+
+    def delete_selected(self) -> bool:
+        fid = self.selected
+        ok = bool(fid) and self.push(DeleteFinding(fid))
+        if ok:
+            self.select("")
+        return ok
+
+
+class FindingsPanel(QWidget):
+    """Table of findings with Accept (A), Reject (R), Delete (Del), Link and Unlink; Undo/Redo keys."""
+
+    COLUMNS = ("#", "Breast", "View", "State", "AI score", "Same lesion as")
+
+    def __init__(self, controller: ReviewController, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self._updating = False  # guard: refreshing the table must not feed back into the controller
+
+        self.table = QTableWidget(0, len(self.COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+
+        self.accept_btn = QPushButton("Accept (A)")
+        self.reject_btn = QPushButton("Reject (R)")
+        self.delete_btn = QPushButton("Delete")
+        self.link_btn = QPushButton("Link CC+MLO")
+        self.unlink_btn = QPushButton("Unlink")
+        self.undo_btn = QPushButton("Undo")
+        self.redo_btn = QPushButton("Redo")
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+
+        row1, row2 = QHBoxLayout(), QHBoxLayout()
+        for b in (self.accept_btn, self.reject_btn, self.delete_btn):
+            row1.addWidget(b)
+        for b in (self.link_btn, self.unlink_btn, self.undo_btn, self.redo_btn):
+            row2.addWidget(b)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.table)
+        lay.addLayout(row1)
+        lay.addLayout(row2)
+        lay.addWidget(self.message)
+
+        self.accept_btn.clicked.connect(controller.accept_selected)
+        self.reject_btn.clicked.connect(controller.reject_selected)
+        self.delete_btn.clicked.connect(controller.delete_selected)
+        self.link_btn.clicked.connect(self.link_selected)
+        self.unlink_btn.clicked.connect(self.unlink_selected)
+        self.undo_btn.clicked.connect(controller.stack.undo)
+        self.redo_btn.clicked.connect(controller.stack.redo)
+        # Keys on the list itself (A, R, Delete, Undo, Redo): the main window may add global
+        # actions from controller.stack.createUndoAction without both firing.
+        self.table.installEventFilter(self)
+
+        self.table.itemSelectionChanged.connect(self._on_table_selection)
+        controller.changed.connect(lambda _how: self.refresh())
+        controller.selection_changed.connect(self._show_selection)
+        controller.error.connect(self.message.setText)
+        controller.stack.canUndoChanged.connect(self.undo_btn.setEnabled)
+        controller.stack.canRedoChanged.connect(self.redo_btn.setEnabled)
+        self.undo_btn.setEnabled(False)
+        self.redo_btn.setEnabled(False)
+        self.refresh()
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        if obj is self.table and event.type() == QEvent.Type.KeyPress:
+            if event.matches(QKeySequence.StandardKey.Undo):
+                self.controller.stack.undo()
+                return True
+            if event.matches(QKeySequence.StandardKey.Redo):
+                self.controller.stack.redo()
+                return True
+            if event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier):
+                action = {Qt.Key.Key_A: self.controller.accept_selected, Qt.Key.Key_R: self.controller.reject_selected,
+                          Qt.Key.Key_Delete: self.controller.delete_selected}.get(Qt.Key(event.key()))
+                if action is not None:
+                    action()
+                    return True
+        return super().eventFilter(obj, event)
+
+    # ---- controller -> widget
+    def refresh(self) -> None:
+        review = self.controller.review
+        self._updating = True
+        try:
+            self.table.setRowCount(len(review.findings))
+            for row, f in enumerate(review.findings.values()):
+                cells = (
+                    f.id,
+                    SIDE_NAMES[f.side],
+                    f.view,
+                    STATE_TEXT[f.state] + (" (reader)" if f.origin == "reader" else ""),
+                    "—" if f.ai_score is None else f"{f.ai_score:.2f}",
+                    f.link or "",
+                )
+                for col, text in enumerate(cells):
+                    item = QTableWidgetItem(text)
+                    item.setData(Qt.ItemDataRole.UserRole, f.id)
+                    if f.state in CONFIRMED:
+                        font = item.font()
+                        font.setBold(True)
+                        item.setFont(font)
+                    self.table.setItem(row, col, item)
+            self._show_selection(self.controller.selected)
+        finally:
+            self._updating = False
+        self.message.setText("")
+
+    def _show_selection(self, fid: str) -> None:
+        was, self._updating = self._updating, True
+        try:
+            ids = list(self.controller.review.findings)
+            if fid in ids and fid not in self.selected_ids():
+                self.table.selectRow(ids.index(fid))
+            elif not fid:
+                self.table.clearSelection()
+        finally:
+            self._updating = was
+        has = bool(fid)
+        for b in (self.accept_btn, self.reject_btn, self.delete_btn, self.unlink_btn):
+            b.setEnabled(has)
+
+    # ---- widget -> controller
+    def selected_ids(self) -> list[str]:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) for r in rows if self.table.item(r, 0)]
+
+    def _on_table_selection(self) -> None:
+        if self._updating:
+            return
+        ids = self.selected_ids()
+        self.controller.select(ids[-1] if ids else "")
+
+    def link_selected(self) -> bool:
+        ids = self.selected_ids()
+        if len(ids) != 2:
+            self.message.setText("Select one CC and one MLO finding of the same breast to link them.")
+            return False
+        return self.controller.push(Link(ids[0], ids[1]))
+
+    def unlink_selected(self) -> bool:
+        fid = self.controller.selected
+        return bool(fid) and self.controller.push(Unlink(fid))
