@@ -73,6 +73,7 @@ class PhantomConfig:
     # (round homogeneous cancers, lobulated / heterogeneous benign masses)
     ambiguity: float = 0.2
     distortion_prob: float = 0.3  # malignant lesions with architectural distortion
+    calcification_prob: float = 0.3  # malignant lesions with a cluster of fine calcifications (LE only)
     rim_prob: float = 0.35  # malignant lesions with rim enhancement (else heterogeneous)
     spiculated_prob: float = 0.5  # malignant non-ambiguous lesions with spicules (else irregular)
     texture_beta: float = 3.0  # power-law exponent of the fibroglandular texture
@@ -109,6 +110,7 @@ class PhantomLesion:
     margin: str  # circumscribed / lobulated / irregular / spiculated
     enhancement: str  # homogeneous / heterogeneous / rim
     distortion: bool
+    calcifications: int = 0  # number of fine calcifications drawn on LE (not in the mask)
 
 
 @dataclass
@@ -257,6 +259,7 @@ class _LesionSpec:
     rc_contrast: float
     le_contrast: float
     softness_mm: float
+    calcifications: int = 0
 
 
 def _draw_lesion_spec(rng: np.random.Generator, label: str, cfg: PhantomConfig) -> _LesionSpec:
@@ -301,8 +304,11 @@ def _draw_lesion_spec(rng: np.random.Generator, label: str, cfg: PhantomConfig) 
     u = rng.random()
     strength = u ** 0.7 if label == "malignant" else u ** 1.4  # cancers skew toward strong enhancement
     rc_contrast = cfg.rc_contrast[0] + strength * (cfg.rc_contrast[1] - cfg.rc_contrast[0])
+    calcs = 0
+    if label == "malignant" and looks_malignant and rng.random() < cfg.calcification_prob:
+        calcs = int(rng.integers(6, 25))
     return _LesionSpec(radius, aspect, harmonics, spicules, margin, enhancement, distortion,
-                       float(rc_contrast), float(rng.uniform(*cfg.le_contrast)), softness)
+                       float(rc_contrast), float(rng.uniform(*cfg.le_contrast)), softness, calcs)
 
 
 def _render_lesion(rng: np.random.Generator, spec: _LesionSpec, dx: np.ndarray, dy: np.ndarray,
@@ -336,7 +342,7 @@ def _render_lesion(rng: np.random.Generator, spec: _LesionSpec, dx: np.ndarray, 
     if spec.enhancement == "homogeneous":
         pattern = 1.0 - 0.08 * rn ** 2
     elif spec.enhancement == "rim":
-        pattern = 0.35 + 0.65 * rn ** 2.5
+        pattern = 0.2 + 0.8 * rn ** 3
     else:
         blob = _power_noise(rng, np.broadcast(dx, dy).shape, spacing, beta=2.2, f0=1.0 / max(R, 2.0))
         pattern = np.clip(0.72 + 0.3 * blob, 0.3, 1.1)
@@ -376,7 +382,7 @@ def _strand_field(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, nipple
 def _ligaments(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, nipple: tuple[float, float]) -> np.ndarray:
     """Thin curvy lines (Cooper ligaments, trabeculae), mostly running toward the nipple, in [0, 1]."""
     # zero lines of smooth noise form a network; stretching it along the radius orients it
-    src = _smooth_noise(rng, (512, 160), (1.0 / 1.3, 1.0 / 3.5), 1.0)
+    src = _smooth_noise(rng, (512, 160), (1.0 / 1.3, 1.0 / 7.0), 1.0)
     r = np.hypot(x - nipple[0], y - nipple[1])
     return np.exp(-((_polar(src, x, y, nipple, 1.5) / 0.18) ** 2)) * (1.0 - np.exp(-((r / 15.0) ** 2)))
 
@@ -516,11 +522,28 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         # ---- low energy: a mammogram
         fat = 0.12
         le = fat + 0.45 * gland + 0.03 * fine + 0.12 * ridges * (1 - 0.5 * gland) + 0.02 * vessels + pect * (0.28 + 0.03 * tex)
-        le = le + spec.le_contrast * (lesion_body + 0.7 * spic) if side == affected else le
+        if side == affected:
+            le = le + spec.le_contrast * (lesion_body + 0.7 * spic)
+            if spec.calcifications:
+                # fine pleomorphic calcifications clustered in and around the mass
+                n_c = spec.calcifications
+                ang_c, rad_c = rng.uniform(0, 2 * np.pi, n_c), spec.radius_mm * sf * np.sqrt(rng.uniform(0, 1.2, n_c))
+                rr = np.clip(np.rint((ym + rad_c * np.sin(ang_c)) / sy - 0.5), 0, h - 1).astype(int)
+                cc = np.clip(np.rint((xm + rad_c * np.cos(ang_c)) / sx - 0.5), 0, w - 1).astype(int)
+                dots = np.zeros((h, w))
+                np.add.at(dots, (rr, cc), rng.uniform(0.5, 1.0, n_c))
+                sig = (max(0.6, 0.25 / sy), max(0.6, 0.25 / sx))
+                kernel_peak = ndimage.gaussian_filter(np.pad([[1.0]], 6), sig).max()
+                le = le + 0.35 * ndimage.gaussian_filter(dots, sig) / kernel_peak
         le = le * (0.55 + 0.45 * thick)  # thin tissue at the edge attenuates less
         le = le + 0.18 * np.exp(-((1.0 - rho) / 0.012) ** 2) * (rho < 1.03)  # skin line
         le = le + cfg.noise * rng.standard_normal((h, w)) * (0.4 + le)
         le = le * _sigmoid((1.0 - rho) / 0.004)  # air outside the breast stays black
+        # nipple in profile (most views): a small bump beyond the skin line, dense on LE and bright on RC
+        nipple = np.zeros((h, w))
+        if rng.random() < 0.75:
+            nipple = _sigmoid((1.0 - ((x - b.depth - 1.0) / 3.5) ** 2 - ((y - b.nipple_y) / 5.0) ** 2) / 0.15)
+            le = np.maximum(le, 0.3 * nipple)
 
         # ---- recombined: iodine uptake
         uptake = ndimage.gaussian_filter(gland, (2.0 / sy, 2.0 / sx))
@@ -532,6 +555,7 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         grain = ndimage.gaussian_filter(rng.standard_normal((h, w)), 1.0)
         rc = rc + 1.2 * cfg.noise * grain / (grain.std() + 1e-9)
         rc = rc * _sigmoid((1.0 - rho) / 0.004)
+        rc = np.maximum(rc, 0.4 * nipple)
 
         # canonical frame has the chest wall at column 0 (left breast); right breast is mirrored
         flip = side == "R"
@@ -562,13 +586,15 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
                 radius_px=(float(r_eff / sy), float(r_eff / sx)), radius_mm=float(r_eff),
                 box=(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1),
                 nipple=(float(b.nipple_y / sy - 0.5), float(nip_col)), depth_mm=float(depth_mm), clock=clock,
-                margin=spec.margin, enhancement=spec.enhancement, distortion=spec.distortion))
+                margin=spec.margin, enhancement=spec.enhancement, distortion=spec.distortion,
+                calcifications=spec.calcifications))
 
     birads = int(rng.choice([2, 3])) if label == "benign" else int(rng.choice([4, 5]))
     shape_word = {"circumscribed": "oval circumscribed", "lobulated": "lobulated circumscribed",
                   "irregular": "irregular", "spiculated": "spiculated"}[spec.margin]
     findings = (f"synthetic phantom: {shape_word} mass, {spec.enhancement} enhancement"
-                f"{', architectural distortion' if spec.distortion else ''}, {2 * spec.radius_mm:.0f} mm, "
+                f"{', architectural distortion' if spec.distortion else ''}"
+                f"{', fine calcifications' if spec.calcifications else ''}, {2 * spec.radius_mm:.0f} mm, "
                 f"{'right' if affected == 'R' else 'left'} breast {clock:.0f} o'clock, {depth_mm:.0f} mm from the nipple")
     study = Study(patient_id=f"SYN{number:05d}", study_id=f"SYN{number:05d}-1", images=images,
                   source=None, synthetic=True,
@@ -584,7 +610,7 @@ LABEL_COLUMNS = ("Image_name", "Patient_ID", "Side", "Type", "Age", "Breast dens
                  "View", "Tags", "Machine", "Pathology Classification/ Follow up")
 LESION_COLUMNS = ("Image_name", "Patient_ID", "seed", "label", "view_key", "center_row", "center_col", "radius_mm",
                   "radius_px_row", "radius_px_col", "box_row0", "box_col0", "box_row1", "box_col1", "nipple_row",
-                  "nipple_col", "depth_mm", "clock", "margin", "enhancement", "distortion", "density", "bpe")
+                  "nipple_col", "depth_mm", "clock", "margin", "enhancement", "distortion", "calcifications", "density", "bpe")
 CDD_KIND = {"le": "DM", "rc": "CM"}
 
 
@@ -639,7 +665,7 @@ def _lesion_rows(case: PhantomCase) -> list[dict[str, str]]:
             "box_row0": str(les.box[0]), "box_col0": str(les.box[1]), "box_row1": str(les.box[2]), "box_col1": str(les.box[3]),
             "nipple_row": f"{les.nipple[0]:.2f}", "nipple_col": f"{les.nipple[1]:.2f}", "depth_mm": f"{les.depth_mm:.2f}",
             "clock": f"{les.clock:.2f}", "margin": les.margin, "enhancement": les.enhancement,
-            "distortion": str(int(les.distortion)), "density": case.density, "bpe": case.bpe,
+            "distortion": str(int(les.distortion)), "calcifications": str(les.calcifications), "density": case.density, "bpe": case.bpe,
         })
     return rows
 
