@@ -13,7 +13,7 @@ from core_model.io import load_study
 from core_model.review import AddFinding, Link, MoveVertex, ReviewSession, accept, polygon_area, reject, review_from_analysis
 from core_model.review_store import study_identity
 
-from conftest import analysis_from_masks  # tests/core_model/export/conftest.py
+from review_export_helpers import analysis_from_masks
 
 
 def test_polygon_mask_agrees_with_an_independent_point_in_polygon_test():
