@@ -1,0 +1,314 @@
+"""``nafv-train seg``: train NaFV-Net segmentation (or the U-Net baseline).
+
+    nafv-train seg --data DIR --out RUN_DIR [--arch nafv_seg|unet] [--no-asym] [--no-cross]
+                   [--channels rc|le+rc] [--epochs N] [--size S] [--seed S] [--resume] ...
+
+Splits by patient (core_model.train.common.patient_split; the bundled demo
+patient P66 is always in validation), SGD per the paper (lr 0.01, momentum
+0.9, weight decay 1e-4), optional poly decay, BCE + soft Dice loss, keeps the
+weights with the best validation Dice. RUN_DIR receives: config.json, split.json,
+metrics.csv, curves.png, best.safetensors (+ card), last.safetensors (+ card),
+last_optim.safetensors and state.json (resume), train.log lines on stdout.
+Runs unchanged under ``torchrun --nproc_per_node N`` (DDP; gloo on CPU).
+
+Validation Dice here is computed at the model input size, per image (view),
+thresholding the sigmoid at 0.5, averaged over images; an image whose mask and
+prediction are both empty counts as Dice 1 (and IoU 1). ``nafv-train
+evaluate-seg`` measures at the source resolution instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from core_model.checkpoint import save_checkpoint
+from core_model.errors import NafvError
+from core_model.losses.segmentation import seg_loss
+from core_model.models.registry import create_model
+from core_model.models.segmentation import model_config
+from core_model.preprocess import preprocessing_card
+from core_model.train.common import (DistInfo, MetricsLog, cleanup_distributed, init_distributed, patient_split,
+                                     pick_device, plot_curves, seed_everything, write_json)
+from core_model.train.seg_data import AugmentConfig, SegDataset, collate, patients_of, scan_folder, select_breasts
+
+DEMO_PATIENT = "P66"  # the bundled demo study: never a training image
+SEG_ARCHS = ("nafv_seg", "unet", "nafv_seg_tiny", "unet_tiny")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nafv-train seg", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="folder in the CDD-CESM layout (images/ + masks/)")
+    p.add_argument("--out", required=True, help="run folder (created)")
+    p.add_argument("--arch", default="nafv_seg", choices=SEG_ARCHS)
+    p.add_argument("--no-asym", action="store_true", help="switch off asymmetric fusion (Eq. 1-3), ablation")
+    p.add_argument("--no-cross", action="store_true", help="switch off CC<->MLO cross-attention, ablation")
+    p.add_argument("--channels", default="rc", choices=("rc", "le+rc"))
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--size", type=int, default=None, help="model input size (square); default: the architecture's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=4, help="breasts per step (each 2 views)")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--schedule", default="constant", choices=("constant", "poly"),
+                   help="constant = the paper; poly = lr*(1-t/T)^0.9")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the patient split (kept fixed across ablations)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.safetensors")
+    p.add_argument("--save-weights", default=None,
+                   help="also write the best weights (+ card) here, e.g. resources/weights/segmentation/nafv_seg.safetensors")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def make_split(patients: list[str], val_fraction: float, split_seed: int) -> tuple[list[str], list[str]]:
+    if len(patients) < 2:
+        raise NafvError(f"need at least 2 patients to split into training and validation, found {len(patients)}")
+    forced = {DEMO_PATIENT: 1} if DEMO_PATIENT in patients else {}
+    train, val = patient_split(patients, [1 - val_fraction, val_fraction], split_seed, forced=forced)
+    if not val:  # tiny folders: keep at least one validation patient
+        val, train = train[-1:], train[:-1]
+    return train, val
+
+
+def lr_at(args, step: int, total: int) -> float:
+    if args.schedule == "poly":
+        return args.lr * (1 - min(step, total - 1) / total) ** 0.9
+    return args.lr
+
+
+@torch.no_grad()
+def dice_iou_counts(logits: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor) -> tuple[float, float, int]:
+    """Sums of per-image Dice and IoU (threshold 0.5; empty & empty = 1) and the image count."""
+    pred = (logits > 0).flatten(2).float().flatten(0, 1)
+    tgt = masks.flatten(2).float().flatten(0, 1)
+    v = valid.flatten()
+    inter = (pred * tgt).sum(1)
+    ps, ts = pred.sum(1), tgt.sum(1)
+    union = ps + ts - inter
+    empty = (ps + ts) == 0
+    dice = torch.where(empty, torch.ones_like(inter), 2 * inter / (ps + ts).clamp_min(1))
+    iou = torch.where(empty, torch.ones_like(inter), inter / union.clamp_min(1))
+    return float(dice[v].sum()), float(iou[v].sum()), int(v.sum())
+
+
+def forward(model, batch: dict, device: torch.device) -> torch.Tensor:
+    contra = batch["contra"].to(device) if bool(batch["contra_present"].any()) else None
+    return model(batch["views"].to(device), contra=contra, present=batch["present"].to(device),
+                 contra_present=batch["contra_present"].to(device) if contra is not None else None)
+
+
+@torch.no_grad()
+def validate(model, ds: SegDataset, idx: list[int], device, bs: int, dist_info: DistInfo) -> dict[str, float]:
+    model.eval()
+    tot = torch.zeros(4, dtype=torch.float64)  # dice_sum, iou_sum, n, loss_sum*n
+    for i in range(0, len(idx), bs):
+        b = collate([ds[j] for j in idx[i:i + bs]])
+        logits = forward(model, b, device).cpu()
+        valid = b["present"] & b["has_mask"]
+        d, u, n = dice_iou_counts(logits, b["masks"], valid)
+        loss = float(seg_loss(logits, b["masks"], valid))
+        tot += torch.tensor([d, u, n, loss * n], dtype=torch.float64)
+    if dist_info.enabled:
+        import torch.distributed as dist
+
+        dist.all_reduce(tot)
+    n = max(tot[2].item(), 1)
+    return {"val_dice": tot[0].item() / n, "val_miou": tot[1].item() / n, "val_loss": tot[3].item() / n,
+            "val_images": int(tot[2].item())}
+
+
+def save_optim(opt: torch.optim.Optimizer, path: Path) -> None:
+    """Momentum buffers as safetensors (tensors only, no pickle)."""
+    tensors = {}
+    for gi, group in enumerate(opt.param_groups):
+        for pi, p in enumerate(group["params"]):
+            buf = opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"{gi}.{pi}.momentum_buffer"] = buf.detach().contiguous().cpu()
+    save_file(tensors, str(path))
+
+
+def load_optim(opt: torch.optim.Optimizer, path: Path) -> None:
+    tensors = load_file(str(path))
+    for gi, group in enumerate(opt.param_groups):
+        for pi, p in enumerate(group["params"]):
+            key = f"{gi}.{pi}.momentum_buffer"
+            if key in tensors:
+                opt.state[p]["momentum_buffer"] = tensors[key].to(p.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    dist_info = init_distributed(device)
+    try:
+        return _train(args, device, dist_info)
+    finally:
+        cleanup_distributed()
+
+
+def _train(args, device: torch.device, dist_info: DistInfo) -> int:
+    out = Path(args.out)
+    channels = tuple(args.channels.split("+"))
+    model_kw: dict = {"channels": channels}
+    if args.size:
+        model_kw["input_size"] = (args.size, args.size)
+    if args.arch.startswith("nafv_seg"):
+        model_kw.update(asym_fusion=not args.no_asym, cross_attention=not args.no_cross)
+    elif args.no_asym or args.no_cross:
+        raise NafvError("--no-asym / --no-cross apply to nafv_seg only, not to the U-Net baseline")
+
+    breasts = scan_folder(args.data)
+    patients = patients_of(breasts)
+    train_p, val_p = make_split(patients, args.val_fraction, args.split_seed)
+    gen = seed_everything(args.seed)
+    model = create_model(args.arch, **model_kw).to(device)
+    size = tuple(model.input_size)
+    train_b = select_breasts(breasts, set(train_p), channels)
+    val_b = select_breasts(breasts, set(val_p), channels)
+    if not train_b or not val_b:
+        raise NafvError(f"no annotated {args.channels} images in the training or validation patients of {args.data}")
+    aug = None if args.no_augment else AugmentConfig()
+    t0 = time.time()
+    train_ds = SegDataset(train_b, breasts, channels, size, aug, seed=args.seed)
+    val_ds = SegDataset(val_b, breasts, channels, size, None)
+    prep_s = time.time() - t0
+
+    config = {k: v for k, v in vars(args).items()}
+    config.update(model=model_config(model), world_size=dist_info.world_size, prepare_s=round(prep_s, 1))
+    split = {"seed": args.split_seed, "train": train_p, "val": val_p,
+             "train_breasts": [b.key for b in train_b], "val_breasts": [b.key for b in val_b]}
+    if dist_info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config)
+        write_json(out / "split.json", split)
+
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    start_epoch, best, best_miou, best_epoch, epoch_times = 1, -1.0, None, 0, []
+    log = MetricsLog(out / "metrics.csv")
+    if args.resume:
+        state_p = out / "state.json"
+        if not state_p.is_file():
+            raise NafvError("nothing to resume: no state.json in the run folder", out)
+        st = json.loads(state_p.read_text())
+        model.load_state_dict(load_file(str(out / "last.safetensors")))
+        load_optim(opt, out / "last_optim.safetensors")
+        start_epoch, best, best_epoch = st["epoch"] + 1, st["best_dice"], st["best_epoch"]
+        best_miou = st.get("best_miou")
+        epoch_times = st.get("epoch_times", [])
+        if dist_info.is_main:
+            log.truncate_after(st["epoch"])
+    net = model
+    if dist_info.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist_info.local_rank] if device.type == "cuda" else None, find_unused_parameters=True)
+
+    n = len(train_ds)
+    per_rank = -(-n // dist_info.world_size)
+    steps_per_epoch = -(-per_rank // args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    val_idx = list(range(dist_info.rank, len(val_ds), dist_info.world_size))
+    show = dist_info.is_main and not args.no_progress
+
+    def card(metrics: dict, epoch: int) -> dict:
+        return {
+            "architecture": {"name": args.arch, "config": model_config(model)},
+            "name": "NaFV-Net lesion segmentation" if args.arch.startswith("nafv") else "U-Net lesion segmentation (baseline)",
+            "task": "segmentation",
+            "trained_on": f"CDD-CESM ({Path(args.data).name}): {len(train_p)} patients, "
+                          f"{sum(int(s['has_mask'].sum()) for s in train_ds.samples)} annotated {args.channels} views",
+            "data": {"dir": str(args.data), "citation": "Khaled R. et al., CDD-CESM, TCIA 2021, DOI 10.7937/29kw-ae92"},
+            "split": split,
+            "seed": args.seed,
+            "epochs": epoch,
+            "epochs_planned": args.epochs,
+            "metrics": metrics,
+            "preprocessing": preprocessing_card(size, channels),
+            "training": {"optimizer": "SGD", "lr": args.lr, "momentum": args.momentum,
+                         "weight_decay": args.weight_decay, "schedule": args.schedule,
+                         "batch_size_breasts": args.batch_size, "world_size": dist_info.world_size,
+                         "loss": "BCE + soft Dice", "augmentation": None if aug is None else vars(aug),
+                         "seconds_per_epoch": round(sum(epoch_times) / max(len(epoch_times), 1), 1)},
+            "metric_definition": "validation Dice/IoU of the lesion class at the model input size, per image "
+                                 "(threshold 0.5), mean over images; empty mask and empty prediction = 1",
+        }
+
+    for epoch in range(start_epoch, args.epochs + 1):
+        te = time.time()
+        net.train()
+        train_ds.set_epoch(epoch)
+        g = torch.Generator()
+        g.manual_seed(args.seed * 7919 + epoch)
+        perm = torch.randperm(n, generator=g).tolist()
+        perm = (perm * (dist_info.world_size + 1))[: per_rank * dist_info.world_size]  # equal steps on every rank
+        mine = perm[dist_info.rank::dist_info.world_size]
+        bar = None
+        if show:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(mine), desc=f"epoch {epoch}/{args.epochs}", unit="breast", leave=False)
+        tl, td, tn = 0.0, 0.0, 0
+        for si, i in enumerate(range(0, len(mine), args.batch_size)):
+            step = (epoch - 1) * steps_per_epoch + si
+            for group in opt.param_groups:
+                group["lr"] = lr_at(args, step, total_steps)
+            b = collate([train_ds[j] for j in mine[i:i + args.batch_size]])
+            valid = (b["present"] & b["has_mask"]).to(device)
+            logits = forward(net, b, device)
+            loss = seg_loss(logits, b["masks"].to(device), valid)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            d, _, k = dice_iou_counts(logits.detach().cpu(), b["masks"], valid.cpu())
+            tl += loss.item() * k
+            td += d
+            tn += k
+            if bar is not None:
+                bar.update(len(mine[i:i + args.batch_size]))
+                bar.set_postfix(loss=f"{tl / max(tn, 1):.3f}", dice=f"{td / max(tn, 1):.3f}")
+        if bar is not None:
+            bar.close()
+        from core_model.train.common import all_reduce_mean
+
+        train_loss, train_dice = all_reduce_mean([tl / max(tn, 1), td / max(tn, 1)], dist_info)
+        vm = validate(net.module if dist_info.enabled else net, val_ds, val_idx, device, args.batch_size, dist_info)
+        epoch_times.append(time.time() - te)
+        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss, "train_dice": train_dice,
+               **vm, "seconds": epoch_times[-1]}
+        improved = vm["val_dice"] > best
+        if improved:
+            best, best_miou, best_epoch = vm["val_dice"], vm["val_miou"], epoch
+        if dist_info.is_main:
+            log.append(row)
+            plot_curves(out / "metrics.csv", out / "curves.png", ["train_loss", "val_loss", "train_dice", "val_dice"],
+                        f"{args.arch} ({args.channels})")
+            metrics = {"val_dice": best, "val_miou": best_miou, "best_epoch": best_epoch,
+                       "val_patients": len(val_p), "val_images": vm["val_images"]}
+            if improved:
+                save_checkpoint(model, out / "best.safetensors", card(metrics, epoch))
+                if args.save_weights:
+                    save_checkpoint(model, args.save_weights, card(metrics, epoch))
+            save_checkpoint(model, out / "last.safetensors",
+                            card({**metrics, "val_dice_this_epoch": vm["val_dice"]}, epoch))
+            save_optim(opt, out / "last_optim.safetensors")
+            write_json(out / "state.json", {"epoch": epoch, "best_dice": best, "best_miou": best_miou, "best_epoch": best_epoch,
+                                            "epoch_times": epoch_times})
+            print(f"epoch {epoch}/{args.epochs} loss {train_loss:.4f} dice {train_dice:.4f} | val loss "
+                  f"{vm['val_loss']:.4f} dice {vm['val_dice']:.4f} miou {vm['val_miou']:.4f} | best {best:.4f} "
+                  f"(epoch {best_epoch}) | {epoch_times[-1]:.1f}s", flush=True)
+    if dist_info.is_main:
+        print(f"done: best validation Dice {best:.4f} at epoch {best_epoch}; weights {out / 'best.safetensors'}",
+              flush=True)
+    return 0

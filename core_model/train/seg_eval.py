@@ -1,0 +1,129 @@
+"""``nafv-train evaluate-seg``: lesion Dice / IoU of segmentation weights on a folder.
+
+    nafv-train evaluate-seg --data DIR --weights W.safetensors --json OUT.json [--split val|train|all]
+
+Measured at the SOURCE resolution, the way the viewer shows it: each view is
+prepared exactly as in training (normalize_image, Letterbox), the predicted
+probability map is mapped back with ``Letterbox.invert_map``, thresholded at
+0.5 and compared with the mask (thresholded at 127). Dice and IoU of the
+lesion class per image (one image = one annotated view of one breast; its RC
+mask when it has one), then the mean over images. An image whose mask and
+prediction are both empty counts as Dice 1 and IoU 1 (nothing to find,
+nothing found); every mask in CDD-CESM-512 has a lesion, so there this case
+does not occur. ``--split val`` restricts to the validation patients recorded
+in the weights' model card.
+
+Output JSON: {"dice", "miou", "n_images", "n_patients", ...} plus per-image rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core_model.checkpoint import load_checkpoint
+from core_model.errors import NafvError
+from core_model.train.common import write_json
+from core_model.train.seg_data import VIEWS, patients_of, prepare_view, read_mask, scan_folder, select_breasts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nafv-train evaluate-seg", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="folder in the CDD-CESM layout (images/ + masks/)")
+    p.add_argument("--weights", required=True, help="segmentation .safetensors (model card beside it)")
+    p.add_argument("--json", required=True, help="where to write the metrics")
+    p.add_argument("--split", default="all", choices=("all", "val", "train"),
+                   help="patients to evaluate: all in DIR, or the card's validation / training patients")
+    p.add_argument("--threads", type=int, default=0)
+    return p
+
+
+def dice_iou(pred: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Lesion-class Dice and IoU of two boolean maps; both empty -> (1, 1)."""
+    inter = float(np.logical_and(pred, mask).sum())
+    ps, ms = float(pred.sum()), float(mask.sum())
+    if ps + ms == 0:
+        return 1.0, 1.0
+    return 2 * inter / (ps + ms), inter / (ps + ms - inter)
+
+
+@torch.no_grad()
+def predict_breast(model, breast, contra, channels) -> dict[str, tuple[np.ndarray, object]]:
+    """view -> (probability map at source resolution, letterbox) for the views that exist."""
+    size = tuple(model.input_size)
+    C = len(channels)
+    views = torch.zeros(1, 2, C, *size)
+    present = torch.zeros(1, 2, dtype=torch.bool)
+    cviews = torch.zeros(1, 2, C, *size)
+    cpresent = torch.zeros(1, 2, dtype=torch.bool)
+    lbs = {}
+    for i, v in enumerate(VIEWS):
+        img, lb = prepare_view(breast, v, channels, size)
+        if img is not None:
+            views[0, i], present[0, i], lbs[v] = torch.from_numpy(img), True, lb
+        if contra is not None:
+            cimg, _ = prepare_view(contra, v, channels, size)
+            if cimg is not None:
+                cviews[0, i], cpresent[0, i] = torch.from_numpy(cimg), True
+    has_contra = bool(cpresent.any())
+    logits = model(views, contra=cviews if has_contra else None, present=present,
+                   contra_present=cpresent if has_contra else None)
+    prob = torch.sigmoid(logits)[0, :, 0].numpy()
+    return {v: (lbs[v].invert_map(prob[i]), lbs[v]) for i, v in enumerate(VIEWS) if v in lbs}
+
+
+def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all") -> dict:
+    loaded = load_checkpoint(weights)
+    model, card = loaded.model, loaded.card
+    channels = tuple(getattr(model, "channels", ("rc",)))
+    breasts = scan_folder(data_dir)
+    patients = set(patients_of(breasts))
+    if split != "all":
+        listed = set((card.get("split") or {}).get(split) or [])
+        if not listed:
+            raise NafvError(f"the model card records no '{split}' patients; use --split all", weights)
+        patients &= listed
+    sel = select_breasts(breasts, patients, channels)
+    if not sel:
+        raise NafvError(f"no annotated {'+'.join(channels)} images to evaluate", data_dir)
+    other = {"L": "R", "R": "L"}
+    rows = []
+    for b in sel:
+        preds = predict_breast(model, b, breasts.get((b.patient, other[b.side])), channels)
+        for v, (prob, lb) in preds.items():
+            if v not in b.masks:
+                continue
+            mask = read_mask(b.masks[v])
+            if mask.shape != prob.shape:
+                raise NafvError(f"mask size {mask.shape} differs from its image {prob.shape}", b.masks[v])
+            d, u = dice_iou(prob > 0.5, mask)
+            rows.append({"image": f"{b.key}_{v}", "patient": b.patient, "dice": d, "iou": u,
+                         "mask_pixels": int(mask.sum()), "pred_pixels": int((prob > 0.5).sum())})
+    return {
+        "dice": float(np.mean([r["dice"] for r in rows])),
+        "miou": float(np.mean([r["iou"] for r in rows])),
+        "n_images": len(rows),
+        "n_patients": len({r["patient"] for r in rows}),
+        "split": split,
+        "weights": str(weights),
+        "weights_sha256": loaded.sha256,
+        "model": loaded.identity,
+        "definition": "lesion class, source resolution, threshold 0.5, per image then mean; "
+                      "empty mask and empty prediction = 1",
+        "images": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = evaluate(args.data, args.weights, args.split)
+    write_json(args.json, res)
+    print(f"evaluate-seg: Dice {res['dice']:.4f}  mIoU {res['miou']:.4f}  on {res['n_images']} images of "
+          f"{res['n_patients']} patients ({args.split}) -> {args.json}", file=sys.stdout)
+    return 0

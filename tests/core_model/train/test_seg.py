@@ -1,0 +1,115 @@
+"""`nafv-train seg` on the real CDD-CESM test images: data, learning, determinism, resume, cards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core_model.checkpoint import load_checkpoint
+from core_model.losses.segmentation import seg_loss
+from core_model.models.registry import create_model
+from core_model.train.cli import main as nafv_train
+from core_model.train.common import MetricsLog
+from core_model.train.seg import make_split
+from core_model.train.seg_data import AugmentConfig, SegDataset, augment, collate, scan_folder, select_breasts
+
+
+def test_scan_groups_breasts_and_prefers_rc_masks(cdd_test_dir):
+    breasts = scan_folder(cdd_test_dir)
+    assert sorted(breasts) == [("P102", "R"), ("P106", "L"), ("P12", "L")]
+    p12 = breasts[("P12", "L")]
+    assert set(p12.images) == {"CC", "MLO"} and set(p12.images["CC"]) == {"le", "rc"}
+    assert p12.masks["CC"].name == "P12_L_CM_CC.jpg"
+    assert set(breasts[("P106", "L")].images) == {"MLO"}
+
+
+def test_prepared_sample_marks_missing_view_and_masks(cdd_test_dir):
+    breasts = scan_folder(cdd_test_dir)
+    ds = SegDataset(select_breasts(breasts, None, ("le", "rc")), breasts, ("le", "rc"), (64, 64))
+    by_key = {b.key: s for b, s in zip(ds.breasts, ds.samples)}
+    s = by_key["P106_L"]
+    assert s["views"].shape == (2, 2, 64, 64) and s["present"].tolist() == [False, True]
+    assert s["views"][0].abs().sum() == 0  # the missing CC is a zero image
+    assert s["has_mask"].tolist() == [False, True]
+    m = by_key["P12_L"]["masks"]
+    assert 0.005 < float(m.mean()) < 0.5 and set(m.unique().tolist()) <= {0.0, 1.0}
+    assert not by_key["P12_L"]["contra_present"].any()  # no right breast of P12 here
+
+
+def test_augmentation_is_seeded_and_keeps_masks_binary(cdd_test_dir):
+    breasts = scan_folder(cdd_test_dir)
+    ds = SegDataset(select_breasts(breasts, None, ("rc",)), breasts, ("rc",), (64, 64))
+    s = ds.samples[0]
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a, b = augment(s, g1), augment(s, g2)
+    torch.testing.assert_close(a["views"], b["views"])
+    assert set(a["masks"].unique().tolist()) <= {0.0, 1.0}
+    # always flipping mirrors image and mask together
+    f = augment(s, torch.Generator().manual_seed(0), AugmentConfig(flip_p=1.0, max_rotate_deg=0, scale=(1, 1),
+                                                                    max_shift=0, gamma=(1, 1), contrast=(1, 1)))
+    torch.testing.assert_close(f["masks"], s["masks"].flip(-1))
+    torch.testing.assert_close(f["views"], s["views"].flip(-1), atol=1e-5, rtol=0)
+
+
+def test_split_is_by_patient_and_forces_demo_patient_into_validation():
+    patients = [f"P{i}" for i in range(1, 41)] + ["P66"]
+    for seed in range(3):
+        train, val = make_split(patients, 0.2, seed)
+        assert "P66" in val and not set(train) & set(val)
+        assert sorted(train + val) == sorted(patients) and len(val) == 8
+
+
+def test_a_few_sgd_steps_lower_the_loss_on_real_images(cdd_test_dir):
+    torch.manual_seed(0)
+    breasts = scan_folder(cdd_test_dir)
+    ds = SegDataset(select_breasts(breasts, None, ("rc",)), breasts, ("rc",), (64, 64))
+    batch = collate(ds.samples)
+    valid = batch["present"] & batch["has_mask"]
+    m = create_model("nafv_seg_tiny")
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    losses = []
+    for _ in range(12):
+        loss = seg_loss(m(batch["views"], present=batch["present"]), batch["masks"], valid)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0]
+
+
+def _train(out, *extra):
+    return nafv_train(["seg", "--data", str(out[0]), "--out", str(out[1]), "--arch", "nafv_seg_tiny",
+                       "--threads", "1", "--no-progress", "--batch-size", "2", *extra])
+
+
+def test_cli_trains_deterministically_resumes_and_writes_card(cdd_test_dir, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _train((cdd_test_dir, full), "--epochs", "2") == 0
+    assert _train((cdd_test_dir, part), "--epochs", "1") == 0
+    # resume the 1-epoch run to 2 epochs: identical to the uninterrupted run
+    assert _train((cdd_test_dir, part), "--epochs", "2", "--resume") == 0
+    a, b = load_file(str(full / "last.safetensors")), load_file(str(part / "last.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows_full, rows_part = MetricsLog(full / "metrics.csv").rows(), MetricsLog(part / "metrics.csv").rows()
+    assert [r["epoch"] for r in rows_full] == ["1", "2"]
+    drop_time = [{k: v for k, v in r.items() if k != "seconds"} for r in rows_full]
+    assert drop_time == [{k: v for k, v in r.items() if k != "seconds"} for r in rows_part]
+    assert (full / "curves.png").stat().st_size > 1000
+    card = json.loads((full / "best.json").read_text())
+    split = card["split"]
+    assert not set(split["train"]) & set(split["val"]) and len(split["val"]) == 1
+    assert card["architecture"]["name"] == "nafv_seg_tiny" and card["seed"] == 0
+    assert card["preprocessing"]["channels"] == ["rc"] and card["not_for_clinical_use"] is True
+    assert 0.0 <= card["metrics"]["val_dice"] <= 1.0
+    loaded = load_checkpoint(full / "best.safetensors")
+    assert loaded.card["training"]["optimizer"] == "SGD" and loaded.card["training"]["lr"] == 0.01
+
+
+def test_cli_user_errors_exit_2(tmp_path, capsys):
+    assert nafv_train(["seg", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "images/" in capsys.readouterr().err
+    assert nafv_train(["seg", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--arch", "unet",
+                       "--no-cross"]) == 2
