@@ -34,7 +34,7 @@ from core_model import __version__
 from core_model.errors import NafvError
 from core_model.export.common import notice
 from core_model.io.dicom import looks_like_dicom
-from core_model.review import Finding, Review
+from core_model.review import CONFIRMED, PROPOSED, Finding, Review
 from core_model.study import VIEW_KEYS
 
 SIDE_CODES = {"L": codes.SCT.Left, "R": codes.SCT.Right}
@@ -98,6 +98,8 @@ def _description(review: Review, number: int, f: Finding) -> hd.seg.SegmentDescr
     tid, uid = _tracking(review, f)
     if f.origin == "reader":
         kind, algo = hd.seg.SegmentAlgorithmTypeValues.MANUAL, None
+    elif f.state == PROPOSED:  # nobody reviewed it: the model's own output
+        kind, algo = hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, _algorithm(review)
     else:
         # an AI contour the reader accepted or edited: machine-proposed, human-confirmed
         kind, algo = hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC, _algorithm(review)
@@ -124,19 +126,24 @@ def _source(study, key: str, energy: str):
     return None
 
 
-def export_dicom_seg(review: Review, study, out_dir: str | Path, *, energy: str = "rc") -> SegExport:
+def export_dicom_seg(review: Review, study, out_dir: str | Path, *, energy: str = "rc", include_proposed: bool = False) -> SegExport:
     """Write ``<out_dir>/<VIEW>_seg.dcm`` for every view with accepted/edited findings.
 
     ``study`` is the loaded :class:`~core_model.study.Study` the review belongs to
     (the SEG needs the source files). Views that cannot be exported are listed
     in ``SegExport.skipped`` with the reason; nothing is raised for them.
+    ``include_proposed`` adds the AI proposals nobody reviewed (segment type
+    AUTOMATIC), for batch exports straight from the AI output.
     """
     out_dir = Path(out_dir)
     result = SegExport()
-    confirmed = review.confirmed()
+    states = CONFIRMED + ((PROPOSED,) if include_proposed else ())
+    confirmed = [f for f in review.findings.values() if f.state in states]
     if not confirmed:
-        result.skipped.append("no accepted or edited findings: there is nothing to put in a DICOM SEG")
+        what = "no AI proposals and no accepted or edited findings" if include_proposed else "no accepted or edited findings"
+        result.skipped.append(f"{what}: there is nothing to put in a DICOM SEG")
         return result
+    unreviewed = include_proposed and any(f.state == PROPOSED for f in confirmed)
     series_uid = generate_uid()
     instance = 0
     for key in VIEW_KEYS:
@@ -190,13 +197,14 @@ def export_dicom_seg(review: Review, study, out_dir: str | Path, *, energy: str 
                     software_versions=__version__,
                     device_serial_number="none",
                     content_label="NAFV_REVIEW",
-                    content_description=("Reader-confirmed contours" + (" - research use, not for clinical use" if note else ""))[:64],
+                    content_description=(("AI contours, partly not reviewed" if unreviewed else "Reader-confirmed contours")
+                                         + (" - research use, not for clinical use" if note else ""))[:64],
                     content_creator_name=review.reader or None,
                 )
         except (ValueError, TypeError, AttributeError) as exc:
             result.skipped.append(f"{key}: the SEG could not be built from {Path(img.source).name} ({exc})")
             continue
-        seg.SeriesDescription = "NaFV review contours (accepted/edited)"
+        seg.SeriesDescription = "NaFV AI contours (not all reviewed)" if unreviewed else "NaFV review contours (accepted/edited)"
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{key}_seg.dcm"
         tmp = path.with_name(f".{path.name}.tmp")

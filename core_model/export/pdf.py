@@ -27,7 +27,7 @@ from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTempl
 
 from core_model.errors import NafvError
 from core_model.export.common import SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
-from core_model.review import ACCEPTED, EDITED, Finding, Review
+from core_model.review import ACCEPTED, CONFIRMED, EDITED, PROPOSED, Finding, Review
 from core_model.study import ENERGY_NAMES, VIEW_KEYS
 
 MAX_EMBED_PX = 900  # longest side of an embedded view: sharp in print, small file
@@ -37,6 +37,7 @@ STYLE = {
     ACCEPTED: ((0.85, 0.1, 0.1), None, "accepted AI contour (solid)"),
     EDITED: ((0.1, 0.3, 0.95), (4, 2.5), "edited AI contour (dashed)"),
     "reader": ((0.0, 0.6, 0.2), (5, 2, 1, 2), "drawn by the reader (dash-dot)"),
+    PROPOSED: ((0.95, 0.55, 0.0), (1, 2), "AI proposal, not reviewed (dotted)"),
 }
 
 
@@ -87,9 +88,11 @@ def _view_image(img, heatmap: np.ndarray | None) -> Image.Image:
 class ViewGrid(Flowable):
     """R-CC | L-CC over R-MLO | L-MLO, each image with the confirmed contours drawn as vectors."""
 
-    def __init__(self, review: Review, study: Any, width: float, energy: str, heatmaps: dict[str, np.ndarray] | None, font: str):
+    def __init__(self, review: Review, study: Any, width: float, energy: str, heatmaps: dict[str, np.ndarray] | None, font: str,
+                 states: tuple[str, ...] = CONFIRMED):
         super().__init__()
         self.review, self.study, self.energy, self.heatmaps, self.font = review, study, energy, heatmaps or {}, font
+        self.states = states
         self.width = width
         self.cell_w = (width - 4 * mm) / 2
         self.cell_h = self.cell_w * 0.68  # keeps views, findings and assessment on one page
@@ -123,8 +126,9 @@ class ViewGrid(Flowable):
                 c.rect(x, y_top - self.label_h - self.cell_h, self.cell_w, self.cell_h)
                 c.setDash()
                 continue
-            ids = [f.id for f in self.review.on_view(key) if f.confirmed]
-            c.drawString(x, y_top - 3.5 * mm, f"{label} ({ENERGY_NAMES[energy]})" + (f": {', '.join(ids)}" if ids else ": no confirmed finding"))
+            ids = [f.id for f in self.review.on_view(key) if f.state in self.states]
+            none = ": no confirmed finding" if PROPOSED not in self.states else ": no finding"
+            c.drawString(x, y_top - 3.5 * mm, f"{label} ({ENERGY_NAMES[energy]})" + (f": {', '.join(ids)}" if ids else none))
             pil = _view_image(img, self.heatmaps.get(key))
             h_px, w_px = img.shape
             s = min(self.cell_w / w_px, self.cell_h / h_px)
@@ -136,7 +140,7 @@ class ViewGrid(Flowable):
             c.setLineWidth(0.5)
             c.rect(x0, y0, w, h)
             for f in self.review.on_view(key):
-                if f.confirmed:
+                if f.state in self.states:
                     self._contour(f, x0, y0 + h, s)
 
     def _contour(self, f: Finding, left: float, top: float, s: float) -> None:
@@ -222,8 +226,13 @@ def export_pdf(
     deidentify: bool = False,
     heatmaps: dict[str, np.ndarray] | None = None,
     energy: str = "rc",
+    include_proposed: bool = False,
 ) -> Path:
-    """Write the report; ``heatmaps`` (view key -> 0..1 array, original size) are blended in when given."""
+    """Write the report; ``heatmaps`` (view key -> 0..1 array, original size) are blended in when given.
+
+    ``include_proposed`` also draws the AI proposals nobody reviewed (dotted),
+    for batch reports made straight from the AI output.
+    """
     path = Path(path)
     regular, bold = _fonts()
     ss = getSampleStyleSheet()
@@ -237,7 +246,9 @@ def export_pdf(
 
     content = report_content(review, deidentify=deidentify)
     pid, sid, note, created = content["patient_id"], content["study_id"], content["notice"], content["created"]
-    story: list[Any] = [Paragraph("Contrast-enhanced mammography — review report", h1)]
+    unreviewed = include_proposed and not review.confirmed()
+    title = "AI output, not reviewed by a reader" if unreviewed else "review report"
+    story: list[Any] = [Paragraph(f"Contrast-enhanced mammography — {title}", h1)]
     if note:
         story.append(P(note if "not for clinical use" in note.lower() else "NOT FOR CLINICAL USE. " + note, warn))
 
@@ -252,8 +263,11 @@ def export_pdf(
     story.append(Spacer(1, 3 * mm))
 
     frame_w = A4[0] - 30 * mm
-    story.append(ViewGrid(review, study, frame_w, energy, heatmaps, regular))
-    legend = "; ".join(f"{s[2]}" for s in STYLE.values()) + ".  Only findings the reader accepted, edited or drew are drawn."
+    states = CONFIRMED + ((PROPOSED,) if include_proposed else ())
+    story.append(ViewGrid(review, study, frame_w, energy, heatmaps, regular, states))
+    legend = "; ".join(f"{v[2]}" for k, v in STYLE.items() if k != PROPOSED or include_proposed)
+    legend += (".  AI proposals not reviewed by a reader are drawn dotted." if include_proposed
+               else ".  Only findings the reader accepted, edited or drew are drawn.")
     if heatmaps:
         legend += " Heat overlay: the model's attention map (Grad-CAM), not a lesion outline."
     story.append(P("Contours: " + legend, small))

@@ -1,0 +1,36 @@
+"""Batch export from the AI output (for nafv-analyze --report): proposals marked as such in every file."""
+
+from __future__ import annotations
+
+import json
+
+import pydicom
+
+from core_model.export.bundle import export_ai_report
+from core_model.export.pdf import report_content
+from core_model.io import load_study
+from review_export_helpers import analysis_from_masks
+
+
+def test_ai_report_on_dicom_study_exports_unreviewed_proposals(dicom_study_dir, cdd_test_dir, tmp_path):
+    study = load_study(dicom_study_dir)
+    analysis = analysis_from_masks(study, cdd_test_dir / "masks")
+    bundle = export_ai_report(analysis, study, tmp_path / "out")
+    assert bundle.pdf.name == "P12_report.pdf" and bundle.pdf.read_bytes().startswith(b"%PDF-")
+    d = json.loads(bundle.json.read_text())
+    assert [f["state"] for f in d["findings"]] == ["proposed", "proposed"]
+    assert sorted(bundle.seg.written) == ["L_CC", "L_MLO"] and bundle.seg.skipped == []
+    ds = pydicom.dcmread(bundle.seg.written["L_CC"])
+    assert ds.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    assert ds.SeriesDescription == "NaFV AI contours (not all reviewed)"
+    assert ds.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "nafv_seg_test"
+    assert any(line.startswith("wrote ") and line.endswith("L_MLO_seg.dcm") for line in bundle.messages())
+
+
+def test_ai_report_on_jpeg_demo_says_why_there_is_no_seg(demo_dir, tmp_path):
+    study = load_study(demo_dir)
+    bundle = export_ai_report(analysis_from_masks(study, demo_dir.parent / "demo_masks"), study, tmp_path, deidentify=True)
+    assert bundle.pdf.name == "report.pdf" and bundle.seg.written == {}
+    msgs = bundle.messages()
+    assert sum("is not DICOM" in m for m in msgs) >= 2
+    assert "P66" not in bundle.json.read_text()
