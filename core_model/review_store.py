@@ -100,6 +100,25 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
+def _writer_alive(tmp: Path) -> bool:
+    """True when the process named in a temp file's name still runs (it may be writing right now)."""
+    try:
+        pid = int(tmp.name.rsplit(".", 2)[-2])
+    except (ValueError, IndexError):
+        return False
+    if pid == os.getpid():
+        return False  # our own leftover from a failed write
+    if sys.platform == "win32":
+        return True  # os.kill(pid, 0) would terminate it there; a stale temp file is harmless
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
 class ReviewStore:
     """Saves and restores reviews under ``root`` (default ``data_dir()/reviews``)."""
 
@@ -122,7 +141,8 @@ class ReviewStore:
         path = self.path_for(identity)
         # Temp files of a writer killed before its rename hold nothing the review lacks.
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+            if not _writer_alive(stale):
+                stale.unlink(missing_ok=True)
         if not path.is_file():
             return None
         try:
