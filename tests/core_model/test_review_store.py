@@ -139,3 +139,22 @@ def test_save_failure_is_a_user_error_and_rolls_back(store, demo_dir, monkeypatc
     assert review.findings["F1"].state == "accepted"
     monkeypatch.undo()
     assert ReviewStore(store.root).load(review.identity).to_dict() == review.to_dict()
+
+
+def test_stale_temp_files_are_cleared_but_a_live_writers_is_not(store, demo_dir):
+    import subprocess
+    import sys
+
+    review = store.open(load_jpeg_study(demo_dir))
+    path = store.path_for(review.identity)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        for pid in (live.pid, dead.pid):
+            (path.parent / f".{path.name}.{pid}.tmp").write_text("{partial")
+        assert store.load(review.identity).to_dict() == review.to_dict()
+        assert [p.name for p in path.parent.glob(".*.tmp")] == [f".{path.name}.{live.pid}.tmp"]
+    finally:
+        live.kill()
+        live.wait()
