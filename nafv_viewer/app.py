@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, AssertionError):
         print(f"nafv-viewer: --size must look like 1600x1000, not {args.size!r}", file=sys.stderr)
         return 2
+    if args.path and not Path(args.path).exists():
+        # Answer before Qt starts: a typo should not cost the start-up time.
+        print(f"nafv-viewer: {args.path}: no such file or folder", file=sys.stderr)
+        return 2
     headless = args.screenshot is not None
     if headless and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -52,6 +52,7 @@ class DisplayImage:
     source_shape: tuple[int, int]
     raw: np.ndarray = field(repr=False, default=None)  # original pixels, for values under the cursor
     tissue_box: tuple[float, float, float, float] | None = None  # breast extent, display coordinates
+    source: object = None  # the file it came from (a preview is kept when the study brings the same file)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -74,7 +75,7 @@ class DisplayImage:
         level = int(round(math.log2(ratio))) if ratio > 1 else 0
         return max(0, min(level, len(self.levels) - 1))
 
-    def crop(self, level: int, x0: float, y0: float, x1: float, y1: float, margin: float = 0.25):
+    def crop(self, level: int, x0: float, y0: float, x1: float, y1: float, margin: float = 0.15):
         """The part of ``level`` covering scene box (x0, y0, x1, y1) plus a margin.
 
         Returns (array, (sx, sy, sw, sh)) with the scene rectangle the array covers.
@@ -126,6 +127,7 @@ def build_display_image(image: StudyImage, key: str | None = None) -> DisplayIma
     x0, y0, x1, y1 = tissue_bbox(coarse)
     return DisplayImage(
         tissue_box=(x0 * f[0], y0 * f[1], x1 * f[0], y1 * f[1]),
+        source=image.source,
         key=key or image.key,
         energy=image.energy,
         flips=flips,

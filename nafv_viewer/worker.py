@@ -22,6 +22,9 @@ from core_model.errors import Cancelled, NafvError
 from core_model.jobs import CancelToken
 from core_model.study import ENERGIES, VIEW_KEYS, Study
 from nafv_viewer.display import build_display_image
+from nafv_viewer.qt_compat import pin_bools_if_needed
+
+pin_bools_if_needed()
 
 StudyLoader = Callable[[Path], Study]
 AnalyzerFactory = Callable[[], Any]  # returns an object with .analyze(study, progress=, cancel=, affected_side=)
@@ -31,6 +34,38 @@ def default_study_loader(path: Path) -> Study:
     from core_model.io import load_study  # imported late: the viewer starts before the loaders are needed
 
     return load_study(path)
+
+
+def preview_image(path: Path, energy: str):
+    """The first image to show while a DICOM study loads, or None when in any doubt.
+
+    Full-size DICOM studies take about a second to decode; showing R-CC (or
+    the first view present) as soon as its own file is decoded puts a view on
+    screen well before that. Only when every usable file belongs to one
+    patient and one study and the slot is unambiguous, so the preview is
+    always an image the complete study will show too; otherwise the study
+    loader decides and reports.
+    """
+    try:
+        from core_model.io import detect, dicom
+
+        s = detect.scan(path)
+        if s.kind != "dicom":
+            return None  # JPEG/PNG studies load fast enough as a whole
+        slots = dicom.classify_all(s.dicom + s.dicom_maybe, [])
+        owners = {(dicom.patient_of(x.header), str(x.header.get("StudyInstanceUID", "") or "")) for x in slots}
+        if len(owners) != 1:
+            return None
+        by_slot: dict = {}
+        for x in slots:
+            by_slot.setdefault(x.slot, []).append(x)
+        for key in VIEW_KEYS:
+            found = by_slot.get((key, energy), [])
+            if len(found) == 1:
+                return dicom.load_slot(found[0])
+        return None
+    except Exception:  # the preview is optional; the full load reports real problems
+        return None
 
 
 def default_analyzer_factory() -> Any:
@@ -66,11 +101,13 @@ class Job(QObject):
 class StudyLoadJob(Job):
     """Reads a study, then prepares each image for display, emitting each as soon as it is ready.
 
-    ``study_loaded(study)`` comes first (the panels can show their slots),
-    then ``image_ready(DisplayImage)`` per image in hanging order, LE first,
-    then ``finished(study)``.
+    ``preview_ready(DisplayImage)`` may come first (one image of a DICOM
+    study, see :func:`preview_image`), then ``study_loaded(study)`` (the panels
+    can show their slots), then ``image_ready(DisplayImage)`` per image in
+    hanging order, shown energy first, then ``finished(study)``.
     """
 
+    preview_ready = Signal(object)
     study_loaded = Signal(object)
     image_ready = Signal(object)
 
@@ -84,6 +121,12 @@ class StudyLoadJob(Job):
     def run(self) -> None:
         self.started.emit()
         try:
+            preview = None
+            if self.loader is default_study_loader:
+                first = preview_image(self.path, self.first_energy)
+                if first is not None:
+                    preview = build_display_image(first)
+                    self.preview_ready.emit(preview)
             study = self.loader(self.path)
             self.token.check()
             self.study_loaded.emit(study)
@@ -91,7 +134,12 @@ class StudyLoadJob(Job):
             slots = [(k, e) for e in order for k in VIEW_KEYS if study.has(k, e)]
             for i, (key, energy) in enumerate(slots):
                 self.token.check()
-                self.image_ready.emit(build_display_image(study.get(key, energy), key))
+                image = study.get(key, energy)
+                if preview is not None and preview.source == image.source and (preview.key, preview.energy) == (key, energy):
+                    shown = preview  # same file, already on screen
+                else:
+                    shown = build_display_image(image, key)
+                self.image_ready.emit(shown)
                 self.progress.emit("preparing images", (i + 1) / max(1, len(slots)))
             self.finished.emit(study)
         except Cancelled:

@@ -28,6 +28,15 @@ from nafv_viewer.worker import AnalysisJob, AnalyzerFactory, StudyLoader, StudyL
 MAX_RECENT = 10
 
 
+def _warm_imports() -> None:
+    # The DICOM stack (pydicom and its decoders) takes ~0.7 s to import; doing it
+    # while the reader looks at the empty window keeps it out of the first open.
+    try:
+        import core_model.io  # noqa: F401
+    except Exception:  # the real open reports any problem
+        pass
+
+
 def _no_return(fn: Callable[[], Any]) -> Callable[..., None]:
     """Slot wrapper that ignores the signal's arguments and returns None.
 
@@ -75,6 +84,7 @@ class MainWindow(QMainWindow):
         self._analysis_job: AnalysisJob | None = None
         self._threads: list[QThread] = []
         self._t_open = 0.0
+        self._preview: DisplayImage | None = None
 
         self.state.auto_analyze = self.settings.value("auto_analyze", False, type=bool)
         self.grid = ViewGrid(self.state)
@@ -100,6 +110,8 @@ class MainWindow(QMainWindow):
         self.side.cancel_requested.connect(self.cancel_analysis)
         self.state.subscribe(self._on_state)
         self._build_actions()
+        self.warmup = threading.Thread(target=_warm_imports, name="nafv-warm-imports", daemon=True)
+        self.warmup.start()
 
     # -- actions and shortcuts --------------------------------------------------------
     def _shortcut_table(self) -> list[tuple[str, str, str, Callable[[], Any]]]:
@@ -246,11 +258,13 @@ class MainWindow(QMainWindow):
             self._load_job.cancel()
         self._t_open = time.perf_counter()
         self.load_timings = {}
+        self._preview = None
         self.statusBar().showMessage(f"Opening {path} …")
         job = StudyLoadJob(path, loader=self.study_loader, first_energy=self.state.energy)
         self._load_job = job
         # Bound methods of this window: queued to the GUI thread. Signals of a
         # superseded job (a newer open replaced it) are ignored there.
+        job.preview_ready.connect(self._on_preview)
         job.study_loaded.connect(self._on_study_loaded)
         job.image_ready.connect(self._on_image_ready)
         job.finished.connect(self._on_study_ready)
@@ -269,6 +283,14 @@ class MainWindow(QMainWindow):
         return job is not None and self.sender() is job
 
     @Slot(object)
+    def _on_preview(self, image: DisplayImage) -> None:
+        if not self._current(self._load_job):
+            return
+        self.grid.begin_study(None)
+        self._preview = image
+        self._on_image_ready(image, check=False)
+
+    @Slot(object)
     def _on_study_loaded(self, study: Study) -> None:
         if not self._current(self._load_job):
             return
@@ -277,15 +299,15 @@ class MainWindow(QMainWindow):
         self.study = study
         self.study_path = path
         self.analysis = None
-        self.grid.begin_study(study)
+        self.grid.begin_study(study, keep=self._preview)
         self.side.show_study(study)
         self.setWindowTitle(f"{APP_NAME} — {study.patient_id} ({path.name})")
         self._remember(path)
         self.study_opened.emit(study)
 
     @Slot(object)
-    def _on_image_ready(self, image: DisplayImage) -> None:
-        if not self._current(self._load_job):
+    def _on_image_ready(self, image: DisplayImage, check: bool = True) -> None:
+        if check and not self._current(self._load_job):
             return
         self.grid.add_image(image)
         if "first_image_s" not in self.load_timings:

@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core_model.checkpoint import NOT_FOR_CLINICAL_USE
 from core_model.study import VIEW_KEYS, Study
 from nafv_viewer.state import COMPARE_MODES, LAYOUTS, PRESETS, ViewerState
 
@@ -46,6 +45,12 @@ def model_lines(analysis: Any) -> list[str]:
         sha = str(ident.get("weights_sha256", "?"))[:12]
         lines.append(f"{role}: {ident.get('name', '?')} — weights {sha}… — trained on {ident.get('trained_on', 'unknown')}")
     return lines
+
+
+# Shown when a model card carries no notice of its own (same words as
+# core_model.checkpoint, which is not imported here: it pulls in torch, and the
+# window must open before any model is needed).
+NOT_FOR_CLINICAL_USE = "Research software: not for clinical use. Outputs are not validated for diagnosis."
 
 
 def clinical_notice(analysis: Any) -> str | None:

@@ -84,9 +84,13 @@ class ViewGrid(QStackedWidget):
         return self.panels4[key]
 
     # -- study feed -------------------------------------------------------------
-    def begin_study(self, study: Study | None) -> None:
+    def begin_study(self, study: Study | None, keep: DisplayImage | None = None) -> None:
+        """Empty every panel for ``study`` (``keep``: a preview already shown, left in place)."""
         self.analysis = None
         for p in self.all_panels():
+            if keep is not None and p.images.get(keep.energy) is keep and len(p.images) == 1:
+                p.view_result = None
+                continue
             p.set_loading()
         if study is None:
             return

@@ -1,0 +1,55 @@
+"""nafv-viewer --screenshot: renders offscreen, exit 0; a folder it cannot open: exit 2, one line on stderr."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nafv_viewer.app import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _png(path):
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def test_demo_screenshot_in_process(qapp, tmp_path):
+    out = tmp_path / "demo.png"
+    assert main(["--demo", "--screenshot", str(out), "--size", "1000x700", "--layout", "8up", "--energy", "rc"]) == 0
+    img = _png(out)
+    assert img.shape == (700, 1000, 3)
+    # The images are drawn: plenty of grey-level pixels left of the side panel, not a blank window.
+    grid = img[60:650, :650].mean(axis=2)
+    assert (grid > 60).mean() > 0.05
+
+
+def test_bad_folder_exits_2_with_one_line(qapp, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no images here")
+    out = tmp_path / "never.png"
+    assert main([str(tmp_path), "--screenshot", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nafv-viewer: ") and "\n" not in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_missing_folder_exits_2_via_the_entry_point(tmp_path):
+    # The real console entry point in a fresh process (what a user runs).
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    exe = Path(sys.executable).with_name("nafv-viewer")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nafv_viewer.app"]
+    r = subprocess.run(cmd + [str(tmp_path / "nope"), "--screenshot", str(tmp_path / "x.png")], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("nafv-viewer:")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+
+
+def test_analyze_without_weights_exits_2(qapp, tmp_path, capsys):
+    missing = tmp_path / "none.safetensors"
+    assert main(["--demo", "--analyze", "--seg-weights", str(missing), "--screenshot", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert "analysis failed" in err and "none.safetensors" in err and "Traceback" not in err
