@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from core_model.errors import NafvError
-from core_model.study import VIEW_KEYS, Study, StudyImage, contralateral, view_key
+from core_model.study import VIEW_KEYS, Study, StudyImage, view_key
 
 BITS_STORED = 12
 MAX_VALUE = (1 << BITS_STORED) - 1
@@ -402,6 +402,39 @@ def _vessels(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, breast: _Br
     return out
 
 
+def _place_lesion(rng: np.random.Generator, spec: _LesionSpec, cc: _Breast, mlo: _Breast):
+    """Depth from the nipple (mm), (x, y) per view in mm, and the coronal position (lateral, superior).
+
+    One point of the breast, given by its depth and a coronal position in the
+    unit disc, is projected into both views, so CC and MLO agree like two
+    projections of the same lesion: same depth, lateral offset on CC, mostly
+    superior offset on MLO (45 degree obliquity). A lesion too large for the
+    breast is shrunk until it fits (``spec.radius_mm`` is updated).
+    """
+    ring = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    ob = math.radians(45.0)
+    for attempt in range(400):
+        if attempt and attempt % 100 == 0:
+            spec.radius_mm *= 0.8
+        depth_mm = rng.uniform(0.18, 0.8) * min(cc.depth, mlo.depth)
+        rr, ang = math.sqrt(rng.uniform(0, 1)) * 0.75, rng.uniform(0, 2 * np.pi)
+        lat, sup = rr * math.cos(ang), rr * math.sin(ang)
+        mlo_v = sup * math.cos(ob) + lat * math.sin(ob) * 0.8
+        pos, ok = {}, True
+        for b, v in ((cc, lat), (mlo, mlo_v)):
+            xm = b.depth - depth_mm
+            ym = b.nipple_y - v * b.half_height(xm, above=v > 0)  # lateral (CC) / superior (MLO) at the top
+            pos[b.view] = (xm, ym)
+            margin = spec.radius_mm * 1.3 + 3.0
+            rx, ry = xm + margin * np.cos(ring), ym + margin * np.sin(ring)
+            if (b.rho(rx, ry).max() > 0.9 or ry.min() < 2.0 or ry.max() > FIELD_MM[0] - 2.0 or rx.min() < 3.0
+                    or b.pectoral(rx, ry).max() > 0.1):
+                ok = False
+        if ok:
+            return depth_mm, pos, (lat, sup)
+    raise RuntimeError("could not place the phantom lesion")  # pragma: no cover - shrinking always ends inside
+
+
 def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | None = None,
                   config: PhantomConfig | None = None, patient_number: int | None = None) -> PhantomCase:
     """One complete synthetic study (8 images) with masks and ground truth, deterministic by ``seed``.
@@ -426,34 +459,10 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
     x, y, spacing = _grid((h, w))
     breasts = _draw_breasts(rng)
 
-    # Lesion placement: depth from the nipple (mm) and a coronal position (lat, sup) in the unit disc,
-    # shared by CC and MLO so the two views agree like the projections of one 3-D point.
     spec = _draw_lesion_spec(rng, label, cfg)
     cc, mlo = breasts[view_key(affected, "CC")], breasts[view_key(affected, "MLO")]
     rot = rng.uniform(0, np.pi)
-    for _ in range(200):
-        depth_mm = rng.uniform(0.18, 0.8) * min(cc.depth, mlo.depth)
-        rr, ang = math.sqrt(rng.uniform(0, 1)) * 0.75, rng.uniform(0, 2 * np.pi)
-        lat, sup = rr * math.cos(ang), rr * math.sin(ang)
-        ob = math.radians(45.0)
-        mlo_v = (sup * math.cos(ob) + lat * math.sin(ob) * 0.8)  # MLO vertical: mostly superior-inferior
-        pos = {}
-        ok = True
-        for key, b, v in ((cc.view, cc, lat), (mlo.view, mlo, mlo_v)):
-            xm = b.depth - depth_mm
-            hh = b.half_height(xm, above=v > 0)
-            ym = b.nipple_y - v * hh  # lateral (CC) / superior (MLO) at the top of the image
-            pos[key] = (xm, ym)
-            margin = spec.radius_mm * 1.3 + 3.0
-            ring = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-            rx, ry = xm + margin * np.cos(ring), ym + margin * np.sin(ring)
-            if (b.rho(rx, ry).max() > 0.9 or ry.min() < 2.0 or ry.max() > FIELD_MM[0] - 2.0 or rx.min() < 3.0
-                    or b.pectoral(rx, ry).max() > 0.1):
-                ok = False
-        if ok:
-            break
-    else:  # pragma: no cover - the ranges above always leave room
-        raise RuntimeError("could not place the phantom lesion")
+    depth_mm, pos, (lat, sup) = _place_lesion(rng, spec, cc, mlo)
     clock = _clock(affected, lat, sup)
 
     # Shared texture fields: one per view, mirrored between the breasts (canonical frame).
