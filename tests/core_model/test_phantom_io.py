@@ -108,3 +108,18 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path, capsys):
     assert train_main(["phantom"] + args) == 2  # folder already holds images: message, no traceback
     assert "already holds images" in capsys.readouterr().err
     assert train_main(["phantom", "--out", str(tmp_path / "x"), "--n", "0"]) == 2
+
+
+def test_lesions_csv_matches_the_masks(dataset):
+    with open(dataset / "lesions.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8  # CC and MLO of the affected breast of 4 patients
+    for r in rows:
+        mask = np.array(Image.open(dataset / "masks" / f"{r['Image_name']}.png")) > 127
+        rr, cc = np.nonzero(mask)
+        assert (int(r["box_row0"]), int(r["box_col0"]), int(r["box_row1"]), int(r["box_col1"])) == (
+            rr.min(), cc.min(), rr.max() + 1, cc.max() + 1)
+        assert r["view_key"][0] == r["Image_name"].split("_")[1]
+    for pid in {r["Patient_ID"] for r in rows}:
+        depths = {r["depth_mm"] for r in rows if r["Patient_ID"] == pid}
+        assert len(depths) == 1  # CC and MLO at the same depth from the nipple
