@@ -502,7 +502,7 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         # strands add linear structure on top of the blobs (Cooper ligaments, ducts)
         fine = np.clip(0.5 + 0.5 * strands, 0, 1) ** 3 * env
         vessels = _vessels(rng, x, y, b, vessel_n) * inside * (1 - pect)
-        # reticular network (Cooper ligaments): zero crossings of band-limited noise form curvy lines
+        # Cooper ligaments / trabeculae, kept out of the skin and the muscle
         ridges = _ligaments(rng, x, y, (b.depth, b.nipple_y)) * _sigmoid((0.97 - rho) / 0.02) * (1 - pect)
 
         # lesion (affected side only)
@@ -537,10 +537,10 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
                 # fine pleomorphic calcifications clustered in and around the mass
                 n_c = spec.calcifications
                 ang_c, rad_c = rng.uniform(0, 2 * np.pi, n_c), spec.radius_mm * sf * np.sqrt(rng.uniform(0, 1.2, n_c))
-                rr = np.clip(np.rint((ym + rad_c * np.sin(ang_c)) / sy - 0.5), 0, h - 1).astype(int)
-                cc = np.clip(np.rint((xm + rad_c * np.cos(ang_c)) / sx - 0.5), 0, w - 1).astype(int)
+                rows_c = np.clip(np.rint((ym + rad_c * np.sin(ang_c)) / sy - 0.5), 0, h - 1).astype(int)
+                cols_c = np.clip(np.rint((xm + rad_c * np.cos(ang_c)) / sx - 0.5), 0, w - 1).astype(int)
                 dots = np.zeros((h, w))
-                np.add.at(dots, (rr, cc), rng.uniform(0.5, 1.0, n_c))
+                np.add.at(dots, (rows_c, cols_c), rng.uniform(0.5, 1.0, n_c))
                 sig = (max(0.6, 0.25 / sy), max(0.6, 0.25 / sx))
                 kernel_peak = ndimage.gaussian_filter(np.pad([[1.0]], 6), sig).max()
                 le = le + 0.35 * ndimage.gaussian_filter(dots, sig) / kernel_peak
