@@ -94,7 +94,8 @@ class ViewPanel(QWidget):
         self.heat_item.setLookupTable(heat_lut())
         self.heat_item.setLevels([0, 255])
         self.swipe_line = pg.InfiniteLine(angle=90, pen=pg.mkPen((0, 200, 255), width=1))
-        for z, item in enumerate((self.image_item, self.swipe_item, self.heat_item, self.swipe_line)):
+        # Heatmap under the swipe image: it belongs to LE, and swipe shows RC right of the divider.
+        for z, item in enumerate((self.image_item, self.heat_item, self.swipe_item, self.swipe_line)):
             item.setZValue(z)
             self.vb.addItem(item, ignoreBounds=item is not self.image_item)
         self.contour_items: list = []
@@ -195,7 +196,10 @@ class ViewPanel(QWidget):
             return
         self.empty_label.hide()
         self.graphics.show()
-        self.title.setText(view_title(self.key, energy) + ("  (blink)" if energy != self.base_energy else ""))
+        suffix = "  (blink)" if energy != self.base_energy else ""
+        if self.state.compare == "swipe" and len(self.images) == 2:
+            suffix = f"  | {('rc' if energy == 'le' else 'le').upper()} right of the line"
+        self.title.setText(view_title(self.key, energy) + suffix)
         self.title.adjustSize()
         self._lod_key = None
         self._swipe_key = None

@@ -271,3 +271,19 @@ def test_blink_and_swipe_compare_le_with_rc(demo_window, qtbot):
     assert x == pytest.approx(0.25 * p.current.shape[1], abs=2)
     _key(qtbot, w, Qt.Key.Key_W)
     assert not p.swipe_item.isVisible()
+
+
+def test_drop_a_folder_and_analyse_automatically(make_window, qtbot, demo_dir, tmp_path):
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    w = make_window()
+    w.side.auto_check.setChecked(True)  # the setting, as a reader sets it
+    assert w.state.auto_analyze and w.settings.value("auto_analyze", type=bool)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(demo_dir / "P66_L_DM_CC.jpg"))])  # a file: its folder opens
+    ev = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(w.analysis_finished, timeout=15000):
+        w.dropEvent(ev)
+    assert w.study.patient_id == "P66" and w.study_path == demo_dir
+    assert w.grid.panels4["L_CC"].contour_count == 1
