@@ -1,6 +1,6 @@
 """``nafv-viewer``: open the reading window, or render it headless to a PNG (--screenshot).
 
-    nafv-viewer [PATH | --demo] [--analyze] [--layout 4up|8up|1up] [--energy le|rc]
+    nafv-viewer [PATH [--patient ID] | --demo] [--analyze] [--layout 4up|8up|1up] [--energy le|rc]
                 [--screenshot OUT.png] [--seg-weights F] [--cls-weights F]
 
 With --screenshot the window is rendered offscreen (when there is no display),
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nafv-viewer", description="Contrast-enhanced mammography viewer (research use, not for clinical use).")
     p.add_argument("path", nargs="?", help="study folder (DICOM, CDD-CESM names, or named PNG/JPEG/TIFF)")
     p.add_argument("--demo", action="store_true", help="open the bundled demo study")
+    p.add_argument("--patient", help="patient to open when the folder holds several (e.g. P12)")
     p.add_argument("--analyze", action="store_true", help="run the AI analysis once the study is open")
     p.add_argument("--layout", choices=LAYOUTS, default=None)
     p.add_argument("--energy", choices=ENERGIES, default=None)
@@ -70,14 +71,21 @@ def _wait_for(signals: dict, timeout_s: float):
     return result[0] if result else ("timeout", ())
 
 
-def _screenshot(window, app, path: Path | None, out: Path, analyze: bool) -> int:
+def _screenshot(window, app, path: Path | None, out: Path, analyze: bool, patient: str | None = None) -> int:
     w, h = window._screenshot_size
     window.resize(w, h)
     window.show()
     app.processEvents()
     if path is not None:
-        window.open_study(path)
-        name, a = _wait_for({"ready": window.study_ready, "failed": window.study_failed}, SCREENSHOT_TIMEOUT_S)
+        window.open_study(path, patient)
+        name, a = _wait_for(
+            {"ready": window.study_ready, "failed": window.study_failed, "patients": window.patients_offered},
+            SCREENSHOT_TIMEOUT_S,
+        )
+        if name == "patients":
+            shown = ", ".join(a[0][:10]) + (" …" if len(a[0]) > 10 else "")
+            print(f"nafv-viewer: {path} holds {len(a[0])} patients ({shown}); choose one with --patient", file=sys.stderr)
+            return 2
         if name != "ready":
             print(f"nafv-viewer: {a[0] if a else 'timed out opening the study'}", file=sys.stderr)
             return 2
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.analyze:
             window.state.auto_analyze = False  # run exactly once, below
         try:
-            return _screenshot(window, app, path, Path(args.screenshot), args.analyze)
+            return _screenshot(window, app, path, Path(args.screenshot), args.analyze, args.patient)
         finally:
             window.shutdown()
             window.close()
@@ -153,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if path is not None:
         if args.analyze:
             window.study_ready.connect(lambda _s: window.run_analysis())
-        window.open_study(path)
+        window.open_study(path, args.patient)
     return app.exec()
 
 

@@ -30,10 +30,19 @@ StudyLoader = Callable[[Path], Study]
 AnalyzerFactory = Callable[[], Any]  # returns an object with .analyze(study, progress=, cancel=, affected_side=)
 
 
-def default_study_loader(path: Path) -> Study:
+def default_study_loader(path: Path, patient: str | None = None) -> Study:
     from core_model.io import load_study  # imported late: the viewer starts before the loaders are needed
 
-    return load_study(path)
+    return load_study(path, patient=patient)
+
+
+def patients_in(path: Path) -> list[str]:
+    from core_model.io import list_patients
+
+    try:
+        return list_patients(path)
+    except Exception:  # the study loader gives the real error message
+        return []
 
 
 def preview_image(path: Path, energy: str):
@@ -110,24 +119,36 @@ class StudyLoadJob(Job):
     preview_ready = Signal(object)
     study_loaded = Signal(object)
     image_ready = Signal(object)
+    several_patients = Signal(list)  # the folder holds several patients and none was named: ends the job
 
-    def __init__(self, path: Path, loader: StudyLoader | None = None, first_energy: str = "le") -> None:
+    def __init__(self, path: Path, loader: StudyLoader | None = None, first_energy: str = "le", patient: str | None = None) -> None:
         super().__init__()
         self.path = Path(path)
-        self.loader = loader or default_study_loader
+        self.custom_loader = loader
         self.first_energy = first_energy
+        self.patient = patient
+
+    def _load(self) -> Study:
+        if self.custom_loader is not None:
+            return self.custom_loader(self.path)
+        return default_study_loader(self.path, self.patient)
 
     @Slot()
     def run(self) -> None:
         self.started.emit()
         try:
             preview = None
-            if self.loader is default_study_loader:
+            if self.custom_loader is None and self.patient is None:
                 first = preview_image(self.path, self.first_energy)
                 if first is not None:
                     preview = build_display_image(first)
                     self.preview_ready.emit(preview)
-            study = self.loader(self.path)
+                elif self.path.is_dir():
+                    patients = patients_in(self.path)
+                    if len(patients) > 1:
+                        self.several_patients.emit(patients)
+                        return
+            study = self._load()
             self.token.check()
             self.study_loaded.emit(study)
             order = [self.first_energy] + [e for e in ENERGIES if e != self.first_energy]

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QSettings, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QSplitter, QWidget
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QSplitter, QWidget
 
 from core_model.study import VIEW_KEYS, Study
 from nafv_viewer.display import DisplayImage
@@ -55,6 +55,7 @@ class MainWindow(QMainWindow):
     study_opened = Signal(object)  # Study, as soon as its slots are known
     study_ready = Signal(object)  # Study, every image on screen
     study_failed = Signal(str)
+    patients_offered = Signal(list)  # a folder of several patients: the reader picks one
     analysis_finished = Signal(object)
     analysis_failed = Signal(str)
     analysis_cancelled = Signal()
@@ -247,7 +248,7 @@ class MainWindow(QMainWindow):
             self.open_study(p if p.is_dir() else p.parent)
             event.acceptProposedAction()
 
-    def open_study(self, path: str | Path) -> None:
+    def open_study(self, path: str | Path, patient: str | None = None) -> None:
         """Start loading ``path``; panels fill in as images arrive. Errors go to :meth:`show_error`."""
         path = Path(path)
         if self._analysis_job is not None:  # its result would belong to the previous study
@@ -260,7 +261,7 @@ class MainWindow(QMainWindow):
         self.load_timings = {}
         self._preview = None
         self.statusBar().showMessage(f"Opening {path} …")
-        job = StudyLoadJob(path, loader=self.study_loader, first_energy=self.state.energy)
+        job = StudyLoadJob(path, loader=self.study_loader, first_energy=self.state.energy, patient=patient)
         self._load_job = job
         # Bound methods of this window: queued to the GUI thread. Signals of a
         # superseded job (a newer open replaced it) are ignored there.
@@ -269,6 +270,7 @@ class MainWindow(QMainWindow):
         job.image_ready.connect(self._on_image_ready)
         job.finished.connect(self._on_study_ready)
         job.errored.connect(self._on_study_error)
+        job.several_patients.connect(self._on_several_patients)
         self._track(start_job(job, self))
 
     def _track(self, thread: QThread) -> None:
@@ -302,7 +304,7 @@ class MainWindow(QMainWindow):
         self.grid.begin_study(study, keep=self._preview)
         self.side.show_study(study)
         self.setWindowTitle(f"{APP_NAME} — {study.patient_id} ({path.name})")
-        self._remember(path)
+        self._remember(path)  # the folder; a multi-patient folder asks again on reopening
         self.study_opened.emit(study)
 
     @Slot(object)
@@ -334,6 +336,22 @@ class MainWindow(QMainWindow):
         self._load_job = None
         self.show_error("Cannot open the study", message)
         self.study_failed.emit(message)
+
+    @Slot(list)
+    def _on_several_patients(self, patients: list) -> None:
+        if not self._current(self._load_job):
+            return
+        path = self._load_job.path
+        self._load_job = None
+        self.statusBar().showMessage(f"{path} holds {len(patients)} patients: choose one")
+        box = QInputDialog(self)
+        box.setWindowTitle("Choose a patient")
+        box.setLabelText(f"{path.name} holds {len(patients)} patients. Open:")
+        box.setComboBoxItems([str(p) for p in patients])
+        box.textValueSelected.connect(_no_return(lambda: self.open_study(path, box.textValue())))
+        box.open()  # non-blocking: the window stays usable
+        self.patient_box = box
+        self.patients_offered.emit(list(patients))
 
     def show_error(self, title: str, message: str) -> None:
         self.last_error = message

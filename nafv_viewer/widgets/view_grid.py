@@ -65,6 +65,7 @@ class ViewGrid(QStackedWidget):
         self.blink_timer.timeout.connect(self._blink)
         state.subscribe(self._on_state)
         self._apply_layout()
+        self._mark_active()
 
     # -- panels ---------------------------------------------------------------
     def all_panels(self) -> list[ViewPanel]:
@@ -166,7 +167,13 @@ class ViewGrid(QStackedWidget):
             p._lod_key = None
             p.update_lod()
 
+    def _mark_active(self) -> None:
+        for p in self.all_panels():
+            p.set_active(p.key == self.state.active_view)
+
     def _on_state(self, name: str, value: Any) -> None:
+        if name == "active_view":
+            self._mark_active()
         if name == "layout" or (name == "active_view" and self.state.layout == "1up"):
             self._apply_layout()
         elif name == "energy":

@@ -101,7 +101,7 @@ class ViewPanel(QWidget):
         self.contour_items: list = []
 
         self.title = QLabel(self.graphics)
-        self.title.setStyleSheet("color: #e0e0e0; background: rgba(0,0,0,140); padding: 2px 5px; font-weight: bold;")
+        self.set_active(False)
         self.title.move(4, 4)
         self.empty_label = QLabel(self)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -125,6 +125,11 @@ class ViewPanel(QWidget):
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.graphics.scene().sigMouseClicked.connect(self._on_clicked)
         self.set_loading()
+
+    def set_active(self, active: bool) -> None:
+        """The active view (1-up, zoom keys) gets a highlighted title."""
+        bg = "rgba(0,120,200,200)" if active else "rgba(0,0,0,140)"
+        self.title.setStyleSheet(f"color: #f0f0f0; background: {bg}; padding: 2px 5px; font-weight: bold;")
 
     # Slots return None on purpose: PySide mishandles the reference count of
     # values (e.g. the bool of Signal.emit) returned from Python slots.

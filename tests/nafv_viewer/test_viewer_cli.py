@@ -53,3 +53,12 @@ def test_analyze_without_weights_exits_2(qapp, tmp_path, capsys):
     assert main(["--demo", "--analyze", "--seg-weights", str(missing), "--screenshot", str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err
     assert "analysis failed" in err and "none.safetensors" in err and "Traceback" not in err
+
+
+def test_several_patients_need_patient_option(qapp, tmp_path, capsys, cdd_test_dir):
+    out = tmp_path / "p.png"
+    assert main([str(cdd_test_dir / "images"), "--screenshot", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "3 patients" in err and "--patient" in err
+    assert main([str(cdd_test_dir / "images"), "--patient", "P12", "--screenshot", str(out)]) == 0
+    assert out.exists()

@@ -287,3 +287,17 @@ def test_drop_a_folder_and_analyse_automatically(make_window, qtbot, demo_dir, t
         w.dropEvent(ev)
     assert w.study.patient_id == "P66" and w.study_path == demo_dir
     assert w.grid.panels4["L_CC"].contour_count == 1
+
+
+def test_folder_of_several_patients_asks_which(make_window, qtbot, cdd_test_dir):
+    w = make_window()
+    with qtbot.waitSignal(w.patients_offered, timeout=10000) as blocker:
+        w.open_study(cdd_test_dir / "images")
+    assert sorted(blocker.args[0]) == ["P102", "P106", "P12"]
+    assert w.patient_box.isVisible()
+    with qtbot.waitSignal(w.study_ready, timeout=10000):
+        w.patient_box.setTextValue("P106")
+        w.patient_box.accept()
+    assert w.study.patient_id == "P106"
+    # P106 has only the left MLO: every other slot says it is missing.
+    assert w.grid.panels4["L_MLO"].has_image and not w.grid.panels4["R_CC"].has_image
