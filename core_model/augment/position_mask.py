@@ -13,9 +13,15 @@ where ``d`` is the Euclidean distance (pixels) from the centre of R (the
 centroid of the lesion pixels) and ``diag`` the image diagonal. The paper only
 says "decreasing from 0.9 to 0 with distance"; we make the decay scale a
 fraction of the image diagonal so the same mask results at any resolution. With
-the default ``decay=0.5`` the mask reaches 0 half an image diagonal away from
-the lesion centre: a lesion in the middle of the breast keeps most of the
-breast visible, dimmed with distance.
+the default ``decay=0.1`` the mask reaches 0 a tenth of the image diagonal
+from the lesion centre (about 66 px on a 512 x 416 image, 16 px at a 112 px
+network input): a spotlight of a few lesion radii around the mass, so the
+tissue around the lesion is kept and the rest of the breast is nearly black.
+We measured this choice: with a frozen randomly initialised backbone on 160
+synthetic studies, a linear probe on mean-pooled affected-side tokens reached
+ROC AUC 0.69 (5-fold) with decay 0.1, 0.65 with 0.2 and 0.52 with 0.5 (a
+wide mask lets the normal breast dominate the pooled features); see
+docs/classification.md.
 
 An empty lesion mask (no lesion found) gives an all-ones mask: the image is
 passed unchanged, which is the honest thing to do when there is no position to
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_DECAY = 0.5  # fraction of the image diagonal at which the mask reaches 0
+DEFAULT_DECAY = 0.1  # fraction of the image diagonal at which the mask reaches 0
 BOX_VALUE = 0.9  # Algorithm 1 line 4
 
 

@@ -29,7 +29,7 @@ either side).
 
 Default depths ``L1, L2, L3 = 2, 2, 2`` and widths ``(128, 192, 256)``: the
 DINOv2 token grid is already small (16x16 at 224 px), so a short stack per
-stage suffices, and the head stays ~4 M parameters so it trains on a CPU from
+stage suffices, and the head stays ~5 M parameters so it trains on a CPU from
 cached token maps. Both are configurable.
 
 Contract used by the analyzer and Grad-CAM::
@@ -57,6 +57,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core_model.augment.position_mask import DEFAULT_DECAY
 from core_model.models.backbone import DINOV2_BACKBONES, IMAGENET_MEAN, IMAGENET_STD, create_backbone, tokens
 from core_model.models.registry import register_model
 
@@ -254,7 +255,7 @@ class NafvClassifier(nn.Module):
                  channels: Sequence[str] = DEFAULT_CHANNELS, dims: Sequence[int] = (128, 192, 256),
                  depths: Sequence[int] = (2, 2, 2), num_heads: Sequence[int] = (4, 4, 8),
                  sr_ratios: Sequence[int] = (2, 1, 1), mlp_ratio: float = 3.0, drop: float = 0.1,
-                 position_decay: float = 0.5):
+                 position_decay: float = DEFAULT_DECAY):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")

@@ -1,0 +1,598 @@
+"""``nafv-train cls``: the four-view classifier with patient-level k-fold cross-validation.
+
+Protocol (paper, "Implementation details"): k folds split by patient (k=10 is
+7:2:1 train/val/test, ``core_model.train.common.patient_kfold``), AdamW
+(lr 1e-3, weight decay 1e-2), up to 300 epochs, early stopping after 30
+epochs without a validation-AUC gain, the best-AUC state evaluated on the
+fold's test patients; AUC, precision and recall (threshold 0.5) as mean ± std
+over folds.
+
+The DINOv2 backbone is frozen here and used as a feature extractor, as in the
+paper: its token maps for every case (originals, the symmetric contralateral
+views, and ``--adversarial-variants`` contralateral adversarial samples per
+case, Eq. 9) are computed once and cached in OUT/cache, so the classifier
+trains on a CPU in minutes. ``--finetune-backbone EPOCHS --finetune-data DIR``
+first trains the backbone (supervised, one view at a time, position-masked)
+on a *separate* data set, so no fold's test patients leak into the features,
+and saves it as OUT/backbone_finetuned.safetensors.
+
+Variants: four-view with adversarial samples (loss Eq. 10), four-view without
+(focal loss only), dual-view (affected CC+MLO, cross-entropy, as the paper's
+ablation). ``--ablation`` runs all three on the same folds and the same cache
+and writes the comparison table (OUT/ablation.md).
+
+Each variant leaves metrics.csv (one row per fold), roc.png, summary.json and
+per fold a learning-curve CSV/PNG; a rerun with the same OUT resumes (done
+folds are skipped, an interrupted fold continues from its last epoch). Under
+``torchrun`` each process trains on its share of every batch (DDP, gloo on
+CPU). ``--export FILE.safetensors`` finally trains on all patients (80/20
+train/val for early stopping) and writes the full model with its model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from core_model.augment.position_mask import DEFAULT_DECAY
+from core_model.checkpoint import save_checkpoint, sha256_file
+from core_model.errors import NafvError
+from core_model.losses.classification import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, focal_loss, robust_kl
+from core_model.train.common import (DistInfo, MetricsLog, cleanup_distributed, init_distributed, patient_kfold,
+                                     patient_split, pick_device, plot_curves, seed_everything, write_json)
+
+VARIANTS = {
+    "four-view": dict(mode="four-view", adversarial=True),
+    "four-view-no-adversarial": dict(mode="four-view", adversarial=False),
+    "dual-view": dict(mode="dual-view", adversarial=False),
+}
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def auc_score(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC (Mann-Whitney, ties count half); NaN when only one class is present."""
+    y = np.asarray(y).astype(bool)
+    p = np.asarray(p, dtype=np.float64)
+    npos, nneg = int(y.sum()), int((~y).sum())
+    if npos == 0 or nneg == 0:
+        return float("nan")
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(len(p))
+    sp = p[order]
+    i = 0
+    while i < len(p):  # average ranks over ties
+        j = i
+        while j + 1 < len(p) and sp[j + 1] == sp[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - npos * (npos + 1) / 2.0) / (npos * nneg))
+
+
+def roc_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate) over all thresholds."""
+    y = np.asarray(y).astype(bool)
+    thr = np.r_[np.inf, np.unique(p)[::-1]]
+    tpr = np.array([(p[y] >= t).mean() if y.any() else 0.0 for t in thr])
+    fpr = np.array([(p[~y] >= t).mean() if (~y).any() else 0.0 for t in thr])
+    return fpr, tpr
+
+
+def precision_recall(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> tuple[float, float]:
+    y = np.asarray(y).astype(bool)
+    pred = np.asarray(p) >= threshold
+    tp = int((pred & y).sum())
+    precision = tp / int(pred.sum()) if pred.any() else float("nan")
+    recall = tp / int(y.sum()) if y.any() else float("nan")
+    return precision, recall
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    v = np.array([x for x in values if not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+# ----------------------------------------------------------------------------- arguments
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nafv-train cls", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="study folder (images/ or the studies themselves, plus masks/)")
+    p.add_argument("--labels", help="annotation CSV (CDD-CESM format); default DATA/labels.csv or DATA/annotations.csv")
+    p.add_argument("--label-from", choices=("birads", "pathology"), default="birads",
+                   help="BI-RADS 1-3 benign / 4-6 malignant, or the pathology column")
+    p.add_argument("--out", required=True, help="run folder (rerun with the same folder to resume)")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--mode", choices=("four-view", "dual-view"), default="four-view")
+    p.add_argument("--no-adversarial", action="store_true", help="four-view without contralateral adversarial samples")
+    p.add_argument("--ablation", action="store_true",
+                   help="run four-view, four-view without adversarial samples and dual-view on the same folds")
+    p.add_argument("--backbone", default="vit_small_patch14_dinov2", help="timm DINOv2 name or small/base/large")
+    p.add_argument("--backbone-weights", help="local DINOv2 weights (official .pth or timm .safetensors); none: random init")
+    p.add_argument("--backbone-depth", type=int, help="shrink the ViT: number of blocks")
+    p.add_argument("--backbone-dim", type=int, help="shrink the ViT: embedding width")
+    p.add_argument("--backbone-heads", type=int, help="shrink the ViT: attention heads")
+    p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=True,
+                   help="the backbone is a frozen feature extractor with cached token maps (the only mode on CPU)")
+    p.add_argument("--finetune-backbone", type=int, default=0, metavar="EPOCHS",
+                   help="first fine-tune the backbone for EPOCHS on --finetune-data (a separate data set)")
+    p.add_argument("--finetune-data", help="study folder for --finetune-backbone (keep it disjoint from --data)")
+    p.add_argument("--finetune-labels", help="annotation CSV for --finetune-data (default as for --labels)")
+    p.add_argument("--finetune-lr", type=float, default=3e-4)
+    p.add_argument("--input-size", type=int, default=224, help="square input side in pixels (multiple of 14)")
+    p.add_argument("--channels", default="le,le,rc", help="energies filling the three input channels")
+    p.add_argument("--position-decay", type=float, default=DEFAULT_DECAY, help="Eq. 8 decay, fraction of the image diagonal")
+    p.add_argument("--adversarial-variants", type=int, default=3, help="cached adversarial samples per case")
+    p.add_argument("--head-dims", default="128,192,256")
+    p.add_argument("--head-depths", default="2,2,2", help="L1,L2,L3 MedCB blocks per stage")
+    p.add_argument("--head-heads", default="4,4,8")
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--patience", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--focal-alpha", type=float, default=DEFAULT_ALPHA)
+    p.add_argument("--focal-gamma", type=float, default=DEFAULT_GAMMA)
+    p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="weight of the KL robust term (Eq. 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu / cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    p.add_argument("--export", help="also train on all patients and write FILE.safetensors + model card")
+    p.add_argument("--trained-on", help="model-card text saying what the data are (default: the data folder)")
+    return p
+
+
+def _ints(text: str, n: int = 3) -> tuple[int, ...]:
+    try:
+        v = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise NafvError(f"expected {n} comma-separated integers, got {text!r}") from None
+    if len(v) != n:
+        raise NafvError(f"expected {n} comma-separated integers, got {text!r}")
+    return v
+
+
+def model_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The registry config of ``nafv_cls`` this run builds (without the weights path)."""
+    overrides = {k: v for k, v in (("depth", args.backbone_depth), ("embed_dim", args.backbone_dim),
+                                   ("num_heads", args.backbone_heads)) if v}
+    channels = tuple(c.strip().lower() for c in args.channels.split(","))
+    return dict(backbone=args.backbone, input_size=args.input_size, backbone_overrides=overrides,
+                mode=args.mode, channels=channels, dims=_ints(args.head_dims), depths=_ints(args.head_depths),
+                num_heads=_ints(args.head_heads), position_decay=args.position_decay)
+
+
+def _default_labels(data: Path, given: str | None) -> Path:
+    if given:
+        return Path(given)
+    for name in ("labels.csv", "annotations.csv"):
+        if (data / name).is_file():
+            return data / name
+    raise NafvError("no label file: pass --labels (a CDD-CESM-style annotations CSV)", data)
+
+
+# ----------------------------------------------------------------------------- backbone fine-tuning
+
+def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path, device, show: bool) -> Path:
+    """Supervised fine-tune of the ViT on single position-masked views (benign / malignant); saves timm-format weights."""
+    from core_model.train.cls_data import case_inputs
+
+    vit = model.backbone
+    xs, ys = [], []
+    for c in cases:
+        x = case_inputs(c, model.input_size, model.channels, model.position_decay)["affected"]
+        xs.extend(torch.from_numpy(x))
+        ys.extend([c.label, c.label])
+    x_all, y_all = torch.stack(xs), torch.tensor(ys)
+    probe = torch.nn.Linear(vit.num_features, 2).to(device)
+    opt = torch.optim.AdamW(list(vit.parameters()) + list(probe.parameters()), lr=lr, weight_decay=0.05)
+    g = torch.Generator().manual_seed(seed)
+    vit.train()
+    for ep in tqdm(range(epochs), desc="fine-tune backbone", disable=not show):
+        perm = torch.randperm(len(x_all), generator=g)
+        total = 0.0
+        for i in range(0, len(perm), 16):
+            b = perm[i : i + 16]
+            x = ((x_all[b].to(device) - model.pixel_mean) / model.pixel_std)
+            feats = vit.forward_features(x)
+            logits = probe(feats[:, vit.num_prefix_tokens :].mean(1))
+            loss = F.cross_entropy(logits, y_all[b].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(b)
+        if show:
+            tqdm.write(f"backbone fine-tune epoch {ep + 1}: loss {total / len(perm):.4f}")
+    vit.eval()
+    path = out / "backbone_finetuned.safetensors"
+    save_file({k: v.detach().contiguous().cpu() for k, v in vit.state_dict().items()}, str(path))
+    return path
+
+
+# ----------------------------------------------------------------------------- training on cached tokens
+
+class _HeadStep(torch.nn.Module):
+    """One forward for the whole step (DDP needs one forward per backward)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+
+    def forward(self, a, c=None):
+        return self.head(a, c)
+
+
+def _logits(head, cache, idx, variant: dict) -> torch.Tensor:
+    a = cache["affected"][idx]
+    if variant["mode"] == "dual-view":
+        return head(a)
+    return head(a, cache["contralateral"][idx])
+
+
+@torch.no_grad()
+def predict(head, cache, idx, variant: dict, device, batch: int = 64) -> np.ndarray:
+    head.eval()
+    out = []
+    for i in range(0, len(idx), batch):
+        b = idx[i : i + batch]
+        c = {k: v[b].to(device) for k, v in cache.items() if k in ("affected", "contralateral")}
+        out.append(torch.softmax(_logits(head, c, slice(None), variant), dim=1)[:, 1].cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dist: DistInfo, run_dir: Path,
+               desc: str) -> dict[str, Any]:
+    """Early-stopped training of one head; resumes from run_dir/state.pt; returns the best state and its epoch."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    head.to(device)
+    step_model = _HeadStep(head)
+    if dist.enabled:
+        step_model = DDP(step_model)
+    opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    labels = cache["label"]
+    st = dict(epoch=0, best_auc=-1.0, best_loss=float("inf"), best_epoch=0, bad=0)
+    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    state_path = run_dir / "state.pt"
+    log = MetricsLog(run_dir / "log.csv")
+    if state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        head.load_state_dict(saved["head"])
+        opt.load_state_dict(saved["opt"])
+        best_state = saved["best"]
+        st = {k: (float(v) if isinstance(v, float) else int(v)) for k, v in saved["st"].items()}
+        log.truncate_after(st["epoch"])
+    use_adv = variant["adversarial"] and "adversarial" in cache
+    n_adv = cache["adversarial"].shape[1] if use_adv else 0
+    train_idx = torch.as_tensor(train_idx)
+    bar = tqdm(range(st["epoch"], args.epochs), desc=desc, disable=not dist.is_main, leave=False)
+    for epoch in bar:
+        head.train()
+        g = torch.Generator().manual_seed(args.seed * 100003 + epoch)
+        perm = train_idx[torch.randperm(len(train_idx), generator=g)]
+        per_rank = len(perm) // dist.world_size
+        mine = perm[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+        total, count = 0.0, 0
+        for i in range(0, len(mine), args.batch_size):
+            b = mine[i : i + args.batch_size]
+            if len(b) < 2 and len(mine) > 2:
+                continue  # a lone last case gives BatchNorm a degenerate batch
+            y = labels[b].to(device)
+            a = cache["affected"][b].to(device)
+            if variant["mode"] == "dual-view":
+                loss = F.cross_entropy(step_model(a), y)  # the paper's dual-view ablation uses cross-entropy
+            elif not use_adv:
+                loss = focal_loss(step_model(a, cache["contralateral"][b].to(device)), y,
+                                  alpha=args.focal_alpha, gamma=args.focal_gamma)
+            else:
+                pick = torch.randint(n_adv, (len(b),), generator=g)
+                adv = cache["adversarial"][b, pick].to(device)
+                con = cache["contralateral"][b].to(device)
+                logits = step_model(torch.cat([a, a]), torch.cat([con, adv]))
+                lo, la = logits[: len(b)], logits[len(b) :]
+                loss = focal_loss(lo, y, alpha=args.focal_alpha, gamma=args.focal_gamma) + args.beta * robust_kl(lo, la)  # Eq. 10
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(b)
+            count += len(b)
+        p_val = predict(head, cache, val_idx, variant, device)
+        y_val = labels[val_idx].numpy()
+        auc = auc_score(y_val, p_val)
+        val_loss = float(F.binary_cross_entropy(torch.tensor(p_val).clamp(1e-6, 1 - 1e-6), torch.tensor(y_val).float()))
+        auc_key = -1.0 if math.isnan(auc) else auc
+        # best = highest val AUC; ties (common on small folds) broken by the lower val loss
+        if auc_key > st["best_auc"] + 1e-9 or (abs(auc_key - st["best_auc"]) <= 1e-9 and val_loss < st["best_loss"]):
+            if auc_key > st["best_auc"] + 1e-9:
+                st["bad"] = 0
+            else:
+                st["bad"] += 1
+            st.update(best_auc=auc_key, best_loss=val_loss, best_epoch=epoch + 1)
+            best_state = {k: v.detach().clone().cpu() for k, v in head.state_dict().items()}
+        else:
+            st["bad"] += 1
+        st["epoch"] = epoch + 1
+        train_loss = total / max(count, 1)
+        if dist.is_main:
+            log.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss, val_auc=auc))
+            torch.save(dict(head={k: v.cpu() for k, v in head.state_dict().items()}, opt=opt.state_dict(),
+                            best=best_state, st=st), state_path)
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=f"{auc:.3f}", best=st["best_epoch"])
+        if st["bad"] >= args.patience:
+            break
+    if dist.is_main:
+        plot_curves(run_dir / "log.csv", run_dir / "curves.png", ["train_loss", "val_loss", "val_auc"], desc)
+    head.load_state_dict(best_state)
+    return dict(best_epoch=st["best_epoch"], val_auc=st["best_auc"], epochs_run=st["epoch"])
+
+
+def _new_head(in_dim: int, cfg: dict, seed: int):
+    from core_model.models.four_view import FourViewHead
+
+    torch.manual_seed(seed)
+    return FourViewHead(in_dim, cfg["dims"], cfg["depths"], cfg["num_heads"])
+
+
+def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, device, dist, out: Path) -> dict:
+    variant = VARIANTS[name]
+    vdir = out / name
+    vdir.mkdir(parents=True, exist_ok=True)
+    in_dim = cache["affected"].shape[2]
+    pats = np.array(case_patients)
+    rows, rocs = [], []
+    for f, (tr, va, te) in enumerate(folds):
+        fdir = vdir / f"fold_{f:02d}"
+        fdir.mkdir(exist_ok=True)
+        idx = [np.flatnonzero(np.isin(pats, group)).tolist() for group in (tr, va, te)]
+        result_path = fdir / "result.json"
+        if result_path.is_file():
+            row = json.loads(result_path.read_text())
+        else:
+            head = _new_head(in_dim, cfg, args.seed + f)
+            info = train_head(head, cache, idx[0], idx[1], variant, args, device, dist, fdir, f"{name} fold {f + 1}/{len(folds)}")
+            p_test = predict(head, cache, idx[2], variant, device)
+            y_test = cache["label"][idx[2]].numpy()
+            prec, rec = precision_recall(y_test, p_test)
+            row = dict(fold=f + 1, n_train=len(idx[0]), n_val=len(idx[1]), n_test=len(idx[2]),
+                       best_epoch=info["best_epoch"], epochs_run=info["epochs_run"], val_auc=info["val_auc"],
+                       test_auc=auc_score(y_test, p_test), precision=prec, recall=rec,
+                       y_test=y_test.tolist(), p_test=[round(float(x), 6) for x in p_test])
+            if dist.is_main:
+                save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(fdir / "best_head.safetensors"))
+                write_json(result_path, row)
+        rows.append(row)
+        rocs.append((np.array(row["y_test"]), np.array(row["p_test"])))
+    summary = {k: mean_std([r[k] for r in rows]) for k in ("test_auc", "precision", "recall")}
+    y_all = np.concatenate([r[0] for r in rocs])
+    p_all = np.concatenate([r[1] for r in rocs])
+    summary_out = dict(variant=name, folds=len(folds), cases=int(len(case_patients)),
+                       auc_mean=summary["test_auc"][0], auc_std=summary["test_auc"][1],
+                       precision_mean=summary["precision"][0], precision_std=summary["precision"][1],
+                       recall_mean=summary["recall"][0], recall_std=summary["recall"][1],
+                       pooled_auc=auc_score(y_all, p_all),
+                       median_best_epoch=float(np.median([r["best_epoch"] for r in rows])))
+    if dist.is_main:
+        import csv
+
+        with open(vdir / "metrics.csv", "w", newline="") as fcsv:
+            keys = ["fold", "n_train", "n_val", "n_test", "best_epoch", "epochs_run", "val_auc", "test_auc", "precision", "recall"]
+            w = csv.DictWriter(fcsv, fieldnames=keys)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]) for k in keys})
+        write_json(vdir / "summary.json", summary_out)
+        _plot_roc(rocs, vdir / "roc.png", f"{name}: test ROC per fold (pooled AUC {summary_out['pooled_auc']:.3f})")
+    return summary_out
+
+
+def _plot_roc(rocs, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    for i, (y, p) in enumerate(rocs):
+        if len(set(y.tolist())) == 2:
+            fpr, tpr = roc_curve(y, p)
+            ax.plot(fpr, tpr, alpha=0.4, lw=1, label=f"fold {i + 1}" if len(rocs) <= 10 else None)
+    y = np.concatenate([r[0] for r in rocs])
+    p = np.concatenate([r[1] for r in rocs])
+    if len(set(y.tolist())) == 2:
+        fpr, tpr = roc_curve(y, p)
+        ax.plot(fpr, tpr, color="k", lw=2, label="pooled")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate (malignant)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- main
+
+def _cache_key(args, cfg: dict, backbone_id: str, data_id: str) -> str:
+    blob = json.dumps(dict(cfg={k: v for k, v in cfg.items() if k not in ("mode", "dims", "depths", "num_heads")},
+                           backbone=backbone_id, data=data_id, adv=args.adversarial_variants, seed=args.seed),
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.freeze_backbone:
+        raise NafvError("end-to-end backbone training is not available here: use --finetune-backbone on a separate "
+                        "data set, then train the classifier on the frozen backbone")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    dist = init_distributed(device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    data = Path(args.data)
+    labels_csv = _default_labels(data, args.labels)
+    cfg = model_config(args)
+    variants = list(VARIANTS) if args.ablation else [
+        "dual-view" if args.mode == "dual-view" else ("four-view-no-adversarial" if args.no_adversarial else "four-view")]
+    if dist.is_main:
+        write_json(out / "config.json", dict(vars(args), model_config=cfg, variants=variants, world_size=dist.world_size))
+
+    from core_model.models.registry import create_model
+    from core_model.train.cls_data import embed_cases, load_cases
+
+    show = dist.is_main
+    t0 = time.time()
+    cases, notes = load_cases(data, labels_csv, args.label_from)
+    if not cases:
+        raise NafvError("no labelled cases with lesion masks found", data)
+    four = any(VARIANTS[v]["mode"] == "four-view" for v in variants)
+    if four:
+        dropped = [c.key for c in cases if c.contralateral is None]
+        cases = [c for c in cases if c.contralateral is not None]
+        if dropped:
+            notes.append(f"{len(dropped)} case(s) without a complete contralateral side left out of four-view training")
+    ys = {c.label for c in cases}
+    if ys != {0, 1}:
+        raise NafvError(f"both benign and malignant cases are needed; found only {'malignant' if 1 in ys else 'benign'} "
+                        f"({len(cases)} cases)", data)
+    patients = sorted({c.patient_id for c in cases})
+    if show:
+        print(f"{len(cases)} cases ({sum(c.label for c in cases)} malignant) from {len(patients)} patients "
+              f"in {time.time() - t0:.1f} s", file=sys.stderr)
+        for n in notes[:10]:
+            print(f"  note: {n}", file=sys.stderr)
+
+    # The backbone: random init from the seed, a local file, or fine-tuned here on separate data.
+    torch.manual_seed(args.seed)
+    model = create_model("nafv_cls", backbone_weights=args.backbone_weights, **cfg).to(device)
+    backbone_desc = (f"DINOv2 weights from {Path(args.backbone_weights).name}" if args.backbone_weights
+                     else f"randomly initialised (seed {args.seed}), frozen")
+    backbone_id = sha256_file(args.backbone_weights) if args.backbone_weights else f"random-{args.seed}"
+    if args.finetune_backbone:
+        if not args.finetune_data:
+            raise NafvError("--finetune-backbone needs --finetune-data (a data set separate from --data)")
+        ft_path = out / "backbone_finetuned.safetensors"
+        if not ft_path.is_file():
+            fdata = Path(args.finetune_data)
+            ft_cases, _ = load_cases(fdata, _default_labels(fdata, args.finetune_labels), args.label_from)
+            if dist.is_main:
+                finetune_backbone(model, ft_cases, args.finetune_backbone, args.finetune_lr, args.seed, out, device, show)
+            if dist.enabled:
+                torch.distributed.barrier()
+        from core_model.models.backbone import create_backbone
+
+        model.backbone = create_backbone(cfg["backbone"], img_size=cfg["input_size"], weights=ft_path,
+                                         **cfg["backbone_overrides"]).to(device)
+        backbone_desc = (f"fine-tuned for {args.finetune_backbone} epochs (supervised, single position-masked views) "
+                         f"on {Path(args.finetune_data).name}, starting from "
+                         + (Path(args.backbone_weights).name if args.backbone_weights else "random init") + "; frozen")
+        backbone_id = sha256_file(ft_path)
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+
+    data_id = hashlib.sha256(json.dumps([c.key for c in cases] + [str(data.resolve()), str(labels_csv.resolve()),
+                                                                  args.label_from]).encode()).hexdigest()
+    cache_path = out / "cache" / f"tokens-{_cache_key(args, cfg, backbone_id, data_id)}.safetensors"
+    n_adv = args.adversarial_variants if any(VARIANTS[v]["adversarial"] for v in variants) else 0
+    if not cache_path.is_file():
+        if dist.is_main:
+            cache_path.parent.mkdir(exist_ok=True)
+            t1 = time.time()
+            bar = tqdm(total=len(cases), desc="backbone token maps", disable=not show)
+            cache = embed_cases(model, cases, n_adv, args.seed,
+                                progress=lambda i, n: bar.update(1))
+            bar.close()
+            save_file({k: v.contiguous() for k, v in cache.items()}, str(cache_path))
+            print(f"cached token maps in {time.time() - t1:.1f} s -> {cache_path}", file=sys.stderr)
+        if dist.enabled:
+            torch.distributed.barrier()
+    cache = load_file(str(cache_path))
+
+    folds = patient_kfold(patients, args.folds, args.seed)
+    case_patients = [c.patient_id for c in cases]
+    results = []
+    for name in variants:
+        s = run_variant(name, cache, case_patients, folds, cfg, args, device, dist, out)
+        results.append(s)
+        if show:
+            print(f"{name}: AUC {s['auc_mean']:.3f} ± {s['auc_std']:.3f}, precision {s['precision_mean']:.3f} ± "
+                  f"{s['precision_std']:.3f}, recall {s['recall_mean']:.3f} ± {s['recall_std']:.3f} "
+                  f"({args.folds} folds, {len(cases)} cases)")
+    if show:
+        _write_table(results, out, args, len(cases), len(patients), backbone_desc)
+
+    if args.export:
+        _export(model, cache, cases, results[0], variants[0], cfg, args, device, dist, out, backbone_desc, data)
+    if show:
+        print(f"done in {time.time() - t0:.0f} s; results in {out}", file=sys.stderr)
+    cleanup_distributed()
+    return 0
+
+
+def _write_table(results, out: Path, args, n_cases: int, n_patients: int, backbone_desc: str) -> None:
+    fmt = lambda m, s: f"{m:.3f} ± {s:.3f}"  # noqa: E731
+    lines = [f"| Variant | AUC | Precision | Recall | pooled AUC |", "|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['variant']} | {fmt(r['auc_mean'], r['auc_std'])} | {fmt(r['precision_mean'], r['precision_std'])} "
+                     f"| {fmt(r['recall_mean'], r['recall_std'])} | {r['pooled_auc']:.3f} |")
+    head = (f"{args.folds}-fold patient-level CV on {n_cases} cases / {n_patients} patients from {args.data}; "
+            f"backbone: {backbone_desc}; input {args.input_size} px; seed {args.seed}\n\n")
+    (out / "ablation.md" if len(results) > 1 else out / "results.md").write_text(head + "\n".join(lines) + "\n")
+
+
+def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, dist, out, backbone_desc, data) -> None:
+    """Final head on all patients (80/20 for early stopping), saved with the backbone and a model card."""
+    variant = VARIANTS[variant_name]
+    patients = sorted({c.patient_id for c in cases})
+    tr, va = patient_split(patients, [0.8, 0.2], args.seed)
+    pats = np.array([c.patient_id for c in cases])
+    idx_tr = np.flatnonzero(np.isin(pats, tr)).tolist()
+    idx_va = np.flatnonzero(np.isin(pats, va)).tolist()
+    fdir = out / "final"
+    fdir.mkdir(exist_ok=True)
+    head = _new_head(cache["affected"].shape[2], cfg, args.seed)
+    info = train_head(head, cache, idx_tr, idx_va, variant, args, device, dist, fdir, "final model")
+    if not dist.is_main:
+        return
+    model.head.load_state_dict(head.state_dict())
+    model.mode = variant["mode"]
+    config = dict(cfg, mode=variant["mode"])
+    card = dict(
+        name="NaFV-Net classifier (demo weights)",
+        architecture=dict(name="nafv_cls", config=config),
+        trained_on=args.trained_on or f"{data.name}: {len(cases)} cases from {len(patients)} patients",
+        task="benign (0) vs malignant (1) of the affected breast from CC + MLO"
+             + (" of both breasts" if variant["mode"] == "four-view" else ""),
+        inputs=dict(channels=list(cfg["channels"]), input_size=cfg["input_size"], position_decay=cfg["position_decay"],
+                    value_range="[0, 1] per image (file window or min/max), times the Eq. 8 position mask"),
+        backbone=backbone_desc,
+        training=dict(variant=variant_name, adversarial_variants=args.adversarial_variants, beta=args.beta,
+                      focal_alpha=args.focal_alpha, focal_gamma=args.focal_gamma, lr=args.lr,
+                      weight_decay=args.weight_decay, batch_size=args.batch_size, seed=args.seed,
+                      final_split="all patients, 80/20 train/val for early stopping",
+                      final_best_epoch=info["best_epoch"], final_val_auc=info["val_auc"]),
+        cross_validation=cv_summary,
+        not_for_clinical_use=True,
+    )
+    save_checkpoint(model, args.export, card)
+    print(f"wrote {args.export} (+ model card)", file=sys.stderr)

@@ -1,0 +1,334 @@
+"""Classification data: labelled cases from study folders, network inputs, and cached token maps.
+
+A *case* is one affected breast of one patient: its CC and MLO images (both
+energies), its lesion masks, its benign/malignant label, and the contralateral
+breast's CC and MLO when the study has them. The affected side is the side
+whose lesion masks are non-empty (a patient with lesions on both sides gives
+two cases, each with the other side as contralateral).
+
+Inputs (``study_inputs`` / ``case_inputs``) follow the paper: every view is
+resized to a square ``input_size`` (mammograms are taller than wide; the
+aspect is not kept, as in the 512x512 CDD-CESM release), the energies named by
+``channels`` fill the three input channels, and the result is multiplied by
+the lesion position mask (Eq. 8). The contralateral views get the position
+mask of the affected lesion mirrored to their side (the "symmetrical
+alignment of positional information" of the paper's ablation), and
+adversarial variants replace them with the lesion pasted there (Eq. 9) under
+a jittered position mask.
+
+Labels come from a CSV in the CDD-CESM ``annotations.csv`` format (one row per
+image: Image_name, Patient_ID, Side, ..., BIRADS, ..., Pathology
+Classification/ Follow up): ``birads`` 1-3 -> benign, 4-6 -> malignant (the
+paper's rule; a cell such as ``4$2`` lists several findings and the highest
+counts), ``pathology`` Malignant -> 1, Benign/Normal -> 0. A side's label is
+the highest over its rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core_model.augment.adversarial import DEFAULT_JITTER, contralateral_sample
+from core_model.augment.position_mask import DEFAULT_DECAY, position_mask
+from core_model.errors import NafvError
+from core_model.io.naming import parse_loose_name
+from core_model.study import Study, contralateral, view_key
+
+VIEWS = ("CC", "MLO")  # index 0 / 1 of the view axis
+LABEL_SOURCES = ("birads", "pathology")
+
+
+@dataclass
+class Case:
+    patient_id: str
+    side: str  # affected side, L / R
+    label: int  # 1 = malignant
+    affected: dict[tuple[str, str], np.ndarray]  # (view, energy) -> float32 [0, 1]
+    masks: dict[str, np.ndarray]  # view -> bool lesion mask (image size of that view)
+    contralateral: dict[tuple[str, str], np.ndarray] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.patient_id}_{self.side}"
+
+
+# ----------------------------------------------------------------------------- labels
+
+def _column(header: Sequence[str], *candidates: str) -> str | None:
+    low = {h.strip().lower(): h for h in header}
+    for c in candidates:
+        for k, h in low.items():
+            if k.startswith(c):
+                return h
+    return None
+
+
+def read_labels(csv_path: str | Path, label_from: str = "birads") -> dict[tuple[str, str], int]:
+    """(patient id, side) -> 0 benign / 1 malignant from a CDD-CESM-style annotation CSV."""
+    from core_model.io.cdd_cesm import normalize_patient
+
+    if label_from not in LABEL_SOURCES:
+        raise NafvError(f"labels come from one of {LABEL_SOURCES}, not {label_from!r}")
+    path = Path(csv_path)
+    if not path.is_file():
+        raise NafvError("label file not found", path)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        rows = list(reader)
+    col = _column(header, "birads", "bi-rads") if label_from == "birads" else _column(header, "pathology")
+    name_col, pid_col, side_col = _column(header, "image_name"), _column(header, "patient_id"), _column(header, "side")
+    if col is None or (name_col is None and (pid_col is None or side_col is None)):
+        raise NafvError(f"label file has no {label_from.upper()} column or no Image_name / Patient_ID + Side columns "
+                        f"(columns: {', '.join(header)})", path)
+    labels: dict[tuple[str, str], int] = {}
+    for row in rows:
+        info = parse_loose_name(row[name_col]) if name_col and row.get(name_col) else None
+        if info is not None and info.patient_id:
+            pid, side = info.patient_id, info.side
+        elif pid_col and side_col and row.get(pid_col) and row.get(side_col):
+            pid, side = normalize_patient(row[pid_col]), row[side_col].strip().upper()[:1]
+        else:
+            continue
+        value = (row.get(col) or "").strip()
+        if label_from == "birads":
+            scores = [int(d) for d in re.findall(r"\d", value)]
+            if not scores:
+                continue
+            y = int(max(scores) >= 4)
+        else:
+            v = value.lower()
+            if v.startswith("malig"):
+                y = 1
+            elif v.startswith(("benign", "normal")):
+                y = 0
+            else:
+                continue
+        labels[(pid, side)] = max(y, labels.get((pid, side), 0))
+    if not labels:
+        raise NafvError(f"no usable {label_from} labels in the label file", path)
+    return labels
+
+
+# ----------------------------------------------------------------------------- cases
+
+def read_masks(mask_dir: str | Path) -> dict[tuple[str, str, str], np.ndarray]:
+    """(patient, side, view) -> bool lesion mask, the union of the energies' masks (thresholded at 127)."""
+    out: dict[tuple[str, str, str], np.ndarray] = {}
+    for p in sorted(Path(mask_dir).iterdir()):
+        info = parse_loose_name(p.name)
+        if info is None or info.patient_id is None or p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+            continue
+        with Image.open(p) as im:
+            a = np.asarray(im.convert("L")) > 127
+        k = (info.patient_id, info.side, info.view)
+        out[k] = a if k not in out or out[k].shape != a.shape else (out[k] | a)
+    return out
+
+
+def cases_from_study(study: Study, masks: dict[str, np.ndarray], labels: dict[str, int]) -> list[Case]:
+    """Cases of one study. ``masks``: view key -> lesion mask; ``labels``: side -> 0/1 (sides without a label are skipped)."""
+    cases = []
+    for side in ("R", "L"):
+        side_masks = {v: masks.get(view_key(side, v)) for v in VIEWS}
+        if not any(m is not None and m.any() for m in side_masks.values()) or side not in labels:
+            continue
+        imgs = {}
+        for v in VIEWS:
+            for e in ("le", "rc"):
+                im = study.get(view_key(side, v), e)
+                if im is not None:
+                    imgs[(v, e)] = im.normalized()
+        if not all((v, "le") in imgs for v in VIEWS):
+            continue  # the classifier needs CC and MLO of the affected breast
+        other = contralateral(side)
+        contra = {}
+        for v in VIEWS:
+            for e in ("le", "rc"):
+                im = study.get(view_key(other, v), e)
+                if im is not None:
+                    contra[(v, e)] = im.normalized()
+        m = {v: (side_masks[v] if side_masks[v] is not None else np.zeros(imgs[(v, "le")].shape, bool)) for v in VIEWS}
+        cases.append(Case(study.patient_id, side, int(labels[side]), imgs, m,
+                          contra if all((v, "le") in contra for v in VIEWS) else None))
+    return cases
+
+
+def load_cases(data: str | Path, labels_csv: str | Path, label_from: str = "birads",
+               progress=None) -> tuple[list[Case], list[str]]:
+    """Every labelled case under ``data`` (any layout the study loaders read; masks in data/masks/)."""
+    from core_model.io import list_patients, load_study
+
+    data = Path(data)
+    mask_dir = data / "masks"
+    if not mask_dir.is_dir():
+        raise NafvError("lesion masks are expected in a masks/ folder beside the images", data)
+    labels = read_labels(labels_csv, label_from)
+    all_masks = read_masks(mask_dir)
+    image_root = data / "images" if (data / "images").is_dir() else data
+    patients = list_patients(image_root)
+    if not patients:
+        raise NafvError("no studies found", image_root)
+    cases: list[Case] = []
+    notes: list[str] = []
+    for i, pid in enumerate(patients):
+        study = load_study(image_root, patient=pid)
+        masks = {view_key(s, v): m for (p, s, v), m in all_masks.items() if p == study.patient_id}
+        side_labels = {s: y for (p, s), y in labels.items() if p == study.patient_id}
+        got = cases_from_study(study, masks, side_labels)
+        if not got:
+            notes.append(f"{pid}: no labelled side with a lesion mask and both CC and MLO")
+        cases.extend(got)
+        if progress is not None:
+            progress(i + 1, len(patients))
+    return cases, notes
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def _resize(a: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    if a.shape == (size, size):
+        return a.astype(np.float32)
+    im = Image.fromarray(a.astype(np.float32), mode="F")
+    return np.asarray(im.resize((size, size), Image.NEAREST if nearest else Image.BILINEAR), dtype=np.float32)
+
+
+def _view_stack(images: dict[tuple[str, str], np.ndarray], view: str, channels: Sequence[str], size: int) -> np.ndarray:
+    """[3, size, size]; a missing RC falls back to LE so a LE-only study still runs."""
+    chans = []
+    for e in channels:
+        a = images.get((view, e), images[(view, "le")])
+        chans.append(_resize(a, size))
+    return np.stack(chans)
+
+
+def case_inputs(case: Case, input_size: int, channels: Sequence[str], decay: float = DEFAULT_DECAY,
+                n_adversarial: int = 0, rng: np.random.Generator | None = None,
+                jitter: float = DEFAULT_JITTER) -> dict[str, np.ndarray]:
+    """Network inputs of one case: 'affected' [2, 3, S, S], 'contralateral' [2, 3, S, S] (if present),
+    'adversarial' [n, 2, 3, S, S] (if requested and a contralateral side exists)."""
+    s = input_size
+    aff_views, con_views, adv_views = [], [], []
+    lesion = {v: _resize(case.masks[v].astype(np.float32), s, nearest=True) > 0.5 for v in VIEWS}
+    for v in VIEWS:
+        aff_views.append(_view_stack(case.affected, v, channels, s) * position_mask(lesion[v], decay))  # Eq. 8
+    out = {"affected": np.stack(aff_views).astype(np.float32)}
+    if case.contralateral is None:
+        return out
+    for v in VIEWS:
+        # symmetric position prior: the affected lesion mirrored onto the other breast
+        con_views.append(_view_stack(case.contralateral, v, channels, s) * position_mask(lesion[v][:, ::-1], decay))
+    out["contralateral"] = np.stack(con_views).astype(np.float32)
+    if n_adversarial > 0:
+        rng = rng or np.random.default_rng(0)
+        aff_full = {v: _view_stack(case.affected, v, channels, s) for v in VIEWS}
+        con_full = {v: _view_stack(case.contralateral, v, channels, s) for v in VIEWS}
+        for _ in range(n_adversarial):
+            sample = []
+            for v in VIEWS:
+                seed = int(rng.integers(2**31))
+                fused, moved = [], None
+                for c in range(3):  # same paste and jitter in every channel
+                    f, moved = contralateral_sample(aff_full[v][c], lesion[v], con_full[v][c],
+                                                    np.random.default_rng(seed), jitter=jitter)
+                    fused.append(f)
+                sample.append(np.stack(fused) * position_mask(moved, decay))  # Eq. 9 then Eq. 8
+            adv_views.append(np.stack(sample))
+        out["adversarial"] = np.stack(adv_views).astype(np.float32)
+    return out
+
+
+def study_inputs(study: Study, lesion_masks: dict[str, np.ndarray], affected_side: str, input_size: int,
+                 channels: Sequence[str], decay: float = DEFAULT_DECAY) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(affected [1, 2, 3, S, S], contralateral [1, 2, 3, S, S] or None) for ``model(affected, contralateral)``.
+
+    ``lesion_masks``: view key -> lesion mask at the image's resolution (e.g. from
+    segmentation); a missing or empty mask gives that view an all-ones position mask.
+    The contralateral tensor is None when the other breast lacks CC or MLO LE.
+    """
+    side = affected_side.upper()
+    masks = {}
+    for v in VIEWS:
+        im = study.get(view_key(side, v), "le")
+        if im is None:
+            raise NafvError(f"the {side} breast needs both CC and MLO low-energy images for classification "
+                            f"({view_key(side, v)} LE is missing)")
+        m = lesion_masks.get(view_key(side, v))
+        masks[v] = (m > 0) if m is not None else np.zeros(im.shape, bool)
+    cases = cases_from_study(study, {view_key(side, v): m if m.any() else np.ones_like(m) for v, m in masks.items()},
+                             {side: 0})
+    case = cases[0]
+    case.masks = masks  # the real (possibly empty) masks: empty -> all-ones position mask
+    x = case_inputs(case, input_size, channels, decay)
+    aff = torch.from_numpy(x["affected"])[None]
+    con = torch.from_numpy(x["contralateral"])[None] if "contralateral" in x else None
+    return aff, con
+
+
+# ----------------------------------------------------------------------------- token cache
+
+@torch.no_grad()
+def embed_cases(model, cases: Sequence[Case], n_adversarial: int, seed: int, decay: float | None = None,
+                batch_views: int = 16, progress=None) -> dict[str, torch.Tensor]:
+    """Backbone token maps for every case (frozen backbone), the expensive part done once.
+
+    Returns 'affected' [N, 2, D, h, w], 'contralateral' [N, 2, D, h, w] (zeros where a case has none),
+    'has_contralateral' [N] bool, 'adversarial' [N, n, 2, D, h, w] (if n > 0), 'label' [N].
+    Adversarial variants come from a generator seeded per case (seed, index), so a cache is reproducible.
+    """
+    model.eval()
+    decay = model.position_decay if decay is None else decay
+    device = next(model.parameters()).device
+    d = model.backbone.num_features
+    h, w = model.token_grid
+    n = len(cases)
+    aff = torch.zeros(n, 2, d, h, w)
+    con = torch.zeros(n, 2, d, h, w)
+    adv = torch.zeros(n, n_adversarial, 2, d, h, w) if n_adversarial else None
+    has = torch.zeros(n, dtype=torch.bool)
+
+    pending: list[tuple[torch.Tensor, tuple]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        x = torch.stack([p[0] for p in pending]).to(device)  # [V, 2, 3, S, S]
+        t = model.embed(x).float().cpu()
+        for (_, where), tok in zip(pending, t):
+            kind, i, j = where
+            if kind == "a":
+                aff[i] = tok
+            elif kind == "c":
+                con[i] = tok
+            else:
+                adv[i, j] = tok  # type: ignore[index]
+        pending.clear()
+
+    for i, case in enumerate(cases):
+        x = case_inputs(case, model.input_size, model.channels, decay, n_adversarial,
+                        np.random.default_rng([seed, i]))
+        pending.append((torch.from_numpy(x["affected"]), ("a", i, 0)))
+        if "contralateral" in x:
+            has[i] = True
+            pending.append((torch.from_numpy(x["contralateral"]), ("c", i, 0)))
+            for j in range(n_adversarial):
+                pending.append((torch.from_numpy(x["adversarial"][j]), ("v", i, j)))
+        if len(pending) >= batch_views:
+            flush()
+        if progress is not None:
+            progress(i + 1, n)
+    flush()
+    out = {"affected": aff, "contralateral": con, "has_contralateral": has,
+           "label": torch.tensor([c.label for c in cases], dtype=torch.long)}
+    if adv is not None:
+        out["adversarial"] = adv
+    return out
