@@ -16,8 +16,10 @@ order (each timed, reported to ``progress`` and preceded by a cancel check):
 4. ``classification``: the affected CC/MLO (and the contralateral pair when
    the classifier is four-view and it exists; else dual-view) times the
    position mask of the lesion (Eq. 8) -> malignancy probability.
-5. ``explain``: Grad-CAM of that prediction on the LE images of the affected
-   views (:mod:`core_model.explain`).
+5. ``explain``: Grad-CAM of the predicted class on the LE images of the
+   affected views (:mod:`core_model.explain`). It shares the classifier's
+   forward pass (one forward + one backward in all); ``timings_s`` books the
+   forward under ``classification`` and the backward and maps under ``explain``.
 
 Cancel is honoured within a second: the token is checked between stages and
 views, and inside every forward pass through hooks on the models' modules.
@@ -39,7 +41,7 @@ from core_model.analysis import Analysis, ViewResult
 from core_model.checkpoint import LoadedModel, load_checkpoint
 from core_model.contours import lesions_from_probability, min_area_for_scale
 from core_model.errors import ModelLoadError, NafvError
-from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, gradcam_views
+from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.jobs import CancelToken, ProgressCallback, report
 from core_model.preprocess import Letterbox, normalize_image
 from core_model.study import SIDES, Study, contralateral, view_key
@@ -381,30 +383,41 @@ class Analyzer:
         cls = self.cls.model
         with clock.stage("classification"):
             prepared = self._cls_inputs(study, result.views, affected_side, warnings)
+            cam = None
             if prepared is not None:
                 a, c = (t.to(self.device) if t is not None else None for t in prepared)
                 result.classifier_mode = "four-view" if c is not None else "dual-view"
-                with torch.inference_mode(), _cancellable(cls, clock.cancel):
-                    logits = cls(a, c)
-                    result.malignancy_probability = float(torch.softmax(logits.float(), -1)[0, 1])
+                if explain:
+                    # One forward pass serves the score and Grad-CAM (which needs
+                    # gradients, so no inference_mode here); the backward pass and
+                    # the maps are booked under "explain" below.
+                    views_in = torch.cat([a[0]] + ([c[0]] if c is not None else []))
+                    t_cam = time.perf_counter()
+                    with _cancellable(cls, clock.cancel):
+                        cam = explain_views(cls, views_in, None, self.cam_method, self.cam_target, cancel=clock.cancel)
+                    cam_s = time.perf_counter() - t_cam
+                    logits = cam.logits[None]
+                else:
+                    with torch.inference_mode(), _cancellable(cls, clock.cancel):
+                        logits = cls(a, c)
+                result.malignancy_probability = float(torch.softmax(logits.float(), -1)[0, 1])
 
-        if explain and prepared is not None:
+        if cam is not None:
             with clock.stage("explain"):
-                views_in = torch.cat([a[0]] + ([c[0]] if c is not None else []))
-                category = 1 if result.malignancy_probability >= 0.5 else 0
-                with _cancellable(cls, clock.cancel):
-                    maps = gradcam_views(cls, views_in, category=category, method=self.cam_method, target=self.cam_target)
                 for i, view in enumerate(("CC", "MLO")):
                     key = view_key(affected_side, view)
                     le = study.get(key, "le")
-                    if le is not None:
-                        # the classifier input is the image resized to a square (no letterbox), so a plain resize maps back
-                        # (a view that was not segmented gets no result at all: an empty
-                        # mask there would read as "no lesion")
-                        if key in result.views and result.views[key].mask.shape == le.shape:
-                            result.views[key].heatmap = _resize_map(maps[i], le.shape)
-                result.heatmap_target = "malignant" if category == 1 else "benign"
+                    # The classifier input is the image resized to a square (no
+                    # letterbox), so a plain resize maps back. A view that was not
+                    # segmented gets no result at all: an empty mask there would
+                    # read as "no lesion".
+                    if le is not None and key in result.views and result.views[key].mask.shape == le.shape:
+                        result.views[key].heatmap = _resize_map(cam.maps[i], le.shape)
+                result.heatmap_target = "malignant" if cam.category == 1 else "benign"
                 result.heatmap_method = f"{self.cam_method} @ {self.cam_target}"
+            backward_s = cam_s - cam.forward_s
+            clock.timings["classification"] -= backward_s
+            clock.timings["explain"] += backward_s
 
         result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
         report(progress, "done", 1.0)

@@ -13,7 +13,7 @@ Three things make the library work on this model:
   backbone may run once per side or once on every view; activations (and
   gradients) from every call of the target layer are concatenated in call
   order, which gives one map per view in the order above. The order is
-  checked at run time against the backbone's inputs (:func:`_call_order`).
+  checked at run time against the backbone's inputs (:class:`_InputRecorder`).
 * **ViT tokens -> feature map** (:func:`vit_reshape_transform`): drops *all*
   prefix tokens (class token and DINOv2 register tokens,
   ``backbone.num_prefix_tokens``), then folds the patch tokens back onto the
@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import functools
 import math
+import time
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -183,72 +185,120 @@ class _AllCallsActivations:
         self.handles.clear()
 
 
-def _call_order(cls: torch.nn.Module, views: torch.Tensor) -> list[int] | None:
-    """Which input view each backbone batch row came from, in call order (None if there is no backbone).
+class _InputRecorder:
+    """Records the images the backbone sees (its patch embedding's input), to learn the call order."""
 
-    Matched by correlation of 8 x 8 thumbnails, so resizing or channel
-    repetition inside the classifier does not matter.
-    """
-    backbone = getattr(cls, "backbone", None)
-    if backbone is None:
-        return None
-    # patch_embed sees the images whether the classifier calls the ViT's
-    # forward or forward_features
-    entry = getattr(backbone, "patch_embed", backbone)
-    seen: list[torch.Tensor] = []
+    def __init__(self, cls: torch.nn.Module):
+        backbone = getattr(cls, "backbone", None)
+        # patch_embed sees the images whether the classifier calls the ViT's
+        # forward or forward_features
+        self.entry = getattr(backbone, "patch_embed", backbone) if backbone is not None else None
+        self.seen: list[torch.Tensor] = []
+        self.handle = None
 
-    def pre(module, args):
-        seen.append(args[0].detach())
+    def __enter__(self) -> "_InputRecorder":
+        if self.entry is not None:
+            self.handle = self.entry.register_forward_pre_hook(lambda m, args: self.seen.append(args[0].detach()))
+        return self
 
-    handle = entry.register_forward_pre_hook(pre)
-    try:
-        with torch.no_grad():
-            MultiViewCamModel(cls)(views)
-    finally:
-        handle.remove()
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.remove()
 
-    def thumbs(t: torch.Tensor) -> torch.Tensor:
-        z = torch.nn.functional.adaptive_avg_pool2d(t.float().mean(1, keepdim=True), 8).flatten(1)
-        z = z - z.mean(1, keepdim=True)
-        return z / (z.norm(dim=1, keepdim=True) + 1e-8)
+    def order(self, views: torch.Tensor) -> list[int] | None:
+        """Which input view each backbone batch row came from, in call order (None without a backbone).
 
-    seen = [s for s in seen if s.ndim == 4]
-    if not seen:
-        return None
-    rows = torch.cat([thumbs(s) for s in seen])
-    sim = rows @ thumbs(views).T  # [rows, V]
-    return sim.argmax(1).tolist()
+        Matched by correlation of 8 x 8 thumbnails, so resizing, normalisation
+        or channel mixing inside the classifier does not matter.
+        """
+        seen = [s for s in self.seen if s.ndim == 4]
+        if not seen:
+            return None
+
+        def thumbs(t: torch.Tensor) -> torch.Tensor:
+            z = torch.nn.functional.adaptive_avg_pool2d(t.float().mean(1, keepdim=True), 8).flatten(1)
+            z = z - z.mean(1, keepdim=True)
+            return z / (z.norm(dim=1, keepdim=True) + 1e-8)
+
+        rows = torch.cat([thumbs(s) for s in seen])
+        return (rows @ thumbs(views.to(rows.device)).T).argmax(1).tolist()
+
+
+@dataclass
+class CamResult:
+    maps: np.ndarray  # [V, H, W] in [0, 1] at the classifier input size
+    logits: torch.Tensor  # [2] the study's logits from the same forward pass
+    category: int  # the class explained (1 = malignant)
+    forward_s: float  # seconds of the forward pass (the rest is the backward and the maps)
+
+
+class _LazyMargin(MarginTarget):
+    """Margin target whose class is the predicted one, decided on the forward pass's output;
+    checks ``cancel`` between the forward and the backward pass."""
+
+    def __init__(self, category: int | None, cancel=None, t0: float = 0.0):
+        super().__init__(-1 if category is None else category)
+        self.fixed = category is not None
+        self.cancel = cancel
+        self.t0 = t0
+        self.forward_s = 0.0
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        if not self.forward_s:
+            self.forward_s = time.perf_counter() - self.t0
+        if self.cancel is not None:
+            self.cancel.check()
+        if not self.fixed and self.category < 0:
+            self.category = int(output.detach().reshape(-1, output.shape[-1])[0].argmax())
+        return super().__call__(output)
 
 
 @torch.inference_mode(False)
-def gradcam_views(
+def explain_views(
     cls: torch.nn.Module,
     views: torch.Tensor,
-    category: int = 1,
+    category: int | None = None,
     method: str = DEFAULT_METHOD,
     target: str = DEFAULT_TARGET,
-) -> np.ndarray:
-    """Heatmaps [V, H, W] in [0, 1] at the classifier input size, one per view of ``views`` [V, C, H, W].
+    cancel=None,
+) -> CamResult:
+    """One forward + backward pass: the study's logits and a heatmap per view of ``views`` [V, C, H, W].
 
-    ``category`` 1 explains the malignant margin, 0 the benign one. A map is
-    all zeros when the layer shows no positive evidence for that view.
+    ``category`` None explains the predicted class; 1 the malignant margin, 0
+    the benign one. A map is all zeros when the layer shows no positive
+    evidence for that view. ``cancel`` (a CancelToken) is checked between the
+    passes.
     """
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; known: {', '.join(CAM_METHODS)}")
     views = views.detach().clone()
-    order = _call_order(cls, views)
     wrapper = MultiViewCamModel(cls).eval()
     layer = resolve_layer(cls, target)
     reshape = reshape_for(cls, target)
     cam = CAM_METHODS[method](model=wrapper, target_layers=[layer], reshape_transform=reshape)
     cam.activations_and_grads.release()
     cam.activations_and_grads = _AllCallsActivations(wrapper, [layer], reshape)
-    with cam, torch.enable_grad():
-        maps = cam(input_tensor=views, targets=[MarginTarget(category)] * views.shape[0])
+    t0 = time.perf_counter()
+    tgt = _LazyMargin(category, cancel, t0)
+    with cam, torch.enable_grad(), _InputRecorder(cls) as rec:
+        maps = cam(input_tensor=views, targets=[tgt] * views.shape[0])
+        logits = cam.outputs[0].detach().float().cpu()
     maps = np.nan_to_num(np.asarray(maps, dtype=np.float32))
+    order = rec.order(views)
     if order is not None and target.startswith("backbone") and len(order) == maps.shape[0]:
         out = np.zeros((views.shape[0], *maps.shape[1:]), np.float32)
         for row, view in enumerate(order):
             out[view] = np.maximum(out[view], maps[row])
         maps = out
-    return maps[: views.shape[0]]
+    return CamResult(maps=maps[: views.shape[0]], logits=logits, category=tgt.category, forward_s=tgt.forward_s)
+
+
+def gradcam_views(
+    cls: torch.nn.Module,
+    views: torch.Tensor,
+    category: int | None = 1,
+    method: str = DEFAULT_METHOD,
+    target: str = DEFAULT_TARGET,
+) -> np.ndarray:
+    """Heatmaps [V, H, W] in [0, 1] at the classifier input size (see :func:`explain_views`)."""
+    return explain_views(cls, views, category, method, target).maps

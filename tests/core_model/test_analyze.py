@@ -122,6 +122,10 @@ def test_caller_sets_the_affected_side(analyzer, demo):
     a = analyzer.analyze(demo, affected_side="r", explain=False)
     assert a.affected_side == "R" and a.affected_side_source == "caller"
     assert all(v.heatmap is None for v in a.views.values()) and "explain" not in a.timings_s
+    # the score from the forward pass shared with Grad-CAM is the inference-mode score
+    b = analyzer.analyze(demo, affected_side="R", explain=True)
+    assert b.malignancy_probability == pytest.approx(a.malignancy_probability, abs=1e-5)
+    assert b.heatmap_target == ("malignant" if b.malignancy_probability >= 0.5 else "benign")
     with pytest.raises(NafvError):
         analyzer.analyze(demo, affected_side="X")
 
