@@ -1,12 +1,14 @@
-"""Work-around for a reference-count bug of PySide6 6.12 under Python < 3.12.
+"""Work-around for reference-count bugs of PySide6 6.12 under Python < 3.12.
 
-``SignalInstance.emit`` returns ``True`` without taking a reference, so every
-emit (pyqtgraph emits on every mouse move and redraw) drops one reference to
-``True``. After a few thousand emits the interpreter deallocates ``True`` and
-aborts ("Fatal Python error: bool_dealloc"), often at exit, sometimes in the
-middle of a reading session. Python 3.12+ makes ``True``/``False`` immortal,
-which is exactly the fix; here we do the same on older interpreters, only when
-a probe shows the leak. Remove once PySide6 is fixed.
+PySide6 6.12 hands back ``None`` from every void C++ method (``hide()``,
+``setText()``, ``setRect()``, ...) and ``True`` from ``SignalInstance.emit``
+without taking a reference: correct on Python 3.12+, where these objects are
+immortal, wrong on 3.11. Each such call drops one reference; after some
+thousands of calls (a few minutes of reading: pyqtgraph calls them on every
+mouse move and redraw) the interpreter deallocates ``None`` or ``True`` and
+aborts ("Fatal Python error: none_dealloc" / "bool_dealloc"). We do what 3.12
+does: make ``None``, ``True`` and ``False`` effectively immortal, only when a
+probe shows the leak. Remove once PySide6 is fixed.
 """
 
 from __future__ import annotations
@@ -18,26 +20,34 @@ _PIN = 1 << 40  # never reached by decrements in a process lifetime
 _applied = False
 
 
-def emit_leaks_true() -> bool:
+def leaks_singletons() -> bool:
+    """True when void calls or emits on this PySide6 drop references to None / True."""
     from PySide6.QtCore import QObject, Signal
 
     class _Probe(QObject):
         ping = Signal()
 
     probe = _Probe()
-    before = sys.getrefcount(True)
-    for _ in range(16):
-        probe.ping.emit()
-    return before - sys.getrefcount(True) >= 16
+    n = 16
+    none0, true0 = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(n):
+        probe.ping.emit()  # returns True
+        probe.setObjectName("probe")  # void: returns None
+    return none0 - sys.getrefcount(None) >= n or true0 - sys.getrefcount(True) >= n
+
+
+# Older name, kept for callers.
+emit_leaks_true = leaks_singletons
 
 
 def pin_bools_if_needed() -> bool:
-    """Make True/False effectively immortal when this PySide6 leaks references to them."""
+    """Make None/True/False effectively immortal when this PySide6 leaks references to them."""
     global _applied
     if _applied or sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
         return _applied
-    if emit_leaks_true():
-        for obj in (True, False):
+    if leaks_singletons():
+        for obj in (None, True, False):
+            # ob_refcnt is the first field of every CPython object.
             ctypes.c_ssize_t.from_address(id(obj)).value += _PIN
         _applied = True
     return _applied

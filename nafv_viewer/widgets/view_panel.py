@@ -45,6 +45,23 @@ def view_title(key: str, energy: str) -> str:
     return f"{side}-{view}  {energy.upper()}"
 
 
+class GreyImageItem(pg.ImageItem):
+    """ImageItem whose rendered grey image is kept as RGB32.
+
+    pyqtgraph renders windowed grey data as an 8-bit QImage; Qt's raster engine
+    converts such an image to 32-bit on every paint, which made a pan or
+    window/level frame of four panels cost about three times more.
+    Converting once per render keeps paints to a plain scaled blit.
+    """
+
+    _SLOW_FORMATS = (QImage.Format.Format_Grayscale8, QImage.Format.Format_Indexed8)
+
+    def render(self) -> None:
+        super().render()
+        if self.qimage is not None and self.qimage.format() in self._SLOW_FORMATS:
+            self.qimage = self.qimage.convertToFormat(QImage.Format.Format_RGB32)
+
+
 class ReadingViewBox(pg.ViewBox):
     """ViewBox where right-drag (or Ctrl+left-drag) sets window/level; left-drag pans, wheel zooms."""
 
@@ -88,8 +105,8 @@ class ViewPanel(QWidget):
         self.vb = ReadingViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.vb.setDefaultPadding(0.01)
         self.graphics.setCentralItem(self.vb)
-        self.image_item = pg.ImageItem(axisOrder="row-major")
-        self.swipe_item = pg.ImageItem(axisOrder="row-major")
+        self.image_item = GreyImageItem(axisOrder="row-major")
+        self.swipe_item = GreyImageItem(axisOrder="row-major")
         self.heat_item = pg.ImageItem(axisOrder="row-major")
         self.heat_item.setLookupTable(heat_lut())
         self.heat_item.setLevels([0, 255])
@@ -259,6 +276,8 @@ class ViewPanel(QWidget):
 
     def _on_range(self, *_):
         self.update_lod()
+        if self.state.compare == "swipe":
+            self._update_swipe()  # the RC part is cropped to the view at full resolution
 
     def _on_resized(self, *_):
         if self._fitted:

@@ -53,12 +53,12 @@ def test_presets_and_reset():
     assert s.windows["rc"] == Window(*PRESETS["rc"][DEFAULT_PRESET]) and not s.invert and s.compare == "off"
 
 
-def test_pyside_bool_refcount_workaround_keeps_true_alive():
+def test_pyside_refcount_workaround_keeps_none_and_true_alive():
     import sys
 
-    import nafv_viewer  # noqa: F401  (applies the work-around on import)
-    from nafv_viewer.qt_compat import emit_leaks_true
+    import nafv_viewer.widgets.view_panel  # noqa: F401  (applies the work-around on import)
+    from nafv_viewer.qt_compat import leaks_singletons
 
-    leaky = emit_leaks_true()
-    # Either this PySide does not leak, or True now has a pinned reference count.
-    assert not leaky or sys.getrefcount(True) > 1 << 39
+    leaky = leaks_singletons()
+    # Either this PySide does not leak, or None/True/False now have pinned reference counts.
+    assert not leaky or min(sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False)) > 1 << 39
