@@ -55,6 +55,9 @@ _STAGES = {"preprocess": 0.05, "segmentation": 0.35, "contours": 0.1, "classific
 # A side whose best lesion's probability mass (area fraction x mean score) is
 # below this counts as showing no lesion when the affected side is decided.
 _MIN_SIDE_EVIDENCE = 1e-5
+# When the other breast's evidence reaches this share of the affected one's,
+# the choice is reported as uncertain (a warning), not silently made.
+_AMBIGUOUS_SIDE_RATIO = 0.5
 
 
 class AnalysisError(NafvError):
@@ -372,6 +375,14 @@ class Analyzer:
             elif not any(k.startswith(affected_side + "_") for k in result.views):
                 raise AnalysisError(f"the {affected_side} breast was given as affected but this study has no analysable {affected_side} view")
             result.affected_side = affected_side
+            other = contralateral(affected_side)
+            if (result.affected_side_source == "segmentation" and evidence[affected_side] >= _MIN_SIDE_EVIDENCE
+                    and evidence.get(other, 0.0) >= _AMBIGUOUS_SIDE_RATIO * evidence[affected_side]):
+                warnings.append(
+                    f"lesions were segmented in both breasts; {affected_side} was taken as the affected side because "
+                    f"its lesion is larger or more certain ({evidence[affected_side]:.4f} vs {evidence[other]:.4f}) "
+                    "— check, or give the affected side explicitly"
+                )
             if not any(result.views[k].lesions for k in result.views if k.startswith(affected_side + "_")):
                 warnings.append(f"no lesion was segmented on the affected ({affected_side}) breast")
 

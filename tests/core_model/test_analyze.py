@@ -159,6 +159,19 @@ def test_non_square_image_maps_back_to_original_pixels(weights):
     assert a.affected_side == "L"
 
 
+@pytest.mark.parametrize("right_side_px, ambiguous", [(40, True), (18, False)])
+def test_affected_side_is_the_larger_lesion_and_close_calls_are_flagged(weights, right_side_px, ambiguous):
+    img_l = np.full((200, 160), 10, np.uint8)
+    img_l[50:100, 40:90] = 250  # 50 x 50 lesion on the left breast
+    img_r = np.full((200, 160), 10, np.uint8)
+    img_r[60:60 + right_side_px, 70:70 + right_side_px] = 250
+    st = _study({("L_CC", "rc"): img_l, ("L_MLO", "rc"): img_l, ("R_CC", "rc"): img_r, ("R_MLO", "rc"): img_r})
+    a = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1).analyze(st)
+    assert a.affected_side == "L" and a.affected_side_source == "segmentation"
+    assert a.side_evidence["L"] > a.side_evidence["R"] > 0
+    assert any("both breasts" in w for w in a.warnings) == ambiguous
+
+
 def test_missing_contralateral_side_runs_dual_view(analyzer, demo):
     left = _study({k: v.pixels for k, v in demo.images.items() if k[0].startswith("L_")})
     a = analyzer.analyze(left)
