@@ -123,3 +123,20 @@ def test_lesions_csv_matches_the_masks(dataset):
     for pid in {r["Patient_ID"] for r in rows}:
         depths = {r["depth_mm"] for r in rows if r["Patient_ID"] == pid}
         assert len(depths) == 1  # CC and MLO at the same depth from the nipple
+
+
+def test_trainers_data_readers_see_four_view_cases(dataset):
+    """The classification reader finds one labelled case per patient, each with its contralateral breast;
+    the segmentation reader finds both breasts of every patient with CC and MLO masks."""
+    from core_model.train.cls_data import load_cases
+    from core_model.train.seg_data import scan_folder
+
+    with open(dataset / "labels.csv", newline="", encoding="utf-8") as fh:
+        truth = {(f"P{r['Patient_ID']}", r["Side"]): int(r["Pathology Classification/ Follow up"] == "Malignant")
+                 for r in csv.DictReader(fh) if r["Pathology Classification/ Follow up"] != "Normal"}
+    cases, notes = load_cases(dataset, dataset / "labels.csv")
+    assert not notes and len(cases) == 4
+    assert {(c.patient_id, c.side): c.label for c in cases} == truth
+    assert all(c.contralateral is not None and all(m.any() for m in c.masks.values()) for c in cases)
+    breasts = scan_folder(dataset)
+    assert len(breasts) == 8 and all(set(b.masks) == {"CC", "MLO"} for b in breasts.values())
