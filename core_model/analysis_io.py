@@ -7,9 +7,10 @@ Layout of an output folder::
     L_CC_probability.png  segmentation probability x 255
     L_CC_heatmap.png      Grad-CAM on the LE image x 255 (affected side only)
     L_CC_overlay.png      for a quick look: LE image, heatmap, red lesion outline
+                          (subsampled to <= 1024 px on the long side)
 
-Every PNG has the size of the study image it belongs to, so overlaying needs
-no rescaling. Paths in the JSON are relative to the JSON's folder. Polygons
+The mask, probability and heatmap PNGs have the size of the study image they
+belong to, so overlaying them needs no rescaling. Paths in the JSON are relative to the JSON's folder. Polygons
 are ``[[x, y], ...]`` in original pixels (x = column, y = row, pixel centres
 at integers). The JSON always carries the models' identity and the
 not-for-clinical-use notice.
@@ -45,7 +46,8 @@ def _r(v: float | None, nd: int = 4) -> float | None:
 
 def _png(arr: np.ndarray, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(arr).save(tmp, format="PNG")
+    # fast zlib level: these are working files, and full-size mammograms are ~13 MP each
+    Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
     os.replace(tmp, path)
 
 
@@ -53,10 +55,21 @@ def _to_u8(a: np.ndarray) -> np.ndarray:
     return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+OVERLAY_MAX_SIDE = 1024
+
+
 def overlay_image(base: np.ndarray, mask: np.ndarray | None, heatmap: np.ndarray | None) -> np.ndarray:
-    """RGB uint8: grey image, heatmap in 'jet' where it is above 0.2, lesion outline in red."""
+    """RGB uint8 quick look: grey image, heatmap in 'jet' where it is above 0.2, lesion outline in red.
+
+    Subsampled by an integer step to at most OVERLAY_MAX_SIDE pixels on the long
+    side (full-size mammograms would take seconds per view for a picture).
+    """
     from matplotlib import colormaps  # colour maps only; no plotting backend is touched
 
+    step = max(1, -(-max(base.shape) // OVERLAY_MAX_SIDE))
+    base = base[::step, ::step]
+    mask = mask[::step, ::step] if mask is not None else None
+    heatmap = heatmap[::step, ::step] if heatmap is not None else None
     g = normalize_image(base)
     rgb = np.repeat(g[..., None], 3, axis=2)
     if heatmap is not None and heatmap.shape == g.shape:
