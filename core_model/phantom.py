@@ -76,7 +76,7 @@ class PhantomConfig:
     calcification_prob: float = 0.3  # malignant lesions with a cluster of fine calcifications (LE only)
     rim_prob: float = 0.35  # malignant lesions with rim enhancement (else heterogeneous)
     spiculated_prob: float = 0.5  # malignant non-ambiguous lesions with spicules (else irregular)
-    texture_beta: float = 3.0  # power-law exponent of the fibroglandular texture
+    texture_beta: float = 2.6  # power-law exponent of the fibroglandular texture
     lr_independence: float = 0.3  # share of texture variance not shared between the breasts
     noise: float = 0.012  # quantum noise (fraction of full scale)
 
@@ -382,7 +382,7 @@ def _strand_field(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, nipple
 def _ligaments(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, nipple: tuple[float, float]) -> np.ndarray:
     """Thin curvy lines (Cooper ligaments, trabeculae), mostly running toward the nipple, in [0, 1]."""
     # zero lines of smooth noise form a network; stretching it along the radius orients it
-    src = _smooth_noise(rng, (512, 160), (1.0 / 1.3, 1.0 / 7.0), 1.0)
+    src = _smooth_noise(rng, (512, 160), (1.0 / 1.3, 1.0 / 5.0), 1.0)
     r = np.hypot(x - nipple[0], y - nipple[1])
     return np.exp(-((_polar(src, x, y, nipple, 1.5) / 0.18) ** 2)) * (1.0 - np.exp(-((r / 15.0) ** 2)))
 
@@ -495,7 +495,7 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         strands = _strand_field(rng, x, y, (b.depth, b.nipple_y))
         # mid-frequency lobules (fat holes inside the dense tissue) on top of the power-law field
         lob = _smooth_noise(rng, (h, w), spacing, 1.2)
-        score = ndimage.gaussian_filter(tex, (0.6 / sy, 0.6 / sx)) + 0.6 * lob + 2.2 * np.log(env + 1e-3) + 0.1 * strands
+        score = ndimage.gaussian_filter(tex, (0.3 / sy, 0.3 / sx)) + 0.6 * lob + 2.2 * np.log(env + 1e-3) + 0.1 * strands
         sel = inside & (env > 0.05)
         thr = np.quantile(score[sel], 1.0 - target) if sel.any() else 0.0
         gland = _sigmoid((score - thr) / 0.8) * env * np.clip(0.9 + 0.1 * strands, 0.3, 1.2)
@@ -530,7 +530,7 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
 
         # ---- low energy: a mammogram
         fat = 0.12
-        le = fat + 0.45 * gland + 0.03 * fine + 0.12 * ridges * (1 - 0.5 * gland) + 0.02 * vessels + pect * (0.28 + 0.03 * tex)
+        le = fat + 0.45 * gland + 0.03 * fine + 0.1 * ridges * (1 - 0.5 * gland) + 0.02 * vessels + pect * (0.28 + 0.03 * tex)
         if side == affected:
             le = le + spec.le_contrast * (lesion_body + 0.7 * spic)
             if spec.calcifications:
@@ -561,8 +561,11 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         if side == affected:
             rc = rc + spec.rc_contrast * (lesion_body * pattern + 0.35 * spic)
         rc = rc + 0.25 * np.exp(-(1.0 - rho) / 0.06) * (rho < 1.0)  # bright rim along the skin line
-        grain = ndimage.gaussian_filter(rng.standard_normal((h, w)), 1.0)
-        rc = rc + 1.2 * cfg.noise * grain / (grain.std() + 1e-9)
+        # crumpled fine network left by the LE/HE recombination (imperfect cancellation of tissue edges)
+        crumple = np.exp(-((_smooth_noise(rng, (h, w), spacing, 2.0) / 0.12) ** 2))
+        rc = rc + 0.05 * crumple
+        grain = ndimage.gaussian_filter(rng.standard_normal((h, w)), 0.7)
+        rc = rc + 1.6 * cfg.noise * grain / (grain.std() + 1e-9)
         rc = rc * _sigmoid((1.0 - rho) / 0.004)
         rc = np.maximum(rc, 0.4 * nipple)
 

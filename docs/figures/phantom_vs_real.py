@@ -59,6 +59,39 @@ def grey_levels(data: Path, n_real: int = 120, n_synthetic: int = 10) -> dict[st
     return {k: [round(float(v), 1) for v in np.median(np.array(rows), axis=0)] for k, rows in sorted(out.items())}
 
 
+def spectral_slope(px: np.ndarray) -> float | None:
+    """Power-law exponent beta (power ~ f^-beta) of a 96 x 96 window at the breast's centre of mass, or None."""
+    rr, cc = np.nonzero(px > 0.06)
+    if rr.size < 5000:
+        return None
+    r0, c0 = int(rr.mean()), int(cc.mean())
+    roi = px[r0 - 48:r0 + 48, c0 - 48:c0 + 48]
+    if roi.shape != (96, 96) or (roi < 0.06).mean() > 0.02:  # window must lie inside the breast
+        return None
+    win = np.hanning(96)[:, None] * np.hanning(96)[None, :]
+    power = np.abs(np.fft.fftshift(np.fft.fft2((roi - roi.mean()) * win))) ** 2
+    fy, fx = np.meshgrid(np.arange(-48, 48), np.arange(-48, 48), indexing="ij")
+    f = np.hypot(fy, fx) / 96
+    band = (f > 0.02) & (f < 0.15)  # cycles per pixel; above that, JPEG and noise dominate
+    return float(-np.polyfit(np.log(f[band]), np.log(power[band]), 1)[0])
+
+
+def spectral_slopes(data: Path, n_real: int = 160, n_synthetic: int = 8) -> dict[str, list[float]]:
+    """Quartiles of beta per kind of image: real LE/RC JPEGs of the subset vs phantoms at 512 x 512."""
+    out: dict[str, list[float]] = {}
+    for f in sorted(data.glob("*.jpg"))[:n_real]:
+        b = spectral_slope(np.asarray(Image.open(f).convert("L"), np.float32) / 255)
+        if b is not None:
+            out.setdefault("real " + ("LE" if "_DM_" in f.name else "RC"), []).append(b)
+    for seed in range(n_synthetic):
+        case = generate_case(seed, size=(512, 512))
+        for (key, energy), img in case.study.images.items():
+            b = spectral_slope(img.pixels.astype(np.float32) / MAX_VALUE)
+            if b is not None:
+                out.setdefault("synthetic " + energy.upper(), []).append(b)
+    return {k: [round(float(q), 2) for q in np.percentile(v, [25, 50, 75])] + [len(v)] for k, v in sorted(out.items())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cdd-cesm-512" / "images")
@@ -92,6 +125,8 @@ def main() -> None:
     print(args.out)
     for name, levels in grey_levels(args.data).items():
         print(f"{name}: breast-pixel p10/p50/p90 = {levels}")
+    for name, q in spectral_slopes(args.data).items():
+        print(f"{name}: spectral slope beta quartiles = {q[:3]} over {q[3]} images")
 
 
 if __name__ == "__main__":
