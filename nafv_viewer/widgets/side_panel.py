@@ -69,6 +69,7 @@ class SidePanel(QScrollArea):
         self.state = state
         self._updating = False
         self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setMinimumWidth(300)
         body = QWidget()
         self.setWidget(body)
