@@ -133,6 +133,14 @@ class MainWindow(QMainWindow):
             ("view", "W", "Swipe LE/RC (divider follows the cursor)", lambda: self._toggle_compare("swipe")),
             ("view", "+", "Zoom in", lambda: self.zoom(0.8)),
             ("view", "-", "Zoom out", lambda: self.zoom(1.25)),
+            ("view", "Up", "Window level up (brighter)", lambda: s.adjust_window(s.energy, -0.05, 0.0)),
+            ("view", "Down", "Window level down (darker)", lambda: s.adjust_window(s.energy, 0.05, 0.0)),
+            ("view", "Left", "Narrower window (more contrast)", lambda: s.adjust_window(s.energy, 0.0, -0.25)),
+            ("view", "Right", "Wider window (less contrast)", lambda: s.adjust_window(s.energy, 0.0, 0.25)),
+            ("view", "Shift+Left", "Pan left", lambda: self.pan(-0.1, 0.0)),
+            ("view", "Shift+Right", "Pan right", lambda: self.pan(0.1, 0.0)),
+            ("view", "Shift+Up", "Pan up", lambda: self.pan(0.0, -0.1)),
+            ("view", "Shift+Down", "Pan down", lambda: self.pan(0.0, 0.1)),
         ]
         for i in range(4):
             rows.append(("view", f"F{i + 5}", f"Window preset {i + 1} (per energy)", lambda i=i: self.preset(i)))
@@ -196,6 +204,14 @@ class MainWindow(QMainWindow):
         panel = self.grid.panel(self.state.active_view)
         if panel.has_image:
             panel.zoom_by(factor)
+
+    def pan(self, fx: float, fy: float) -> None:
+        """Move the active view by a fraction of what is visible (the others follow when synced)."""
+        panel = self.grid.panel(self.state.active_view)
+        if panel.has_image:
+            r = panel.vb.viewRect()
+            panel.vb.translateBy(x=fx * r.width(), y=fy * r.height())
+            panel._on_manual_range()
 
     def preset(self, index: int) -> None:
         names = list(PRESETS[self.state.energy])

@@ -132,6 +132,12 @@ def test_window_level_by_drag_presets_and_invert(demo_window, qtbot):
     assert w.state.invert and lo2 > hi2  # inverted grey scale
     _key(qtbot, w, Qt.Key.Key_R)
     assert not w.state.invert and w.state.windows["le"].width == 1.0
+    _key(qtbot, w, Qt.Key.Key_Up)  # keyboard window/level
+    _key(qtbot, w, Qt.Key.Key_Left)
+    assert w.state.windows["le"].center == pytest.approx(0.45) and w.state.windows["le"].width < 1.0
+    before = p.vb.viewRect()
+    _key(qtbot, w, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)  # keyboard pan, active view R-CC
+    assert p.vb.viewRect().left() == pytest.approx(before.left() + 0.1 * before.width(), rel=1e-3)
 
 
 def test_cursor_readout_and_magnifier(demo_window, qtbot):
