@@ -53,6 +53,7 @@ class DisplayImage:
     raw: np.ndarray = field(repr=False, default=None)  # original pixels, for values under the cursor
     tissue_box: tuple[float, float, float, float] | None = None  # breast extent, display coordinates
     source: object = None  # the file it came from (a preview is kept when the study brings the same file)
+    spacing_mm: tuple[float, float] | None = None  # (row, column) pixel spacing when the file gives it
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -128,6 +129,7 @@ def build_display_image(image: StudyImage, key: str | None = None) -> DisplayIma
     return DisplayImage(
         tissue_box=(x0 * f[0], y0 * f[1], x1 * f[0], y1 * f[1]),
         source=image.source,
+        spacing_mm=image.pixel_spacing_mm,
         key=key or image.key,
         energy=image.energy,
         flips=flips,

@@ -426,7 +426,10 @@ class ViewPanel(QWidget):
             self.cursor_info.emit(f"{view_title(self.key, img.energy)}  outside the image")
         else:
             col, row = px
-            self.cursor_info.emit(f"{view_title(self.key, img.energy)}  x={col} y={row}  value={img.value_at(col, row):g}")
+            mm = ""
+            if img.spacing_mm:
+                mm = f" ({col * img.spacing_mm[1]:.1f}, {row * img.spacing_mm[0]:.1f} mm)"
+            self.cursor_info.emit(f"{view_title(self.key, img.energy)}  x={col} y={row}{mm}  value={img.value_at(col, row):g}")
         self._update_magnifier(scene_pos)
 
     def _update_magnifier(self, scene_pos=None) -> None:

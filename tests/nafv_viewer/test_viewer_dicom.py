@@ -17,7 +17,7 @@ def dicom_study(tmp_path_factory, demo_dir):
         px = np.asarray(Image.open(f).convert("L")).astype(np.uint16) * 257
         if (info.side, info.view, info.energy) == ("R", "CC", "le"):
             px = px[:, ::-1]
-        write_mg_dicom(out / f"{f.stem}.dcm", px, side=info.side, view=info.view, energy=info.energy, patient_id="P66")
+        write_mg_dicom(out / f"{f.stem}.dcm", px, side=info.side, view=info.view, energy=info.energy, patient_id="P66", pixel_spacing_mm=0.5)
     return out
 
 
@@ -41,4 +41,8 @@ def test_dicom_study_preview_then_all_views_hung_by_tags(make_window, qtbot, dic
     view_pt = p.vb.mapSceneToView(scene)
     col, row = img.flips.pixel_at(view_pt.x(), view_pt.y(), img.shape)
     assert img.value_at(col, row) == float(img.raw[row, col])
+    # Hovering there reads out the position in pixels and millimetres and the stored value.
+    p._on_mouse_moved(scene)
+    expected = f"R-CC  LE  x={col} y={row} ({col * 0.5:.1f}, {row * 0.5:.1f} mm)  value={img.raw[row, col]:g}"
+    assert w.cursor_label.text() == expected
     assert all(q.has_image for q in w.grid.panels4.values())
