@@ -291,6 +291,7 @@ class MainWindow(QMainWindow):
 
     def _track(self, thread: QThread) -> None:
         self._threads.append(thread)
+
         def forget(t=thread) -> None:
             if t in self._threads:
                 self._threads.remove(t)
