@@ -424,6 +424,11 @@ class Analyzer:
                     # read as "no lesion".
                     if le is not None and key in result.views and result.views[key].mask.shape == le.shape:
                         result.views[key].heatmap = _resize_map(cam.maps[i], le.shape)
+                if not any(float(cam.maps[i].max()) > 0 for i in range(2)):
+                    warnings.append(
+                        "Grad-CAM found no image region that supports the prediction at the chosen layer; "
+                        "the heatmaps are empty (this says nothing about the lesion)"
+                    )
                 result.heatmap_target = "malignant" if cam.category == 1 else "benign"
                 result.heatmap_method = f"{self.cam_method} @ {self.cam_target}"
             backward_s = cam_s - cam.forward_s

@@ -108,6 +108,9 @@ def test_demo_study_full_analysis(analyzer, demo):
     aff = [k for k in VIEW_KEYS if k.startswith(a.affected_side)]
     assert all(a.views[k].heatmap is not None and a.views[k].heatmap.shape == demo.get(k, "le").shape for k in aff)
     assert all(a.views[k].heatmap is None for k in VIEW_KEYS if k not in aff)
+    # a heatmap is either non-empty or its emptiness is said
+    empty = all(a.views[k].heatmap.max() == 0 for k in aff)
+    assert empty == any("Grad-CAM found no image region" in w for w in a.warnings)
     assert {"preprocess", "segmentation", "contours", "classification", "explain", "total"} <= set(a.timings_s)
     assert a.timings_s["total"] >= sum(v for k, v in a.timings_s.items() if k != "total") * 0.99
     fr = [f for _, f in stages]
