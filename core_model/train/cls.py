@@ -95,7 +95,8 @@ def precision_recall(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> tu
     y = np.asarray(y).astype(bool)
     pred = np.asarray(p) >= threshold
     tp = int((pred & y).sum())
-    precision = tp / int(pred.sum()) if pred.any() else float("nan")
+    # no malignant prediction at all: precision 0 (scikit-learn's zero_division=0), not undefined
+    precision = tp / int(pred.sum()) if pred.any() else 0.0
     recall = tp / int(y.sum()) if y.any() else float("nan")
     return precision, recall
 
@@ -280,7 +281,9 @@ def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dis
     use_adv = variant["adversarial"] and "adversarial" in cache
     n_adv = cache["adversarial"].shape[1] if use_adv else 0
     train_idx = torch.as_tensor(train_idx)
-    bar = tqdm(range(st["epoch"], args.epochs), desc=desc, disable=not dist.is_main, leave=False)
+    done = st["bad"] >= args.patience  # resumed after early stopping: nothing left to train
+    bar = tqdm(range(st["epoch"], args.epochs if not done else st["epoch"]), desc=desc, disable=not dist.is_main,
+               leave=False)
     for epoch in bar:
         head.train()
         g = torch.Generator().manual_seed(args.seed * 100003 + epoch)
@@ -377,6 +380,9 @@ def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, de
                 write_json(result_path, row)
         rows.append(row)
         rocs.append((np.array(row["y_test"]), np.array(row["p_test"])))
+    for r in rows:  # folds written before precision defaulted to 0
+        if r["precision"] is None or (isinstance(r["precision"], float) and math.isnan(r["precision"])):
+            r["precision"] = 0.0
     summary = {k: mean_std([r[k] for r in rows]) for k in ("test_auc", "precision", "recall")}
     y_all = np.concatenate([r[0] for r in rocs])
     p_all = np.concatenate([r[1] for r in rocs])
@@ -568,7 +574,7 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
     pats = np.array([c.patient_id for c in cases])
     idx_tr = np.flatnonzero(np.isin(pats, tr)).tolist()
     idx_va = np.flatnonzero(np.isin(pats, va)).tolist()
-    fdir = out / "final"
+    fdir = out / f"final-{variant_name}"
     fdir.mkdir(exist_ok=True)
     head = _new_head(cache["affected"].shape[2], cfg, args.seed)
     info = train_head(head, cache, idx_tr, idx_va, variant, args, device, dist, fdir, "final model")
@@ -592,6 +598,10 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
                       final_split="all patients, 80/20 train/val for early stopping",
                       final_best_epoch=info["best_epoch"], final_val_auc=info["val_auc"]),
         cross_validation=cv_summary,
+        intended_use="demonstration and software testing of the NaFV-Net classification pipeline",
+        limitations=("Scores are not calibrated probabilities of cancer. Trained and evaluated only on the data named "
+                     "in trained_on; performance on real mammograms is unknown. A four-view model given no "
+                     "contralateral side runs its dual-view path, which it was not trained for."),
         not_for_clinical_use=True,
     )
     save_checkpoint(model, args.export, card)

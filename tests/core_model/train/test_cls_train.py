@@ -22,6 +22,7 @@ def test_auc_precision_recall_hand_computed():
     assert np.isnan(auc_score(np.array([1, 1]), np.array([0.2, 0.3])))
     p, r = precision_recall(y, np.array([0.6, 0.4, 0.7, 0.2]))
     assert (p, r) == (0.5, 0.5)
+    assert precision_recall(y, np.zeros(4)) == (0.0, 0.0)  # nothing called malignant
     fpr, tpr = roc_curve(y, np.array([0.1, 0.4, 0.35, 0.8]))
     assert fpr[0] == 0 and tpr[-1] == 1 and fpr[-1] == 1
 
