@@ -364,14 +364,14 @@ class Analyzer:
                 sides = [s for s in SIDES if any(k.startswith(s + "_") for k in result.views)]
                 affected_side = max(sides, key=lambda s: evidence[s])
                 if evidence[affected_side] < _MIN_SIDE_EVIDENCE:
+                    # no lesion anywhere: the side with the highest probability anywhere, said to be a guess
+                    peak = {s: max(float(v.probability.max()) for k, v in result.views.items() if k.startswith(s + "_"))
+                            for s in sides}
+                    affected_side = max(sides, key=peak.get)
                     warnings.append(
                         "no lesion was segmented in any view; the affected side could not be decided from the images "
                         f"({affected_side} assumed) — give it explicitly"
                     )
-                    if len(sides) == 2:
-                        # both empty: prefer the side with the highest probability anywhere
-                        peak = {s: max(float(v.probability.max()) for k, v in result.views.items() if k.startswith(s + "_")) for s in sides}
-                        affected_side = max(sides, key=peak.get)
             elif not any(k.startswith(affected_side + "_") for k in result.views):
                 raise AnalysisError(f"the {affected_side} breast was given as affected but this study has no analysable {affected_side} view")
             result.affected_side = affected_side

@@ -175,6 +175,14 @@ def test_affected_side_is_the_larger_lesion_and_close_calls_are_flagged(weights,
     assert any("both breasts" in w for w in a.warnings) == ambiguous
 
 
+def test_no_lesion_anywhere_is_said_not_hidden(weights):
+    flat = np.full((120, 100), 30, np.uint8)
+    st = _study({(k, "rc"): flat for k in VIEW_KEYS})
+    a = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1).analyze(st)
+    assert all(v.mask.sum() == 0 and not v.lesions for v in a.views.values())
+    assert any(f"({a.affected_side} assumed)" in w for w in a.warnings)
+
+
 def test_missing_contralateral_side_runs_dual_view(analyzer, demo):
     left = _study({k: v.pixels for k, v in demo.images.items() if k[0].startswith("L_")})
     a = analyzer.analyze(left)
