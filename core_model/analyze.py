@@ -329,6 +329,10 @@ class Analyzer:
             affected_side = affected_side.upper()
             if affected_side not in SIDES:
                 raise NafvError(f"affected side must be L or R, not {affected_side!r}")
+        if self.device.type == "cpu" and torch.get_num_threads() != self.num_threads:
+            # someone else in the process changed it (and with some OpenMP
+            # builds the count is per calling thread, e.g. a GUI worker)
+            torch.set_num_threads(self.num_threads)
         clock = _Clock(progress, cancel)
         warnings = list(self.init_warnings) + list(study.warnings)
         result = Analysis(
