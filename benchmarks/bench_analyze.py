@@ -116,6 +116,8 @@ def worker(args) -> dict:
         "warm_runs": len(warm),
         "classifier_mode": res.classifier_mode,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
+        # other work on the machine inflates CPU times: the 1-minute load average when this config ended
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "models": an.identity,
     }
     if an.device.type == "cuda":
