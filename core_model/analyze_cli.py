@@ -27,12 +27,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nafv-analyze", description=__doc__.split("\n\n")[0],
+    p = _Parser(prog="nafv-analyze", description="Analyse CEM studies: lesion contours, affected side, malignancy probability, "
+                "Grad-CAM heatmaps; writes analysis.json + PNGs.",
                 epilog="Research software: not for clinical use.")
     p.add_argument("studies", nargs="+", metavar="STUDY_PATH", help="a study folder (or a folder of studies, or a file)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--weights-seg", type=Path, default=None, help="segmentation weights (.safetensors); default: shipped")
-    p.add_argument("--weights-cls", type=Path, default=None, help="classifier weights (.safetensors); default: shipped")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--weights-seg", type=Path, default=None, metavar="W", help="segmentation weights (.safetensors); default: shipped")
+    p.add_argument("--weights-cls", type=Path, default=None, metavar="W", help="classifier weights (.safetensors); default: shipped")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
     p.add_argument("--affected", choices=["L", "R", "l", "r"], default=None,
