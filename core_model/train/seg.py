@@ -1,7 +1,7 @@
 """``nafv-train seg``: train NaFV-Net segmentation (or the U-Net baseline).
 
     nafv-train seg --data DIR --out RUN_DIR [--arch nafv_seg|unet] [--no-asym] [--no-cross]
-                   [--channels rc|le+rc] [--epochs N] [--size S] [--seed S] [--resume] ...
+                   [--no-skips] [--channels rc|le+rc] [--epochs N] [--size S] [--seed S] [--resume] ...
 
 Splits by patient (core_model.train.common.patient_split; the bundled demo
 patient P66 is always in validation), SGD per the paper (lr 0.01, momentum
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="nafv_seg", choices=SEG_ARCHS)
     p.add_argument("--no-asym", action="store_true", help="switch off asymmetric fusion (Eq. 1-3), ablation")
     p.add_argument("--no-cross", action="store_true", help="switch off CC<->MLO cross-attention, ablation")
+    p.add_argument("--no-skips", action="store_true",
+                   help="decoder without encoder skip connections (the paper describes none), ablation")
     p.add_argument("--channels", default="rc", choices=("rc", "le+rc"))
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--size", type=int, default=None, help="model input size (square); default: the architecture's")
@@ -166,9 +168,9 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
     if args.size:
         model_kw["input_size"] = (args.size, args.size)
     if args.arch.startswith("nafv_seg"):
-        model_kw.update(asym_fusion=not args.no_asym, cross_attention=not args.no_cross)
-    elif args.no_asym or args.no_cross:
-        raise NafvError("--no-asym / --no-cross apply to nafv_seg only, not to the U-Net baseline")
+        model_kw.update(asym_fusion=not args.no_asym, cross_attention=not args.no_cross, skips=not args.no_skips)
+    elif args.no_asym or args.no_cross or args.no_skips:
+        raise NafvError("--no-asym / --no-cross / --no-skips apply to nafv_seg only, not to the U-Net baseline")
 
     breasts = scan_folder(args.data)
     patients = patients_of(breasts)
