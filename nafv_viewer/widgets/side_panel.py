@@ -43,7 +43,10 @@ def model_lines(analysis: Any) -> list[str]:
     lines = []
     for role, ident in analysis.models.items():
         sha = str(ident.get("weights_sha256", "?"))[:12]
-        lines.append(f"{role}: {ident.get('name', '?')} — weights {sha}… — trained on {ident.get('trained_on', 'unknown')}")
+        line = f"{role}: {ident.get('name', '?')} — weights {sha}… — trained on {ident.get('trained_on', 'unknown')}"
+        if ident.get("status"):  # e.g. interim weights from an unfinished run
+            line += f" — {ident['status']}"
+        lines.append(line)
     return lines
 
 
