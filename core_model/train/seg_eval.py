@@ -13,7 +13,8 @@ nothing found); every mask in CDD-CESM-512 has a lesion, so there this case
 does not occur. ``--split val`` restricts to the validation patients recorded
 in the weights' model card.
 
-Output JSON: {"dice", "miou", "n_images", "n_patients", ...} plus per-image rows.
+Output JSON: {"dice", "miou", "n_images", "n_patients", ...} plus a 95 % interval
+of the mean Dice from a patient-level bootstrap and the per-image rows.
 """
 
 from __future__ import annotations
@@ -76,6 +77,23 @@ def predict_breast(model, breast, contra, channels) -> dict[str, tuple[np.ndarra
     return {v: (lbs[v].invert_map(prob[i]), lbs[v]) for i, v in enumerate(VIEWS) if v in lbs}
 
 
+def patient_bootstrap_ci(rows: list[dict], key: str = "dice", n: int = 2000, seed: int = 0) -> list[float]:
+    """95 % interval of the mean over images, resampling patients (images of one patient are not independent)."""
+    by_patient: dict[str, list[float]] = {}
+    for r in rows:
+        by_patient.setdefault(r["patient"], []).append(r[key])
+    groups = list(by_patient.values())
+    if len(groups) < 2:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(n):
+        pick = rng.integers(0, len(groups), len(groups))
+        vals = [v for i in pick for v in groups[i]]
+        means.append(np.mean(vals))
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
 def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all") -> dict:
     loaded = load_checkpoint(weights)
     model, card = loaded.model, loaded.card
@@ -108,6 +126,7 @@ def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all") -> d
         "miou": float(np.mean([r["iou"] for r in rows])),
         "n_images": len(rows),
         "n_patients": len({r["patient"] for r in rows}),
+        "dice_ci95_patient_bootstrap": patient_bootstrap_ci(rows),
         "split": split,
         "weights": str(weights),
         "weights_sha256": loaded.sha256,
@@ -124,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     res = evaluate(args.data, args.weights, args.split)
     write_json(args.json, res)
-    print(f"evaluate-seg: Dice {res['dice']:.4f}  mIoU {res['miou']:.4f}  on {res['n_images']} images of "
+    lo, hi = res["dice_ci95_patient_bootstrap"]
+    print(f"evaluate-seg: Dice {res['dice']:.4f} (95% CI {lo:.3f}-{hi:.3f})  mIoU {res['miou']:.4f}  on {res['n_images']} images of "
           f"{res['n_patients']} patients ({args.split}) -> {args.json}", file=sys.stdout)
     return 0
