@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     # The backbone: random init from the seed, a local file, or fine-tuned here on separate data.
     torch.manual_seed(args.seed)
     model = create_model("nafv_cls", backbone_weights=args.backbone_weights, **cfg).to(device)
-    backbone_desc = (f"DINOv2 weights from {Path(args.backbone_weights).name}" if args.backbone_weights
+    backbone_desc = (f"weights from the local file {Path(args.backbone_weights).name}, frozen" if args.backbone_weights
                      else f"randomly initialised (seed {args.seed}), frozen")
     backbone_id = sha256_file(args.backbone_weights) if args.backbone_weights else f"random-{args.seed}"
     if args.finetune_backbone:
