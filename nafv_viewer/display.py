@@ -116,8 +116,9 @@ def display_range(image: StudyImage, coarse: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def build_display_image(image: StudyImage, key: str | None = None) -> DisplayImage:
-    flips = flips_for_image(image)
+def build_display_image(image: StudyImage, key: str | None = None, flips: Flips | None = None) -> DisplayImage:
+    """``flips`` overrides the hanging rules (the reader corrected a badly hung view)."""
+    flips = flips or flips_for_image(image)
     base = flips.apply(image.pixels)
     levels = [base]
     # First halving from the (possibly flipped) view; later ones from compact arrays.

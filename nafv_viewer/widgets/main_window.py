@@ -18,7 +18,8 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QSplitter, QWidget
 
 from core_model.study import VIEW_KEYS, Study
-from nafv_viewer.display import DisplayImage
+from nafv_viewer.display import DisplayImage, build_display_image
+from nafv_viewer.hanging import Flips
 from nafv_viewer.state import PRESETS, ViewerState
 from nafv_viewer.widgets.dialogs import ShortcutsDialog, show_error
 from nafv_viewer.widgets.side_panel import SidePanel
@@ -131,6 +132,8 @@ class MainWindow(QMainWindow):
             ("view", "M", "Magnifier on/off", lambda: s.toggle("magnifier")),
             ("view", "B", "Blink LE/RC of each view", lambda: self._toggle_compare("blink")),
             ("view", "W", "Swipe LE/RC (divider follows the cursor)", lambda: self._toggle_compare("swipe")),
+            ("view", "Ctrl+H", "Mirror the active view left-right (if it is hung wrongly)", lambda: self.flip_active(True)),
+            ("view", "Ctrl+V", "Flip the active view top-bottom (if it is hung wrongly)", lambda: self.flip_active(False)),
             ("view", "+", "Zoom in", lambda: self.zoom(0.8)),
             ("view", "-", "Zoom out", lambda: self.zoom(1.25)),
             ("view", "Up", "Window level up (brighter)", lambda: s.adjust_window(s.energy, -0.05, 0.0)),
@@ -204,6 +207,24 @@ class MainWindow(QMainWindow):
         panel = self.grid.panel(self.state.active_view)
         if panel.has_image:
             panel.zoom_by(factor)
+
+    def flip_active(self, horizontal: bool) -> None:
+        """The reader's correction when the tags or the pixels misled the hanging (both energies)."""
+        key = self.state.active_view
+        if self.study is None:
+            return
+        for energy in ("le", "rc"):
+            image = self.study.get(key, energy)
+            shown = self.grid.panels8[(key, energy)].images.get(energy)
+            if image is None or shown is None:
+                continue
+            f = shown.flips
+            flips = Flips(f.horizontal != horizontal, f.vertical != (not horizontal), "reader")
+            self.grid.add_image(build_display_image(image, key, flips=flips))
+        for p in self.grid.all_panels():
+            if p.key == key:
+                p.reset_zoom()
+        self.statusBar().showMessage(f"{key.replace('_', '-')} flipped by the reader")
 
     def pan(self, fx: float, fy: float) -> None:
         """Move the active view by a fraction of what is visible (the others follow when synced)."""

@@ -104,6 +104,7 @@ class ViewGrid(QStackedWidget):
                     self.panels8[(key, energy)].set_missing(energy, reason)
 
     def add_image(self, image: DisplayImage) -> None:
+        """Show ``image`` (new, or replacing the same slot's image) in its 4-up and 8-up panels."""
         self.panels4[image.key].set_image(image)
         self.panels8[(image.key, image.energy)].set_image(image)
         if self.analysis is not None:

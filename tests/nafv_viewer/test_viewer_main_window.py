@@ -307,3 +307,20 @@ def test_folder_of_several_patients_asks_which(make_window, qtbot, cdd_test_dir)
     assert w.study.patient_id == "P106"
     # P106 has only the left MLO: every other slot says it is missing.
     assert w.grid.panels4["L_MLO"].has_image and not w.grid.panels4["R_CC"].has_image
+
+
+def test_reader_can_correct_a_badly_hung_view(demo_window, qtbot):
+    w = demo_window
+    w.state.active_view = "L_MLO"
+    p = w.grid.panels4["L_MLO"]
+    before = np.array(p.current.levels[0])
+    _key(qtbot, w, Qt.Key.Key_H, Qt.KeyboardModifier.ControlModifier)
+    img = p.current
+    assert img.flips.source == "reader" and img.flips.horizontal and not img.flips.vertical
+    np.testing.assert_array_equal(img.levels[0], before[:, ::-1])
+    rc = w.grid.panels8[("L_MLO", "rc")].current
+    assert rc.flips == img.flips  # LE and RC keep the same geometry
+    _key(qtbot, w, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    assert p.current.flips.horizontal and p.current.flips.vertical
+    np.testing.assert_array_equal(p.current.levels[0], before[::-1, ::-1])
+    assert w.grid.panels4["R_MLO"].current.flips.source == "content"  # other views untouched
