@@ -73,6 +73,9 @@ def test_cls_user_errors(phantom_data, tmp_path, capsys):
                    "--out", str(tmp_path / "r"), "--folds", "3"] + TINY)
     assert rc == 2
     assert "both benign and malignant" in capsys.readouterr().err
+    rc = cli_main(["cls", "--data", str(phantom_data), "--out", str(tmp_path / "r3"), "--no-freeze-backbone"])
+    assert rc == 2
+    assert "--finetune-backbone" in capsys.readouterr().err
     rc = cli_main(["cls", "--data", str(tmp_path), "--out", str(tmp_path / "r2")])
     assert rc == 2
     assert "no label file" in capsys.readouterr().err
