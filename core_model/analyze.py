@@ -27,6 +27,7 @@ views, and inside every forward pass through hooks on the models' modules.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -202,9 +203,18 @@ class Analyzer:
 
     @property
     def identity(self) -> dict[str, dict]:
-        ids = {"segmentation": self.seg.identity}
-        if self.cls is not None:
-            ids["classifier"] = self.cls.identity
+        """Each model's identity, plus its card's ``status`` (e.g. interim weights) and validation
+        ``metrics`` when the card has them, so no output looks better established than it is."""
+        ids = {}
+        for kind, loaded in (("segmentation", self.seg), ("classifier", self.cls)):
+            if loaded is None:
+                continue
+            ident = dict(loaded.identity)
+            for extra in ("status", "metrics"):
+                value = loaded.card.get(extra)
+                if value is not None and len(json.dumps(value, default=str)) < 4000:  # summaries, not logs
+                    ident[extra] = value
+            ids[kind] = ident
         return ids
 
     @property

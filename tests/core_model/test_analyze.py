@@ -216,6 +216,16 @@ def test_without_classifier_weights_segmentation_still_runs(weights, demo, monke
     assert "classifier" not in a.models and a.views
 
 
+def test_identity_carries_interim_status_and_metrics(tmp_path):
+    torch.manual_seed(0)
+    w = tmp_path / "seg.safetensors"
+    save_checkpoint(create_model("nafv_seg_tiny"), w, {"architecture": {"name": "nafv_seg_tiny", "config": {}},
+                                                        "status": "interim: epoch 3", "metrics": {"val_dice": 0.51}})
+    ident = Analyzer(w, None, device="cpu", num_threads=1).identity["segmentation"]
+    assert ident["status"] == "interim: epoch 3" and ident["metrics"] == {"val_dice": 0.51}
+    assert ident["not_for_clinical_use"] is True and len(ident["weights_sha256"]) == 64
+
+
 def test_weights_errors(weights, monkeypatch, tmp_path):
     monkeypatch.setattr(analyze_mod, "DEFAULT_SEG_WEIGHTS", tmp_path / "none.safetensors")
     with pytest.raises(ModelLoadError, match="no default weights"):
