@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument("--export", help="also train on all patients and write FILE.safetensors + model card")
     p.add_argument("--trained-on", help="model-card text saying what the data are (default: the data folder)")
+    p.add_argument("--status", help="model-card status line shown with every result (e.g. 'demo weights, synthetic data')")
     return p
 
 
@@ -598,11 +599,19 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
                       final_split="all patients, 80/20 train/val for early stopping",
                       final_best_epoch=info["best_epoch"], final_val_auc=info["val_auc"]),
         cross_validation=cv_summary,
+        # what the analyzer shows beside every result
+        metrics=dict(evaluation=f"{cv_summary['folds']}-fold patient-level cross-validation on the training data",
+                     auc=f"{cv_summary['auc_mean']:.3f} ± {cv_summary['auc_std']:.3f}",
+                     precision=f"{cv_summary['precision_mean']:.3f} ± {cv_summary['precision_std']:.3f}",
+                     recall=f"{cv_summary['recall_mean']:.3f} ± {cv_summary['recall_std']:.3f}",
+                     pooled_auc=round(cv_summary["pooled_auc"], 3)),
         intended_use="demonstration and software testing of the NaFV-Net classification pipeline",
         limitations=("Scores are not calibrated probabilities of cancer. Trained and evaluated only on the data named "
                      "in trained_on; performance on real mammograms is unknown. A four-view model given no "
                      "contralateral side runs its dual-view path, which it was not trained for."),
         not_for_clinical_use=True,
     )
+    if args.status:
+        card["status"] = args.status
     save_checkpoint(model, args.export, card)
     print(f"wrote {args.export} (+ model card)", file=sys.stderr)
