@@ -491,7 +491,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # The backbone: random init from the seed, a local file, or fine-tuned here on separate data.
     torch.manual_seed(args.seed)
-    model = create_model("nafv_cls", backbone_weights=args.backbone_weights, **cfg).to(device)
+    try:
+        model = create_model("nafv_cls", backbone_weights=args.backbone_weights, **cfg).to(device)
+    except ValueError as exc:  # bad --input-size / --channels / head widths: a message, not a traceback
+        raise NafvError(f"invalid model settings: {exc}") from None
     backbone_desc = (f"weights from the local file {Path(args.backbone_weights).name}, frozen" if args.backbone_weights
                      else f"randomly initialised (seed {args.seed}), frozen")
     backbone_id = sha256_file(args.backbone_weights) if args.backbone_weights else f"random-{args.seed}"

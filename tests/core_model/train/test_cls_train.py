@@ -76,6 +76,10 @@ def test_cls_user_errors(phantom_data, tmp_path, capsys):
     rc = cli_main(["cls", "--data", str(phantom_data), "--out", str(tmp_path / "r3"), "--no-freeze-backbone"])
     assert rc == 2
     assert "--finetune-backbone" in capsys.readouterr().err
+    rc = cli_main(["cls", "--data", str(phantom_data), "--label-from", "pathology", "--out", str(tmp_path / "r4")]
+                  + TINY + ["--input-size", "50"])
+    assert rc == 2
+    assert "multiple of the 14-pixel patch" in capsys.readouterr().err
     rc = cli_main(["cls", "--data", str(tmp_path), "--out", str(tmp_path / "r2")])
     assert rc == 2
     assert "no label file" in capsys.readouterr().err
