@@ -118,6 +118,17 @@ class SidePanel(QScrollArea):
         f.addRow(row)
         col.addWidget(box)
 
+        # Overlays
+        box = QGroupBox("Overlays")
+        f = QFormLayout(box)
+        self.contours_check = QCheckBox("Lesion contours (all views)")
+        self.heatmap_check = QCheckBox("Heatmap (LE views)")
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        f.addRow(self.contours_check)
+        f.addRow(self.heatmap_check)
+        f.addRow("Heatmap opacity", self.opacity_slider)
+        col.addWidget(box)
         # Analysis
         box = QGroupBox("AI analysis")
         v = QVBoxLayout(box)
@@ -136,6 +147,12 @@ class SidePanel(QScrollArea):
         v.addWidget(self.progress)
         v.addWidget(self.stage_label)
         v.addWidget(self.auto_check)
+        # The notice sits above the results so it is never scrolled out of sight.
+        self.notice_label = QLabel("")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setStyleSheet("color: #ffffff; background: #a01010; padding: 4px; font-weight: bold;")
+        self.notice_label.hide()
+        v.addWidget(self.notice_label)
         self.result_label = QLabel("Not analysed yet.")
         self.result_label.setWordWrap(True)
         self.result_label.setTextFormat(Qt.TextFormat.RichText)
@@ -144,24 +161,8 @@ class SidePanel(QScrollArea):
         self.model_label.setWordWrap(True)
         self.model_label.setStyleSheet("color: #808080; font-size: 11px;")
         v.addWidget(self.model_label)
-        self.notice_label = QLabel("")
-        self.notice_label.setWordWrap(True)
-        self.notice_label.setStyleSheet("color: #ffffff; background: #a01010; padding: 4px; font-weight: bold;")
-        self.notice_label.hide()
-        v.addWidget(self.notice_label)
         col.addWidget(box)
 
-        # Overlays
-        box = QGroupBox("Overlays")
-        f = QFormLayout(box)
-        self.contours_check = QCheckBox("Lesion contours (all views)")
-        self.heatmap_check = QCheckBox("Heatmap (LE views)")
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        f.addRow(self.contours_check)
-        f.addRow(self.heatmap_check)
-        f.addRow("Heatmap opacity", self.opacity_slider)
-        col.addWidget(box)
         col.addStretch(1)
 
         # widget -> state
