@@ -159,8 +159,13 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
     window.show()
     if path is not None:
-        if args.analyze:
-            window.study_ready.connect(lambda _s: window.run_analysis())
+        if args.analyze:  # the study named on the command line only, not later opens
+
+            def analyze_once(_study) -> None:
+                window.study_ready.disconnect(analyze_once)
+                window.run_analysis()
+
+            window.study_ready.connect(analyze_once)
         window.open_study(path, args.patient)
     return app.exec()
 
