@@ -9,11 +9,13 @@ Three things make the library work on this model:
   present), calls the classifier once on the study and repeats the study's
   logits per view, so every "batch item" of the CAM is one view of the same
   prediction.
-* **All backbone calls collected** (:class:`_AllCallsActivations`): the
-  backbone may run once per side or once on every view; activations (and
-  gradients) from every call of the target layer are concatenated in call
-  order, which gives one map per view in the order above. The order is
-  checked at run time against the backbone's inputs (:class:`_InputRecorder`).
+* **All calls collected** (:class:`_AllCallsActivations`): the backbone may
+  run once per side or once on every view; activations (and gradients) from
+  every call of the target layer are concatenated in call order. For backbone
+  layers the order is matched at run time to the views through the backbone's
+  inputs (:class:`_InputRecorder`); the classifier head (``head.*`` targets)
+  runs its per-view stages on one batch ordered (side, view), which is the
+  order above.
 * **ViT tokens -> feature map** (:func:`vit_reshape_transform`): drops *all*
   prefix tokens (class token and DINOv2 register tokens,
   ``backbone.num_prefix_tokens``), then folds the patch tokens back onto the
@@ -46,20 +48,22 @@ CAM_METHODS = {
     "hirescam": HiResCAM,
     "eigencam": EigenCAM,
 }
-# Defaults picked by measurement (benchmarks/cam_choice.py, results in
-# benchmarks/results/cam_choice.json): 6 methods x 4 layers on 15 studies with
-# ground-truth lesions (7 real CDD-CESM incl. the demo, 8 phantoms), the
-# classifier trained on phantoms (AUC 0.64), maps scored on the affected views.
-# On the 14 real views, GradCAM at the backbone's final norm: maps never empty,
-# maximum on the lesion in 93 %, 30 % of the map's mass on a lesion covering
-# ~5 % of the image (lift 6.0), 0.1 s per study. GradCAM at
-# blocks[-1].norm1 (the usual ViT advice, "before the last attention block")
-# was empty on 29 % of real and 94 % of phantom views: this classifier's head
-# reads every patch token after the final norm, so gradients reach all of them
-# there. EigenCAM put more mass on the lesion (50 %) but is class-agnostic (it
-# cannot show what drove *this* score) and took 2.4 s per study.
+# Defaults picked by measurement (benchmarks/cam_choice.py): 6 methods x 4
+# layers on 15 studies with ground-truth lesions (7 real CDD-CESM incl. the
+# demo, 8 phantoms), maps of the predicted class scored on the affected views,
+# for the shipped classifier (benchmarks/results/cam_choice.json) and another
+# head on the same backbone (cam_choice_other_classifier.json). GradCAM on
+# the classifier head's first stage (``head.stage1``: each view's 8x8 feature
+# map, before the views are mixed) was the class-discriminative choice that held
+# for both: on the 14 real views never empty / empty once, maximum on the lesion
+# in 79 % / 79 %, 38 % / 27 % of the map's mass on a lesion covering ~5 % of
+# the image; 0.1 s per study. GradCAM on backbone layers was often empty
+# (backbone.norm: 50 % of real views for the shipped head; blocks[-1].norm1,
+# the usual "before the last attention block": 10-29 %); EigenCAM put 50 % of
+# the mass on the lesion but is class-agnostic (it cannot show what drove
+# *this* score) and took 0.6-2.4 s per study.
 DEFAULT_METHOD = "gradcam"
-DEFAULT_TARGET = "backbone.norm"
+DEFAULT_TARGET = "head.stage1"
 
 
 def vit_reshape_transform(num_prefix_tokens: int, grid: tuple[int, int] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:

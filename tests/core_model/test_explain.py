@@ -68,7 +68,8 @@ def test_maps_land_on_the_view_that_drove_the_score_whatever_the_call_order():
     views = torch.rand(4, 3, 56, 56)
     # Grad-CAM keeps only positive evidence; the two margins have opposite
     # signs, so one of them shows the spot
-    maps = np.maximum(gradcam_views(cls, views, category=1), gradcam_views(cls, views, category=0))
+    tgt = "backbone.norm"
+    maps = np.maximum(gradcam_views(cls, views, 1, target=tgt), gradcam_views(cls, views, 0, target=tgt))
     assert maps.shape == (4, 56, 56)
     assert maps[0].max() > 0.5  # affected CC: the only view the logit depends on
     assert np.all(maps[1:] == 0)  # no gradient reached the other views
@@ -92,16 +93,33 @@ def test_wrapper_repeats_the_study_prediction_per_view(tiny_cls):
 
 
 @pytest.mark.parametrize("method", sorted(CAM_METHODS))
-def test_every_method_gives_finite_maps_on_the_tiny_classifier(method, tiny_cls):
+@pytest.mark.parametrize("target", ["head.stage1", "backbone.blocks[-1].norm1"])
+def test_every_method_gives_finite_maps_on_the_tiny_classifier(method, target, tiny_cls):
     cls = tiny_cls
     torch.manual_seed(0)
     views = torch.rand(4, 3, 56, 56)
-    maps = gradcam_views(cls, views, category=1, method=method)
+    maps = gradcam_views(cls, views, category=1, method=method, target=target)
     assert maps.shape == (4, 56, 56)
     assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1.0 + 1e-6
-    # parameters keep their requires_grad state and no hook is left behind
-    layer = resolve_layer(cls, "backbone.blocks[-1].norm1")
-    assert not layer._forward_hooks
+    # no hook is left behind
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in cls.modules())
+
+
+def test_head_maps_follow_the_view_order(tiny_cls):
+    """head.stage1 is per view (before views mix): with an activation-only method, changing
+    one view's input changes that view's map and no other."""
+    from core_model.explain import explain_views
+
+    torch.manual_seed(0)
+    views = torch.rand(4, 3, 56, 56)
+    base = explain_views(tiny_cls, views, 1, method="eigencam", target="head.stage1").maps
+    changed = views.clone()
+    changed[2] = torch.rand(3, 56, 56)  # contralateral CC only
+    other = explain_views(tiny_cls, changed, 1, method="eigencam", target="head.stage1")
+    assert not np.allclose(base[2], other.maps[2], atol=1e-3)
+    for i in (0, 1, 3):
+        assert np.allclose(base[i], other.maps[i], atol=1e-5)
+    assert other.logits.shape == (2,) and other.category == 1
 
 
 def test_unknown_method_is_refused(tiny_cls):
