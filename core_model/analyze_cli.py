@@ -2,10 +2,13 @@
 
     nafv-analyze STUDY_PATH [STUDY_PATH ...] --out DIR [--weights-seg W] [--weights-cls W]
                  [--device cpu|cuda] [--affected L|R] [--patient ID] [--threads N] [--no-explain]
+                 [--report [--deidentify]]
 
 One study -> ``DIR/analysis.json``; several (several paths, or a folder that
 holds several patients) -> ``DIR/<patient>/analysis.json``, processed in turn
-with a progress bar; one failure does not stop the rest.
+with a progress bar; one failure does not stop the rest. ``--report`` adds
+the unreviewed report of :func:`core_model.export.bundle.export_ai_report`
+(PDF, review JSON, DICOM SEG; every contour marked as an AI proposal).
 
 Exit codes: 0 all analysed; 1 some of several studies failed (named on
 stderr); 2 bad input or options (one line on stderr, no traceback).
@@ -41,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patient", default=None, help="patient id, when a folder holds several")
     p.add_argument("--no-explain", action="store_true", help="skip the Grad-CAM heatmaps")
     p.add_argument("--no-overlays", action="store_true", help="do not write the *_overlay.png quick-look images")
+    p.add_argument("--report", action="store_true",
+                   help="also write the unreviewed report: PDF, review JSON and DICOM SEG (AI proposals, marked as such)")
+    p.add_argument("--deidentify", action="store_true", help="with --report: no patient identity in the PDF and JSON")
     return p
 
 
@@ -133,6 +139,12 @@ def _run(args: argparse.Namespace) -> int:
             analysis = analyzer.analyze(study, affected_side=affected, explain=not args.no_explain)
             json_path = write_analysis(analysis, out, study=study, overlays=not args.no_overlays)
             tqdm.write(_summary(study.patient_id or name, analysis, json_path), file=sys.stdout)
+            if args.report:
+                from core_model.export.bundle import export_ai_report
+
+                bundle = export_ai_report(analysis, study, out, deidentify=args.deidentify)
+                for line in bundle.messages():
+                    tqdm.write(f"  {line}", file=sys.stdout)
         except NafvError as exc:
             if single:
                 raise

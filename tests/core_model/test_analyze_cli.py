@@ -91,3 +91,11 @@ def test_several_studies_one_failure_does_not_stop_the_rest(demo_dir, cdd_test_d
         doc = json.loads((out / pid / "analysis.json").read_text())
         assert doc["study"]["patient_id"] == pid
     assert "gone" in captured.err and "1 of 5 studies failed" in captured.err
+
+
+def test_report_option_writes_the_unreviewed_report(demo_dir, weights, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([str(demo_dir), "--out", str(out), "--report", "--deidentify", "--no-explain", *_w(weights)]) == 0
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-" and (out / "report.json").is_file()
+    assert "P66" not in (out / "report.json").read_text()  # de-identified
+    assert "wrote" in capsys.readouterr().out
