@@ -1,0 +1,54 @@
+"""The shipped default segmentation weights: card, provenance, and behaviour on the demo study."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core_model.checkpoint import load_checkpoint
+from core_model.train.seg_data import read_mask, scan_folder
+from core_model.train.seg_eval import predict_breast
+
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS = REPO / "resources" / "weights" / "segmentation" / "nafv_seg.safetensors"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_checkpoint(WEIGHTS)
+
+
+def test_card_states_data_split_and_validation_dice(shipped):
+    card = shipped.card
+    assert card["architecture"]["name"] == "nafv_seg"  # NaFV-Net, not the U-Net baseline
+    assert card["not_for_clinical_use"] is True and "CDD-CESM" in card["trained_on"]
+    split = card["split"]
+    assert "P66" in split["val"] and "P66" not in split["train"]  # the demo patient was never trained on
+    assert not set(split["train"]) & set(split["val"])
+    m = card["metrics"]
+    assert 0.3 < m["val_dice"] < 1.0 and 0.3 < m["val_dice_source_resolution"] < 1.0
+    assert m["val_patients"] == len(split["val"])
+    pre = card["preprocessing"]
+    assert pre["input_size"] == list(shipped.model.input_size) and pre["channels"] == list(shipped.model.channels)
+    assert WEIGHTS.stat().st_size < 20e6
+
+
+def test_demo_lesions_are_found(shipped, demo_dir, tmp_path):
+    # the demo study in the CDD-CESM layout; P66 is a validation patient of these weights
+    (tmp_path / "images").mkdir()
+    for f in demo_dir.glob("*.jpg"):
+        shutil.copy(f, tmp_path / "images" / f.name)
+    shutil.copytree(demo_dir.parent / "demo_masks", tmp_path / "masks")
+    breasts = scan_folder(tmp_path)
+    model = shipped.model
+    for side, other in (("L", "R"), ("R", "L")):
+        preds = predict_breast(model, breasts[("P66", side)], breasts[("P66", other)], model.channels)
+        assert set(preds) == {"CC", "MLO"}
+        for view, (prob, _) in preds.items():
+            mask = read_mask(breasts[("P66", side)].masks[view])
+            assert prob.shape == mask.shape
+            inside, outside = float(prob[mask].mean()), float(prob[~mask].mean())
+            # measured: inside 0.90-0.99, outside ~0.05 (the lesion is found but drawn too large)
+            assert inside > 0.6 and outside < 0.2, (side, view, inside, outside)
