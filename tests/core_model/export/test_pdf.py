@@ -138,7 +138,9 @@ def test_demo_command_end_to_end(tmp_path, monkeypatch, capsys):
 
     d = json.loads((tmp_path / "out" / "review.json").read_text())
     assert sorted({f["state"] for f in d["findings"]}) == ["accepted", "edited"]
-    assert all(f["link"] for f in d["findings"])
+    # the demo links one CC and one MLO finding per breast (the AI may propose more than one per view)
+    sides = {f["key"][0] for f in d["findings"]}
+    assert sides and all(any(f["link"] for f in d["findings"] if f["key"][0] == s) for s in sides)
     # run again: the saved review is restored, not redone
     assert main([str(tmp_path / "out2")]) == 0
     assert json.loads((tmp_path / "out2" / "review.json").read_text())["revision"] == d["revision"]
