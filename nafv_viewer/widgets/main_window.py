@@ -15,13 +15,15 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QSettings, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QSplitter, QWidget
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QSplitter, QTabWidget, QWidget
 
 from core_model.study import VIEW_KEYS, Study
 from nafv_viewer.display import DisplayImage, build_display_image
 from nafv_viewer.hanging import Flips
 from nafv_viewer.state import PRESETS, ViewerState
 from nafv_viewer.widgets.dialogs import ShortcutsDialog, show_error
+from nafv_viewer.widgets.review_editor import ReviewEditor
+from nafv_viewer.widgets.review_workflow import ReviewWorkflow
 from nafv_viewer.widgets.side_panel import SidePanel
 from nafv_viewer.widgets.view_grid import ViewGrid
 from nafv_viewer.worker import AnalysisJob, AnalyzerFactory, StudyLoader, StudyLoadJob, default_analyzer_factory, start_job
@@ -91,12 +93,23 @@ class MainWindow(QMainWindow):
         self.state.auto_analyze = self.settings.value("auto_analyze", False, type=bool)
         self.grid = ViewGrid(self.state)
         self.side = SidePanel(self.state)
+        # The review (findings list, assessment) gets its own column: under the side
+        # panel it would push the clinical-use notice out of sight. Views are
+        # portrait, so the grid loses little by being narrower.
+        self.review_tabs = QTabWidget()
+        self.review_tabs.setMinimumWidth(330)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.grid)
         split.addWidget(self.side)
+        split.addWidget(self.review_tabs)
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 0)
-        split.setSizes([1300, 320])
+        split.setStretchFactor(2, 0)
+        split.setSizes([930, 310, 360])
+        self.editor = ReviewEditor(self)
+        for p in self.grid.all_panels():
+            self.editor.attach(p)
+        self.review_flow = ReviewWorkflow(self)
         self.setCentralWidget(split)
         self.cursor_label = QLabel("")
         self.statusBar().addPermanentWidget(self.cursor_label)
@@ -128,7 +141,7 @@ class MainWindow(QMainWindow):
             ("view", "Tab", "Next view (active view for 1-up)", self.next_view),
             ("view", "Y", "Sync zoom/pan across views on/off", lambda: s.toggle("sync")),
             ("view", "I", "Invert grey levels", lambda: s.toggle("invert")),
-            ("view", "R", "Reset zoom, pan, window/level and invert", self.reset_view),
+            ("view", "R", "Reject the selected finding (nothing selected: reset zoom, pan, window/level and invert)", self._key_r),
             ("view", "M", "Magnifier on/off", lambda: s.toggle("magnifier")),
             ("view", "B", "Blink LE/RC of each view", lambda: self._toggle_compare("blink")),
             ("view", "W", "Swipe LE/RC (divider follows the cursor)", lambda: self._toggle_compare("swipe")),
@@ -148,12 +161,15 @@ class MainWindow(QMainWindow):
         for i in range(4):
             rows.append(("view", f"F{i + 5}", f"Window preset {i + 1} (per energy)", lambda i=i: self.preset(i)))
         rows += [
-            ("analysis", "A", "Run the AI analysis", self.run_analysis),
-            ("analysis", "Esc", "Cancel the running analysis", self.cancel_analysis),
+            ("analysis", "A", "Accept the selected finding (nothing selected: run the AI analysis)", self._key_a),
+            ("analysis", "Esc", "Cancel the contour being drawn, else the running analysis", self._key_escape),
             ("analysis", "C", "Lesion contours on/off", lambda: s.toggle("show_contours")),
             ("analysis", "H", "Heatmap on/off", lambda: s.toggle("show_heatmap")),
             ("analysis", "]", "Heatmap more opaque", lambda: self.change_opacity(0.1)),
             ("analysis", "[", "Heatmap more transparent", lambda: self.change_opacity(-0.1)),
+        ]
+        rows += self.review_flow.shortcut_rows()
+        rows += [
             ("help", "F1", "Keyboard shortcuts", self.show_shortcuts),
             ("file", "Ctrl+Q", "Quit", self.close),
         ]
@@ -164,6 +180,7 @@ class MainWindow(QMainWindow):
             "file": self.menuBar().addMenu("&File"),
             "view": self.menuBar().addMenu("&View"),
             "analysis": self.menuBar().addMenu("&Analysis"),
+            "review": self.menuBar().addMenu("&Review"),
             "help": self.menuBar().addMenu("&Help"),
         }
         self.actions_by_key: dict[str, QAction] = {}
@@ -180,6 +197,8 @@ class MainWindow(QMainWindow):
         self.shortcut_rows.append(("Right-drag / Ctrl+left-drag", "Window/level: left-right = width, up-down = level"))
         self.shortcut_rows.append(("Left-drag / wheel", "Pan / zoom at the cursor"))
         self.shortcut_rows.append(("Click a view", "Make it the active view"))
+        self.shortcut_rows += self.review_flow.mouse_rows()
+        self.review_flow.add_menu_options(menus["file"])
         self.recent_menu = QMenu("Open &recent", self)
         menus["file"].insertMenu(menus["file"].actions()[1], self.recent_menu)
         self._rebuild_recent()
@@ -191,6 +210,18 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog = ShortcutsDialog(self.shortcut_rows, self)
         self.shortcuts_dialog.open()
         return self.shortcuts_dialog
+
+    def _key_a(self) -> None:
+        if not self.review_flow.accept_selected():
+            self.run_analysis()
+
+    def _key_r(self) -> None:
+        if not self.review_flow.reject_selected():
+            self.reset_view()
+
+    def _key_escape(self) -> None:
+        if not self.editor.cancel_draw():
+            self.cancel_analysis()
 
     def _toggle_compare(self, mode: str) -> None:
         self.state.compare = "off" if self.state.compare == mode else mode
@@ -339,6 +370,7 @@ class MainWindow(QMainWindow):
         self.study = study
         self.study_path = path
         self.analysis = None
+        self.review_flow.close()
         self.grid.begin_study(study, keep=self._preview)
         self.side.show_study(study)
         self.setWindowTitle(f"{APP_NAME} — {study.patient_id} ({path.name})")
@@ -363,6 +395,7 @@ class MainWindow(QMainWindow):
         if study.warnings:
             msg += f"; {len(study.warnings)} file(s) skipped (see side panel)"
         self.statusBar().showMessage(msg)
+        self.review_flow.open(study, None)  # a saved review comes back without running the analysis
         self.study_ready.emit(study)
         if self.state.auto_analyze:
             self.run_analysis()
@@ -446,6 +479,7 @@ class MainWindow(QMainWindow):
         self.side.show_analysis(analysis)
         self.grid.set_analysis(analysis)
         self.statusBar().showMessage("Analysis finished" + (" — not for clinical use" if analysis.not_for_clinical_use else ""))
+        self.review_flow.open(self.study, analysis)
         self.analysis_finished.emit(analysis)
 
     @Slot(str)
@@ -476,6 +510,7 @@ class MainWindow(QMainWindow):
         for job in (self._load_job, self._analysis_job):
             if job is not None:
                 job.cancel()
+        self.review_flow.wait_exports(timeout_ms)
         for t in list(self._threads):
             t.quit()
             t.wait(timeout_ms)

@@ -66,8 +66,13 @@ class ReadingViewBox(pg.ViewBox):
     """ViewBox where right-drag (or Ctrl+left-drag) sets window/level; left-drag pans, wheel zooms."""
 
     window_drag = Signal(float, float)
+    drag_hook = None  # callable(ev) -> bool: True when the review editor takes a left-drag (vertex move)
 
     def mouseDragEvent(self, ev, axis=None):
+        if (ev.button() == Qt.MouseButton.LeftButton and not ev.modifiers() & Qt.KeyboardModifier.ControlModifier
+                and self.drag_hook is not None and self.drag_hook(ev)):
+            ev.accept()
+            return
         wl = ev.button() == Qt.MouseButton.RightButton or (
             ev.button() == Qt.MouseButton.LeftButton and ev.modifiers() & Qt.KeyboardModifier.ControlModifier
         )
@@ -116,6 +121,8 @@ class ViewPanel(QWidget):
             item.setZValue(z)
             self.vb.addItem(item, ignoreBounds=item is not self.image_item)
         self.contour_items: list = []
+        self.editor = None  # ReviewEditor: findings of the review drawn and edited here
+        self.vb.drag_hook = lambda ev: self.editor is not None and self.editor.drag(self, ev)
 
         self.title = QLabel(self.graphics)
         self.set_active(False)
@@ -153,8 +160,10 @@ class ViewPanel(QWidget):
     def _on_window_drag(self, dx: float, dy: float) -> None:
         self.window_drag.emit(self.shown_energy, dx, dy)
 
-    def _on_clicked(self, *_) -> None:
+    def _on_clicked(self, ev=None, *_) -> None:
         self.activated.emit(self.key)
+        if ev is not None and self.editor is not None and self.editor.click(self, ev):
+            ev.accept()
 
     # -- what is shown ---------------------------------------------------------
     @property
@@ -368,10 +377,15 @@ class ViewPanel(QWidget):
         self.contour_items = []
         img = self.current
         vr = self.view_result
+        if img is not None and self.state.show_contours and self.editor is not None and self.editor.active:
+            # The review's findings (by state, editable) replace the raw AI contours.
+            for it in self.editor.items_for(self):
+                self.vb.addItem(it, ignoreBounds=True)
+                self.contour_items.append(it)
         if img is None or vr is None:
             self.heat_item.hide()
             return
-        if self.state.show_contours:
+        if self.state.show_contours and (self.editor is None or not self.editor.active):
             for i, lesion in enumerate(vr.lesions):
                 pts = img.flips.to_display(np.asarray(lesion.polygon, dtype=float), img.shape)
                 if len(pts) < 2:

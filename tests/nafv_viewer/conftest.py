@@ -103,3 +103,9 @@ def demo_window(make_window, qtbot, demo_dir):
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(demo_dir)
     return w
+
+
+@pytest.fixture(autouse=True)
+def _review_data_dir(tmp_path, monkeypatch):
+    """Reviews autosave under tmp_path, never in the user's data folder."""
+    monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path / "nafv-data"))

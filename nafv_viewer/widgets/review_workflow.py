@@ -1,0 +1,262 @@
+"""The review in the reading window: open/restore it, show its panels, review keys, File-menu exports.
+
+:class:`ReviewWorkflow` belongs to the :class:`MainWindow`. When a study is
+on screen it restores the study's saved review (or starts an empty one) from
+:class:`~core_model.review_store.ReviewStore`; when an analysis finishes it
+adds the AI's proposals to a review that has none yet (a review with the
+reader's decisions on the AI's findings is never replaced by a new run). It
+builds the findings and assessment panels around one
+:class:`~nafv_viewer.widgets.findings_panel.ReviewController`, hands that
+controller to the contour editor on the views, and runs exports as jobs off
+the GUI thread.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from core_model.errors import NafvError
+from core_model.review import Review, ReviewSession, review_from_analysis
+from core_model.review_store import ReviewStore, study_identity
+from nafv_viewer.widgets.assessment_panel import AssessmentPanel
+from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
+from nafv_viewer.worker import Job, start_job
+
+EXPORT_KINDS = ("pdf", "seg", "json", "all")
+
+
+class ExportJob(Job):
+    """Writes the chosen exports of a snapshot of the review; ``finished(list of message lines)``."""
+
+    def __init__(self, kind: str, review: Review, study: Any, analysis: Any, out_dir: Path, deidentify: bool, heatmaps: bool):
+        super().__init__()
+        self.kind, self.review, self.study, self.analysis = kind, review, study, analysis
+        self.out_dir, self.deidentify, self.heatmaps = Path(out_dir), deidentify, heatmaps
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            self.finished.emit(self._export())
+        except NafvError as err:
+            self.errored.emit(str(err))
+        except OSError as err:
+            self.errored.emit(f"could not write to {self.out_dir}: {err.strerror or err}")
+
+    def _export(self) -> list[str]:
+        from core_model.export.dicom_seg import export_dicom_seg
+        from core_model.export.pdf import export_pdf, heatmaps_from
+        from core_model.export.review_json import export_review_json
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        lines: list[str] = []
+        if self.kind in ("pdf", "all"):
+            heat = heatmaps_from(self.analysis) if (self.heatmaps and self.analysis is not None) else None
+            if self.heatmaps and not heat:
+                lines.append("PDF: no heatmaps to include (the analysis has not run in this session)")
+            p = export_pdf(self.review, self.study, self.out_dir / "report.pdf", deidentify=self.deidentify, heatmaps=heat or None)
+            lines.insert(0, f"wrote {p}")
+        if self.kind in ("json", "all"):
+            lines.append(f"wrote {export_review_json(self.review, self.out_dir / 'review.json', deidentify=self.deidentify)}")
+        if self.kind in ("seg", "all"):
+            seg = export_dicom_seg(self.review, self.study, self.out_dir / "seg")
+            lines += [f"wrote {p}" for p in seg.written.values()]
+            lines += [f"DICOM SEG: {m}" for m in seg.skipped]
+            if not seg.written and not seg.skipped:
+                lines.append("DICOM SEG: no accepted or edited finding to export")
+        return lines
+
+
+class ReviewWorkflow(QObject):
+    review_opened = Signal(object)  # Review
+    export_finished = Signal(list)  # message lines: what was written where, what was not and why
+    export_failed = Signal(str)
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.store: ReviewStore | None = None
+        self.controller: ReviewController | None = None
+        self.findings_panel = None
+        self.assessment_panel = None
+        self.study = None
+        self.last_export_dir: Path | None = None
+        self.export_messages: list[str] = []
+        self._export_job: ExportJob | None = None
+        self._export_threads: list[QThread] = []
+        self.deidentify_action = QAction("De-identify exports (PDF and JSON)", self)
+        self.deidentify_action.setCheckable(True)
+        self.heatmaps_action = QAction("Include heatmaps in the PDF", self)
+        self.heatmaps_action.setCheckable(True)
+        window.editor.message.connect(lambda m: window.statusBar().showMessage(m, 8000))
+
+    # -- menus and keys -----------------------------------------------------------
+    def shortcut_rows(self) -> list[tuple[str, str, str, Any]]:
+        ed = self.window.editor
+        return [
+            ("review", "D", "Draw a new contour on a view (click its points)", ed.start_draw),
+            ("review", "Return", "Close the contour being drawn", ed.finish_draw),
+            ("review", "Delete", "Delete the selected finding", lambda: self.controller and self.controller.delete_selected()),
+            ("review", "Ctrl+Z", "Undo the last review change", self.undo),
+            ("review", "Ctrl+Shift+Z", "Redo", self.redo),
+            ("review", "Shift+C", "Rejected contours shown faint / hidden", lambda: ed.set_show_rejected(not ed.show_rejected)),
+            ("file", "Ctrl+P", "Export the PDF report…", lambda: self.export("pdf")),
+            ("file", "Ctrl+Shift+S", "Export DICOM SEG of accepted/edited contours…", lambda: self.export("seg")),
+            ("file", "Ctrl+J", "Export the review as JSON…", lambda: self.export("json")),
+            ("file", "Ctrl+Shift+E", "Export all (PDF, DICOM SEG, JSON)…", lambda: self.export("all")),
+        ]
+
+    @staticmethod
+    def mouse_rows() -> list[tuple[str, str]]:
+        return [
+            ("Click a contour", "Select the finding (the findings list follows)"),
+            ("Drag a square handle", "Move that vertex of the selected contour"),
+            ("Shift+click", "Add a vertex to the selected contour on its nearest side"),
+            ("Ctrl+click / right-click a handle", "Remove that vertex"),
+            ("D, clicks, Enter / double-click", "Draw a finding the AI missed; Esc cancels"),
+            ("Findings list: A / R / Delete", "Accept / reject / delete; Link CC+MLO with two rows selected"),
+        ]
+
+    def add_menu_options(self, file_menu) -> None:
+        file_menu.addSeparator()
+        file_menu.addAction(self.deidentify_action)
+        file_menu.addAction(self.heatmaps_action)
+
+    # -- the review of the open study ------------------------------------------------
+    def close(self) -> None:
+        """Drop the panels of the previous study (its review is already on disk)."""
+        self.window.editor.set_controller(None)
+        tabs = self.window.review_tabs
+        while tabs.count():
+            w = tabs.widget(0)
+            tabs.removeTab(0)
+            w.deleteLater()
+        if self.controller is not None:
+            self.controller.deleteLater()
+        self.controller = self.findings_panel = self.assessment_panel = None
+        self.study = None
+
+    def open(self, study, analysis=None) -> Review | None:
+        """Restore (or start) ``study``'s review; add ``analysis``'s proposals if it has none yet."""
+        if study is None:
+            return None
+        try:
+            if self.controller is None or self.study is not study:
+                self.close()
+                self.store = ReviewStore()
+                review = self.store.open(study, analysis)
+                self._install(study, review)
+                if review.revision > 0 and (review.findings or review.reader):
+                    self.window.statusBar().showMessage(f"Saved review restored ({len(review.findings)} finding(s))", 8000)
+            elif analysis is not None and not self.controller.review.ai.get("ran"):
+                self._add_ai(study, analysis)
+        except NafvError as err:
+            self.window.show_error("Review not available", str(err))
+            return None
+        return self.controller.review
+
+    def _add_ai(self, study, analysis) -> None:
+        # Not an undoable edit: the AI's proposals arrive once, beside whatever the reader drew.
+        review = self.controller.review
+        fresh = review_from_analysis(analysis, study, review.identity)
+        for f in fresh.findings.values():
+            f.id = review.new_id()
+            review.findings[f.id] = f
+        review.ai = fresh.ai
+        review.touch()
+        self.store.save(review)
+        self.controller.changed.emit("analysis")
+
+    def _install(self, study, review: Review) -> None:
+        self.study = study
+        self.controller = ReviewController(ReviewSession(review, self.store), self)
+        self.findings_panel = FindingsPanel(self.controller)
+        self.assessment_panel = AssessmentPanel(self.controller)
+        tabs = self.window.review_tabs
+        tabs.addTab(self.findings_panel, "Findings")
+        tabs.addTab(self.assessment_panel, "Assessment")
+        self.controller.error.connect(lambda m: self.window.statusBar().showMessage(m, 10000))
+        self.controller.selection_changed.connect(self._follow_selection)
+        self.window.editor.set_controller(self.controller)
+        self.review_opened.emit(review)
+
+    def _follow_selection(self, fid: str) -> None:
+        f = self.controller.review.findings.get(fid) if self.controller else None
+        if f is not None and self.window.state.active_view != f.key:
+            self.window.state.active_view = f.key
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.controller is None else self.store.path_for(self.controller.review.identity)
+
+    # -- actions ----------------------------------------------------------------------
+    def accept_selected(self) -> bool:
+        return self.controller is not None and bool(self.controller.selected) and (self.controller.accept_selected() or True)
+
+    def reject_selected(self) -> bool:
+        return self.controller is not None and bool(self.controller.selected) and (self.controller.reject_selected() or True)
+
+    def undo(self) -> None:
+        if self.controller is not None:
+            self.controller.stack.undo()
+
+    def redo(self) -> None:
+        if self.controller is not None:
+            self.controller.stack.redo()
+
+    # -- exports -------------------------------------------------------------------------
+    def export(self, kind: str, out_dir: str | Path | None = None) -> ExportJob | None:
+        """Export into ``out_dir`` (asked for when None), off the GUI thread; see ``export_finished``."""
+        if kind not in EXPORT_KINDS:
+            raise ValueError(kind)
+        if self.controller is None or self.study is None:
+            self.window.show_error("Nothing to export", "Open a study first.")
+            return None
+        if self._export_job is not None:
+            self.window.statusBar().showMessage("An export is still running…")
+            return None
+        if out_dir is None:
+            start = str(self.last_export_dir or (self.window.study_path or Path.home()))
+            chosen = QFileDialog.getExistingDirectory(self.window, "Export into folder", start)
+            if not chosen:
+                return None
+            out_dir = chosen
+        self.last_export_dir = Path(out_dir)
+        job = ExportJob(kind, copy.deepcopy(self.controller.review), self.study, self.window.analysis, Path(out_dir),
+                        self.deidentify_action.isChecked(), self.heatmaps_action.isChecked())
+        self._export_job = job
+        job.finished.connect(self._on_export_done)
+        job.errored.connect(self._on_export_error)
+        self.window.statusBar().showMessage(f"Exporting into {out_dir} …")
+        thread = start_job(job, self)
+        self._export_threads.append(thread)
+        thread.finished.connect(lambda t=thread: t in self._export_threads and self._export_threads.remove(t))
+        return job
+
+    @Slot(object)
+    def _on_export_done(self, lines: list) -> None:
+        self._export_job = None
+        self.export_messages = list(lines)
+        self.window.statusBar().showMessage(f"Exported into {self.last_export_dir}", 15000)
+        box = QMessageBox(QMessageBox.Icon.Information, "Export finished",
+                          f"Exported into {self.last_export_dir}", QMessageBox.StandardButton.Ok, self.window)
+        box.setInformativeText("\n".join(lines))
+        box.open()  # non-blocking
+        self.export_box = box
+        self.export_finished.emit(list(lines))
+
+    @Slot(str)
+    def _on_export_error(self, message: str) -> None:
+        self._export_job = None
+        self.window.show_error("Export failed", message)
+        self.export_failed.emit(message)
+
+    def wait_exports(self, timeout_ms: int) -> None:
+        for t in list(self._export_threads):
+            t.quit()
+            t.wait(timeout_ms)
