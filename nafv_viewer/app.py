@@ -1,7 +1,7 @@
 """``nafv-viewer``: open the reading window, or render it headless to a PNG (--screenshot).
 
     nafv-viewer [PATH [--patient ID] | --demo] [--analyze] [--layout 4up|8up|1up] [--energy le|rc]
-                [--screenshot OUT.png] [--seg-weights F] [--cls-weights F]
+                [--screenshot OUT.png [--review-demo]] [--seg-weights F] [--cls-weights F]
 
 With --screenshot the window is rendered offscreen (when there is no display),
 saved, and the program exits 0; a study or analysis that cannot be done prints
@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=LAYOUTS, default=None)
     p.add_argument("--energy", choices=ENERGIES, default=None)
     p.add_argument("--screenshot", metavar="OUT.png", help="render the window offscreen, save it, exit")
+    p.add_argument("--review-demo", action="store_true",
+                   help="with --screenshot --analyze: show a review in progress (first finding edited, one rejected, "
+                        "one selected), kept in a temporary folder, never in your saved reviews")
     p.add_argument("--size", default="1600x1000", help="window size for --screenshot, WxH (default 1600x1000)")
     p.add_argument("--seg-weights", help="segmentation weights (.safetensors with its .json card)")
     p.add_argument("--cls-weights", help="classifier weights (.safetensors with its .json card)")
@@ -71,7 +74,27 @@ def _wait_for(signals: dict, timeout_s: float):
     return result[0] if result else ("timeout", ())
 
 
-def _screenshot(window, app, path: Path | None, out: Path, analyze: bool, patient: str | None = None) -> int:
+def _review_in_progress(window) -> None:
+    """Edit the review the way a reader would, for a documentation screenshot (see --review-demo)."""
+    from core_model.review import MoveVertex
+
+    ctl = window.review_flow.controller
+    if ctl is None or not ctl.review.findings:
+        return
+    findings = list(ctl.review.findings.values())
+    first = findings[0]
+    x, y = first.polygon[0]
+    ctl.push(MoveVertex(first.id, 0, (x - 12.0, y - 12.0)))  # a vertex moved: the finding is "edited"
+    if len(findings) > 2:
+        ctl.select(findings[-1].id)
+        ctl.reject_selected()
+    ctl.select(findings[1].id if len(findings) > 1 else first.id)
+    ctl.accept_selected()
+    window.review_tabs.setCurrentWidget(window.review_flow.findings_panel)
+
+
+def _screenshot(window, app, path: Path | None, out: Path, analyze: bool, patient: str | None = None,
+                review_demo: bool = False) -> int:
     w, h = window._screenshot_size
     window.resize(w, h)
     window.show()
@@ -98,6 +121,8 @@ def _screenshot(window, app, path: Path | None, out: Path, analyze: bool, patien
             if name != "done":
                 print(f"nafv-viewer: analysis failed: {a[0] if a else name}", file=sys.stderr)
                 return 2
+            if review_demo:
+                _review_in_progress(window)
     for _ in range(3):
         app.processEvents()
     window.grid.reset_zoom()
@@ -130,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nafv-viewer: {args.path}: no such file or folder", file=sys.stderr)
         return 2
     headless = args.screenshot is not None
+    if args.review_demo:
+        if not (headless and args.analyze):
+            print("nafv-viewer: --review-demo needs --screenshot and --analyze", file=sys.stderr)
+            return 2
+        os.environ["NAFV_DATA_DIR"] = tempfile.mkdtemp(prefix="nafv-review-demo-")
     if headless and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -153,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.analyze:
             window.state.auto_analyze = False  # run exactly once, below
         try:
-            return _screenshot(window, app, path, Path(args.screenshot), args.analyze, args.patient)
+            return _screenshot(window, app, path, Path(args.screenshot), args.analyze, args.patient, args.review_demo)
         finally:
             window.shutdown()
             window.close()

@@ -39,6 +39,7 @@ STATE_PENS = {
 SELECTED_WIDTH = 4
 DRAFT_PEN = dict(color=(255, 80, 200), width=2, style=Qt.PenStyle.DashLine)
 HANDLE_PX = 9  # a vertex is "hit" within this many screen pixels
+HANDLE_SIZE = 6  # drawn smaller than the hit area: AI contours have many vertices
 
 
 def to_original(flips, xy, shape) -> np.ndarray:
@@ -170,8 +171,8 @@ class ReviewEditor(QObject):
             label.setZValue(6)
             items.append(label)
             if f.id == selected:
-                handles = pg.ScatterPlotItem(pts[:, 0], pts[:, 1], size=HANDLE_PX, symbol="s",
-                                             pen=pg.mkPen("w"), brush=pg.mkBrush(spec["color"]), pxMode=True)
+                handles = pg.ScatterPlotItem(pts[:, 0], pts[:, 1], size=HANDLE_SIZE, symbol="s",
+                                             pen=pg.mkPen((255, 255, 255, 200)), brush=pg.mkBrush(spec["color"]), pxMode=True)
                 handles.setZValue(7)
                 items.append(handles)
         if self.mode == "draw" and self.draft and self.draft_key == panel.key:

@@ -338,3 +338,10 @@ def test_shortcuts_help_lists_review_keys(demo_window, qtbot):
     assert "Accept" in rows["A"] and "Reject" in rows["R"] and "Draw" in rows["D"]
     assert any("vertex" in text for text in rows.values())
     assert w.shortcuts_dialog.isVisible()
+
+
+def test_review_demo_option_needs_a_headless_analysed_screenshot(capsys):
+    from nafv_viewer.app import main
+
+    assert main(["--demo", "--review-demo"]) == 2
+    assert "--review-demo needs --screenshot and --analyze" in capsys.readouterr().err
