@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QTableWidgetSelectionRange
 
 from core_model.review import ACCEPTED, EDITED, PROPOSED, REJECTED
 from core_model.study import VIEW_KEYS
@@ -144,7 +144,8 @@ def test_vertex_drag_on_flipped_right_view_stores_original_coordinates(reviewed,
     _drag(p, start, target)
     assert f.state == EDITED and len(f.polygon) == 4
     scene = p.vb.mapSceneToView(p.graphics.mapToScene(target))
-    expect = to_original(img.flips, (scene.x(), scene.y()), img.shape)[0]
+    h, wd = img.shape
+    expect = (wd - scene.x() - 0.5, scene.y() - 0.5)  # mirrored left-right; pixel centres at +0.5 (Flips.to_display)
     nx, ny = f.polygon[0]
     assert (nx, ny) == pytest.approx(tuple(expect), abs=0.01)
     assert nx < x0 - 5 and ny > y0 + 5  # mirrored: right on screen is left in the original image
@@ -198,7 +199,7 @@ def test_draw_a_missed_finding_with_clicks_and_cancel(reviewed, qtbot):
     assert len(review.findings) == n0 + 1
     new = review.findings[w.review_flow.controller.selected]
     assert new.key == "R_MLO" and new.origin == "reader" and new.state == ACCEPTED
-    expect = to_original(img.flips, np.array(corners), img.shape)
+    expect = np.array([(wd - x - 0.5, y - 0.5) for x, y in corners])  # mirrored view
     assert np.allclose(np.array(new.polygon), expect, atol=1.0)
     assert new.polygon[0][0] > new.polygon[1][0]  # mirrored view: screen left-to-right is right-to-left
     assert _saved(w)[new.id]["origin"] == "reader"
@@ -222,12 +223,11 @@ def test_review_restores_exactly_on_reopen_without_analysis(reviewed, make_windo
     ap.birads["L"].setCurrentText("4B")
     ap.reader.setText("Dr Test")
     ap.commit_reader()
-    panel = w.findings_panel = w.review_flow.findings_panel
+    panel = w.review_flow.findings_panel
     mlo = _finding(w, "L_MLO")
     ids = list(ctl.review.findings)
-    panel.table.selectRow(ids.index(fl.id))
-    panel.table.setRangeSelected(
-        __import__("PySide6.QtWidgets", fromlist=["QTableWidgetSelectionRange"]).QTableWidgetSelectionRange(ids.index(mlo.id), 0, ids.index(mlo.id), 5), True)
+    panel.table.selectRow(ids.index(fl.id))  # two rows selected in the list: the L CC and L MLO findings
+    panel.table.setRangeSelected(QTableWidgetSelectionRange(ids.index(mlo.id), 0, ids.index(mlo.id), 5), True)
     assert panel.link_selected()
     before = ctl.review.to_dict()
     w.close()
@@ -283,7 +283,7 @@ def test_pdf_and_json_export_from_the_file_menu(reviewed, qtbot, tmp_path, monke
     data = json.loads((out / "review.json").read_text())
     text = json.dumps(data)
     assert "P66" not in text  # de-identified
-    states = {x["id"]: x["state"] for x in data["review"]["findings"]} if "review" in data else {x["id"]: x["state"] for x in data["findings"]}
+    states = {x["id"]: x["state"] for x in data["findings"]}
     assert states[f.id] == ACCEPTED and sorted(states.values()).count(PROPOSED) == 3
     # SEG of a study that is not DICOM: says what is missing, and "all" still writes the PDF and JSON.
     out2 = tmp_path / "all"
@@ -322,8 +322,12 @@ def test_dicom_seg_export_from_the_gui_matches_the_contour(make_window, qtbot, t
     files = sorted(out.glob("seg/*.dcm"))
     assert len(files) == 1 and any(str(files[0]) in line for line in blocker.args[0])
     read = read_seg_masks(files[0])
-    masks = [m for k, m in read["masks"].items()] if "masks" in read else [v for v in read.values() if hasattr(v, "shape")]
+    masks = list(read["masks"].values())
     assert len(masks) == 1
+    import pydicom
+
+    source = w.study.get("L_CC", "rc").source
+    assert read["source_sop_instance_uid"] == str(pydicom.dcmread(source, stop_before_pixels=True).SOPInstanceUID)
     expect = polygon_mask(f.polygon, w.study.get("L_CC", "rc").shape)
     inter = np.logical_and(masks[0], expect).sum()
     assert inter / np.logical_or(masks[0], expect).sum() > 0.98
