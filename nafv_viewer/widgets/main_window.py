@@ -319,10 +319,7 @@ class MainWindow(QMainWindow):
     def open_study(self, path: str | Path, patient: str | None = None) -> None:
         """Start loading ``path``; panels fill in as images arrive. Errors go to :meth:`show_error`."""
         path = Path(path)
-        if self._analysis_job is not None:  # its result would belong to the previous study
-            self._analysis_job.cancel()
-            self._analysis_job = None
-            self.side.set_running(False)
+        self._drop_analysis()  # its result would belong to the previous study
         if self._load_job is not None:
             self._load_job.cancel()
         self._t_open = time.perf_counter()
@@ -367,6 +364,7 @@ class MainWindow(QMainWindow):
             return
         path = self._load_job.path
         self.load_timings["study_read_s"] = time.perf_counter() - self._t_open
+        self._drop_analysis()  # none may run on the study being replaced
         self.study = study
         self.study_path = path
         self.analysis = None
@@ -445,6 +443,11 @@ class MainWindow(QMainWindow):
         if self.study is None:
             self.show_error("Nothing to analyse", "Open a study first.")
             return
+        if self._load_job is not None:
+            # self.study is still the previous patient's: analysing it now would
+            # put the wrong patient's findings on the study being opened.
+            self.statusBar().showMessage("A study is still opening: run the analysis when it is on screen")
+            return
         if self._analysis_job is not None:
             return
         job = AnalysisJob(self.study, self._cached_analyzer)
@@ -458,6 +461,14 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Analysis running…")
         self._track(start_job(job, self))
 
+    def _drop_analysis(self) -> None:
+        """Cancel the running analysis and forget it: its result, if any still comes, is ignored."""
+        if self._analysis_job is not None:
+            self._analysis_job.cancel()
+            self._analysis_job = None
+            self.side.set_running(False)
+            self.side.stage_label.setText("cancelled: another study was opened")
+
     def cancel_analysis(self) -> None:
         if self._analysis_job is not None:
             self._analysis_job.cancel()
@@ -470,9 +481,14 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_analysis_done(self, analysis) -> None:
-        if not self._current(self._analysis_job):
+        job = self._analysis_job
+        if not self._current(job):
             return
         self._analysis_job = None
+        if job.study is not self.study:  # started for another patient: never show or save it here
+            self.side.set_running(False)
+            self.statusBar().showMessage("Analysis result dropped: it was for a study that is no longer open")
+            return
         self.analysis = analysis
         self.side.set_running(False)
         self.side.set_progress("done", 1.0)
