@@ -33,6 +33,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from core_model.orientation import chest_wall_side
+
 MG_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
 
 # SNOMED CT codes of the DICOM view code context group (CID 4014).
@@ -59,25 +61,22 @@ def _column_direction(side: str, view: str) -> str:
 
 
 def chest_wall_on_left(pixels: np.ndarray) -> bool:
-    """True when the chest wall is on the image's left.
+    """True when the chest wall is on the image's left (see :mod:`core_model.orientation`)."""
+    return chest_wall_side(pixels) == "left"
 
-    The breast is widest at the chest wall and tapers to the nipple, so of the
-    two outermost tenths of the columns holding tissue, the chest-wall one has
-    the higher mean. (Resized or padded images need not touch the edge.)
+
+def patient_orientation(pixels: np.ndarray, side: str, view: str, chest_wall: str | None = None) -> list[str]:
+    """DICOM PatientOrientation (row direction, column direction) for the pixels as given.
+
+    ``chest_wall`` ("left"/"right") is the caller's knowledge of the chest-wall
+    edge; when None it is detected from the breast outline.
     """
-    profile = pixels.astype(np.float32, copy=False).mean(axis=0)
-    tissue = np.flatnonzero(profile > 0.05 * float(profile.max()))
-    if tissue.size == 0:
-        return True
-    a, b = int(tissue[0]), int(tissue[-1])
-    k = max(1, (b - a + 1) // 10)
-    return float(profile[a:a + k].mean()) >= float(profile[b - k + 1:b + 1].mean())
-
-
-def patient_orientation(pixels: np.ndarray, side: str, view: str) -> list[str]:
-    """DICOM PatientOrientation (row direction, column direction) for the pixels as given."""
+    if chest_wall is None:
+        chest_wall = chest_wall_side(pixels)
+    elif chest_wall not in ("left", "right"):
+        raise ValueError(f"chest_wall must be 'left' or 'right', not {chest_wall!r}")
     # Columns run from the chest wall to the nipple (anterior) when the breast hangs off the left edge.
-    row = "A" if chest_wall_on_left(pixels) else "P"
+    row = "A" if chest_wall == "left" else "P"
     return [row, _column_direction(side, view)]
 
 
@@ -118,6 +117,7 @@ def write_mg_dicom(
     transfer_syntax: str | None = None,
     synthetic: bool = False,
     patient_name: str | None = None,
+    chest_wall: str | None = None,
     **extra_tags: Any,
 ) -> Path:
     """Write ``pixels`` (uint8, or uint16/integers 0..65535) as one MG image and return the path.
@@ -129,6 +129,9 @@ def write_mg_dicom(
     (and from side, view and energy for the series), so files written for one
     patient form one study. ``extra_tags`` are DICOM keywords set last; a value
     of None removes that tag (tests use this to write files that lack a tag).
+    ``chest_wall`` ("left"/"right") sets PatientOrientation from the caller's
+    knowledge (e.g. one decision for both energies of a view, see
+    :func:`core_model.orientation.chest_wall_side_pair`); None detects it.
     """
     side, view, energy = side.upper(), view.upper(), energy.lower()
     if side not in ("L", "R") or view not in VIEW_CODES or energy not in IMAGE_TYPE:
@@ -190,7 +193,7 @@ def write_mg_dicom(
     code.CodingSchemeDesignator = "SCT"
     code.ViewModifierCodeSequence = Sequence()
     ds.ViewCodeSequence = Sequence([code])
-    ds.PatientOrientation = patient_orientation(px, side, view)
+    ds.PatientOrientation = patient_orientation(px, side, view, chest_wall)
     if pixel_spacing_mm is not None:
         sp = (pixel_spacing_mm, pixel_spacing_mm) if np.isscalar(pixel_spacing_mm) else pixel_spacing_mm
         ds.ImagerPixelSpacing = [f"{float(s):.6g}" for s in sp]
