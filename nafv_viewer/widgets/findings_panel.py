@@ -47,24 +47,38 @@ STATE_TEXT = {PROPOSED: "? proposed", ACCEPTED: "✓ accepted", EDITED: "✎ edi
 
 
 class _UndoEntry(QUndoCommand):
-    """Wraps one review command; the first redo is skipped because the controller already applied it."""
+    """Wraps one review command.
+
+    ``_skip`` makes the next redo/undo a no-op: the first redo (the controller
+    already applied the command) and the step that puts the stack index back
+    after a failed save (the review was already rolled back).
+    """
 
     def __init__(self, controller: "ReviewController", cmd: Command):
         super().__init__(cmd.text)
-        self._controller, self._cmd, self._applied = controller, cmd, True
+        self._controller, self._cmd, self._skip = controller, cmd, True
 
     def redo(self) -> None:
-        if self._applied:
-            self._applied = False
+        if self._skip:
+            self._skip = False
             return
-        self._controller._run(lambda: self._controller.session.apply(self._cmd, "redo"))
+        self._controller._run(self, lambda: self._controller.session.apply(self._cmd, "redo"))
 
     def undo(self) -> None:
-        self._controller._run(lambda: self._controller.session.revert(self._cmd))
+        if self._skip:
+            self._skip = False
+            return
+        self._controller._run(self, lambda: self._controller.session.revert(self._cmd))
 
 
 class ReviewController(QObject):
-    """Applies review commands (saved at once) and keeps them on a QUndoStack."""
+    """Applies review commands (saved at once) and keeps them on a QUndoStack.
+
+    Undo and redo go through :meth:`undo` / :meth:`redo`, never the stack
+    directly: when a save fails the session rolls the review back, and the
+    stack index must then be put back too, or the next redo would apply a
+    command twice (e.g. insert a vertex again) and corrupt the contour.
+    """
 
     changed = Signal(str)  # "do" / "undo" / "redo"
     selection_changed = Signal(str)  # finding id, "" for none
@@ -75,6 +89,7 @@ class ReviewController(QObject):
         self.session = session
         self.stack = QUndoStack(self)
         self.selected: str = ""
+        self._failed: tuple[_UndoEntry, str] | None = None
         session.subscribe(lambda review, cmd, how: self.changed.emit(how))
 
     @property
@@ -91,11 +106,31 @@ class ReviewController(QObject):
         self.stack.push(_UndoEntry(self, cmd))
         return True
 
-    def _run(self, fn) -> None:
+    def _run(self, entry: _UndoEntry, fn) -> None:
         try:
             fn()
         except NafvError as err:  # e.g. the disk is full: the session rolled the change back
-            self.error.emit(str(err))
+            self._failed = (entry, str(err))
+
+    def _step(self, move, what: str) -> bool:
+        index = self.stack.index()
+        self._failed = None
+        move()
+        if self._failed is None:
+            return self.stack.index() != index
+        entry, message = self._failed
+        self._failed = None
+        entry._skip = True  # the review is as before the step: move the index back without re-running it
+        self.stack.setIndex(index)
+        self.error.emit(f"{message} — the {what} was not done; the review is unchanged")
+        return False
+
+    def undo(self) -> bool:
+        """Undo the last change; False when there was none or saving failed (the review is then unchanged)."""
+        return self._step(self.stack.undo, "undo")
+
+    def redo(self) -> bool:
+        return self._step(self.stack.redo, "redo")
 
     def select(self, fid: str) -> None:
         fid = fid if fid in self.review.findings else ""
@@ -162,8 +197,8 @@ class FindingsPanel(QWidget):
         self.delete_btn.clicked.connect(controller.delete_selected)
         self.link_btn.clicked.connect(self.link_selected)
         self.unlink_btn.clicked.connect(self.unlink_selected)
-        self.undo_btn.clicked.connect(controller.stack.undo)
-        self.redo_btn.clicked.connect(controller.stack.redo)
+        self.undo_btn.clicked.connect(controller.undo)
+        self.redo_btn.clicked.connect(controller.redo)
         # Keys on the list itself (A, R, Delete, Undo, Redo): the main window may add global
         # actions from controller.stack.createUndoAction without both firing.
         self.table.installEventFilter(self)
@@ -181,10 +216,10 @@ class FindingsPanel(QWidget):
     def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
         if obj is self.table and event.type() == QEvent.Type.KeyPress:
             if event.matches(QKeySequence.StandardKey.Undo):
-                self.controller.stack.undo()
+                self.controller.undo()
                 return True
             if event.matches(QKeySequence.StandardKey.Redo):
-                self.controller.stack.redo()
+                self.controller.redo()
                 return True
             if event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier):
                 action = {Qt.Key.Key_A: self.controller.accept_selected, Qt.Key.Key_R: self.controller.reject_selected,

@@ -203,11 +203,11 @@ class ReviewWorkflow(QObject):
 
     def undo(self) -> None:
         if self.controller is not None:
-            self.controller.stack.undo()
+            self.controller.undo()
 
     def redo(self) -> None:
         if self.controller is not None:
-            self.controller.stack.redo()
+            self.controller.redo()
 
     # -- exports -------------------------------------------------------------------------
     def export(self, kind: str, out_dir: str | Path | None = None) -> ExportJob | None:

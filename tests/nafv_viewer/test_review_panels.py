@@ -160,3 +160,35 @@ def test_failed_save_is_shown_and_the_change_rolled_back(setup, monkeypatch):
     assert not c.accept_selected()
     assert c.review.findings["F1"].state == "proposed" and panel.table.item(0, 3).text() == "? proposed"
     assert "No space left" in panel.message.text() and not c.stack.canUndo()
+
+
+@pytest.mark.parametrize("step", ["undo", "redo"])
+def test_failed_save_during_undo_or_redo_keeps_stack_and_contour_in_step(setup, monkeypatch, step):
+    from core_model.review import InsertVertex
+    from core_model.review_store import ReviewStoreError
+
+    store, study, c, panel, _ = setup
+    original = list(c.review.findings["F1"].polygon)
+    assert c.push(InsertVertex("F1", 1, (10.0, 2.0)))
+    if step == "redo":
+        assert c.undo() and c.review.findings["F1"].polygon == original
+    real_save = store.save
+    index, before = c.stack.index(), list(c.review.findings["F1"].polygon)
+
+    def full(review):
+        raise ReviewStoreError("the review could not be saved (No space left on device)")
+
+    monkeypatch.setattr(store, "save", full)
+    assert not getattr(c, step)()
+    assert c.review.findings["F1"].polygon == before  # rolled back ...
+    assert c.stack.index() == index  # ... and the stack agrees with it
+    assert f"the {step} was not done" in panel.message.text() and "No space left" in panel.message.text()
+    monkeypatch.setattr(store, "save", real_save)
+    # The disk is back: the same step now works once, and the contour is never doubled.
+    assert getattr(c, step)()
+    expected = original if step == "undo" else original[:1] + [(10.0, 2.0)] + original[1:]
+    assert c.review.findings["F1"].polygon == expected
+    assert not getattr(c, step)()  # nothing left to step over
+    while c.undo():
+        pass
+    assert c.review.findings["F1"].polygon == original and _saved(store, c)["findings"][0]["polygon"] == [list(p) for p in original]
