@@ -57,6 +57,22 @@ def choose_patient(patients: list[str], patient: str | None, root: Path, normali
     raise StudyLoadError(f"patient {patient} is not in this folder; it holds {describe_patients(patients)}", root)
 
 
+def folder_patient_id(path: Path, root: Path) -> str:
+    """Patient id of a loosely named image: its folder (names like L_CC_LE.png say no patient).
+
+    Files in the opened folder itself belong to that folder's patient; files in
+    subfolders belong to the subfolder (its path below the opened folder), so
+    ``root/patA/R_CC_LE.png`` and ``root/patB/L_CC_LE.png`` are two patients,
+    never one study.
+    """
+    base = root if root.is_dir() else root.parent
+    try:
+        rel = path.parent.relative_to(base)
+    except ValueError:
+        return path.parent.name
+    return base.name if rel == Path(".") else rel.as_posix()
+
+
 def load_named_study(
     files: list[tuple[Path, NameInfo]],
     root: Path,
@@ -65,11 +81,10 @@ def load_named_study(
     cdd: bool,
     warnings: list[str],
 ) -> Study:
-    """One patient's study from named image files (CDD-CESM names when ``cdd``, else one patient per folder)."""
-    default_pid = root.name if root.is_dir() else root.parent.name
+    """One patient's study from named image files (CDD-CESM names when ``cdd``, else one patient per folder, see :func:`folder_patient_id`)."""
     by_patient: dict[str, list[tuple[Path, NameInfo]]] = {}
     for path, info in sorted(files, key=lambda f: str(f[0])):
-        pid = normalize_patient(info.patient_id) if info.patient_id else default_pid
+        pid = normalize_patient(info.patient_id) if info.patient_id else folder_patient_id(path, root)
         by_patient.setdefault(pid, []).append((path, info))
     patients = sorted(by_patient, key=patient_sort_key)
     chosen = choose_patient(patients, patient, root)

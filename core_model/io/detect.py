@@ -18,7 +18,7 @@ from pathlib import Path
 
 from core_model.errors import StudyLoadError
 from core_model.io import dicom
-from core_model.io.cdd_cesm import load_named_study, normalize_patient, patient_sort_key
+from core_model.io.cdd_cesm import folder_patient_id, load_named_study, normalize_patient, patient_sort_key
 from core_model.io.images import IMAGE_SUFFIXES
 from core_model.io.naming import NameInfo, parse_cdd_cesm_name, parse_loose_name
 from core_model.study import ENERGIES, VIEW_KEYS, Study
@@ -166,5 +166,5 @@ def list_patients(path: str | Path) -> list[str]:
     if kind == "cdd":
         return sorted({normalize_patient(i.patient_id) for _, i in s.cdd}, key=patient_sort_key)
     if kind == "loose":
-        return [s.root.name if s.root.is_dir() else s.root.parent.name]
+        return sorted({folder_patient_id(f, s.root) for f, _ in s.loose}, key=patient_sort_key)
     return []

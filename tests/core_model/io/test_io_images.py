@@ -55,3 +55,23 @@ def test_colour_image_becomes_greyscale(tmp_path, demo_small):
 def test_single_file_opens_as_a_one_image_study(cdd_test_dir):
     study = load_study(cdd_test_dir / "images" / "P12_L_CM_MLO.jpg")
     assert study.patient_id == "P12" and list(study.images) == [("L_MLO", "rc")]
+
+
+def test_subfolders_of_loose_names_are_separate_patients(tmp_path, demo_small):
+    from core_model.errors import StudyLoadError
+
+    root = tmp_path / "root"
+    (root / "patA").mkdir(parents=True)
+    (root / "patB").mkdir()
+    Image.fromarray(demo_small[("R", "CC", "le")]).save(root / "patA" / "R_CC_le.png")
+    Image.fromarray(demo_small[("R", "MLO", "le")]).save(root / "patA" / "R_MLO_le.png")
+    Image.fromarray(demo_small[("L", "CC", "le")]).save(root / "patB" / "L_CC_le.png")
+    with pytest.raises(StudyLoadError, match="2 patients"):
+        load_study(root)
+    assert list_patients(root) == ["patA", "patB"]
+    a = load_study(root, patient="patA")
+    assert a.patient_id == "patA" and sorted(a.images) == [("R_CC", "le"), ("R_MLO", "le")]
+    b = load_study(root, patient="patB")
+    assert b.patient_id == "patB" and list(b.images) == [("L_CC", "le")]
+    # Opening one patient's folder directly still names the patient by that folder.
+    assert load_study(root / "patA").patient_id == "patA"
