@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -46,10 +47,14 @@ def make_analysis(study, not_for_clinical_use: bool = True) -> Analysis:
 
 
 class FakeAnalyzer:
-    """Returns :func:`make_analysis` after ``steps`` x ``delay_s``, reporting progress and honouring cancel."""
+    """Returns :func:`make_analysis` after ``steps`` x ``delay_s``, reporting progress and honouring cancel.
 
-    def __init__(self, steps: int = 5, delay_s: float = 0.0, fail: str | None = None):
-        self.steps, self.delay_s, self.fail = steps, delay_s, fail
+    With ``hold`` (a threading.Event), it stops after the first step until the
+    event is set, still honouring cancel: a test can cancel with certainty.
+    """
+
+    def __init__(self, steps: int = 5, delay_s: float = 0.0, fail: str | None = None, hold: threading.Event | None = None):
+        self.steps, self.delay_s, self.fail, self.hold = steps, delay_s, fail, hold
         self.calls = 0
         self.progress_seen: list[tuple[str, float]] = []
 
@@ -61,6 +66,9 @@ class FakeAnalyzer:
             time.sleep(self.delay_s)
             if progress is not None:
                 progress("segmentation", (i + 1) / self.steps)
+            while i == 0 and self.hold is not None and not self.hold.wait(0.01):
+                if cancel is not None:
+                    cancel.check()
         if self.fail:
             raise NafvError(self.fail)
         return make_analysis(study)

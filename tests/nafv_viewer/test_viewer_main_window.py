@@ -1,5 +1,7 @@
 """The real reading window driven like a reader would: open, switch, zoom, window, analyse, cancel, errors."""
 
+import threading
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
@@ -45,14 +47,22 @@ def test_energy_key_switches_images_keeping_geometry(demo_window, qtbot):
     w = demo_window
     p = w.grid.panels4["L_CC"]
     p.zoom_by(0.5)
+    QApplication.processEvents()
     before = p.vb.viewRect()
-    le_levels = p.image_item.levels
+    le_shown = np.array(p.image_item.image, copy=True)
+    assert p._lod_key[0] is p.images["le"]
     _key(qtbot, w, Qt.Key.Key_E)
     assert w.state.energy == "rc" and p.shown_energy == "rc"
     assert p.current is w.grid.panels8[("L_CC", "rc")].current
-    assert p.vb.viewRect() == before
+    # Same place, same zoom. A relayout of the window may resize the view by a pixel or
+    # two, and the locked aspect ratio then grows the range by as much: allow that.
+    after = p.vb.viewRect()
+    assert abs(after.center().x() - before.center().x()) < 1.5 and abs(after.center().y() - before.center().y()) < 1.5
+    assert after.width() == pytest.approx(before.width(), abs=3) and after.height() == pytest.approx(before.height(), abs=3)
     assert p.title.text().endswith("RC")
-    assert np.any(p.image_item.image != p.images["le"].levels[0]) or le_levels is not None
+    assert p._lod_key[0] is p.images["rc"]
+    rc_shown = p.image_item.image
+    assert rc_shown.shape == le_shown.shape and not np.array_equal(rc_shown, le_shown)
 
 
 def test_layout_keys_switch_between_4up_8up_1up(demo_window, qtbot):
@@ -185,7 +195,8 @@ def test_analysis_overlays_and_side_panel(demo_window, qtbot):
 
 
 def test_analysis_cancel_keeps_the_window_usable(make_window, qtbot, demo_dir):
-    fake = FakeAnalyzer(steps=500, delay_s=0.01)
+    hold = threading.Event()  # never set: the analysis cannot finish before the cancel, however slow the machine
+    fake = FakeAnalyzer(steps=5, hold=hold)
     w = make_window(analyzer=fake)
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(demo_dir)

@@ -29,7 +29,6 @@ def test_real_analyzer_in_the_window(make_window, qtbot, demo_dir, tiny_weights)
     with qtbot.waitSignal(w.analysis_finished, timeout=60000) as blocker:
         w.run_analysis()
     analysis = blocker.args[0]
-    assert analysis.models["segmentation"]["weights_sha256"] == w.side.model_label.text().split("weights ")[1][:12] or True
     assert analysis.models["segmentation"]["weights_sha256"][:12] in w.side.model_label.text()
     assert "untrained test weights" in w.side.model_label.text()
     assert w.side.notice_label.isVisible()  # untrained weights are never for clinical use
