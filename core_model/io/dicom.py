@@ -10,7 +10,12 @@ Where each slot comes from, in order:
 
 Pixels go through the Modality LUT (rescale) only; the VOI window is kept as
 :attr:`StudyImage.window` instead of being burned in, so 12/16-bit data stay
-as stored. MONOCHROME1 is inverted (and its window with it). Header sizes are
+as stored. Only a linear window is kept: a VOI LUT Sequence is approximated
+by its input range and VOILUTFunction SIGMOID is shown linear, each with a
+warning. MONOCHROME1 is inverted (and its window with it). Pixel spacing
+prefers calibrated PixelSpacing, else ImagerPixelSpacing divided by
+EstimatedRadiographicMagnificationFactor. A malformed header value costs at
+most its own file (or only the window / spacing it carries), never the study. Header sizes are
 checked against :mod:`core_model.io.limits` before pixel data is decoded.
 
 Declared decoders (pyproject): JPEG 2000 via pylibjpeg-openjpeg, JPEG-LS via
@@ -244,32 +249,103 @@ def _check_decoder(ds: Dataset, path: Path) -> None:
         raise StudyLoadError(f"skipped, compressed as {syntax.name}; install {plugin} to read it", path)
 
 
-def _modality_range(ds: Dataset) -> tuple[float, float]:
+def _modality_range(ds: Dataset, path: Path | None = None) -> tuple[float, float]:
     """Lowest and highest value the Modality LUT can produce (for MONOCHROME1 inversion)."""
-    bits = int(ds.get("BitsStored", 16))
-    if int(ds.get("PixelRepresentation", 0)) == 1:
+    where = path if path is not None else Path("?")
+    bits = int(_header_number(ds, "BitsStored", 16, where))
+    if int(_header_number(ds, "PixelRepresentation", 0, where)) == 1:
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     else:
         lo, hi = 0, (1 << bits) - 1
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    slope = _header_number(ds, "RescaleSlope", 1, where) or 1.0
+    intercept = _header_number(ds, "RescaleIntercept", 0, where)
     a, b = lo * slope + intercept, hi * slope + intercept
     return min(a, b), max(a, b)
 
 
-def _window(ds: Dataset) -> tuple[float, float] | None:
+def _window(ds: Dataset, path: Path | None = None, warnings: list[str] | None = None) -> tuple[float, float] | None:
+    """The first VOI window (center, width), or None; a malformed one is ignored with a warning.
+
+    Only a linear window is kept. A VOI LUT Sequence table is approximated by
+    the input range it covers, and VOILUTFunction SIGMOID is shown linear
+    (both said in ``warnings``): the image stays usable, only its initial
+    contrast differs from the one the modality chose.
+    """
+    notes = warnings if warnings is not None else []
+    where = f"{path}: " if path is not None else ""
+    function = str(ds.get("VOILUTFunction", "") or "").strip().upper()
+    if function == "SIGMOID":
+        notes.append(f"{where}VOILUTFunction SIGMOID is shown as a linear window (initial contrast may differ)")
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is not None and width is not None and center != "" and width != "":
         c = center[0] if isinstance(center, pydicom.multival.MultiValue) else center
         w = width[0] if isinstance(width, pydicom.multival.MultiValue) else width
-        if float(w) > 0:
-            return float(c), float(w)
+        try:
+            c, w = float(c), float(w)
+        except (ValueError, TypeError):
+            notes.append(f"{where}ignored the window (WindowCenter {str(center)!r} / WindowWidth {str(width)!r} "
+                         "is not a number); the image is shown with automatic contrast")
+        else:
+            if w > 0 and np.isfinite(c) and np.isfinite(w):
+                return c, w
     for item in ds.get("VOILUTSequence", []) or []:
         desc = item.get("LUTDescriptor")
-        if desc and len(desc) >= 2:
-            # Approximate a VOI LUT table by the input range it covers.
-            n = int(desc[0]) or 65536
-            return float(desc[1]) + n / 2.0, float(n)
+        try:
+            if desc and len(desc) >= 2:
+                # Approximate a VOI LUT table by the input range it covers.
+                n = int(desc[0]) or 65536
+                notes.append(f"{where}the VOI LUT table is approximated by a linear window over its input range")
+                return float(desc[1]) + n / 2.0, float(n)
+        except (ValueError, TypeError):
+            notes.append(f"{where}ignored a malformed VOI LUT Sequence (LUTDescriptor {str(desc)!r})")
+    return None
+
+
+def _header_number(ds: Dataset, keyword: str, default: float, path: Path) -> float:
+    """A numeric header value the pixels depend on; a malformed one skips this file (StudyLoadError)."""
+    value = ds.get(keyword, default)
+    try:
+        number = float(value if value not in (None, "") else default)
+    except (ValueError, TypeError) as err:
+        raise StudyLoadError(f"skipped, its {keyword} value {str(value)!r} is not a number", path) from err
+    if not np.isfinite(number):
+        raise StudyLoadError(f"skipped, its {keyword} value {str(value)!r} is not a number", path)
+    return number
+
+
+def pixel_spacing(ds: Dataset, path: Path | None = None, warnings: list[str] | None = None):
+    """Pixel spacing (row, column) in mm at the breast, or None when the file does not say.
+
+    PixelSpacing is preferred: when present it is calibrated to the patient.
+    ImagerPixelSpacing is measured at the detector, where the breast is
+    magnified, so it is divided by EstimatedRadiographicMagnificationFactor
+    when the file gives one. A malformed value is ignored with a warning.
+    """
+    notes = warnings if warnings is not None else []
+    where = f"{path}: " if path is not None else ""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        try:
+            row, col = (float(v) for v in value)
+        except (ValueError, TypeError):
+            notes.append(f"{where}ignored {keyword} {str(value)!r} (not two numbers)")
+            continue
+        if not (row > 0 and col > 0 and np.isfinite(row) and np.isfinite(col)):
+            notes.append(f"{where}ignored {keyword} {str(value)!r} (not two positive numbers)")
+            continue
+        if keyword == "ImagerPixelSpacing":
+            factor = ds.get("EstimatedRadiographicMagnificationFactor")
+            try:
+                factor = float(factor) if factor not in (None, "") else None
+            except (ValueError, TypeError):
+                notes.append(f"{where}ignored EstimatedRadiographicMagnificationFactor {str(factor)!r} "
+                             "(not a number); spacing measured at the detector")
+                factor = None
+            if factor is not None and factor > 0 and np.isfinite(factor):
+                row, col = row / factor, col / factor
+        return row, col
     return None
 
 
@@ -289,8 +365,14 @@ def _as_compact(arr: np.ndarray, stored_dtype: np.dtype) -> np.ndarray:
     return arr.astype(np.int32)
 
 
-def load_slot(slot: DicomSlot) -> StudyImage:
-    """Decode one classified file into a StudyImage."""
+def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage:
+    """Decode one classified file into a StudyImage.
+
+    A malformed header value the pixels depend on (rescale, bit depth) skips the
+    file (StudyLoadError naming the tag); one they do not depend on (window,
+    spacing, orientation) is ignored and explained in ``warnings``.
+    """
+    notes = warnings if warnings is not None else []
     path = slot.path
     _check_decoder(slot.header, path)
     try:
@@ -303,14 +385,17 @@ def load_slot(slot: DicomSlot) -> StudyImage:
                              path) from err
     if raw.ndim != 2:
         raise StudyLoadError(f"skipped, expected one greyscale frame, got pixel array of shape {raw.shape}", path)
-    identity = ("ModalityLUTSequence" not in ds and float(ds.get("RescaleSlope", 1) or 1) == 1.0
-                and float(ds.get("RescaleIntercept", 0) or 0) == 0.0)
+    identity = ("ModalityLUTSequence" not in ds and (_header_number(ds, "RescaleSlope", 1, path) or 1.0) == 1.0
+                and _header_number(ds, "RescaleIntercept", 0, path) == 0.0)
     # The usual MG file has an identity Modality LUT: keep the stored integers (no float copy).
-    px = raw if identity else apply_modality_lut(raw, ds)
-    window = _window(ds)
+    try:
+        px = raw if identity else apply_modality_lut(raw, ds)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+        raise StudyLoadError(f"skipped, its Modality LUT cannot be applied ({err})", path) from err
+    window = _window(ds, path, notes)
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         # Invert within the Modality LUT output range so that bright means dense, as in MONOCHROME2.
-        lo, hi = _modality_range(ds)
+        lo, hi = _modality_range(ds, path)
         if identity and raw.dtype.kind == "u":
             px = (np.asarray(int(lo + hi), dtype=raw.dtype) - raw).astype(raw.dtype)
         else:
@@ -318,12 +403,7 @@ def load_slot(slot: DicomSlot) -> StudyImage:
         if window is not None:
             window = (lo + hi - window[0], window[1])
     px = _as_compact(np.asarray(px), raw.dtype)
-    spacing = None
-    for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
-        value = ds.get(keyword)
-        if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
-            spacing = (float(value[0]), float(value[1]))
-            break
+    spacing = pixel_spacing(ds, path, notes)
     orientation = None
     po = ds.get("PatientOrientation")
     if po is not None and len(po) == 2:
@@ -335,7 +415,7 @@ def load_slot(slot: DicomSlot) -> StudyImage:
         pixels=px,
         source=path,
         pixel_spacing_mm=spacing,
-        bits_stored=int(ds.get("BitsStored", 16)),
+        bits_stored=int(_header_number(ds, "BitsStored", 16, path)),
         window=window,
         orientation=orientation,
     )
@@ -361,6 +441,9 @@ def _classify_cached(path: Path) -> DicomSlot | str:
             hit = classify(path, read_header(path))
         except StudyLoadError as err:
             hit = str(err)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+            # A malformed header value costs this file, never the study.
+            hit = str(StudyLoadError(f"skipped, a header value cannot be read ({err})", path))
         if len(_CLASSIFIED) >= _CLASSIFIED_MAX:
             _CLASSIFIED.clear()
         _CLASSIFIED[key] = hit
@@ -424,9 +507,12 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
                             f"{study.images[slot.slot].source}; kept the first")
             continue
         try:
-            image = load_slot(slot)
+            image = load_slot(slot, warnings)
         except StudyLoadError as err:
             warnings.append(str(err))
+            continue
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+            warnings.append(str(StudyLoadError(f"skipped, a header value cannot be read ({err})", slot.path)))
             continue
         if slot.warning:
             warnings.append(slot.warning)

@@ -153,3 +153,37 @@ def test_too_large_png_is_skipped(tmp_path, demo_small):
     study = load_study(tmp_path)
     assert list(study.images) == [("L_CC", "le")]
     assert f"L_CC_RC.png: skipped, image is 1 x {MAX_SIDE_PX + 10} pixels; the limit is" in study.warnings[0]
+
+
+def _set_raw(path, keyword: str, value: bytes) -> None:
+    """Store a malformed DS value as raw bytes (pydicom refuses to write it otherwise)."""
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import tag_for_keyword
+
+    ds = pydicom.dcmread(path)
+    tag = pydicom.tag.Tag(tag_for_keyword(keyword))
+    ds._dict[tag] = RawDataElement(tag, "DS", len(value), value, 0, False, True)
+    ds.save_as(path)
+
+
+def test_malformed_window_is_ignored_and_the_image_kept(dicom_study):
+    folder, images = dicom_study
+    victim = folder / "P66_L_CC_le.dcm"
+    _set_raw(victim, "WindowCenter", b"12a ")
+    study = load_study(folder)
+    assert study.complete
+    img = study.get("L_CC", "le")
+    assert img.window is None and np.array_equal(img.pixels, images[("L", "CC", "le")])
+    msg = _warning_for(study, "P66_L_CC_le.dcm")
+    assert "WindowCenter '12a'" in msg and "ignored the window" in msg
+
+
+def test_malformed_rescale_skips_only_that_file(dicom_study):
+    folder, _ = dicom_study
+    victim = folder / "P66_R_MLO_rc.dcm"
+    _set_raw(victim, "RescaleSlope", b"two ")
+    _set_raw(victim, "RescaleIntercept", b"0 ")
+    study = load_study(folder)
+    assert len(study) == 7 and not study.has("R_MLO", "rc")
+    assert "skipped, its RescaleSlope value 'two' is not a number" in _warning_for(study, "P66_R_MLO_rc.dcm")

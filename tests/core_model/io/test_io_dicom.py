@@ -248,3 +248,24 @@ def test_patients_counted_from_mammograms_only(dicom_study, demo_small):
     study = load_study(folder)
     assert study.complete and any("ct_other.dcm: skipped, not a mammogram (Modality CT)" in w
                                   for w in study.warnings)
+
+
+def test_calibrated_pixel_spacing_preferred_and_magnification_divided(tmp_path, demo_small):
+    px = demo_small[("R", "CC", "rc")]
+    write_mg_dicom(tmp_path / "a" / "a.dcm", px, side="R", view="CC", energy="rc", patient_id="P1",
+                   pixel_spacing_mm=(0.1, 0.1), PixelSpacing=["0.085", "0.086"])
+    assert load_study(tmp_path / "a").get("R_CC", "rc").pixel_spacing_mm == (0.085, 0.086)
+    write_mg_dicom(tmp_path / "b" / "a.dcm", px, side="R", view="CC", energy="rc", patient_id="P1",
+                   pixel_spacing_mm=(0.1, 0.1), EstimatedRadiographicMagnificationFactor="1.25")
+    assert load_study(tmp_path / "b").get("R_CC", "rc").pixel_spacing_mm == pytest.approx((0.08, 0.08))
+    write_mg_dicom(tmp_path / "c" / "a.dcm", px, side="R", view="CC", energy="rc", patient_id="P1",
+                   pixel_spacing_mm=(0.1, 0.1))
+    assert load_study(tmp_path / "c").get("R_CC", "rc").pixel_spacing_mm == (0.1, 0.1)
+
+
+def test_sigmoid_voi_function_is_named_in_a_warning(tmp_path, demo_small):
+    write_mg_dicom(tmp_path / "a.dcm", demo_small[("L", "CC", "le")], side="L", view="CC", energy="le",
+                   patient_id="P1", WindowCenter="100", WindowWidth="50", VOILUTFunction="SIGMOID")
+    study = load_study(tmp_path)
+    assert study.get("L_CC", "le").window == (100.0, 50.0)
+    assert any("SIGMOID" in w and "a.dcm" in w for w in study.warnings), study.warnings
