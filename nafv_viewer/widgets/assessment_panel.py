@@ -1,6 +1,6 @@
 """Assessment panel: per-breast BI-RADS and ACR density, free-text findings, reader name.
 
-The AI's malignancy probability is shown in its own labelled line beside the
+The AI's model score (uncalibrated, not a probability of cancer) is shown in its own labelled line beside the
 reader's BI-RADS choice and never pre-selects or changes it. Every field goes
 through the :class:`~nafv_viewer.widgets.findings_panel.ReviewController`, so
 it is saved at once and undone with everything else; free text is committed
@@ -23,12 +23,12 @@ def ai_text(review, side: str) -> str:
     """What the AI said about this breast, worded as the AI's and not as a category."""
     p = review.ai.get("malignancy_probability")
     if p is None:
-        return "AI: no malignancy probability (no classifier ran)"
+        return "AI: no model score (no classifier ran)"
     if review.ai.get("affected_side") != side:
         return "AI: scored the other breast"
     mode = review.ai.get("classifier_mode") or "classifier"
     note = " — not validated, not for clinical use" if review.not_for_clinical_use else ""
-    return f"AI malignancy probability: {p:.2f} ({mode}){note}"
+    return f"AI model score: {p:.2f} ({mode}; uncalibrated, not a probability of cancer){note}"
 
 
 class _FocusOut(QObject):

@@ -8,6 +8,7 @@ model identity and the not-for-clinical-use notice beside them.
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -33,32 +34,64 @@ SIDE_NAMES = {"L": "left", "R": "right"}
 LAYOUT_NAMES = {"4up": "4-up (one energy)", "8up": "8-up (LE and RC)", "1up": "1-up (active view)"}
 
 
-def format_probability(p: float | None) -> str:
+# The classifier's output is a score, not a calibrated probability: the shipped card
+# says so and its cross-validated AUC is about 0.6. The label says it every time.
+SCORE_LABEL = "Model score (uncalibrated; not a probability of cancer)"
+
+
+def format_score(p: float | None) -> str:
     if p is None:
         return "no classifier result"
-    return f"{100.0 * p:.0f} %"
+    return f"{p:.2f} on a 0–1 scale"
+
+
+def _metric_value(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def metrics_summary(metrics: Any) -> str:
+    """The card's validation figures a reader needs (AUC, Dice, on what), as one short text."""
+    if not isinstance(metrics, dict):
+        return ""
+    parts = [f"{k} {_metric_value(v)}" for k, v in metrics.items()
+             if isinstance(v, (int, float, str)) and not isinstance(v, bool) and ("auc" in k.lower() or "dice" in k.lower())]
+    if isinstance(metrics.get("val_patients"), int):
+        parts.append(f"on {metrics['val_patients']} validation patients")
+    if isinstance(metrics.get("evaluation"), str):
+        parts.append(metrics["evaluation"])
+    return "; ".join(parts)
 
 
 def model_lines(analysis: Any) -> list[str]:
+    """One plain-text line per model: name, weights, training data, card status, validation metrics."""
     lines = []
     for role, ident in analysis.models.items():
         sha = str(ident.get("weights_sha256", "?"))[:12]
         line = f"{role}: {ident.get('name', '?')} — weights {sha}… — trained on {ident.get('trained_on', 'unknown')}"
-        if ident.get("status"):  # e.g. interim weights from an unfinished run
-            line += f" — {ident['status']}"
+        if ident.get("status"):  # e.g. demo or interim weights, near-chance discrimination
+            line += f" — status: {ident['status']}"
+        figures = metrics_summary(ident.get("metrics"))
+        line += f" — validation: {figures}" if figures else " — no validation metrics on the model card"
         lines.append(line)
     return lines
 
 
-# Shown when a model card carries no notice of its own (same words as
-# core_model.checkpoint, which is not imported here: it pulls in torch, and the
-# window must open before any model is needed).
-NOT_FOR_CLINICAL_USE = "Research software: not for clinical use. Outputs are not validated for diagnosis."
+def prominent_warnings(analysis: Any) -> list[str]:
+    """Warnings that change how far the score can be trusted, shown above the results.
+
+    The dual-view path (contralateral views missing, or dual-view scoring on
+    four-view weights) is one: the paper reports lower accuracy for it.
+    """
+    return [str(w) for w in analysis.warnings if "dual-view" in str(w).lower()]
 
 
 def clinical_notice(analysis: Any) -> str | None:
     if not analysis.not_for_clinical_use:
         return None
+    # Imported here: core_model.checkpoint pulls in torch, and the window must open
+    # before any model is needed (an analysis has loaded torch by now).
+    from core_model.checkpoint import NOT_FOR_CLINICAL_USE
+
     notices = {str(m.get("notice") or NOT_FOR_CLINICAL_USE) for m in analysis.models.values() if m.get("not_for_clinical_use", True)}
     return " ".join(sorted(notices)) if notices else NOT_FOR_CLINICAL_USE
 
@@ -151,14 +184,22 @@ class SidePanel(QScrollArea):
         self.notice_label = QLabel("")
         self.notice_label.setWordWrap(True)
         self.notice_label.setStyleSheet("color: #ffffff; background: #a01010; padding: 4px; font-weight: bold;")
+        self.notice_label.setTextFormat(Qt.TextFormat.PlainText)
         self.notice_label.hide()
         v.addWidget(self.notice_label)
+        self.caution_label = QLabel("")
+        self.caution_label.setWordWrap(True)
+        self.caution_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.caution_label.setStyleSheet("color: #000000; background: #e0a000; padding: 4px; font-weight: bold;")
+        self.caution_label.hide()
+        v.addWidget(self.caution_label)
         self.result_label = QLabel("Not analysed yet.")
         self.result_label.setWordWrap(True)
         self.result_label.setTextFormat(Qt.TextFormat.RichText)
         v.addWidget(self.result_label)
         self.model_label = QLabel("")
         self.model_label.setWordWrap(True)
+        self.model_label.setTextFormat(Qt.TextFormat.RichText)
         self.model_label.setStyleSheet("color: #808080; font-size: 11px;")
         v.addWidget(self.model_label)
         col.addWidget(box)
@@ -229,11 +270,14 @@ class SidePanel(QScrollArea):
             self.warnings_label.setText("")
             return
         present = sum(1 for k in VIEW_KEYS for e in ("le", "rc") if study.has(k, e))
-        text = f"Patient {study.patient_id}, study {study.study_id}<br>{present} of 8 images"
+        # Identifiers and file names come from the files: escaped, never read as markup.
+        text = f"Patient {escape(str(study.patient_id))}, study {escape(str(study.study_id))}<br>{present} of 8 images"
         if study.synthetic:
             text += "<br><b>Synthetic phantom, not patient data</b>"
+        self.study_label.setTextFormat(Qt.TextFormat.RichText)
         self.study_label.setText(text)
-        self.warnings_label.setText("<br>".join(f"Skipped: {w}" for w in study.warnings))
+        self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
+        self.warnings_label.setText("<br>".join(f"Skipped: {escape(str(w))}" for w in study.warnings))
         self.show_analysis(None)
 
     def set_running(self, running: bool) -> None:
@@ -248,30 +292,35 @@ class SidePanel(QScrollArea):
 
     def show_analysis(self, analysis: Any, message: str | None = None) -> None:
         if analysis is None:
-            self.result_label.setText(message or "Not analysed yet.")
+            self.result_label.setText(escape(message or "Not analysed yet."))
             self.model_label.setText("")
             self.notice_label.hide()
+            self.caution_label.hide()
             return
         side = analysis.affected_side
-        side_text = f"{SIDE_NAMES.get(side, side)} breast (from {analysis.affected_side_source})" if side else "undetermined"
+        side_name = escape(str(SIDE_NAMES.get(side, side)))
+        side_text = f"{side_name} breast (from {escape(str(analysis.affected_side_source))})" if side else "undetermined"
         lines = [f"<b>Affected side:</b> {side_text}"]
         if analysis.malignancy_probability is not None:
-            mode = f", {analysis.classifier_mode} classifier" if analysis.classifier_mode else ""
+            mode = f", {escape(str(analysis.classifier_mode))} classifier" if analysis.classifier_mode else ""
             lines.append(
-                f"<b>Malignancy probability:</b> {format_probability(analysis.malignancy_probability)} "
-                f"(model estimate for the {SIDE_NAMES.get(side, side)} breast{mode}; not a diagnosis)"
+                f"<b>{SCORE_LABEL}:</b> {format_score(analysis.malignancy_probability)} "
+                f"(for the {side_name} breast{mode}; not a diagnosis)"
             )
         else:
-            lines.append("<b>Malignancy probability:</b> no classifier result")
+            lines.append(f"<b>{SCORE_LABEL}:</b> no classifier result")
         counts = ", ".join(f"{k.replace('_', '-')}: {len(v.lesions)}" for k, v in analysis.views.items())
         lines.append(f"<b>Contoured regions:</b> {counts or 'none'}")
         for w in analysis.warnings:
-            lines.append(f"<span style='color:#d08000'>{w}</span>")
+            lines.append(f"<span style='color:#d08000'>{escape(str(w))}</span>")
         self.result_label.setText("<br>".join(lines))
-        self.model_label.setText("<br>".join(model_lines(analysis) + [f"device: {analysis.device}"]))
+        self.model_label.setText("<br>".join(escape(x) for x in model_lines(analysis) + [f"device: {analysis.device}"]))
         notice = clinical_notice(analysis)
         if notice:
             self.notice_label.setText(notice)
             self.notice_label.show()
         else:
             self.notice_label.hide()
+        caution = prominent_warnings(analysis)
+        self.caution_label.setText("Caution: " + " ".join(caution) if caution else "")
+        self.caution_label.setVisible(bool(caution))

@@ -178,7 +178,8 @@ def test_analysis_overlays_and_side_panel(demo_window, qtbot):
     wd = w.grid.panels4["L_CC"].current.shape[1]
     assert curve.xData.min() == pytest.approx(0.3 * wd + 0.5, abs=1)
     text = w.side.result_label.text()
-    assert "73 %" in text and "left breast" in text and "not a diagnosis" in text
+    assert "Model score (uncalibrated; not a probability of cancer):</b> 0.73" in text
+    assert "left breast" in text and "not a diagnosis" in text and "Malignancy probability" not in text and "%" not in text
     assert w.side.notice_label.isVisible() and "not for clinical use" in w.side.notice_label.text()
     assert "nafv_seg_test" in w.side.model_label.text() and "abababababab" in w.side.model_label.text()
     # Toggles and opacity.

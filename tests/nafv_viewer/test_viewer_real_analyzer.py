@@ -37,4 +37,4 @@ def test_real_analyzer_in_the_window(make_window, qtbot, demo_dir, tiny_weights)
         assert p.contour_count == (len(vr.lesions) if w.state.show_contours else 0)
         assert p.heatmap_visible == (vr.heatmap is not None)
     if analysis.malignancy_probability is not None:
-        assert f"{100 * analysis.malignancy_probability:.0f} %" in w.side.result_label.text()
+        assert f"{analysis.malignancy_probability:.2f} on a 0–1 scale" in w.side.result_label.text()
