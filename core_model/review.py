@@ -152,7 +152,7 @@ def validate_assessment(field_name: str, value: Any) -> Any:
 class Review:
     """Everything the reader decided about one study, plus what the AI proposed."""
 
-    identity: dict[str, str]  # see review_store.study_identity: patient_id, study_id, digest, key
+    identity: dict[str, Any]  # see review_store.study_identity: patient_id, study_id, digest, images, key
     findings: dict[str, Finding] = field(default_factory=dict)
     assessments: dict[str, BreastAssessment] = field(default_factory=lambda: {s: BreastAssessment() for s in SIDES})
     reader: str = ""
@@ -165,6 +165,8 @@ class Review:
     revision: int = 0
     created: str = field(default_factory=_now)
     modified: str = field(default_factory=_now)
+    # Said when the review was restored (e.g. the images changed since); not saved.
+    restore_warnings: list[str] = field(default_factory=list, compare=False, repr=False)
 
     # ------------------------------------------------------------------ queries
     def finding(self, fid: str) -> Finding:

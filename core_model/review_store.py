@@ -1,11 +1,16 @@
 """Autosave of reviews: one file per study, keyed by study identity, written atomically.
 
-The identity is patient id + study id + a digest of every image's file name,
-file size and pixel data, so two studies whose files have the same names but
-belong to different patients (or differ in a single pixel) never share a
-review. A write is temp file -> fsync -> rename -> fsync of the directory, so
-a crash or kill at any moment leaves either the previous complete file or the
-new complete file, never a torn one.
+The file is keyed by patient id + study id, so a review survives adding a
+view or re-exporting the images. Inside the file the identity also holds a
+digest of every image's pixels (one per slot and one over all): when the
+study opened later differs from the one reviewed, the review is still
+restored, with a warning that names the images added, removed or changed
+(:attr:`Review.restore_warnings`, :attr:`ReviewStore.warnings`). Two patients
+never share a review: their ids differ, and a file whose stored patient or
+study id differs from the study opened is refused. A write is temp file ->
+fsync -> rename -> fsync of the directory, so a crash or kill at any moment
+leaves either the previous complete file or the new complete file, never a
+torn one.
 
 Location: ``$NAFV_DATA_DIR/reviews`` when that variable is set (tests), else
 the platform's per-user data directory (``~/.local/share/nafv-viewer`` on
@@ -45,28 +50,46 @@ def data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / APP_DIR_NAME
 
 
-def study_identity(study: Any) -> dict[str, str]:
-    """patient id, study id, and a sha256 over (slot, file name, size, pixel digest) of every image."""
+def _safe(text: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-.")[:40] or "x"
+
+
+def study_identity(study: Any) -> dict[str, Any]:
+    """patient id, study id, the file key, and pixel digests (per slot and over all slots).
+
+    The key depends on the patient and study ids only (a hash of both keeps ids
+    that sanitise alike apart); the digests travel inside the file.
+    """
     h = hashlib.sha256()
     h.update(f"{study.patient_id}\0{study.study_id}\0".encode())
+    per_slot: dict[str, str] = {}
     for (key, energy) in sorted(study.images):
         img = study.images[(key, energy)]
-        src = Path(img.source)
-        try:
-            size = src.stat().st_size
-        except OSError:
-            size = -1  # generated study: the pixel digest still tells studies apart
         px = img.pixels
         pix = hashlib.sha256(px.tobytes() if px.flags.c_contiguous else px.copy(order="C").tobytes()).hexdigest()
-        h.update(f"{key}\0{energy}\0{src.name}\0{size}\0{px.shape}\0{px.dtype.str}\0{pix}\n".encode())
-    digest = h.hexdigest()
-    safe = lambda s: re.sub(r"[^A-Za-z0-9._-]+", "-", str(s)).strip("-.")[:40] or "x"  # noqa: E731
+        per_slot[f"{key} {energy}"] = pix
+        h.update(f"{key}\0{energy}\0{px.shape}\0{px.dtype.str}\0{pix}\n".encode())
+    ids = hashlib.sha256(f"{study.patient_id}\0{study.study_id}".encode()).hexdigest()
     return {
         "patient_id": str(study.patient_id),
         "study_id": str(study.study_id),
-        "digest": digest,
-        "key": f"{safe(study.patient_id)}_{safe(study.study_id)}_{digest[:16]}",
+        "digest": h.hexdigest(),
+        "images": per_slot,
+        "key": f"{_safe(study.patient_id)}_{_safe(study.study_id)}_{ids[:12]}",
     }
+
+
+def describe_change(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """Which images differ between the study reviewed and the one opened now, in words."""
+    old, new = saved.get("images"), current.get("images")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return "the images differ from those reviewed"
+    added = [k for k in new if k not in old]
+    removed = [k for k in old if k not in new]
+    changed = [k for k in new if k in old and new[k] != old[k]]
+    parts = [f"{label}: {', '.join(sorted(keys))}" for label, keys in
+             (("added", added), ("removed", removed), ("pixels changed", changed)) if keys]
+    return "; ".join(parts) or "the images differ from those reviewed"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -124,8 +147,10 @@ class ReviewStore:
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else data_dir() / "reviews"
+        # Warnings of the last load()/open() (e.g. images changed since the review was saved).
+        self.warnings: list[str] = []
 
-    def path_for(self, identity: dict[str, str]) -> Path:
+    def path_for(self, identity: dict[str, Any]) -> Path:
         return self.root / f"{identity['key']}.review.json"
 
     def save(self, review: Review) -> Path:
@@ -136,8 +161,9 @@ class ReviewStore:
             raise ReviewStoreError(f"the review could not be saved ({exc.strerror or exc}); the last change was undone", path) from None
         return path
 
-    def load(self, identity: dict[str, str]) -> Review | None:
+    def load(self, identity: dict[str, Any]) -> Review | None:
         """The saved review of this study, or None when there is none yet."""
+        self.warnings = []
         path = self.path_for(identity)
         # Temp files of a writer killed before its rename hold nothing the review lacks.
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
@@ -150,8 +176,16 @@ class ReviewStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReviewStoreError(f"the saved review of this study cannot be read ({exc}); it was left untouched", path) from None
         stored = review.identity
-        if any(stored.get(k) != identity.get(k) for k in ("patient_id", "study_id", "digest")):
+        if any(stored.get(k) != identity.get(k) for k in ("patient_id", "study_id")):
             raise ReviewStoreError("the saved review belongs to a different study; it was left untouched", path)
+        if stored.get("digest") != identity.get("digest"):
+            # Same patient and study, other images (a view added, a re-export): the
+            # reader's work is kept, but they must check it still fits the images.
+            msg = (f"the images of this study changed since the review was saved ({describe_change(stored, identity)}); "
+                   "the saved review was restored: check that its findings still match the images")
+            review.restore_warnings.append(msg)
+            self.warnings.append(msg)
+            review.identity = {**identity}  # the next save records the images now reviewed
         return review
 
     def open(self, study: Any, analysis: Any = None) -> Review:

@@ -50,25 +50,55 @@ def test_data_dir_follows_env(tmp_path, monkeypatch):
     assert data_dir().name == "nafv-viewer"
 
 
-def test_same_file_names_different_patients_never_share_a_review(tmp_path, demo_dir, cdd_test_dir):
-    # Folder b holds patient P12's images under P66's file names.
+def test_same_file_names_different_patients_never_share_a_review(store, tmp_path, demo_dir, cdd_test_dir):
+    # Folder b holds patient P12's images under P66's file names; the study says patient P12.
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(demo_dir, a, ignore=shutil.ignore_patterns("*.md"))
     b.mkdir()
     for p12 in sorted((cdd_test_dir / "images").glob("P12_*.jpg")):
         shutil.copy(p12, b / p12.name.replace("P12_", "P66_"))
-    sa, sb = load_jpeg_study(a), load_jpeg_study(b)
+    sa, sb = load_jpeg_study(a), load_jpeg_study(b, patient_id="P12")
+    assert sorted(p.name for p in a.glob("P66_L_*")) == sorted(p.name for p in b.iterdir())
     ia, ib = study_identity(sa), study_identity(sb)
-    assert sa.patient_id == sb.patient_id == "P66"
     assert ia["digest"] != ib["digest"] and ia["key"] != ib["key"]
     assert ia["key"].startswith("P66_P66_") and len(ia["digest"]) == 64
     # same files read again: same identity (reopening finds the review)
     assert study_identity(load_jpeg_study(a)) == ia
-    # one pixel differs: another study
+    # one pixel differs: another digest, but the same study (same key)
     sa.images[("L_CC", "le")].pixels[0, 0] ^= 1
-    assert study_identity(sa)["digest"] != ia["digest"]
+    assert study_identity(sa)["digest"] != ia["digest"] and study_identity(sa)["key"] == ia["key"]
     # same pixels, different patient id: another study
     assert study_identity(load_jpeg_study(a, patient_id="P67"))["key"] != ia["key"]
+    # ids that sanitise alike still get their own file
+    assert study_identity(load_jpeg_study(a, patient_id="P 66"))["key"] != \
+        study_identity(load_jpeg_study(a, patient_id="P/66"))["key"]
+    # The two patients' reviews stay apart on disk.
+    ra = store.open(load_jpeg_study(a))
+    ReviewSession(ra, store).do(AddFinding("L_CC", [(1, 1), (9, 1), (5, 8)]))
+    rb = store.open(sb)
+    assert rb.findings == {} and rb.restore_warnings == []
+    assert store.path_for(ra.identity) != store.path_for(rb.identity)
+
+
+def test_review_survives_an_added_view_and_a_reexport_with_a_warning(store, demo_dir):
+    study = load_jpeg_study(demo_dir)
+    missing = study.images.pop(("R_MLO", "rc"))
+    review = store.open(study)
+    ReviewSession(review, store).do(AddFinding("L_CC", [(300, 200), (340, 210), (320, 250)]))
+    # Reopened with the missing view added and one image re-exported (pixels differ).
+    full = load_jpeg_study(demo_dir)
+    assert ("R_MLO", "rc") in full.images
+    full.images[("L_CC", "rc")].pixels[10, 10] ^= 1
+    fresh_store = ReviewStore(store.root)
+    again = fresh_store.open(full)
+    assert list(again.findings) == ["F1"] and again.findings["F1"].polygon[0] == (300, 200)
+    assert len(again.restore_warnings) == 1 and fresh_store.warnings == again.restore_warnings
+    msg = again.restore_warnings[0]
+    assert "added: R_MLO rc" in msg and "pixels changed: L_CC rc" in msg and "restored" in msg
+    # The next save records the images now reviewed; reopening then is quiet.
+    ReviewSession(again, fresh_store).do(SetReader("Dr. A"))
+    assert ReviewStore(store.root).open(full).restore_warnings == []
+    assert missing is not None
 
 
 def test_every_change_is_saved_and_restored_exactly(store, demo_dir):
@@ -113,7 +143,7 @@ def test_foreign_or_damaged_review_file_is_refused_and_left_untouched(store, dem
     review = store.open(study)
     path = store.path_for(review.identity)
     data = json.loads(path.read_text())
-    data["identity"]["digest"] = "f" * 64
+    data["identity"]["patient_id"] = "P67"  # another patient's review under this study's name
     path.write_text(json.dumps(data))
     with pytest.raises(ReviewStoreError, match="different study"):
         store.open(study)
