@@ -6,11 +6,14 @@ image has its chest wall on the right-hand edge of its panel and an L image on
 the left-hand edge (nipples point outward); MLO with the axilla at the top, CC
 with the lateral side at the top.
 
-The flips come from DICOM PatientOrientation when the file gives it; otherwise
-the chest-wall side is detected from the pixels (the breast touches the image
-edge along the chest wall, and the tissue mass sits against it). Without tags
-the vertical direction is left as stored: nothing in the pixels says reliably
-which end is lateral on a CC view.
+The flips come from DICOM PatientOrientation when the file gives it (per
+file: each file's tags describe that file). Otherwise the chest-wall side is
+judged from the pixels by the project's one detector,
+:mod:`core_model.orientation`, and decided once per view from both energies
+(:func:`view_flips`): the LE and RC images of a view share their geometry, so
+they always hang the same way and pressing E never mirrors a view. Without
+tags the vertical direction is left as stored: nothing in the pixels says
+reliably which end is lateral on a CC view.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from core_model.orientation import chest_wall_side, chest_wall_side_pair
+
+__all__ = ["Flips", "NO_FLIPS", "chest_wall_side", "flips_for_image", "hanging_flips", "mirrored", "tissue_bbox", "view_flips"]
 
 # Wanted PatientOrientation in reading position: (row direction, column direction).
 # Along a row of an R image we walk from the nipple to the chest wall: posterior.
@@ -108,27 +115,6 @@ def tissue_bbox(pixels: np.ndarray) -> tuple[float, float, float, float]:
     )
 
 
-def chest_wall_side(pixels: np.ndarray) -> str:
-    """'left' or 'right': the image edge the chest wall lies on, judged from the pixels.
-
-    Two cues, both robust to small burned-in markers on the nipple side: how much
-    of each outer column strip is tissue (the breast is cut by the detector edge
-    along the chest wall), then, as a tie-break, which half holds more tissue.
-    """
-    t = _tissue(pixels)
-    if t is None:
-        return "left"  # blank image: nothing to decide, keep as stored
-    tissue = t[0]
-    w = tissue.shape[1]
-    strip = max(1, w // 50)
-    left_edge = tissue[:, :strip].mean()
-    right_edge = tissue[:, -strip:].mean()
-    if abs(left_edge - right_edge) > 0.05:
-        return "left" if left_edge > right_edge else "right"
-    cols = tissue.mean(axis=0)
-    return "left" if cols[: w // 2].sum() >= cols[w // 2 :].sum() else "right"
-
-
 def _orientation_flips(side: str, view: str, orientation: tuple[str, str]) -> tuple[bool, bool] | None:
     row, col = (str(v).upper().strip() for v in orientation)
     if not row or not col:
@@ -147,20 +133,36 @@ def _orientation_flips(side: str, view: str, orientation: tuple[str, str]) -> tu
     return horizontal, vertical
 
 
-def hanging_flips(side: str, view: str, pixels: np.ndarray, orientation: tuple[str, str] | None = None) -> Flips:
-    """The flips that put one image of ``side``/``view`` in reading position."""
+def hanging_flips(side: str, view: str, pixels: np.ndarray, orientation: tuple[str, str] | None = None,
+                  partner: np.ndarray | None = None) -> Flips:
+    """The flips that put one image of ``side``/``view`` in reading position.
+
+    ``partner`` is the other energy's image of the same view: without tags the
+    chest-wall side is decided from both together, so both get the same flip.
+    """
     side, view = side.upper(), view.upper()
     if orientation is not None:
         flips = _orientation_flips(side, view, orientation)
         if flips is not None:
             return Flips(flips[0], flips[1], "tags")
     wanted = "right" if side == "R" else "left"
-    return Flips(chest_wall_side(pixels) != wanted, False, "content")
+    return Flips(chest_wall_side_pair(pixels, partner) != wanted, False, "content")
 
 
-def flips_for_image(image) -> Flips:
-    """:func:`hanging_flips` for a :class:`core_model.study.StudyImage`."""
-    return hanging_flips(image.side, image.view, image.pixels, image.orientation)
+def flips_for_image(image, partner=None) -> Flips:
+    """:func:`hanging_flips` for a :class:`core_model.study.StudyImage` (``partner``: the other energy's)."""
+    return hanging_flips(image.side, image.view, image.pixels, image.orientation,
+                         None if partner is None else partner.pixels)
+
+
+def view_flips(study, key: str) -> dict[str, Flips]:
+    """Flips of the LE and RC images of view ``key`` of ``study``, decided together (energy -> Flips)."""
+    images = {e: study.get(key, e) for e in ("le", "rc")}
+    out = {}
+    for energy, image in images.items():
+        if image is not None:
+            out[energy] = flips_for_image(image, images["rc" if energy == "le" else "le"])
+    return out
 
 
 def mirrored(side_a: str, side_b: str) -> bool:

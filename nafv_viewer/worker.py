@@ -22,6 +22,7 @@ from core_model.errors import Cancelled, NafvError
 from core_model.jobs import CancelToken
 from core_model.study import ENERGIES, VIEW_KEYS, Study
 from nafv_viewer.display import build_display_image
+from nafv_viewer.hanging import view_flips
 from nafv_viewer.qt_compat import pin_bools_if_needed
 
 pin_bools_if_needed()
@@ -153,13 +154,18 @@ class StudyLoadJob(Job):
             self.study_loaded.emit(study)
             order = [self.first_energy] + [e for e in ENERGIES if e != self.first_energy]
             slots = [(k, e) for e in order for k in VIEW_KEYS if study.has(k, e)]
+            flips: dict[str, dict] = {}  # view -> energy -> Flips, decided once for both energies
             for i, (key, energy) in enumerate(slots):
                 self.token.check()
                 image = study.get(key, energy)
-                if preview is not None and preview.source == image.source and (preview.key, preview.energy) == (key, energy):
-                    shown = preview  # same file, already on screen
+                if key not in flips:
+                    flips[key] = view_flips(study, key)
+                f = flips[key][energy]
+                if (preview is not None and preview.source == image.source
+                        and (preview.key, preview.energy) == (key, energy) and preview.flips == f):
+                    shown = preview  # same file, hung the same way, already on screen
                 else:
-                    shown = build_display_image(image, key)
+                    shown = build_display_image(image, key, flips=f)
                 self.image_ready.emit(shown)
                 self.progress.emit("preparing images", (i + 1) / max(1, len(slots)))
             self.finished.emit(study)
