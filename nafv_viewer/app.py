@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from core_model.study import ENERGIES
+from nafv_viewer.qt_compat import pin_bools_if_needed
 from nafv_viewer.state import LAYOUTS
 
 SCREENSHOT_TIMEOUT_S = 300.0
@@ -136,6 +137,7 @@ def _screenshot(window, app, path: Path | None, out: Path, analyze: bool, patien
 
 
 def main(argv: list[str] | None = None) -> int:
+    pin_bools_if_needed()  # already done by importing nafv_viewer; idempotent, kept visible at the entry point
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

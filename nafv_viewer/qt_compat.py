@@ -7,8 +7,16 @@ immortal, wrong on 3.11. Each such call drops one reference; after some
 thousands of calls (a few minutes of reading: pyqtgraph calls them on every
 mouse move and redraw) the interpreter deallocates ``None`` or ``True`` and
 aborts ("Fatal Python error: none_dealloc" / "bool_dealloc"). We do what 3.12
-does: make ``None``, ``True`` and ``False`` effectively immortal, only when a
-probe shows the leak. Remove once PySide6 is fixed.
+does: make ``None``, ``True`` and ``False`` effectively immortal.
+
+It is applied once, on ``import nafv_viewer`` (every viewer module is inside
+that package, so it runs before any Qt call of ours), and again, idempotently,
+by the ``nafv-viewer`` entry point. It is a no-op where the leak cannot or does
+not happen: Python 3.12+ (immortal singletons), other interpreters (no
+reference counts to patch), and any PySide6 whose probe
+(:func:`leaks_singletons`) shows no lost references; patching refcounts that
+are correct would be harmless but is not done without cause. Remove once
+PySide6 is fixed.
 """
 
 from __future__ import annotations
@@ -34,10 +42,6 @@ def leaks_singletons() -> bool:
         probe.ping.emit()  # returns True
         probe.setObjectName("probe")  # void: returns None
     return none0 - sys.getrefcount(None) >= n or true0 - sys.getrefcount(True) >= n
-
-
-# Older name, kept for callers.
-emit_leaks_true = leaks_singletons
 
 
 def pin_bools_if_needed() -> bool:

@@ -23,9 +23,6 @@ from core_model.jobs import CancelToken
 from core_model.study import ENERGIES, VIEW_KEYS, Study
 from nafv_viewer.display import build_display_image
 from nafv_viewer.hanging import view_flips
-from nafv_viewer.qt_compat import pin_bools_if_needed
-
-pin_bools_if_needed()
 
 StudyLoader = Callable[[Path], Study]
 AnalyzerFactory = Callable[[], Any]  # returns an object with .analyze(study, progress=, cancel=, affected_side=)

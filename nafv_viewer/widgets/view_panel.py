@@ -17,12 +17,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from core_model.study import split_view_key
 from nafv_viewer.display import DisplayImage
-from nafv_viewer.qt_compat import pin_bools_if_needed
 from nafv_viewer.state import ViewerState
-
-# Also here, not only in nafv_viewer/__init__: an editable install made before
-# that file existed imports nafv_viewer as a namespace package, skipping it.
-pin_bools_if_needed()
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 

@@ -54,11 +54,41 @@ def test_presets_and_reset():
 
 
 def test_pyside_refcount_workaround_keeps_none_and_true_alive():
+    import subprocess
     import sys
 
-    import nafv_viewer.widgets.view_panel  # noqa: F401  (applies the work-around on import)
-    from nafv_viewer.qt_compat import leaks_singletons
+    # A fresh interpreter importing only a widget module: the package's __init__ applies it.
+    code = ("import sys, nafv_viewer.widgets.view_panel\n"
+            "from nafv_viewer import qt_compat\n"
+            "print(int(qt_compat.leaks_singletons()), int(qt_compat._applied), min(map(sys.getrefcount, (None, True, False))))")
+    leaky, applied, refs = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                  check=True, timeout=60).stdout.split())
+    # Either this PySide does not leak (then nothing was patched), or None/True/False are pinned.
+    assert applied == leaky
+    assert (refs > 1 << 39) == bool(leaky)
 
-    leaky = leaks_singletons()
-    # Either this PySide does not leak, or None/True/False now have pinned reference counts.
-    assert not leaky or min(sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False)) > 1 << 39
+
+def test_refcount_workaround_is_a_no_op_without_the_leak(monkeypatch):
+    import sys
+
+    from nafv_viewer import qt_compat
+
+    monkeypatch.setattr(qt_compat, "_applied", False)
+    monkeypatch.setattr(qt_compat, "leaks_singletons", lambda: False)
+    before = sys.getrefcount(None)
+    assert qt_compat.pin_bools_if_needed() is False
+    assert abs(sys.getrefcount(None) - before) < 1000 and qt_compat._applied is False
+    monkeypatch.setattr(qt_compat.sys, "version_info", (3, 12, 0))
+    monkeypatch.setattr(qt_compat, "leaks_singletons", lambda: True)
+    assert qt_compat.pin_bools_if_needed() is False  # 3.12+: singletons are immortal already
+
+
+def test_refcount_workaround_is_called_from_one_place():
+    from pathlib import Path
+
+    import nafv_viewer
+
+    root = Path(nafv_viewer.__file__).parent
+    callers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                     if "pin_bools_if_needed()" in p.read_text() and p.name != "qt_compat.py")
+    assert callers == ["__init__.py", "app.py"]
