@@ -48,6 +48,11 @@ from core_model.preprocess import Letterbox, normalize_image
 from core_model.study import SIDES, Study, contralateral, view_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Said whenever four-view classifier weights score a study without the other breast.
+DUAL_VIEW_ON_FOUR_VIEW_WARNING = (
+    "contralateral CC/MLO missing: dual-view classification on four-view weights; the classifier was not "
+    "trained for single-breast studies; treat this score as unreliable"
+)
 DEFAULT_SEG_WEIGHTS = REPO_ROOT / "resources" / "weights" / "segmentation" / "nafv_seg.safetensors"
 DEFAULT_CLS_WEIGHTS = REPO_ROOT / "resources" / "weights" / "classifier" / "nafv_cls.safetensors"
 
@@ -322,7 +327,8 @@ class Analyzer:
         if getattr(cls, "mode", "four-view") == "dual-view":
             con = None
         elif con is None:
-            warnings.append("contralateral CC/MLO missing: dual-view classification (the paper reports lower accuracy)")
+            # Four-view weights never saw a study without the other breast: say so plainly.
+            warnings.append(DUAL_VIEW_ON_FOUR_VIEW_WARNING)
         return aff, con
 
     # -------------------------------------------------------------- the call

@@ -90,3 +90,62 @@ def chest_wall_side_pair(le: np.ndarray | None, rc: np.ndarray | None) -> str:
     """
     score = sum(chest_wall_score(p) for p in (le, rc) if p is not None)
     return "left" if score >= 0 else "right"
+
+
+# Reading position (docs/cem-primer.md): right breast on the reader's left,
+# left breast on the right, back to back, so an R image has its chest wall on
+# the right-hand edge and an L image on the left-hand edge; MLO with the axilla
+# at the top, CC with the lateral side at the top. As DICOM PatientOrientation
+# (row direction, column direction):
+_WANTED_ROW = {"R": "P", "L": "A"}
+_WANTED_COL = {("R", "CC"): "L", ("L", "CC"): "R", ("R", "MLO"): "F", ("L", "MLO"): "F"}
+_OPPOSITE = {"A": "P", "P": "A", "L": "R", "R": "L", "H": "F", "F": "H"}
+
+
+def flips_from_orientation(side: str, view: str, orientation) -> tuple[bool, bool] | None:
+    """(horizontal, vertical) flips into reading position from DICOM PatientOrientation, or None if it does not say."""
+    try:
+        row, col = (str(v).upper().strip() for v in orientation)
+    except (TypeError, ValueError):
+        return None
+    if not row or not col or row[0] not in ("A", "P"):
+        return None
+    side, view = side.upper(), view.upper()
+    horizontal = row[0] != _WANTED_ROW[side]
+    # The column direction may be compound ("FL"); compare the component that matters.
+    letters = "HF" if view == "MLO" else "LR"
+    comp = next((c for c in col if c in letters), None)
+    vertical = comp is not None and comp == _OPPOSITE[_WANTED_COL[(side, view)]]
+    return horizontal, vertical
+
+
+def reading_flips(side: str, view: str, pixels: np.ndarray, orientation=None,
+                  partner: np.ndarray | None = None) -> tuple[bool, bool]:
+    """(horizontal, vertical) flips that put one image of ``side``/``view`` in reading position.
+
+    PatientOrientation decides when the file gives it; otherwise the chest-wall
+    side is judged from the pixels, together with ``partner`` (the other
+    energy's image of the same view) so both energies hang alike. Without tags
+    the vertical direction is left as stored.
+    """
+    if orientation is not None:
+        flips = flips_from_orientation(side, view, orientation)
+        if flips is not None:
+            return flips
+    wanted = "right" if side.upper() == "R" else "left"
+    return chest_wall_side_pair(pixels, partner) != wanted, False
+
+
+def flip_points(xy, shape: tuple[int, int], flips: tuple[bool, bool]) -> np.ndarray:
+    """Pixel-centre (x, y) coordinates of the stored image -> the same points in the flipped image.
+
+    Pixel i spans [i - 0.5, i + 0.5], so in an image ``w`` wide a horizontal flip
+    maps x to w - 1 - x (and likewise y with the height).
+    """
+    h, w = shape
+    out = np.array(xy, dtype=np.float64, copy=True).reshape(-1, 2)
+    if flips[0]:
+        out[:, 0] = (w - 1) - out[:, 0]
+    if flips[1]:
+        out[:, 1] = (h - 1) - out[:, 1]
+    return out

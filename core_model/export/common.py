@@ -15,7 +15,7 @@ SOFTWARE = f"NaFV Viewer {__version__}"
 def shown_ids(review: Review, deidentify: bool) -> tuple[str, str]:
     """(patient id, study id) as printed; a de-identified export shows a stable pseudonym instead.
 
-    The pseudonym comes from the study digest (pixel data and file sizes), so it
+    The pseudonym comes from the study digest (pixel data), so it
     is the same for every export of one study and reveals nothing about the name.
     """
     if not deidentify:
@@ -45,13 +45,50 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _metric_value(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and len(value) <= 120:
+        return value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return f"[{value[0]:.3f}, {value[1]:.3f}]"
+    return None
+
+
+def metrics_text(metrics: Any, limit: int = 8) -> str:
+    """The model card's validation metrics in one short line ("val_dice 0.537, ..."), or ''."""
+    if not isinstance(metrics, dict):
+        return ""
+    parts = []
+    for key, value in metrics.items():
+        shown = _metric_value(value)
+        if shown is not None and "definition" not in key:
+            parts.append(f"{key} {shown}")
+        if len(parts) >= limit:
+            break
+    return ", ".join(parts)
+
+
+# How the classifier's output is labelled wherever a report prints it: the
+# softmax of an unvalidated model is a ranking score, not a calibrated risk.
+CLASSIFIER_SCORE_LABEL = "uncalibrated model score (not a probability of cancer)"
+
+
 def model_lines(review: Review) -> list[str]:
-    """One line per model that contributed: name, weights digest, training data."""
+    """One line per model that contributed: name, weights digest, training data, card status and validation metrics."""
     out = []
     for role, m in review.ai.get("models", {}).items():
         sha = str(m.get("weights_sha256", ""))
         sha = sha[:16] + "…" if len(sha) > 16 else sha
-        out.append(f"{role}: {m.get('name', m.get('architecture', '?'))} (weights sha256 {sha}, trained on {m.get('trained_on', 'unknown')})")
+        line = f"{role}: {m.get('name', m.get('architecture', '?'))} (weights sha256 {sha}, trained on {m.get('trained_on', 'unknown')})"
+        line += f"; status: {m.get('status') or 'not stated on the model card'}"
+        shown = metrics_text(m.get("metrics"))
+        line += f"; validation: {shown}" if shown else "; validation: no metrics on the model card"
+        out.append(line)
     return out
 
 

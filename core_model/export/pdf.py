@@ -2,10 +2,12 @@
 
 Made to survive grey printing: each finding state has its own line style
 (accepted solid, edited dashed, reader-drawn dash-dot) over a white halo, and
-every contour carries its finding id, so nothing depends on colour. The AI's
-probability is printed beside the reader's BI-RADS call and labelled as the
-AI's, never in its place. The model identity and the not-for-clinical-use
-notice are on every page when the weights are not validated.
+every contour carries its finding id, so nothing depends on colour. The
+classifier's output is printed beside the reader's BI-RADS call, labelled as
+the AI's uncalibrated model score (not a probability of cancer), never in its
+place. The model identity (with the card's status and validation metrics) and
+the not-for-clinical-use notice are on every page when the weights are not
+validated.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from core_model.errors import NafvError
-from core_model.export.common import SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
+from core_model.orientation import flip_points, reading_flips
+from core_model.export.common import CLASSIFIER_SCORE_LABEL, SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
 from core_model.review import ACCEPTED, CONFIRMED, EDITED, PROPOSED, Finding, Review
 from core_model.study import ENERGY_NAMES, VIEW_KEYS
 
@@ -85,8 +88,23 @@ def _view_image(img, heatmap: np.ndarray | None) -> Image.Image:
     return pil
 
 
+def page_points(polygon, shape: tuple[int, int], flips: tuple[bool, bool], left: float, top: float,
+                s: float) -> list[tuple[float, float]]:
+    """Contour pixel-centre coordinates (stored image) -> page points of the hung, scaled image.
+
+    Pixel c spans [c - 0.5, c + 0.5], so its centre lies (c + 0.5) * s from the
+    image's left (or top) edge; the page's y axis points up.
+    """
+    xy = flip_points(polygon, shape, flips)
+    return [(left + (x + 0.5) * s, top - (y + 0.5) * s) for x, y in xy]
+
+
 class ViewGrid(Flowable):
-    """R-CC | L-CC over R-MLO | L-MLO, each image with the confirmed contours drawn as vectors."""
+    """R-CC | L-CC over R-MLO | L-MLO, each image with the confirmed contours drawn as vectors.
+
+    Views hang as in the viewer (:func:`core_model.orientation.reading_flips`):
+    right breast on the left, chest walls in the middle; contours flip with them.
+    """
 
     def __init__(self, review: Review, study: Any, width: float, energy: str, heatmaps: dict[str, np.ndarray] | None, font: str,
                  states: tuple[str, ...] = CONFIRMED):
@@ -95,7 +113,7 @@ class ViewGrid(Flowable):
         self.states = states
         self.width = width
         self.cell_w = (width - 4 * mm) / 2
-        self.cell_h = self.cell_w * 0.68  # keeps views, findings and assessment on one page
+        self.cell_h = self.cell_w * 0.62  # keeps views, findings and assessment on one page
         self.label_h = 5 * mm
         self.height = 2 * (self.cell_h + self.label_h) + 3 * mm
 
@@ -108,6 +126,15 @@ class ViewGrid(Flowable):
             if img is not None:
                 return img, e
         return None, None
+
+    def flips(self, key: str) -> tuple[bool, bool]:
+        """Flips that hang view ``key`` as the viewer does (tags, else the chest wall of both energies)."""
+        img, energy = self._image_for(key)
+        if img is None:
+            return False, False
+        other = self.study.get(key, "le" if energy == "rc" else "rc")
+        return reading_flips(img.side, img.view, img.pixels, img.orientation,
+                             None if other is None else other.pixels)
 
     def draw(self) -> None:
         c = self.canv
@@ -130,6 +157,11 @@ class ViewGrid(Flowable):
             none = ": no confirmed finding" if PROPOSED not in self.states else ": no finding"
             c.drawString(x, y_top - 3.5 * mm, f"{label} ({ENERGY_NAMES[energy]})" + (f": {', '.join(ids)}" if ids else none))
             pil = _view_image(img, self.heatmaps.get(key))
+            flips = self.flips(key)
+            if flips[0]:
+                pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
+            if flips[1]:
+                pil = pil.transpose(Image.FLIP_TOP_BOTTOM)
             h_px, w_px = img.shape
             s = min(self.cell_w / w_px, self.cell_h / h_px)
             w, h = w_px * s, h_px * s
@@ -141,12 +173,10 @@ class ViewGrid(Flowable):
             c.rect(x0, y0, w, h)
             for f in self.review.on_view(key):
                 if f.state in self.states:
-                    self._contour(f, x0, y0 + h, s)
+                    self._contour(f, page_points(f.polygon, img.shape, flips, x0, y0 + h, s))
 
-    def _contour(self, f: Finding, left: float, top: float, s: float) -> None:
+    def _contour(self, f: Finding, pts: list[tuple[float, float]]) -> None:
         c = self.canv
-        # contour coordinates are pixel centres: pixel c spans [c - 0.5, c + 0.5]
-        pts = [(left + (px + 0.5) * s, top - (py + 0.5) * s) for px, py in f.polygon]
         rgb, dash, _ = _style_of(f)
         path = c.beginPath()
         path.moveTo(*pts[0])
@@ -202,13 +232,14 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
                          _fmt_prob(f.ai_score), f.link or ""])
     ai_side = review.ai.get("affected_side")
     ai_p = review.ai.get("malignancy_probability")
-    assessment = [["Breast", "BI-RADS (reader)", "Density (reader)", "AI malignancy probability"]]
+    assessment = [["Breast", "BI-RADS (reader)", "Density (reader)", "AI classifier score"]]
     for side, name in (("R", "right"), ("L", "left")):
         a = review.assessments[side]
         if ai_p is None:
             ai_cell = "— (no classifier ran)"
         elif side == ai_side:
-            ai_cell = f"{_fmt_prob(ai_p)} (model, {review.ai.get('classifier_mode') or 'classifier'})"
+            ai_cell = (f"{_fmt_prob(ai_p)}: {CLASSIFIER_SCORE_LABEL}, "
+                       f"{review.ai.get('classifier_mode') or 'classifier'}")
         else:
             ai_cell = "— (scored for the affected breast only)"
         assessment.append([name, a.birads or "not given", (a.density.upper() if a.density else "not given"), ai_cell])
@@ -285,17 +316,17 @@ def export_pdf(
     story.append(P("AI score: mean segmentation probability inside the AI contour (0-1), not a probability of cancer. "
                    "Sizes are measured on the contour in the image plane of that view.", small))
 
-    # the AI's probability sits beside the reader's call, in its own labelled column
+    # the AI's score sits beside the reader's call, in its own labelled column
     assess = [Paragraph("Assessment", h2),
-              Table(content["assessment"], colWidths=[18 * mm, 35 * mm, 32 * mm, 70 * mm], style=tstyle, hAlign="LEFT")]
+              Table(content["assessment"][:1] + [row[:3] + [P(row[3], small)] for row in content["assessment"][1:]], colWidths=[18 * mm, 35 * mm, 32 * mm, 70 * mm], style=tstyle, hAlign="LEFT")]
     for name, text in content["notes"]:
         assess.append(Spacer(1, 1.5 * mm))
         assess.append(Paragraph(f"<b>{name} breast, reader's findings:</b> " + escape(text).replace("\n", "<br/>"), body))
     ai_side = content["ai_side"]
     if ai_side:
         assess.append(P(f"The AI marked the {'left' if ai_side == 'L' else 'right'} breast as the affected one "
-                        f"(from {review.ai.get('affected_side_source', 'segmentation')}). Its probability is shown for reference "
-                        f"beside the reader's category and does not replace it.", small))
+                        f"(from {review.ai.get('affected_side_source', 'segmentation')}). The classifier's output is an "
+                        f"{CLASSIFIER_SCORE_LABEL}, shown for reference beside the reader's category; it does not replace it.", small))
     story.append(KeepTogether(assess))
 
     def footer(canvas, doc):

@@ -188,7 +188,9 @@ def test_missing_contralateral_side_runs_dual_view(analyzer, demo):
     a = analyzer.analyze(left)
     assert set(a.views) == {"L_CC", "L_MLO"} and a.affected_side == "L"
     assert a.classifier_mode == "dual-view" and 0 <= a.malignancy_probability <= 1
-    assert any("dual-view" in w for w in a.warnings)
+    assert analyze_mod.DUAL_VIEW_ON_FOUR_VIEW_WARNING in a.warnings
+    assert "the classifier was not trained for single-breast studies; treat this score as unreliable" in \
+        analyze_mod.DUAL_VIEW_ON_FOUR_VIEW_WARNING
 
 
 def test_missing_view_is_skipped_and_said(analyzer, demo):

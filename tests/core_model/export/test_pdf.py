@@ -52,6 +52,9 @@ def test_report_content_rows(dicom_review):
     assert c["identity"][0][:2] == ["Patient ID", "P12"] and c["identity"][2][1] == "Dr. Ünal"
     assert "not for clinical use" in c["notice"]
     assert "nafv_seg_test" in c["models"][0] and "c0ffeec0ffeec0ff…" in c["models"][0]
+    # the fixture's card states neither: the report says so rather than staying silent
+    assert "status: not stated on the model card" in c["models"][0]
+    assert "validation: no metrics on the model card" in c["models"][0]
     rows = {r[0]: r for r in c["findings"][1:]}
     f1 = review.findings["F1"]
     d_mm, area_mm2 = 0.1 * max_diameter(f1.polygon), 0.01 * polygon_area(f1.polygon)
@@ -59,7 +62,10 @@ def test_report_content_rows(dicom_review):
     assert rows["F2"][4] == "edited" and rows["F2"][7] == "F1"
     assert rows["F3"][4:6] == ["rejected", "reader"] and rows["F3"][6] == "—"
     assert c["assessment"][1] == ["right", "not given", "not given", "— (scored for the affected breast only)"]
-    assert c["assessment"][2] == ["left", "4C", "B", "0.64 (model, dual-view)"]  # AI beside the reader's call
+    # AI beside the reader's call, labelled as a score, never as a probability of cancer
+    assert c["assessment"][0][3] == "AI classifier score"
+    assert c["assessment"][2] == ["left", "4C", "B",
+                                  "0.64: uncalibrated model score (not a probability of cancer), dual-view"]
     assert c["notes"] == [("Left", "Irregular enhancing mass with non-mass enhancement.")]
     anon = report_content(review, deidentify=True)
     assert anon["patient_id"].startswith("ANON-") and "P12" not in str(anon["identity"])
@@ -74,7 +80,8 @@ def test_pdf_is_one_page_and_draws_the_confirmed_contours(dicom_review, tmp_path
     if not HAVE_POPPLER:
         pytest.skip("poppler-utils (pdftoppm/pdftotext) not installed: rendering checks skipped")
     text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
-    for needle in ("P12", "Dr. Ünal", "4C", "0.64 (model, dual-view)", "not for clinical use", "edited", "rejected"):
+    for needle in ("P12", "Dr. Ünal", "4C", "0.64: uncalibrated model score", "not for clinical use", "edited", "rejected",
+                   "status: not stated"):
         assert needle in text, needle
     # the same review with every finding back to proposed draws no contour: the pages must differ where F1 is
     for fid in list(review.findings):
@@ -144,3 +151,22 @@ def test_demo_command_end_to_end(tmp_path, monkeypatch, capsys):
     # run again: the saved review is restored, not redone
     assert main([str(tmp_path / "out2")]) == 0
     assert json.loads((tmp_path / "out2" / "review.json").read_text())["revision"] == d["revision"]
+
+
+def test_model_block_shows_card_status_and_validation_metrics(dicom_review):
+    from core_model.export.common import metrics_text
+
+    study, review = _reviewed(dicom_review)
+    review.ai["models"]["classifier"] = {
+        "name": "nafv_cls_test", "weights_sha256": "ab" * 32, "trained_on": "phantoms",
+        "status": "demo weights: synthetic studies only",
+        "metrics": {"evaluation": "5-fold CV", "auc": "0.599 ± 0.061", "pooled_auc": 0.6141,
+                    "val_dice_ci95": [0.455, 0.6248], "curve": list(range(50)),
+                    "source_resolution_definition": "long text"},
+    }
+    line = report_content(review)["models"][1]
+    assert line.startswith("classifier: nafv_cls_test (weights sha256 abababababababab…, trained on phantoms)")
+    assert "status: demo weights: synthetic studies only" in line
+    assert "validation: evaluation 5-fold CV, auc 0.599 ± 0.061, pooled_auc 0.614, val_dice_ci95 [0.455, 0.625]" in line
+    assert "curve" not in line and "long text" not in line
+    assert metrics_text(None) == "" and metrics_text({"a": True}) == ""
