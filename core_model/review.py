@@ -334,6 +334,11 @@ class SetState(Command):
         f = review.finding(self.fid)
         self._old = f.state
         f.state = self.state
+        # Accepting an AI finding whose contour the reader changed confirms the
+        # reader's contour: it stays "edited", so reports never call it the AI's.
+        if self.state == ACCEPTED and f.origin == "ai" and f.ai_polygon is not None and \
+                [tuple(p) for p in f.polygon] != [tuple(p) for p in f.ai_polygon]:
+            f.state = EDITED
 
     def undo(self, review: Review) -> None:
         review.finding(self.fid).state = self._old  # type: ignore[assignment]

@@ -107,6 +107,27 @@ def test_accept_reject_undo_redo(review):
     assert review.revision == 6
 
 
+def test_accepting_an_edited_finding_keeps_it_edited(review):
+    s = ReviewSession(review)
+    s.do(MoveVertex("F1", 2, (40.0, 35.0)))
+    assert review.findings["F1"].state == EDITED
+    s.do(accept("F1"))
+    assert review.findings["F1"].state == EDITED  # the reader's contour, not the AI's, is confirmed
+    s.do(reject("F1"))
+    s.do(accept("F1"))
+    assert review.findings["F1"].state == EDITED
+    s.undo()
+    assert review.findings["F1"].state == REJECTED
+    # an unchanged AI contour is accepted as such, and so is one moved back to the AI's
+    s.do(accept("F2"))
+    assert review.findings["F2"].state == ACCEPTED
+    p0 = review.findings["F3"].polygon[0]
+    s.do(MoveVertex("F3", 0, (p0[0] + 3, p0[1])))
+    s.do(MoveVertex("F3", 0, p0))
+    s.do(accept("F3"))
+    assert review.findings["F3"].state == ACCEPTED
+
+
 def test_vertex_edits_mark_ai_finding_edited_and_undo_restores_contour_and_state(review):
     s = ReviewSession(review)
     s.do(accept("F1"))
