@@ -50,7 +50,8 @@ def data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / APP_DIR_NAME
 
 
-def _safe(text: Any) -> str:
+def safe_name(text: Any) -> str:
+    """``text`` made safe for a file name (letters, digits, . _ -; at most 40 characters)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-.")[:40] or "x"
 
 
@@ -75,7 +76,7 @@ def study_identity(study: Any) -> dict[str, Any]:
         "study_id": str(study.study_id),
         "digest": h.hexdigest(),
         "images": per_slot,
-        "key": f"{_safe(study.patient_id)}_{_safe(study.study_id)}_{ids[:12]}",
+        "key": f"{safe_name(study.patient_id)}_{safe_name(study.study_id)}_{ids[:12]}",
     }
 
 

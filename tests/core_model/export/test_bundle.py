@@ -29,8 +29,28 @@ def test_ai_report_on_dicom_study_exports_unreviewed_proposals(dicom_study_dir, 
 
 def test_ai_report_on_jpeg_demo_says_why_there_is_no_seg(demo_dir, tmp_path):
     study = load_study(demo_dir)
-    bundle = export_ai_report(analysis_from_masks(study, demo_dir.parent / "demo_masks"), study, tmp_path, deidentify=True)
-    assert bundle.pdf.name == "report.pdf" and bundle.seg.written == {}
-    msgs = bundle.messages()
-    assert sum("is not DICOM" in m for m in msgs) >= 2
-    assert "P66" not in bundle.json.read_text()
+    analysis = analysis_from_masks(study, demo_dir.parent / "demo_masks")
+    bundle = export_ai_report(analysis, study, tmp_path / "plain")
+    assert bundle.pdf.name == "P66_report.pdf" and bundle.seg.written == {}
+    assert sum("is not DICOM" in m for m in bundle.messages()) >= 2
+    anon = export_ai_report(analysis, study, tmp_path / "anon", deidentify=True)
+    assert anon.pdf.name == "report.pdf" and "P66" not in anon.json.read_text()
+
+
+def test_deidentified_report_writes_no_seg_and_says_so(dicom_study_dir, cdd_test_dir, tmp_path):
+    study = load_study(dicom_study_dir)
+    analysis = analysis_from_masks(study, cdd_test_dir / "masks")
+    bundle = export_ai_report(analysis, study, tmp_path / "out", deidentify=True)
+    assert bundle.seg.written == {}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "report.pdf"]
+    assert any(m.startswith("DICOM SEG: not written") and "de-identified" in m for m in bundle.messages())
+    for p in (tmp_path / "out").iterdir():
+        assert b"P12" not in p.read_bytes()
+
+
+def test_patient_id_is_sanitised_in_file_names(demo_dir, tmp_path):
+    study = load_study(demo_dir)
+    study.patient_id = "../../evil/P 66"
+    bundle = export_ai_report(analysis_from_masks(study, demo_dir.parent / "demo_masks"), study, tmp_path / "out")
+    assert bundle.pdf.parent == tmp_path / "out" and bundle.pdf.name == "evil-P-66_report.pdf"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["evil-P-66_report.json", "evil-P-66_report.pdf"]
