@@ -12,7 +12,7 @@ from nafv_viewer.widgets.side_panel import SidePanel
 
 from conftest import make_analysis
 
-DUAL = "contralateral CC/MLO missing: dual-view classification on four-view weights (the paper reports lower accuracy)"
+from core_model.analyze import DUAL_VIEW_ON_FOUR_VIEW_WARNING as DUAL  # the analyzer's own words
 
 
 @pytest.fixture
