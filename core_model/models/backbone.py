@@ -2,12 +2,13 @@
 
 ``create_backbone`` builds a timm DINOv2 ViT (``vit_small_patch14_dinov2`` by
 default; ``vit_base_patch14_dinov2`` / ``vit_large_patch14_dinov2`` and the
-``*_reg4_*`` register variants are accepted) with ``pretrained=False`` unless a
-local weights file is given, in which case timm loads it through
-``pretrained_cfg_overlay=dict(file=path)`` — the official Meta checkpoints
-(``dinov2_vits14_pretrain.pth``: timm's checkpoint filter converts the keys and
-resizes the position embedding) or a timm-format ``.safetensors`` of our own.
-No network access happens in either case.
+``*_reg4_*`` register variants are accepted) with ``pretrained=False``. A
+local weights file is read here, never by timm's loader: ``.safetensors``
+through safetensors, anything else through ``torch.load(weights_only=True)``
+(no pickle code runs). The state dict then goes through timm's ViT checkpoint
+filter, which converts the official Meta checkpoints
+(``dinov2_vits14_pretrain.pth``: key names, position-embedding resize), and is
+loaded strictly. No network access happens in either case.
 
 ``overrides`` (e.g. ``depth=6, embed_dim=192, num_heads=3``) shrink the ViT
 for CPU work and for weights small enough to ship; official checkpoints only
@@ -60,10 +61,36 @@ def create_backbone(name: str = DINOV2_BACKBONES[0], img_size: int = 224, weight
     weights = Path(weights)
     if not weights.is_file():
         raise ModelLoadError("DINOv2 backbone weights file not found", weights)
+    state = read_state_dict(weights)
+    model = timm.create_model(name, pretrained=False, **kwargs)
     try:
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)), **kwargs)
-    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        model.load_state_dict(checkpoint_filter_fn(state, model), strict=True)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"cannot load these weights into {name} ({str(exc).splitlines()[0][:200]})", weights) from None
+    return model
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a local weights file: safetensors, or a torch file read with weights_only=True."""
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure: the file is not usable weights
+        raise ModelLoadError(f"not a weights file this program reads safely ({str(exc).splitlines()[0][:200]})",
+                             path) from None
+    # Training checkpoints often wrap the weights: {"model": {...}} or {"state_dict": {...}}.
+    for key in ("model", "state_dict", "teacher"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError("the file holds no plain tensor state dict", path)
+    return state
 
 
 def tokens(vit: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,31 @@ def test_backbone_tokens_and_local_weights(tmp_path):
         create_backbone("resnet50")
 
 
+def test_backbone_file_is_read_by_us_not_by_timm(tmp_path, monkeypatch):
+    import timm.models._builder as builder
+
+    def no_timm_loading(*a, **k):
+        raise AssertionError("timm's own checkpoint loader must not read user files")
+
+    monkeypatch.setattr(builder, "load_pretrained", no_timm_loading)
+    vit = create_backbone("small", img_size=56, **TINY_VIT).eval()
+    x = torch.randn(1, 3, 56, 56)
+    pth = tmp_path / "vit.pth"
+    torch.save({"model": vit.state_dict()}, pth)  # a wrapped training checkpoint
+    for path in (pth,):
+        again = create_backbone("small", img_size=56, weights=path, **TINY_VIT).eval()
+        assert torch.allclose(tokens(vit, x), tokens(again, x))
+    # A pickle that would run code on load is refused (weights_only=True), as a user message.
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": vit.state_dict(), "cfg": _Unsafe()}, evil)
+    with pytest.raises(ModelLoadError, match="not a weights file this program reads safely"):
+        create_backbone("small", img_size=56, weights=evil, **TINY_VIT)
+
+
+class _Unsafe:
+    """Any class instance in a pickle: torch.load(weights_only=True) refuses it."""
+
+
 def test_tiny_model_contract_and_gradients():
     m = create_model("nafv_cls_tiny")
     assert m.input_size == 56 and m.mode == "four-view" and m.channels == ("le", "le", "rc")
