@@ -44,8 +44,9 @@ which energies fill the C=3 input channels (default ("le", "le", "rc"): the
 paper classifies LE images, the RC channel adds the enhancement);
 ``model.input_size`` the square side in pixels; ``model.mode`` what it was
 trained as ("four-view" or "dual-view"); ``model.backbone`` the timm ViT
-(hook ``model.backbone.blocks[-1].norm1``, drop ``num_prefix_tokens`` in the
-reshape); ``model.head_forward(tokens_affected, tokens_contralateral=None)``
+(drop ``num_prefix_tokens`` when reshaping its tokens); Grad-CAM targets
+``head.stage1``, the head's first per-view stage (see
+:data:`core_model.explain.DEFAULT_TARGET` for why); ``model.head_forward(tokens_affected, tokens_contralateral=None)``
 runs the classifier on cached token maps [B, 2, D, h, w].
 """
 
