@@ -6,10 +6,11 @@ image has its chest wall on the right-hand edge of its panel and an L image on
 the left-hand edge (nipples point outward); MLO with the axilla at the top, CC
 with the lateral side at the top.
 
-The flips come from DICOM PatientOrientation when the file gives it (per
-file: each file's tags describe that file). Otherwise the chest-wall side is
-judged from the pixels by the project's one detector,
-:mod:`core_model.orientation`, and decided once per view from both energies
+The rules live in :mod:`core_model.orientation` (shared with the PDF report
+and the DICOM writer); this module wraps them for display. The flips come
+from DICOM PatientOrientation when the file gives it (per file: each file's
+tags describe that file). Otherwise the chest-wall side is judged from the
+pixels, decided once per view from both energies
 (:func:`view_flips`): the LE and RC images of a view share their geometry, so
 they always hang the same way and pressing E never mirrors a view. Without
 tags the vertical direction is left as stored: nothing in the pixels says
@@ -22,17 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core_model.orientation import chest_wall_side, chest_wall_side_pair
+from core_model.orientation import chest_wall_side, chest_wall_side_pair, flips_from_orientation
 
 __all__ = ["Flips", "NO_FLIPS", "chest_wall_side", "flips_for_image", "hanging_flips", "mirrored", "tissue_bbox", "view_flips"]
-
-# Wanted PatientOrientation in reading position: (row direction, column direction).
-# Along a row of an R image we walk from the nipple to the chest wall: posterior.
-_WANTED_ROW = {"R": "P", "L": "A"}
-# Down a column: CC goes from lateral to medial (toward the other side);
-# MLO goes from the axilla toward the feet.
-_WANTED_COL = {("R", "CC"): "L", ("L", "CC"): "R", ("R", "MLO"): "F", ("L", "MLO"): "F"}
-_OPPOSITE = {"A": "P", "P": "A", "L": "R", "R": "L", "H": "F", "F": "H"}
 
 
 @dataclass(frozen=True)
@@ -115,24 +108,6 @@ def tissue_bbox(pixels: np.ndarray) -> tuple[float, float, float, float]:
     )
 
 
-def _orientation_flips(side: str, view: str, orientation: tuple[str, str]) -> tuple[bool, bool] | None:
-    row, col = (str(v).upper().strip() for v in orientation)
-    if not row or not col:
-        return None
-    want_row, want_col = _WANTED_ROW[side], _WANTED_COL[(side, view)]
-    row0 = row[0]
-    if row0 not in ("A", "P"):
-        return None
-    horizontal = row0 != want_row
-    # Column direction may be compound ("FL"); compare the component that matters.
-    if view == "MLO":
-        comp = next((c for c in col if c in "HF"), None)
-    else:
-        comp = next((c for c in col if c in "LR"), None)
-    vertical = comp is not None and comp == _OPPOSITE[want_col]
-    return horizontal, vertical
-
-
 def hanging_flips(side: str, view: str, pixels: np.ndarray, orientation: tuple[str, str] | None = None,
                   partner: np.ndarray | None = None) -> Flips:
     """The flips that put one image of ``side``/``view`` in reading position.
@@ -142,7 +117,7 @@ def hanging_flips(side: str, view: str, pixels: np.ndarray, orientation: tuple[s
     """
     side, view = side.upper(), view.upper()
     if orientation is not None:
-        flips = _orientation_flips(side, view, orientation)
+        flips = flips_from_orientation(side, view, orientation)
         if flips is not None:
             return Flips(flips[0], flips[1], "tags")
     wanted = "right" if side == "R" else "left"
