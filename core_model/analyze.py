@@ -45,16 +45,14 @@ from core_model.errors import ModelLoadError, NafvError
 from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.jobs import CancelToken, ProgressCallback, report
 from core_model.preprocess import Letterbox, normalize_image
+from core_model.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
 from core_model.study import SIDES, Study, contralateral, view_key
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Said whenever four-view classifier weights score a study without the other breast.
 DUAL_VIEW_ON_FOUR_VIEW_WARNING = (
     "contralateral CC/MLO missing: dual-view classification on four-view weights; the classifier was not "
     "trained for single-breast studies; treat this score as unreliable"
 )
-DEFAULT_SEG_WEIGHTS = REPO_ROOT / "resources" / "weights" / "segmentation" / "nafv_seg.safetensors"
-DEFAULT_CLS_WEIGHTS = REPO_ROOT / "resources" / "weights" / "classifier" / "nafv_cls.safetensors"
 
 # Share of the progress bar per stage (roughly their share of CPU time).
 _STAGES = {"preprocess": 0.05, "segmentation": 0.35, "contours": 0.1, "classification": 0.2, "explain": 0.3}

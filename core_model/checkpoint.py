@@ -21,8 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from core_model.errors import ModelLoadError
-
-NOT_FOR_CLINICAL_USE = "Research software: not for clinical use. Outputs are not validated for diagnosis."
+from core_model.notice import NOT_FOR_CLINICAL_USE  # noqa: F401 - re-exported: the notice's old home
 
 
 def sha256_file(path: str | Path) -> str:

@@ -6,7 +6,7 @@ import datetime as _dt
 from typing import Any
 
 from core_model import __version__
-from core_model.checkpoint import NOT_FOR_CLINICAL_USE
+from core_model.notice import NOT_FOR_CLINICAL_USE
 from core_model.review import Finding, Review, finding_size_mm
 
 SOFTWARE = f"NaFV Viewer {__version__}"

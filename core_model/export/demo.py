@@ -34,12 +34,7 @@ from core_model.review import (
 )
 from core_model.review_store import ReviewStore
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_DIR = REPO / "resources" / "demo"
-DEMO_MASKS = REPO / "resources" / "demo_masks"
-# Same file as core_model.analyze.DEFAULT_SEG_WEIGHTS; not imported from there so that
-# the stand-in path does not pay for loading torch.
-DEFAULT_SEG_WEIGHTS = REPO / "resources" / "weights" / "segmentation" / "nafv_seg.safetensors"
+from core_model.resources import DEFAULT_SEG_WEIGHTS, DEMO_DIR, DEMO_MASKS  # no torch import
 
 STAND_IN = {
     "name": "stand-in: contours from the collection's ground-truth masks (no model ran)",

@@ -53,22 +53,9 @@ def parse_loose_name(name: str | Path) -> NameInfo | None:
     if info is not None:
         return info
     stem = Path(name).stem
-    tokens = [t.lower() for t in _TOKEN_SPLIT.split(stem) if t]
-    # "low_energy" / "low-energy" arrive as two tokens
-    joined = [a + b for a, b in zip(tokens, tokens[1:]) if a + b in _ENERGY_TOKENS]
-    sides, views, energies = set(), set(), set()
-    for t in tokens + joined:
-        if t in _SIDE_TOKENS:
-            sides.add(_SIDE_TOKENS[t])
-        if t in _VIEW_TOKENS:
-            views.add(_VIEW_TOKENS[t])
-        if t in _ENERGY_TOKENS:
-            energies.add(_ENERGY_TOKENS[t])
-        m = _COMPACT_RE.match(t)
-        if m:
-            sides.add(m["side"].upper())
-            views.add(m["view"].upper())
-    if "low" in tokens and "le" not in energies:
+    sides, views, energies = slot_hints(stem)
+    # A lone "low" in a file name ("L_CC_low.png") means low energy.
+    if "le" not in energies and "low" in (t.lower() for t in _TOKEN_SPLIT.split(stem)):
         energies.add("le")
     if len(sides) != 1 or len(views) != 1 or len(energies) != 1:
         return None
