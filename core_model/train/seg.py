@@ -20,6 +20,7 @@ evaluate-seg`` measures at the source resolution instead.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import time
 from pathlib import Path
@@ -151,6 +152,7 @@ def load_optim(opt: torch.optim.Optimizer, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.train_command = "nafv-train seg " + " ".join(sys.argv[2:] if argv is None else argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -245,6 +247,7 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
                          "seconds_per_epoch": round(sum(epoch_times) / max(len(epoch_times), 1), 1)},
             "metric_definition": "validation Dice/IoU of the lesion class at the model input size, per image "
                                  "(threshold 0.5), mean over images; empty mask and empty prediction = 1",
+            "reproduce": {"train": args.train_command},
         }
 
     for epoch in range(start_epoch, args.epochs + 1):

@@ -13,6 +13,11 @@ nothing found); every mask in CDD-CESM-512 has a lesion, so there this case
 does not occur. ``--split val`` restricts to the validation patients recorded
 in the weights' model card.
 
+``--export-to W2.safetensors`` writes the evaluated weights again with their
+model card extended by these figures (``metrics.*_source_resolution``), the
+evaluation command and the data's known limitations: this is how the shipped
+default weights are made from a training run's ``best.safetensors``.
+
 Output JSON: {"dice", "miou", "n_images", "n_patients", ...} plus a 95 % interval
 of the mean Dice from a patient-level bootstrap and the per-image rows.
 """
@@ -40,7 +45,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="all", choices=("all", "val", "train"),
                    help="patients to evaluate: all in DIR, or the card's validation / training patients")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--export-to", type=Path, default=None,
+                   help="write the weights again here with the card extended by these figures")
     return p
+
+
+LIMITATIONS = [
+    "validation on the patients of one public collection (CDD-CESM subset, all breasts with a malignant finding); "
+    "not a clinical validation; never trained on normal breasts, so it outlines something in most images",
+    "trained on images resized to 512x512 without keeping the aspect ratio; full-size images are letterboxed "
+    "(aspect kept), so breasts look less squashed than in training",
+    "only 2 patients have the contralateral breast: the asymmetric fusion was trained almost only through its "
+    "'no contralateral' stand-in",
+]
+
+
+def export_evaluated(weights: str | Path, result: dict, out: Path, command: str) -> Path:
+    """Re-save ``weights`` at ``out`` with the evaluation figures in its model card."""
+    from core_model.checkpoint import save_checkpoint
+
+    loaded = load_checkpoint(weights)
+    card = {k: v for k, v in loaded.card.items() if k not in ("weights_file", "weights_sha256", "date")}
+    metrics = dict(card.get("metrics") or {})
+    metrics.update({
+        "val_dice_source_resolution": result["dice"],
+        "val_miou_source_resolution": result["miou"],
+        "val_dice_ci95_patient_bootstrap": result["dice_ci95_patient_bootstrap"],
+        "val_images": result["n_images"],
+        "val_patients": result["n_patients"],
+        "source_resolution_definition": result["definition"],
+        "evaluated_split": result["split"],
+    })
+    card["metrics"] = metrics
+    card["reproduce"] = {"train": (card.get("reproduce") or {}).get("train", "see the run's config.json"),
+                         "evaluate_and_export": command}
+    epochs, planned = card.get("epochs"), card.get("epochs_planned")
+    card["limitations"] = LIMITATIONS + [
+        f"best validation epoch {epochs} of {planned} planned (the paper trains 200); validation Dice may still rise"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(loaded.model, out, card)
 
 
 def dice_iou(pred: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -146,4 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = res["dice_ci95_patient_bootstrap"]
     print(f"evaluate-seg: Dice {res['dice']:.4f} (95% CI {lo:.3f}-{hi:.3f})  mIoU {res['miou']:.4f}  on {res['n_images']} images of "
           f"{res['n_patients']} patients ({args.split}) -> {args.json}", file=sys.stdout)
+    if args.export_to is not None:
+        command = "nafv-train evaluate-seg " + " ".join(argv if argv is not None else sys.argv[2:])
+        card = export_evaluated(args.weights, res, args.export_to, command)
+        print(f"evaluate-seg: weights with the evaluated card -> {args.export_to} ({card.name})")
     return 0

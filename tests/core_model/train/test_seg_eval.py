@@ -75,3 +75,22 @@ def test_missing_weights_is_a_user_error(cdd_test_dir, tmp_path, capsys):
     rc = nafv_train(["evaluate-seg", "--data", str(cdd_test_dir), "--weights", str(tmp_path / "none.safetensors"),
                      "--json", str(tmp_path / "x.json")])
     assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_export_to_writes_weights_with_the_evaluated_card(cdd_test_dir, tmp_path):
+    from core_model.checkpoint import load_checkpoint
+
+    w = _constant_model(tmp_path, +20.0)
+    out, shipped = tmp_path / "eval.json", tmp_path / "ship" / "seg.safetensors"
+    assert nafv_train(["evaluate-seg", "--data", str(cdd_test_dir), "--weights", str(w), "--json", str(out),
+                       "--export-to", str(shipped)]) == 0
+    res = json.loads(out.read_text())
+    loaded = load_checkpoint(shipped)  # sha256 in the card matches the file
+    m = loaded.card["metrics"]
+    assert m["val_dice_source_resolution"] == pytest.approx(res["dice"])
+    assert m["val_patients"] == 3 and m["evaluated_split"] == "all"
+    assert "--export-to" in loaded.card["reproduce"]["evaluate_and_export"]
+    assert any("not a clinical validation" in x for x in loaded.card["limitations"])
+    # same tensors as the evaluated weights
+    src = load_checkpoint(w).model.state_dict()
+    assert all(torch.equal(src[k], v) for k, v in loaded.model.state_dict().items())
