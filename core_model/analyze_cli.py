@@ -83,7 +83,8 @@ def _jobs(paths: list[str], patient: str | None) -> list[tuple[str, str | None, 
 def _summary(name: str, analysis, json_path: Path) -> str:
     n = sum(len(v.lesions) for v in analysis.views.values())
     prob = analysis.malignancy_probability
-    score = f"malignancy probability {prob:.2f} ({analysis.classifier_mode})" if prob is not None else "no malignancy probability"
+    score = (f"classifier score {prob:.2f} ({analysis.classifier_mode}; uncalibrated, not a probability of cancer)"
+             if prob is not None else "no classifier score")
     side = analysis.affected_side or "?"
     return f"{name}: affected side {side} ({analysis.affected_side_source}), {n} lesion(s), {score}; {json_path}"
 
