@@ -31,6 +31,12 @@ setup
 case "$cmd" in
     setup) ;;
     demo) exec "$VENV/bin/nafv-viewer" --demo "$@" ;;
-    test) QT_QPA_PLATFORM=offscreen exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    test)
+        # The PDF report tests render pages with poppler (Debian's poppler-utils);
+        # without it those checks skip, so install it when we can.
+        if ! command -v pdftoppm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            (apt-get update -qq && apt-get install -y -qq poppler-utils) >/dev/null 2>&1 || echo "note: poppler-utils not installed; PDF rendering checks will skip" >&2
+        fi
+        QT_QPA_PLATFORM=offscreen exec "$VENV/bin/python" -m pytest -q "$@" ;;
     *) echo "usage: scripts/dev.sh [demo|test|setup]" >&2; exit 2 ;;
 esac
