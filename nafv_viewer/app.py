@@ -162,8 +162,14 @@ def main(argv: list[str] | None = None) -> int:
             print("nafv-viewer: --review-demo needs --screenshot and --analyze", file=sys.stderr)
             return 2
         os.environ["NAFV_DATA_DIR"] = tempfile.mkdtemp(prefix="nafv-review-demo-")
-    if headless and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if headless and not has_display:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif sys.platform.startswith("linux") and not has_display and not os.environ.get("QT_QPA_PLATFORM"):
+        # Qt would abort with a plugin message a reader cannot act on.
+        print("nafv-viewer: no display found (DISPLAY / WAYLAND_DISPLAY unset): run it in a desktop session or "
+              "under xvfb-run, or render to a file with --screenshot OUT.png", file=sys.stderr)
+        return 2
 
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication

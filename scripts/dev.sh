@@ -30,7 +30,20 @@ shift || true
 setup
 case "$cmd" in
     setup) ;;
-    demo) exec "$VENV/bin/nafv-viewer" --demo "$@" ;;
+    demo)
+        # Qt's xcb platform plugin (X11 desktops, xvfb) needs these X libraries,
+        # which minimal Debian/Ubuntu images lack.
+        if [ -n "${DISPLAY:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            missing=""
+            for lib in libxcb-cursor.so.0:libxcb-cursor0 libxcb-icccm.so.4:libxcb-icccm4 \
+                       libxcb-keysyms.so.1:libxcb-keysyms1 libxkbcommon-x11.so.0:libxkbcommon-x11-0; do
+                ldconfig -p 2>/dev/null | grep -q "${lib%%:*}" || missing="$missing ${lib##*:}"
+            done
+            if [ -n "$missing" ]; then
+                (apt-get update -qq && apt-get install -y -qq $missing) >/dev/null 2>&1 || true
+            fi
+        fi
+        exec "$VENV/bin/nafv-viewer" --demo "$@" ;;
     test)
         # The PDF report tests render pages with poppler (Debian's poppler-utils);
         # without it those checks skip, so install it when we can.

@@ -62,3 +62,11 @@ def test_several_patients_need_patient_option(qapp, tmp_path, capsys, cdd_test_d
     assert "3 patients" in err and "--patient" in err
     assert main([str(cdd_test_dir / "images"), "--patient", "P12", "--screenshot", str(out)]) == 0
     assert out.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="display detection is for Linux sessions")
+def test_no_display_is_a_clear_message_not_a_qt_abort():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([sys.executable, "-m", "nafv_viewer.app", "--demo"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "no display found" in r.stderr and "--screenshot" in r.stderr and "Traceback" not in r.stderr
