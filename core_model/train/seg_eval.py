@@ -77,6 +77,8 @@ def export_evaluated(weights: str | Path, result: dict, out: Path, command: str)
         "evaluated_split": result["split"],
     })
     card["metrics"] = metrics
+    card["status"] = (f"research weights: validation Dice {result['dice']:.2f} on {result['n_patients']} patients of one "
+                      "public collection; not validated clinically")
     card["reproduce"] = {"train": (card.get("reproduce") or {}).get("train", "see the run's config.json"),
                          "evaluate_and_export": command}
     epochs, planned = card.get("epochs"), card.get("epochs_planned")

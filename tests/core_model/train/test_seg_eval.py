@@ -91,6 +91,7 @@ def test_export_to_writes_weights_with_the_evaluated_card(cdd_test_dir, tmp_path
     assert m["val_patients"] == 3 and m["evaluated_split"] == "all"
     assert "--export-to" in loaded.card["reproduce"]["evaluate_and_export"]
     assert any("not a clinical validation" in x for x in loaded.card["limitations"])
+    assert f"Dice {res['dice']:.2f}" in loaded.card["status"] and "not validated clinically" in loaded.card["status"]
     # same tensors as the evaluated weights
     src = load_checkpoint(w).model.state_dict()
     assert all(torch.equal(src[k], v) for k, v in loaded.model.state_dict().items())
