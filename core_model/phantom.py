@@ -684,8 +684,12 @@ def _lesion_rows(case: PhantomCase) -> list[dict[str, str]]:
 
 def _write_png(path: Path, array: np.ndarray) -> None:
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
-    Image.fromarray(array).save(path, format="PNG", optimize=False)
+    # The mark travels with each file, so a phantom copied out of its folder still loads as synthetic.
+    info = PngInfo()
+    info.add_text("Comment", SYNTHETIC_NOTICE)
+    Image.fromarray(array).save(path, format="PNG", optimize=False, pnginfo=info)
 
 
 def write_case(case: PhantomCase, out_dir: str | Path, dicom: bool = False) -> list[Path]:

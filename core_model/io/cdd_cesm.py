@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from core_model.errors import StudyLoadError
-from core_model.io.images import load_named_image
+from core_model.io.images import is_marked_synthetic, load_named_image
 from core_model.io.naming import NameInfo
 from core_model.study import Study
 
@@ -105,4 +105,7 @@ def load_named_study(
             study.add(load_named_image(path, info))
         except StudyLoadError as err:
             warnings.append(str(err))
+            continue
+        if not study.synthetic and is_marked_synthetic(path):
+            study.synthetic = True
     return study

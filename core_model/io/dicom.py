@@ -36,6 +36,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, get_decoder
 
 from core_model.errors import StudyLoadError
+from core_model.io.images import SYNTHETIC_MARK_RE
 from core_model.io.limits import size_problem
 from core_model.io.naming import slot_hints
 from core_model.study import StudyImage
@@ -522,5 +523,3 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
             study.synthetic = True
     return study
 
-
-SYNTHETIC_MARK_RE = re.compile(r"\bSYNTHETIC\b")

@@ -8,6 +8,8 @@ uint16. No pixel spacing is known for these formats.
 
 from __future__ import annotations
 
+import re
+
 import warnings
 from pathlib import Path
 
@@ -60,6 +62,28 @@ def read_raster(path: Path) -> tuple[np.ndarray, int]:
             px = px.astype(np.uint16)
         return px, 16
     return px.astype(np.float32), 32
+
+
+SYNTHETIC_MARK_RE = re.compile(r"\bSYNTHETIC\b")
+
+
+def is_marked_synthetic(path: Path) -> bool:
+    """True when an image file or the README beside its folder says SYNTHETIC (phantom
+    studies write both), so synthetic images are never shown as a patient's."""
+    try:
+        with Image.open(path) as im:  # text chunks come with the header, no decoding
+            if any(SYNTHETIC_MARK_RE.search(str(v)) for v in im.info.values() if isinstance(v, str)):
+                return True
+    except (OSError, SyntaxError, ValueError):
+        pass
+    for folder in (path.parent, path.parent.parent):
+        readme = folder / "README.txt"
+        try:
+            if readme.is_file() and SYNTHETIC_MARK_RE.search(readme.read_text(encoding="utf-8", errors="replace")[:200]):
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def load_named_image(path: Path, info: NameInfo) -> StudyImage:

@@ -88,6 +88,18 @@ def test_dicom_files_load_and_say_synthetic(dataset):
     assert list(ds.PatientOrientation) == ["A", "R"]  # left CC: nipple to the right, lateral at the top
 
 
+def test_png_phantoms_say_synthetic_even_when_copied_out_of_their_folder(dataset, tmp_path, demo_dir):
+    assert load_study(dataset / "images", patient="P900003").synthetic
+    # one study's PNGs alone in a new folder, no README beside them: the mark is in each file
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for f in (dataset / "images").glob("P900003_*.png"):
+        (loose / f.name).write_bytes(f.read_bytes())
+    copied = load_study(loose)
+    assert copied.complete and copied.synthetic
+    assert not load_study(demo_dir).synthetic  # real CDD-CESM images stay a patient's
+
+
 def test_same_seed_writes_the_same_files(dataset, tmp_path):
     write_dataset(tmp_path, n=2, seed=5, size=SIZE)
     for name in ("P900000_L_DM_CC.png", "P900001_R_CM_MLO.png"):
