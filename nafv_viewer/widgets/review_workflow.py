@@ -151,7 +151,11 @@ class ReviewWorkflow(QObject):
                 self.store = ReviewStore()
                 review = self.store.open(study, analysis)
                 self._install(study, review)
-                if review.revision > 0 and (review.findings or review.reader):
+                if review.restore_warnings:
+                    # The reader must look before trusting old contours on new images: a dialog, not a status line.
+                    self.window.show_error("Saved review restored: check it", "\n\n".join(
+                        w[:1].upper() + w[1:] for w in review.restore_warnings))
+                elif review.revision > 0 and (review.findings or review.reader):
                     self.window.statusBar().showMessage(f"Saved review restored ({len(review.findings)} finding(s))", 8000)
             elif analysis is not None and not self.controller.review.ai.get("ran"):
                 self._add_ai(study, analysis)

@@ -3,6 +3,8 @@ drawing, undo/redo, autosave and restore on reopen, exports from the File menu."
 
 from __future__ import annotations
 
+import shutil
+
 import json
 
 import numpy as np
@@ -208,6 +210,28 @@ def test_draw_a_missed_finding_with_clicks_and_cancel(reviewed, qtbot):
     assert new.id not in review.findings and new.id not in _saved(w)
     _key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert review.findings[new.id].polygon == new.polygon
+
+
+def test_reopening_after_the_images_changed_warns_and_keeps_the_findings(make_window, qtbot, demo_dir, tmp_path):
+    study_dir = tmp_path / "P66"
+    shutil.copytree(demo_dir, study_dir)
+    w = make_window()
+    with qtbot.waitSignal(w.study_ready, timeout=10000):
+        w.open_study(study_dir)
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.run_analysis()
+    QApplication.processEvents()
+    saved = w.review_flow.controller.review.to_dict()["findings"]
+    assert saved and w.error_box is None
+    w.close()
+    (study_dir / "P66_R_DM_MLO.jpg").unlink()  # the study now lacks one image
+
+    w2 = make_window()
+    with qtbot.waitSignal(w2.study_ready, timeout=10000):
+        w2.open_study(study_dir)
+    assert w2.error_box is not None and w2.error_box.isVisible()
+    assert "changed since the review was saved" in w2.error_box.text()
+    assert w2.review_flow.controller.review.to_dict()["findings"] == saved
 
 
 def test_review_restores_exactly_on_reopen_without_analysis(reviewed, make_window, qtbot, demo_dir):
