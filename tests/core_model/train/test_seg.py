@@ -113,3 +113,28 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
     assert "images/" in capsys.readouterr().err
     assert nafv_train(["seg", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--arch", "unet",
                        "--no-cross"]) == 2
+
+
+def test_init_starts_from_given_weights_and_refuses_other_models_or_leaks(cdd_test_dir, tmp_path, capsys):
+    from core_model.errors import NafvError
+    from core_model.train.seg import init_weights
+
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    assert _train((cdd_test_dir, first), "--epochs", "1") == 0
+    start = first / "best.safetensors"
+    # lr 0: the fine-tuning run must end exactly where its --init weights are
+    assert _train((cdd_test_dir, tuned), "--epochs", "1", "--init", str(start), "--optimizer", "adamw", "--lr", "0") == 0
+    a, b = load_file(str(start)), load_file(str(tuned / "last.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    training = json.loads((tuned / "best.json").read_text())["training"]
+    assert training["optimizer"] == "AdamW" and training["momentum"] is None
+    assert training["init_from"]["weights_sha256"] == load_checkpoint(start).sha256
+
+    # another input (le+rc) is another model: a clear error, exit 2
+    assert _train((cdd_test_dir, tmp_path / "x"), "--epochs", "1", "--init", str(start), "--channels", "le+rc") == 2
+    assert "different model" in capsys.readouterr().err
+    # weights trained on a patient that is now in validation would leak
+    card = load_checkpoint(start).card
+    model = create_model("nafv_seg_tiny")
+    with pytest.raises(NafvError, match="validation patients"):
+        init_weights(model, "nafv_seg_tiny", str(start), {"val": card["split"]["train"][:1]})
