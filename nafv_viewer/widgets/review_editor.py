@@ -27,7 +27,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
 
-from core_model.review import ACCEPTED, EDITED, PROPOSED, REJECTED, AddFinding, InsertVertex, MoveVertex, RemoveVertex
+from core_model.review import (ACCEPTED, EDITED, PROPOSED, REJECTED, AddFinding, InsertVertex, Link, MoveVertex,
+                               RemoveVertex)
 
 # Colour and line style per state; the style differs too so the states read in grey.
 STATE_PENS = {
@@ -254,7 +255,13 @@ class ReviewEditor(QObject):
             return False
         if on_selected and mods & Qt.KeyboardModifier.ShiftModifier:
             return self.insert_vertex(panel, p)
-        self.controller.select(self._finding_at(panel, p))
+        target = self._finding_at(panel, p)
+        if fid and not on_selected and target and mods & Qt.KeyboardModifier.ShiftModifier:
+            # Shift+click on the other view's contour: the reader says these are one lesion.
+            if self.controller.push(Link(fid, target)):
+                self.message.emit("Linked: the CC and MLO contours are marked as one lesion.")
+            return True
+        self.controller.select(target)
         return True
 
     def insert_vertex(self, panel, p: np.ndarray) -> bool:

@@ -117,6 +117,7 @@ class ReviewWorkflow(QObject):
             ("Click a contour", "Select the finding (the findings list follows)"),
             ("Drag a square handle", "Move that vertex of the selected contour"),
             ("Shift+click", "Add a vertex to the selected contour on its nearest side"),
+            ("Shift+click a contour on the other view", "Link it with the selected one (same lesion in CC and MLO)"),
             ("Ctrl+click / right-click a handle", "Remove that vertex"),
             ("D, clicks, Enter / double-click", "Draw a finding the AI missed; Esc cancels"),
             ("Findings list: A / R / Delete", "Accept / reject / delete; Link CC+MLO with two rows selected"),

@@ -96,6 +96,25 @@ def test_analysis_opens_review_panels_with_proposals_drawn_by_state(reviewed):
     assert w.review_flow.path.is_file()
 
 
+def test_shift_click_on_the_other_view_links_cc_and_mlo(reviewed, qtbot):
+    w = reviewed
+    ctl = w.review_flow.controller
+    cc, mlo, right = _finding(w, "L_CC"), _finding(w, "L_MLO"), _finding(w, "R_CC")
+    p_cc, p_mlo, p_r = (w.grid.panels4[k] for k in ("L_CC", "L_MLO", "R_CC"))
+    _click(qtbot, p_cc, _display(p_cc, cc).mean(0))
+    assert ctl.selected == cc.id and cc.link is None
+    _click(qtbot, p_mlo, _display(p_mlo, mlo).mean(0), Qt.KeyboardModifier.ShiftModifier)
+    assert cc.link == mlo.id and mlo.link == cc.id
+    assert ctl.selected == cc.id  # linking keeps the selection
+    assert _saved(w)[cc.id]["link"] == mlo.id
+    # the other breast cannot be linked: said in the status bar, nothing changes
+    _click(qtbot, p_r, _display(p_r, right).mean(0), Qt.KeyboardModifier.ShiftModifier)
+    assert right.link is None and cc.link == mlo.id
+    assert "same breast" in w.statusBar().currentMessage()
+    _key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert cc.link is None and mlo.link is None
+
+
 def test_click_selects_then_accept_reject_keys_undo_redo(reviewed, qtbot):
     w = reviewed
     p = w.grid.panels4["L_CC"]
