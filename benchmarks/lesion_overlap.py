@@ -8,7 +8,9 @@ scores every view that has a ground-truth lesion against what a reader sees:
 - ``dice``: the analysis mask (all contours) against the lesion mask;
 - ``area_ratio``: predicted area / lesion area (1 = right size);
 - ``hit``: at least one contour overlaps the lesion;
-- heatmaps (affected side only, where the analyzer draws them): ``pointing``
+- ``side_correct`` per study: the analyzer's affected side is the breast with
+  the lesion (studies with lesions in both breasts count either side);
+- heatmaps (on the side the analyzer chose, where it draws them): ``pointing``
   (the map's maximum within 2 % of the image side of the lesion), ``energy_in``
   (share of the map's mass on the lesion) and ``lift`` (that share / the
   lesion's share of the image; 1 = no better than a uniform map).
@@ -86,11 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.real_dir:
         val = read_card(args.seg).get("split", {}).get("val", [])
         cases += [(pid, args.real_dir / "images", args.real_dir / "masks") for pid in val if pid != "P66"]
-    rows, t0 = [], time.time()
+    rows, sides, t0 = [], [], time.time()
     for pid, img_dir, mask_dir in cases:
         study = load_study(img_dir, patient=pid)
         masks = _masks_from_dir(mask_dir, pid)
         analysis = analyzer.analyze(study)
+        lesion_sides = {k[0] for k, m in masks.items() if m.any()}
+        sides.append({"patient": pid, "affected_side": analysis.affected_side, "lesion_sides": sorted(lesion_sides),
+                      "side_correct": analysis.affected_side in lesion_sides})
         for key, vr in analysis.views.items():
             gt = masks.get(key)
             if gt is None or not gt.any() or gt.shape != vr.mask.shape:
@@ -103,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         "segmentation": {"weights": str(args.seg), "sha256": analyzer.identity["segmentation"]["weights_sha256"]},
         "classifier": analyzer.identity.get("classifier", {}).get("weights_sha256"),
         "demo": summarise([r for r in rows if r["patient"] == "P66"]),
-        "all": summarise(rows),
+        "all": {**summarise(rows), "studies": len(sides),
+                "side_correct": round(float(np.mean([s["side_correct"] for s in sides])), 4) if sides else None},
+        "sides": sides,
         "seconds": round(time.time() - t0, 1),
         "rows": rows,
     }

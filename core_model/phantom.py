@@ -39,13 +39,13 @@ import numpy as np
 from scipy import ndimage
 
 from core_model.errors import NafvError
+from core_model.notice import SYNTHETIC_NOTICE
 from core_model.study import VIEW_KEYS, Study, StudyImage, view_key
 
 BITS_STORED = 12
 MAX_VALUE = (1 << BITS_STORED) - 1
 FIELD_MM = (240.0, 195.0)  # detector field (height, width) the image samples, whatever its pixel size
 DEFAULT_SIZE = (512, 416)
-SYNTHETIC_NOTICE = "SYNTHETIC phantom study - not a patient, not for clinical use"
 PATIENT_NUMBER_BASE = 900000  # file names P{900000 + n}: numeric so the CDD-CESM pattern parses
 DENSITIES = ("A", "B", "C", "D")
 DENSE_FRACTION = {"A": 0.08, "B": 0.25, "C": 0.5, "D": 0.75}  # share of breast area that is fibroglandular

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import tomllib
 from pathlib import Path
 
@@ -30,6 +29,7 @@ def test_default_weights_cards_and_demo_are_package_data():
               resources.DEFAULT_CLS_WEIGHTS, resources.DEFAULT_CLS_WEIGHTS.with_suffix(".json"),
               *sorted(resources.DEMO_DIR.iterdir()), *sorted(resources.DEMO_MASKS.iterdir())]
     assert len(needed) == 4 + 9 + 8
-    for path in needed:
-        rel = path.relative_to(ROOT / "resources").as_posix()
-        assert path.is_file() and any(fnmatch.fnmatch(rel, g) for g in globs), rel
+    # setuptools expands each glob within its folder (no recursion), as Path.glob does
+    shipped = {f for g in globs for f in (ROOT / "resources").glob(g) if f.is_file()}
+    missing = [p.relative_to(ROOT).as_posix() for p in needed if p not in shipped]
+    assert all(p.is_file() for p in needed) and missing == []

@@ -36,9 +36,9 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, get_decoder
 
 from core_model.errors import StudyLoadError
-from core_model.io.images import SYNTHETIC_MARK_RE
 from core_model.io.limits import size_problem
 from core_model.io.naming import slot_hints
+from core_model.notice import SYNTHETIC_MARK_RE
 from core_model.study import StudyImage
 
 SKIP = "skip"  # an energy rule result: an image kind the viewer does not show

@@ -8,8 +8,6 @@ uint16. No pixel spacing is known for these formats.
 
 from __future__ import annotations
 
-import re
-
 import warnings
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from PIL import Image
 from core_model.errors import StudyLoadError
 from core_model.io.limits import size_problem
 from core_model.io.naming import NameInfo
+from core_model.notice import SYNTHETIC_MARK_RE
 from core_model.study import StudyImage
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
@@ -62,9 +61,6 @@ def read_raster(path: Path) -> tuple[np.ndarray, int]:
             px = px.astype(np.uint16)
         return px, 16
     return px.astype(np.float32), 32
-
-
-SYNTHETIC_MARK_RE = re.compile(r"\bSYNTHETIC\b")
 
 
 def is_marked_synthetic(path: Path) -> bool:

@@ -5,8 +5,11 @@
 
 Splits by patient (core_model.train.common.patient_split; the bundled demo
 patient P66 is always in validation), SGD per the paper (lr 0.01, momentum
-0.9, weight decay 1e-4), optional poly decay, BCE + soft Dice loss, keeps the
-weights with the best validation Dice. RUN_DIR receives: config.json, split.json,
+0.9, weight decay 1e-4; ``--optimizer adamw`` converges faster when epochs are
+scarce), optional poly decay, BCE + soft Dice loss, keeps the weights with the
+best validation Dice. ``--init WEIGHTS`` starts from a finished run (same
+architecture, no validation patient among its training patients); its weights
+are scored first, so a fine-tune keeps them unless an epoch does better. RUN_DIR receives: config.json, split.json,
 metrics.csv, curves.png, best.safetensors (+ card), last.safetensors (+ card),
 last_optim.safetensors and state.json (resume), train.log lines on stdout.
 Runs unchanged under ``torchrun --nproc_per_node N`` (DDP; gloo on CPU).
@@ -58,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="breasts per step (each 2 views)")
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"),
                    help="sgd = the paper (momentum, weight decay below); adamw converges faster on a CPU budget")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=None, help="default: 0.01 for sgd (the paper), 3e-4 for adamw")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--schedule", default="constant", choices=("constant", "poly"),
@@ -71,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.safetensors")
     p.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="start from these weights (same architecture and input; their card is checked), "
-                        "e.g. to fine-tune a finished run with a new schedule; the patient split must be the same")
+                        "e.g. to fine-tune a finished run with a new schedule; the patient split must be the same. "
+                        "A resumed run keeps the start it was made with")
     p.add_argument("--save-weights", default=None,
                    help="also write the best weights (+ card) here, e.g. resources/weights/segmentation/nafv_seg.safetensors")
     p.add_argument("--no-progress", action="store_true")
@@ -121,13 +125,16 @@ def init_weights(model: torch.nn.Module, arch: str, weights: str, split: dict) -
     from core_model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(weights)
-    theirs = loaded.card["architecture"].get("config", {})
-    ours = json.loads(json.dumps(model_config(model)))
+    # Both configs rebuilt by this code, so a card written before a new option existed still compares.
+    theirs, ours = model_config(loaded.model), model_config(model)
     if loaded.card["architecture"]["name"] != arch or theirs != ours:
         diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise NafvError(f"--init weights are a different model ({loaded.card['architecture']['name']}; "
                         f"differs in {diff or 'architecture'}) from this run's {arch}", weights)
-    their_train = set(loaded.card.get("split", {}).get("train", []))
+    if not loaded.card.get("split", {}).get("train"):
+        raise NafvError("--init weights do not record their training patients, so a leak into this run's "
+                        "validation cannot be ruled out", weights)
+    their_train = set(loaded.card["split"]["train"])
     leaked = sorted(their_train & set(split["val"]))
     if leaked:
         raise NafvError(f"--init weights were trained on {len(leaked)} of this run's validation patients "
@@ -166,13 +173,13 @@ def validate(model, ds: SegDataset, idx: list[int], device, bs: int, dist_info: 
 
 
 def save_optim(opt: torch.optim.Optimizer, path: Path) -> None:
-    """Momentum buffers as safetensors (tensors only, no pickle)."""
+    """Every per-parameter state tensor (SGD momentum; AdamW moments and step) as safetensors, no pickle."""
     tensors = {}
     for gi, group in enumerate(opt.param_groups):
         for pi, p in enumerate(group["params"]):
-            buf = opt.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                tensors[f"{gi}.{pi}.momentum_buffer"] = buf.detach().contiguous().cpu()
+            for name, value in opt.state.get(p, {}).items():
+                t = value if torch.is_tensor(value) else torch.tensor(float(value))
+                tensors[f"{gi}.{pi}.{name}"] = t.detach().contiguous().cpu()
     save_file(tensors, str(path))
 
 
@@ -180,14 +187,19 @@ def load_optim(opt: torch.optim.Optimizer, path: Path) -> None:
     tensors = load_file(str(path))
     for gi, group in enumerate(opt.param_groups):
         for pi, p in enumerate(group["params"]):
-            key = f"{gi}.{pi}.momentum_buffer"
-            if key in tensors:
-                opt.state[p]["momentum_buffer"] = tensors[key].to(p.device)
+            prefix = f"{gi}.{pi}."
+            for key, t in tensors.items():
+                if key.startswith(prefix):
+                    name = key[len(prefix):]
+                    # AdamW keeps its step count on the CPU; everything else lives beside the parameter
+                    opt.state[p][name] = t if name == "step" else t.to(p.device)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.train_command = "nafv-train seg " + " ".join(sys.argv[2:] if argv is None else argv)
+    if args.lr is None:
+        args.lr = 0.01 if args.optimizer == "sgd" else 3e-4
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -214,6 +226,18 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
     train_p, val_p = make_split(patients, args.val_fraction, args.split_seed)
     gen = seed_everything(args.seed)
     model = create_model(args.arch, **model_kw).to(device)
+    init_from = None
+    if args.resume:
+        state_p = out / "state.json"
+        if not state_p.is_file():
+            raise NafvError("nothing to resume: no state.json in the run folder", out)
+        st = json.loads(state_p.read_text())
+        init_from = st.get("init_from")
+        if st.get("optimizer", "sgd") != args.optimizer:
+            raise NafvError(f"this run was trained with --optimizer {st.get('optimizer', 'sgd')}; "
+                            f"resume it with the same optimizer", out)
+    elif args.init:  # checked before the (slow) data preparation and before the run folder is made
+        init_from = init_weights(model, args.arch, args.init, {"train": train_p, "val": val_p})
     size = tuple(model.input_size)
     train_b = select_breasts(breasts, set(train_p), channels)
     val_b = select_breasts(breasts, set(val_p), channels)
@@ -234,17 +258,10 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
         write_json(out / "config.json", config)
         write_json(out / "split.json", split)
 
-    init_from = None
-    if args.init and not args.resume:
-        init_from = init_weights(model, args.arch, args.init, split)
     opt = make_optimizer(args, model)
     start_epoch, best, best_miou, best_epoch, epoch_times = 1, -1.0, None, 0, []
     log = MetricsLog(out / "metrics.csv")
     if args.resume:
-        state_p = out / "state.json"
-        if not state_p.is_file():
-            raise NafvError("nothing to resume: no state.json in the run folder", out)
-        st = json.loads(state_p.read_text())
         model.load_state_dict(load_file(str(out / "last.safetensors")))
         load_optim(opt, out / "last_optim.safetensors")
         start_epoch, best, best_epoch = st["epoch"] + 1, st["best_dice"], st["best_epoch"]
@@ -288,6 +305,17 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
                                  "(threshold 0.5), mean over images; empty mask and empty prediction = 1",
             "reproduce": {"train": args.train_command},
         }
+
+    if init_from is not None and not args.resume:
+        # The starting weights are the score to beat: a fine-tune that only gets worse keeps them.
+        vm = validate(model, val_ds, val_idx, device, args.batch_size, dist_info)
+        best, best_miou, best_epoch = vm["val_dice"], vm["val_miou"], 0
+        init_from["val_dice"] = round(best, 6)
+        if dist_info.is_main:
+            metrics = {"val_dice": best, "val_miou": best_miou, "best_epoch": 0, "val_patients": len(val_p),
+                       "val_images": vm["val_images"]}
+            save_checkpoint(model, out / "best.safetensors", card(metrics, 0))
+            print(f"start ({Path(args.init).name}): val dice {best:.4f} miou {best_miou:.4f}", flush=True)
 
     for epoch in range(start_epoch, args.epochs + 1):
         te = time.time()
@@ -348,6 +376,7 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
                             card({**metrics, "val_dice_this_epoch": vm["val_dice"]}, epoch))
             save_optim(opt, out / "last_optim.safetensors")
             write_json(out / "state.json", {"epoch": epoch, "best_dice": best, "best_miou": best_miou, "best_epoch": best_epoch,
+                                            "optimizer": args.optimizer, "init_from": init_from,
                                             "epoch_times": epoch_times})
             print(f"epoch {epoch}/{args.epochs} loss {train_loss:.4f} dice {train_dice:.4f} | val loss "
                   f"{vm['val_loss']:.4f} dice {vm['val_dice']:.4f} miou {vm['val_miou']:.4f} | best {best:.4f} "

@@ -258,8 +258,14 @@ class ReviewEditor(QObject):
         target = self._finding_at(panel, p)
         if fid and not on_selected and target and mods & Qt.KeyboardModifier.ShiftModifier:
             # Shift+click on the other view's contour: the reader says these are one lesion.
+            findings = self.controller.review.findings
+            if findings[fid].link == target:
+                self.message.emit("These two contours are already linked.")
+                return True
+            earlier = [f for f in (findings[fid].link, findings[target].link) if f]
             if self.controller.push(Link(fid, target)):
-                self.message.emit("Linked: the CC and MLO contours are marked as one lesion.")
+                self.message.emit("Linked: the CC and MLO contours are marked as one lesion"
+                                  + (" (their earlier links were removed)." if earlier else "."))
             return True
         self.controller.select(target)
         return True

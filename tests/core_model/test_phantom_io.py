@@ -98,6 +98,13 @@ def test_png_phantoms_say_synthetic_even_when_copied_out_of_their_folder(dataset
     copied = load_study(loose)
     assert copied.complete and copied.synthetic
     assert not load_study(demo_dir).synthetic  # real CDD-CESM images stay a patient's
+    # a real folder whose notes mention a real image type called "SYNTHETIC 2D" is still a patient's
+    real = tmp_path / "real"
+    real.mkdir()
+    for f in demo_dir.glob("*.jpg"):
+        (real / f.name).write_bytes(f.read_bytes())
+    (real / "README.txt").write_text("SYNTHETIC 2D views are not included; these are the FFDM views.\n")
+    assert not load_study(real).synthetic
 
 
 def test_same_seed_writes_the_same_files(dataset, tmp_path):

@@ -107,6 +107,7 @@ def test_shift_click_on_the_other_view_links_cc_and_mlo(reviewed, qtbot):
     assert cc.link == mlo.id and mlo.link == cc.id
     assert ctl.selected == cc.id  # linking keeps the selection
     assert _saved(w)[cc.id]["link"] == mlo.id
+    _click(qtbot, p_mlo, _display(p_mlo, mlo).mean(0), Qt.KeyboardModifier.ShiftModifier)  # again: nothing new to undo
     # the other breast cannot be linked: said in the status bar, nothing changes
     _click(qtbot, p_r, _display(p_r, right).mean(0), Qt.KeyboardModifier.ShiftModifier)
     assert right.link is None and cc.link == mlo.id

@@ -126,9 +126,13 @@ def test_init_starts_from_given_weights_and_refuses_other_models_or_leaks(cdd_te
     assert _train((cdd_test_dir, tuned), "--epochs", "1", "--init", str(start), "--optimizer", "adamw", "--lr", "0") == 0
     a, b = load_file(str(start)), load_file(str(tuned / "last.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    training = json.loads((tuned / "best.json").read_text())["training"]
-    assert training["optimizer"] == "AdamW" and training["momentum"] is None
-    assert training["init_from"]["weights_sha256"] == load_checkpoint(start).sha256
+    best = json.loads((tuned / "best.json").read_text())
+    assert best["training"]["optimizer"] == "AdamW" and best["training"]["momentum"] is None
+    assert best["training"]["init_from"]["weights_sha256"] == load_checkpoint(start).sha256
+    # an epoch that does no better than the start does not replace it as "best"
+    assert best["metrics"]["best_epoch"] == 0
+    assert best["metrics"]["val_dice"] == pytest.approx(json.loads((first / "best.json").read_text())["metrics"]["val_dice"])
+    assert json.loads((tuned / "state.json").read_text())["init_from"]["weights"] == str(start)
 
     # another input (le+rc) is another model: a clear error, exit 2
     assert _train((cdd_test_dir, tmp_path / "x"), "--epochs", "1", "--init", str(start), "--channels", "le+rc") == 2
@@ -138,3 +142,16 @@ def test_init_starts_from_given_weights_and_refuses_other_models_or_leaks(cdd_te
     model = create_model("nafv_seg_tiny")
     with pytest.raises(NafvError, match="validation patients"):
         init_weights(model, "nafv_seg_tiny", str(start), {"val": card["split"]["train"][:1]})
+
+
+def test_adamw_runs_resume_exactly_and_refuse_another_optimizer(cdd_test_dir, tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _train((cdd_test_dir, full), "--epochs", "2", "--optimizer", "adamw") == 0
+    assert _train((cdd_test_dir, part), "--epochs", "1", "--optimizer", "adamw") == 0
+    # AdamW's moments and step count come back from last_optim.safetensors, so the result is identical
+    assert _train((cdd_test_dir, part), "--epochs", "2", "--optimizer", "adamw", "--resume") == 0
+    a, b = load_file(str(full / "last.safetensors")), load_file(str(part / "last.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((full / "best.json").read_text())["training"]["lr"] == 3e-4  # the adamw default
+    assert _train((cdd_test_dir, part), "--epochs", "3", "--resume") == 2  # default sgd: not this run's optimizer
+    assert "--optimizer adamw" in capsys.readouterr().err
