@@ -44,6 +44,7 @@ from core_model.contours import lesions_from_probability, min_area_for_scale
 from core_model.errors import ModelLoadError, NafvError
 from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.jobs import CancelToken, ProgressCallback, report
+from core_model.models.segmentation import lesion_probability
 from core_model.preprocess import Letterbox, normalize_image
 from core_model.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
 from core_model.study import SIDES, Study, contralateral, view_key
@@ -270,14 +271,16 @@ class Analyzer:
                     contra[b, v], contra_present[b, v] = inputs[other][0], True
         clock.check()
         t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        flip_tta = bool((self.seg.card.get("inference") or {}).get("flip_tta", False))
         with torch.inference_mode(), _cancellable(seg, clock.cancel):
-            logits = seg(
+            prob = lesion_probability(
+                seg,
                 t(views),
                 t(contra) if contra_present.any() else None,
                 present=t(present),
                 contra_present=t(contra_present) if contra_present.any() else None,
-            )
-            prob = torch.sigmoid(logits.float())[:, :, 0].cpu().numpy()
+                flip_tta=flip_tta,  # as the weights were evaluated (their card says)
+            ).cpu().numpy()
         out = {}
         for b, side in enumerate(sides):
             for v, view in enumerate(("CC", "MLO")):

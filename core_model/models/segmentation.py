@@ -385,3 +385,23 @@ def unet(**overrides) -> UNet:
 @register_model
 def unet_tiny(**overrides) -> UNet:
     return _build(UNetConfig, UNet, dict(input_size=(64, 64), widths=(4, 8, 16)), overrides)
+
+
+def lesion_probability(model: nn.Module, views: torch.Tensor, contra: torch.Tensor | None = None,
+                       present: torch.Tensor | None = None, contra_present: torch.Tensor | None = None,
+                       flip_tta: bool = False) -> torch.Tensor:
+    """Sigmoid lesion probability [B, 2, H, W] of a batch of breasts ([B, 2, C, H, W] views).
+
+    ``flip_tta`` also runs the mirrored breast (both views and the contralateral
+    breast, as the training augmentation mirrors them) and averages the two
+    probabilities mapped back; whether it helps is measured, not assumed
+    (``nafv-train evaluate-seg --flip-tta``), and recorded in the weights' card.
+    """
+    def run(v: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        return torch.sigmoid(model(v, contra=c, present=present, contra_present=contra_present).float())[:, :, 0]
+
+    prob = run(views, contra)
+    if flip_tta:
+        mirrored = run(views.flip(-1), contra.flip(-1) if contra is not None else None).flip(-1)
+        prob = (prob + mirrored) / 2
+    return prob

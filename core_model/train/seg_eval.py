@@ -33,6 +33,7 @@ import torch
 
 from core_model.checkpoint import load_checkpoint
 from core_model.errors import NafvError
+from core_model.models.segmentation import lesion_probability
 from core_model.train.common import write_json
 from core_model.train.seg_data import VIEWS, patients_of, prepare_view, read_mask, scan_folder, select_breasts
 
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="all", choices=("all", "val", "train"),
                    help="patients to evaluate: all in DIR, or the card's validation / training patients")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--flip-tta", action="store_true",
+                   help="average with the mirrored breast (test-time augmentation); with --export-to the "
+                        "analyzer then does the same with those weights")
     p.add_argument("--export-to", type=Path, default=None,
                    help="write the weights again here with the card extended by these figures")
     return p
@@ -77,6 +81,8 @@ def export_evaluated(weights: str | Path, result: dict, out: Path, command: str)
         "evaluated_split": result["split"],
     })
     card["metrics"] = metrics
+    # How the analyzer must run these weights to reproduce the figures above.
+    card["inference"] = {**(card.get("inference") or {}), "flip_tta": bool(result.get("flip_tta", False))}
     card["status"] = (f"research weights: validation Dice {result['dice']:.2f} on {result['n_patients']} patients of one "
                       "public collection; not validated clinically")
     card["reproduce"] = {"train": (card.get("reproduce") or {}).get("train", "see the run's config.json"),
@@ -98,7 +104,7 @@ def dice_iou(pred: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def predict_breast(model, breast, contra, channels) -> dict[str, tuple[np.ndarray, object]]:
+def predict_breast(model, breast, contra, channels, flip_tta: bool = False) -> dict[str, tuple[np.ndarray, object]]:
     """view -> (probability map at source resolution, letterbox) for the views that exist."""
     size = tuple(model.input_size)
     C = len(channels)
@@ -116,9 +122,8 @@ def predict_breast(model, breast, contra, channels) -> dict[str, tuple[np.ndarra
             if cimg is not None:
                 cviews[0, i], cpresent[0, i] = torch.from_numpy(cimg), True
     has_contra = bool(cpresent.any())
-    logits = model(views, contra=cviews if has_contra else None, present=present,
-                   contra_present=cpresent if has_contra else None)
-    prob = torch.sigmoid(logits)[0, :, 0].numpy()
+    prob = lesion_probability(model, views, cviews if has_contra else None, present,
+                              cpresent if has_contra else None, flip_tta=flip_tta)[0].numpy()
     return {v: (lbs[v].invert_map(prob[i]), lbs[v]) for i, v in enumerate(VIEWS) if v in lbs}
 
 
@@ -139,7 +144,7 @@ def patient_bootstrap_ci(rows: list[dict], key: str = "dice", n: int = 2000, see
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all") -> dict:
+def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all", flip_tta: bool = False) -> dict:
     loaded = load_checkpoint(weights)
     model, card = loaded.model, loaded.card
     channels = tuple(getattr(model, "channels", ("rc",)))
@@ -156,7 +161,7 @@ def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all") -> d
     other = {"L": "R", "R": "L"}
     rows = []
     for b in sel:
-        preds = predict_breast(model, b, breasts.get((b.patient, other[b.side])), channels)
+        preds = predict_breast(model, b, breasts.get((b.patient, other[b.side])), channels, flip_tta)
         for v, (prob, lb) in preds.items():
             if v not in b.masks:
                 continue
@@ -173,6 +178,7 @@ def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all") -> d
         "n_patients": len({r["patient"] for r in rows}),
         "dice_ci95_patient_bootstrap": patient_bootstrap_ci(rows),
         "split": split,
+        "flip_tta": flip_tta,
         "weights": str(weights),
         "weights_sha256": loaded.sha256,
         "model": loaded.identity,
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = evaluate(args.data, args.weights, args.split)
+    res = evaluate(args.data, args.weights, args.split, flip_tta=args.flip_tta)
     write_json(args.json, res)
     lo, hi = res["dice_ci95_patient_bootstrap"]
     print(f"evaluate-seg: Dice {res['dice']:.4f} (95% CI {lo:.3f}-{hi:.3f})  mIoU {res['miou']:.4f}  on {res['n_images']} images of "

@@ -8,7 +8,7 @@ import torch
 from core_model.checkpoint import load_checkpoint, save_checkpoint
 from core_model.losses.segmentation import seg_loss, soft_dice_loss
 from core_model.models.registry import create_model, list_models
-from core_model.models.segmentation import AsymmetricFusion, model_config
+from core_model.models.segmentation import AsymmetricFusion, lesion_probability, model_config
 
 SEG_MODELS = ["nafv_seg", "nafv_seg_tiny", "unet", "unet_tiny"]
 
@@ -172,3 +172,16 @@ def test_loss_prefers_the_right_mask_and_skips_invalid_views():
     valid = torch.tensor([[True, False]])
     torch.testing.assert_close(seg_loss(mixed, target, valid), seg_loss(good[:, :1], target[:, :1]))
     assert float(soft_dice_loss(good.flatten(0, 1)[:1], target.flatten(0, 1)[:1])) < 0.01
+
+
+def test_flip_tta_makes_the_prediction_mirror_consistent():
+    torch.manual_seed(0)
+    m = create_model("nafv_seg_tiny", channels=("le", "rc")).eval()
+    v, c = torch.randn(1, 2, 2, 64, 64), torch.randn(1, 2, 2, 64, 64)
+    with torch.no_grad():
+        plain, plain_m = lesion_probability(m, v, c), lesion_probability(m, v.flip(-1), c.flip(-1))
+        tta, tta_m = lesion_probability(m, v, c, flip_tta=True), lesion_probability(m, v.flip(-1), c.flip(-1), flip_tta=True)
+    assert plain.shape == (1, 2, 64, 64) and 0 <= float(plain.min()) and float(plain.max()) <= 1
+    assert not torch.allclose(plain_m.flip(-1), plain, atol=1e-4)  # an untrained net is not mirror-symmetric...
+    torch.testing.assert_close(tta_m.flip(-1), tta, atol=1e-5, rtol=0)  # ...its flip-averaged output is
+    torch.testing.assert_close(tta, (plain + plain_m.flip(-1)) / 2, atol=1e-5, rtol=0)

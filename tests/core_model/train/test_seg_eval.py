@@ -92,6 +92,13 @@ def test_export_to_writes_weights_with_the_evaluated_card(cdd_test_dir, tmp_path
     assert "--export-to" in loaded.card["reproduce"]["evaluate_and_export"]
     assert any("not a clinical validation" in x for x in loaded.card["limitations"])
     assert f"Dice {res['dice']:.2f}" in loaded.card["status"] and "not validated clinically" in loaded.card["status"]
+    assert res["flip_tta"] is False and loaded.card["inference"] == {"flip_tta": False}
+    # evaluated with flip TTA: the card tells the analyzer to run the weights the same way
+    again = tmp_path / "ship" / "seg_tta.safetensors"
+    assert nafv_train(["evaluate-seg", "--data", str(cdd_test_dir), "--weights", str(w), "--json", str(out),
+                       "--flip-tta", "--export-to", str(again)]) == 0
+    assert json.loads(out.read_text())["flip_tta"] is True
+    assert load_checkpoint(again).card["inference"] == {"flip_tta": True}
     # same tensors as the evaluated weights
     src = load_checkpoint(w).model.state_dict()
     assert all(torch.equal(src[k], v) for k, v in loaded.model.state_dict().items())
