@@ -3,7 +3,8 @@
 The paper does not give its segmentation loss. BCE alone lets the large
 background (lesions are a median 4 % of a CDD-CESM image) dominate; soft Dice
 optimises the reported metric directly but is noisy early; the sum is the
-usual compromise. Views that do not exist (``valid`` False) add nothing.
+usual compromise. Views that do not exist (``valid`` False) add nothing, and
+lesion-free views add only their BCE.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import torch.nn.functional as F
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
                    eps: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice per image, averaged over valid images. logits/target [N, 1, H, W]."""
+    """1 - soft Dice per image, averaged over valid images that contain a lesion. logits/target [N, 1, H, W].
+
+    An image without a lesion is left to BCE: its soft Dice is eps / (sum p + eps), so any
+    probability mass at all costs it the whole loss, and with many lesion-free images (both
+    breasts of synthetic studies) that pushed training to predict nothing everywhere."""
     p = torch.sigmoid(logits).flatten(1)
     t = target.flatten(1).to(p.dtype)
     dice = (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)
     loss = 1 - dice
-    if valid is None:
-        return loss.mean()
-    w = valid.to(loss.dtype)
+    w = (t.sum(1) > 0).to(loss.dtype)
+    if valid is not None:
+        w = w * valid.to(loss.dtype)
     return (loss * w).sum() / w.sum().clamp_min(1)
 
 

@@ -174,6 +174,18 @@ def test_loss_prefers_the_right_mask_and_skips_invalid_views():
     assert float(soft_dice_loss(good.flatten(0, 1)[:1], target.flatten(0, 1)[:1])) < 0.01
 
 
+def test_lesion_free_views_are_scored_by_bce_only():
+    target = torch.zeros(2, 1, 8, 8)
+    target[0, 0, 2:5, 2:5] = 1  # view 0 has a lesion, view 1 has none
+    good = (target * 2 - 1) * 8
+    speck = good.clone()
+    speck[1, 0, 0, 0] = 8.0  # one false-positive pixel on the lesion-free view
+    # soft Dice ignores the lesion-free view (its Dice would be ~0 for a single pixel)...
+    torch.testing.assert_close(soft_dice_loss(speck, target), soft_dice_loss(good[:1], target[:1]))
+    # ...while BCE still charges the false positive, in proportion to its size
+    assert seg_loss(good, target) < seg_loss(speck, target) < seg_loss(good, target) + 0.2
+
+
 def test_flip_tta_makes_the_prediction_mirror_consistent():
     torch.manual_seed(0)
     m = create_model("nafv_seg_tiny", channels=("le", "rc")).eval()
