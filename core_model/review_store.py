@@ -77,6 +77,7 @@ def study_identity(study: Any) -> dict[str, Any]:
         "digest": h.hexdigest(),
         "images": per_slot,
         "key": f"{safe_name(study.patient_id)}_{safe_name(study.study_id)}_{ids[:12]}",
+        "synthetic": bool(getattr(study, "synthetic", False)),  # reports must never pass a phantom off as a patient
     }
 
 

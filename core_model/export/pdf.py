@@ -220,7 +220,8 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
     created = created or now_utc()
     ident_rows = [
         ["Patient ID", pid + (" (de-identified)" if deidentify else ""), "Report date", _utc(created)],
-        ["Study", sid, "Review saved", _utc(review.modified)],
+        ["Study", sid + (" — SYNTHETIC phantom, not patient data" if review.identity.get("synthetic") else ""),
+         "Review saved", _utc(review.modified)],
         ["Reader", review.reader or "(not given)", "Software", SOFTWARE],
     ]
     models = model_lines(review) if review.ai.get("ran", False) else ["none ran on this study: every finding is the reader's"]

@@ -188,3 +188,11 @@ def test_stale_temp_files_are_cleared_but_a_live_writers_is_not(store, demo_dir)
     finally:
         live.kill()
         live.wait()
+
+
+def test_identity_records_whether_the_study_is_synthetic(demo_dir):
+    from core_model.io import load_study
+    from core_model.phantom import generate_case
+
+    assert study_identity(generate_case(3, size=(96, 80)).study)["synthetic"] is True
+    assert study_identity(load_study(demo_dir))["synthetic"] is False

@@ -46,6 +46,14 @@ def _pages(pdf: bytes) -> int:
     return len(re.findall(rb"/Type /Page[^s]", pdf))
 
 
+def test_report_of_a_phantom_says_synthetic(dicom_review):
+    study, review = dicom_review
+    assert "SYNTHETIC" not in str(report_content(review)["identity"])  # real images
+    review.identity["synthetic"] = True  # what study_identity records for a phantom study
+    study_row = report_content(review)["identity"][1]
+    assert study_row[0] == "Study" and "SYNTHETIC phantom, not patient data" in study_row[1]
+
+
 def test_report_content_rows(dicom_review):
     study, review = _reviewed(dicom_review)
     c = report_content(review)
