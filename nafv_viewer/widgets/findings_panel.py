@@ -156,7 +156,7 @@ class ReviewController(QObject):
 class FindingsPanel(QWidget):
     """Table of findings with Accept (A), Reject (R), Delete (Del), Link and Unlink; Undo/Redo keys."""
 
-    COLUMNS = ("#", "Breast", "View", "State", "AI score", "Same lesion as")
+    COLUMNS = ("#", "Breast", "View", "State", "AI score", "Linked")
 
     def __init__(self, controller: ReviewController, parent: QWidget | None = None):
         super().__init__(parent)
