@@ -13,6 +13,22 @@ from core_model.errors import NafvError
 from core_model.study import VIEW_KEYS
 
 
+def send_drag(widget, start, end, button) -> None:
+    """Press ``button`` at ``start``, move in 5 steps to ``end`` and release (QPointF, widget coordinates)."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    start, end = QPointF(start), QPointF(end)
+    none = Qt.KeyboardModifier.NoModifier
+    QApplication.sendEvent(widget, QMouseEvent(QMouseEvent.Type.MouseButtonPress, start, widget.mapToGlobal(start), button, button, none))
+    for i in range(1, 6):
+        p = start + (end - start) * (i / 5)
+        QApplication.sendEvent(widget, QMouseEvent(QMouseEvent.Type.MouseMove, p, widget.mapToGlobal(p), Qt.MouseButton.NoButton, button, none))
+    QApplication.sendEvent(widget, QMouseEvent(QMouseEvent.Type.MouseButtonRelease, end, widget.mapToGlobal(end), button, Qt.MouseButton.NoButton, none))
+    QApplication.processEvents()
+
+
 def make_analysis(study, not_for_clinical_use: bool = True) -> Analysis:
     """One square 'lesion' per view of ``study`` at a known place, plus a heatmap peaking there."""
     views = {}

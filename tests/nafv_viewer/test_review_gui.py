@@ -3,19 +3,19 @@ drawing, undo/redo, autosave and restore on reopen, exports from the File menu."
 
 from __future__ import annotations
 
-import shutil
-
 import json
+import shutil
 
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QTableWidgetSelectionRange
 
 from core_model.review import ACCEPTED, EDITED, PROPOSED, REJECTED
 from core_model.study import VIEW_KEYS
 from nafv_viewer.widgets.review_editor import to_original
+
+from conftest import send_drag
 
 pytestmark = pytest.mark.qt
 NONE = Qt.KeyboardModifier.NoModifier
@@ -52,16 +52,7 @@ def _click(qtbot, panel, xy, modifier=NONE, button=Qt.MouseButton.LeftButton, do
 
 
 def _drag(panel, start_xy, end: QPoint):
-    view = panel.graphics.viewport()
-    start = QPointF(_screen(panel, start_xy))
-    end = QPointF(end)
-    btn = Qt.MouseButton.LeftButton
-    QApplication.sendEvent(view, QMouseEvent(QMouseEvent.Type.MouseButtonPress, start, view.mapToGlobal(start), btn, btn, NONE))
-    for i in range(1, 6):
-        p = start + (end - start) * (i / 5)
-        QApplication.sendEvent(view, QMouseEvent(QMouseEvent.Type.MouseMove, p, view.mapToGlobal(p), Qt.MouseButton.NoButton, btn, NONE))
-    QApplication.sendEvent(view, QMouseEvent(QMouseEvent.Type.MouseButtonRelease, end, view.mapToGlobal(end), btn, Qt.MouseButton.NoButton, NONE))
-    QApplication.processEvents()
+    send_drag(panel.graphics.viewport(), QPointF(_screen(panel, start_xy)), QPointF(end), Qt.MouseButton.LeftButton)
 
 
 def _finding(w, key):

@@ -5,13 +5,12 @@ import threading
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from core_model.study import VIEW_KEYS
 from nafv_viewer.state import PRESETS
 
-from conftest import FakeAnalyzer
+from conftest import FakeAnalyzer, send_drag
 
 
 def _key(qtbot, w, key, modifier=Qt.KeyboardModifier.NoModifier):
@@ -113,14 +112,7 @@ def test_synced_zoom_is_mirrored_between_breasts_and_can_be_switched_off(demo_wi
 def _right_drag(panel, dx, dy):
     view = panel.graphics.viewport()
     start = QPointF(view.width() / 2, view.height() / 2)
-    end = start + QPointF(dx, dy)
-    btn, none = Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier
-    QApplication.sendEvent(view, QMouseEvent(QMouseEvent.Type.MouseButtonPress, start, view.mapToGlobal(start), btn, btn, none))
-    for i in range(1, 6):
-        p = start + (end - start) * (i / 5)
-        QApplication.sendEvent(view, QMouseEvent(QMouseEvent.Type.MouseMove, p, view.mapToGlobal(p), Qt.MouseButton.NoButton, btn, none))
-    QApplication.sendEvent(view, QMouseEvent(QMouseEvent.Type.MouseButtonRelease, end, view.mapToGlobal(end), btn, Qt.MouseButton.NoButton, none))
-    QApplication.processEvents()
+    send_drag(view, start, start + QPointF(dx, dy), Qt.MouseButton.RightButton)
 
 
 def test_window_level_by_drag_presets_and_invert(demo_window, qtbot):
