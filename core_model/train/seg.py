@@ -78,8 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "A resumed run keeps the start it was made with")
     p.add_argument("--save-weights", default=None,
                    help="also write the best weights (+ card) here, e.g. resources/weights/segmentation/nafv_seg.safetensors")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="time budget of this invocation: after each epoch the planned epochs shrink to what fits, "
+                        "so the learning-rate schedule still ends at its end (recorded in the card)")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def epochs_that_fit(epoch: int, planned: int, elapsed_s: float, epoch_times: list[float], budget_s: float) -> int:
+    """Planned epoch count shrunk so the remaining epochs fit the budget (never below the epoch just done).
+
+    The mean of the last three epochs estimates the next ones: the first epoch carries start-up costs
+    and later ones settle.
+    """
+    per = sum(epoch_times[-3:]) / len(epoch_times[-3:])
+    fit = epoch + int(max(budget_s - elapsed_s, 0.0) // max(per, 1e-6))
+    return max(epoch, min(planned, fit))
 
 
 def make_split(patients: list[str], val_fraction: float, split_seed: int) -> tuple[list[str], list[str]]:
@@ -278,6 +292,8 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
     per_rank = -(-n // dist_info.world_size)
     steps_per_epoch = -(-per_rank // args.batch_size)
     total_steps = steps_per_epoch * args.epochs
+    epochs_requested = args.epochs
+    t_start = time.time()
     val_idx = list(range(dist_info.rank, len(val_ds), dist_info.world_size))
     show = dist_info.is_main and not args.no_progress
 
@@ -293,6 +309,8 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             "seed": args.seed,
             "epochs": epoch,
             "epochs_planned": args.epochs,
+            "epochs_requested": epochs_requested,
+            "time_budget_min": args.max_minutes,
             "metrics": metrics,
             "preprocessing": preprocessing_card(size, channels),
             "training": {"optimizer": "SGD" if args.optimizer == "sgd" else "AdamW", "lr": args.lr,
@@ -317,7 +335,8 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             save_checkpoint(model, out / "best.safetensors", card(metrics, 0))
             print(f"start ({Path(args.init).name}): val dice {best:.4f} miou {best_miou:.4f}", flush=True)
 
-    for epoch in range(start_epoch, args.epochs + 1):
+    epoch = start_epoch
+    while epoch <= args.epochs:
         te = time.time()
         net.train()
         train_ds.set_epoch(epoch)
@@ -357,6 +376,15 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
         train_loss, train_dice = all_reduce_mean([tl / max(tn, 1), td / max(tn, 1)], dist_info)
         vm = validate(net.module if dist_info.enabled else net, val_ds, val_idx, device, args.batch_size, dist_info)
         epoch_times.append(time.time() - te)
+        if args.max_minutes:
+            fit = epochs_that_fit(epoch, args.epochs, time.time() - t_start, epoch_times[-(epoch - start_epoch + 1):],
+                                  args.max_minutes * 60)
+            fit = int(all_reduce_mean([float(fit)], dist_info)[0])  # every rank must stop at the same epoch
+            if fit < args.epochs:
+                if dist_info.is_main:
+                    print(f"time budget {args.max_minutes:g} min: planned epochs {args.epochs} -> {fit}", flush=True)
+                args.epochs = fit
+                total_steps = steps_per_epoch * args.epochs
         row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss, "train_dice": train_dice,
                **vm, "seconds": epoch_times[-1]}
         improved = vm["val_dice"] > best
@@ -381,6 +409,7 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             print(f"epoch {epoch}/{args.epochs} loss {train_loss:.4f} dice {train_dice:.4f} | val loss "
                   f"{vm['val_loss']:.4f} dice {vm['val_dice']:.4f} miou {vm['val_miou']:.4f} | best {best:.4f} "
                   f"(epoch {best_epoch}) | {epoch_times[-1]:.1f}s", flush=True)
+        epoch += 1
     if dist_info.is_main:
         print(f"done: best validation Dice {best:.4f} at epoch {best_epoch}; weights {out / 'best.safetensors'}",
               flush=True)

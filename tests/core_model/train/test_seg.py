@@ -155,3 +155,22 @@ def test_adamw_runs_resume_exactly_and_refuse_another_optimizer(cdd_test_dir, tm
     assert json.loads((full / "best.json").read_text())["training"]["lr"] == 3e-4  # the adamw default
     assert _train((cdd_test_dir, part), "--epochs", "3", "--resume") == 2  # default sgd: not this run's optimizer
     assert "--optimizer adamw" in capsys.readouterr().err
+
+
+def test_time_budget_shrinks_planned_epochs_to_what_fits():
+    from core_model.train.seg import epochs_that_fit
+
+    # 10 s epochs, 35 s used of a 60 s budget after epoch 3: two more fit
+    assert epochs_that_fit(3, 40, 35.0, [15.0, 10.0, 10.0, 10.0], 60.0) == 5
+    assert epochs_that_fit(3, 4, 35.0, [10.0, 10.0, 10.0], 600.0) == 4  # never more than planned
+    assert epochs_that_fit(3, 40, 90.0, [30.0, 30.0, 30.0], 60.0) == 3  # over budget: stop after this epoch
+
+
+def test_cli_time_budget_stops_early_and_records_it(cdd_test_dir, tmp_path, capsys):
+    out = tmp_path / "budget"
+    # a budget far below one epoch: the run stops after its first epoch, and the schedule is re-planned
+    assert _train((cdd_test_dir, out), "--epochs", "5", "--schedule", "poly", "--max-minutes", "0.0001") == 0
+    assert [r["epoch"] for r in MetricsLog(out / "metrics.csv").rows()] == ["1"]
+    card = json.loads((out / "last.json").read_text())
+    assert card["epochs_requested"] == 5 and card["epochs_planned"] == 1 and card["time_budget_min"] == 0.0001
+    assert "planned epochs 5 -> 1" in capsys.readouterr().out

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The segmentation table on one GPU: every variant trained with the shipped two-stage recipe
+# (SGD poly, then AdamW 3e-4 poly from the SGD run's best weights), all variants at once,
+# then each scored on the validation patients at source resolution (evaluate-seg).
+#
+#   scripts/seg_table_gpu.sh DATA_DIR RUNS_DIR [MINUTES_PER_STAGE] [EPOCHS_PER_STAGE]
+#
+# Each stage has a time budget (`nafv-train seg --max-minutes`): when the GPU is shared by
+# many variants, the planned epochs shrink to what fits and the learning-rate schedule still
+# completes; the cards and RUNS_DIR/summary.tsv record the epochs each stage really ran.
+# VARIANTS="name ..." runs a subset. Uses `python3`, or $PYTHON.
+set -u
+DATA=${1:?usage: seg_table_gpu.sh DATA_DIR RUNS_DIR [MINUTES_PER_STAGE] [EPOCHS_PER_STAGE]}
+RUNS=${2:?usage: seg_table_gpu.sh DATA_DIR RUNS_DIR [MINUTES_PER_STAGE] [EPOCHS_PER_STAGE]}
+MINUTES=${3:-30}
+EPOCHS=${4:-60}
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+
+declare -A ARGS=(
+  [nafv_lerc_s0]="--channels le+rc --size 256 --seed 0"
+  [nafv_lerc_s1]="--channels le+rc --size 256 --seed 1"
+  [unet_lerc_s0]="--arch unet --channels le+rc --size 256 --seed 0"
+  [unet_lerc_s1]="--arch unet --channels le+rc --size 256 --seed 1"
+  [noasym_lerc_s0]="--no-asym --channels le+rc --size 256 --seed 0"
+  [noasym_lerc_s1]="--no-asym --channels le+rc --size 256 --seed 1"
+  [nocross_lerc_s0]="--no-cross --channels le+rc --size 256 --seed 0"
+  [nocross_lerc_s1]="--no-cross --channels le+rc --size 256 --seed 1"
+  [nafv_rc_s0]="--channels rc --size 256 --seed 0"
+  [nafv_lerc512_s0]="--channels le+rc --size 512 --seed 0"
+  [unet_lerc512_s0]="--arch unet --channels le+rc --size 512 --seed 0"
+)
+VARIANTS=${VARIANTS:-"nafv_lerc_s0 nafv_lerc_s1 unet_lerc_s0 unet_lerc_s1 noasym_lerc_s0 noasym_lerc_s1 nocross_lerc_s0 nocross_lerc_s1 nafv_rc_s0 nafv_lerc512_s0 unet_lerc512_s0"}
+
+pipeline() {
+  local name=$1 dir=$RUNS/$1
+  local common="--data $DATA --epochs $EPOCHS --schedule poly --threads 1 --no-progress --max-minutes $MINUTES ${ARGS[$name]}"
+  mkdir -p "$dir"
+  $PY -m core_model.train.cli seg --out "$dir/sgd" $common >"$dir/sgd.log" 2>&1 || return 1
+  $PY -m core_model.train.cli seg --out "$dir/adamw" --optimizer adamw --lr 3e-4 \
+      --init "$dir/sgd/best.safetensors" $common >"$dir/adamw.log" 2>&1 || return 1
+  for stage in sgd adamw; do
+    $PY -m core_model.train.cli evaluate-seg --data "$DATA" --split val --threads 1 \
+        --weights "$dir/$stage/best.safetensors" --json "$dir/eval_$stage.json" >>"$dir/eval.log" 2>&1 || return 1
+  done
+}
+
+mkdir -p "$RUNS"
+for v in $VARIANTS; do
+  [[ -n "${ARGS[$v]:-}" ]] || { echo "unknown variant: $v" >&2; exit 2; }
+  pipeline "$v" &
+done
+wait
+
+# one row per variant: validation Dice / mIoU at source resolution, epochs run, seconds per epoch
+$PY - "$RUNS" $VARIANTS <<'EOF' | tee "$RUNS/summary.tsv"
+import json, sys
+from pathlib import Path
+runs = Path(sys.argv[1])
+print("variant\tstage\tdice\tdice_ci95\tmiou\tepochs_run\tepochs_requested\tbest_epoch\ts_per_epoch")
+for v in sys.argv[2:]:
+    for stage in ("sgd", "adamw"):
+        ev, card = runs / v / f"eval_{stage}.json", runs / v / stage / "last.json"
+        if not ev.is_file() or not card.is_file():
+            print(f"{v}\t{stage}\tfailed (see {v}/{stage}.log)")
+            continue
+        e, c = json.loads(ev.read_text()), json.loads(card.read_text())
+        ci = "-".join(f"{x:.3f}" for x in e["dice_ci95_patient_bootstrap"])
+        print(f"{v}\t{stage}\t{e['dice']:.4f}\t{ci}\t{e['miou']:.4f}\t{c['epochs']}\t{c.get('epochs_requested')}\t"
+              f"{c['metrics']['best_epoch']}\t{c['training']['seconds_per_epoch']}")
+EOF
