@@ -7,7 +7,7 @@
 #
 # Each stage has a time budget (`nafv-train seg --max-minutes`): when the GPU is shared by
 # many variants, the planned epochs shrink to what fits and the learning-rate schedule still
-# completes; the cards and RUNS_DIR/summary.tsv record the epochs each stage really ran.
+# completes; the cards and RUNS_DIR/summary.{tsv,json} record the epochs each stage really ran.
 # VARIANTS="name ..." runs a subset. Uses `python3`, or $PYTHON.
 set -u
 DATA=${1:?usage: seg_table_gpu.sh DATA_DIR RUNS_DIR [MINUTES_PER_STAGE] [EPOCHS_PER_STAGE]}
@@ -52,20 +52,5 @@ for v in $VARIANTS; do
 done
 wait
 
-# one row per variant: validation Dice / mIoU at source resolution, epochs run, seconds per epoch
-$PY - "$RUNS" $VARIANTS <<'EOF' | tee "$RUNS/summary.tsv"
-import json, sys
-from pathlib import Path
-runs = Path(sys.argv[1])
-print("variant\tstage\tdice\tdice_ci95\tmiou\tepochs_run\tepochs_requested\tbest_epoch\ts_per_epoch")
-for v in sys.argv[2:]:
-    for stage in ("sgd", "adamw"):
-        ev, card = runs / v / f"eval_{stage}.json", runs / v / stage / "last.json"
-        if not ev.is_file() or not card.is_file():
-            print(f"{v}\t{stage}\tfailed (see {v}/{stage}.log)")
-            continue
-        e, c = json.loads(ev.read_text()), json.loads(card.read_text())
-        ci = "-".join(f"{x:.3f}" for x in e["dice_ci95_patient_bootstrap"])
-        print(f"{v}\t{stage}\t{e['dice']:.4f}\t{ci}\t{e['miou']:.4f}\t{c['epochs']}\t{c.get('epochs_requested')}\t"
-              f"{c['metrics']['best_epoch']}\t{c['training']['seconds_per_epoch']}")
-EOF
+# one row per variant and stage: validation Dice / mIoU at source resolution, epochs run, seconds per epoch
+$PY "$(dirname "$0")/../benchmarks/seg_table_summary.py" "$RUNS" --json "$RUNS/summary.json" | tee "$RUNS/summary.tsv"
