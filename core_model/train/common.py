@@ -74,12 +74,34 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
+def _collective_device() -> torch.device:
+    # NCCL reduces only CUDA tensors; gloo takes CPU ones.
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of ``t`` over all ranks (on any backend), returned on the CPU."""
+    t = t.to(_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.cpu()
+
+
 def all_reduce_mean(values: Sequence[float], info: DistInfo) -> list[float]:
     if not info.enabled:
         return list(values)
-    t = torch.tensor(list(values), dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    t = all_reduce_sum(torch.tensor(list(values), dtype=torch.float64))
     return (t / info.world_size).tolist()
+
+
+def all_reduce_min_int(value: int, info: DistInfo) -> int:
+    """The smallest ``value`` of all ranks, so that every rank takes the same decision."""
+    if not info.enabled:
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.int64).to(_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
 
 
 def patient_split(patients: Iterable[str], fractions: Sequence[float], seed: int,

@@ -31,14 +31,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from core_model.checkpoint import save_checkpoint
+from core_model.checkpoint import card_path, save_checkpoint
 from core_model.errors import NafvError
 from core_model.losses.segmentation import seg_loss
 from core_model.models.registry import create_model
 from core_model.models.segmentation import model_config
 from core_model.preprocess import preprocessing_card
-from core_model.train.common import (DistInfo, MetricsLog, cleanup_distributed, init_distributed, patient_split,
-                                     pick_device, plot_curves, seed_everything, write_json)
+from core_model.train.common import (DistInfo, MetricsLog, all_reduce_mean, all_reduce_min_int, cleanup_distributed,
+                                     init_distributed, patient_split, pick_device, plot_curves, seed_everything,
+                                     write_json)
 from core_model.train.seg_data import AugmentConfig, SegDataset, collate, patients_of, scan_folder, select_breasts
 
 DEMO_PATIENT = "P66"  # the bundled demo study: never a training image
@@ -88,11 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
 def epochs_that_fit(epoch: int, planned: int, elapsed_s: float, epoch_times: list[float], budget_s: float) -> int:
     """Planned epoch count shrunk so the remaining epochs fit the budget (never below the epoch just done).
 
-    The mean of the last three epochs estimates the next ones: the first epoch carries start-up costs
-    and later ones settle.
+    ``epoch_times``: wall-clock seconds of each whole epoch of this invocation, checkpoint writing
+    included. The first carries start-up costs (CUDA, caches, other runs starting), so it is left out
+    of the estimate once there are others, and the plan is not cut on fewer than three epochs unless
+    the budget is already spent: a slow start must not shorten the whole run.
     """
-    per = sum(epoch_times[-3:]) / len(epoch_times[-3:])
-    fit = epoch + int(max(budget_s - elapsed_s, 0.0) // max(per, 1e-6))
+    if elapsed_s >= budget_s:
+        return epoch
+    if len(epoch_times) < 3:
+        return planned
+    recent = sorted(epoch_times[1:][-5:])
+    per = recent[len(recent) // 2]  # median of the last five, robust to one slow epoch
+    fit = epoch + int((budget_s - elapsed_s) // max(per, 1e-6))
     return max(epoch, min(planned, fit))
 
 
@@ -178,9 +186,9 @@ def validate(model, ds: SegDataset, idx: list[int], device, bs: int, dist_info: 
         loss = float(seg_loss(logits, b["masks"], valid))
         tot += torch.tensor([d, u, n, loss * n], dtype=torch.float64)
     if dist_info.enabled:
-        import torch.distributed as dist
+        from core_model.train.common import all_reduce_sum
 
-        dist.all_reduce(tot)
+        tot = all_reduce_sum(tot)
     n = max(tot[2].item(), 1)
     return {"val_dice": tot[0].item() / n, "val_miou": tot[1].item() / n, "val_loss": tot[3].item() / n,
             "val_images": int(tot[2].item())}
@@ -225,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args, device: torch.device, dist_info: DistInfo) -> int:
+    t_start = time.time()  # the --max-minutes clock: data preparation and start-up count too
     out = Path(args.out)
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise NafvError(f"--max-minutes must be above 0, not {args.max_minutes:g}")
     channels = tuple(args.channels.split("+"))
     model_kw: dict = {"channels": channels}
     if args.size:
@@ -291,9 +302,11 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
     n = len(train_ds)
     per_rank = -(-n // dist_info.world_size)
     steps_per_epoch = -(-per_rank // args.batch_size)
-    total_steps = steps_per_epoch * args.epochs
     epochs_requested = args.epochs
-    t_start = time.time()
+    if args.resume and st.get("epochs_requested") == args.epochs and st.get("epochs_planned"):
+        # the same command again: keep the plan a time budget had cut, so the schedule does not jump back
+        args.epochs = int(st["epochs_planned"])
+    total_steps = steps_per_epoch * args.epochs
     val_idx = list(range(dist_info.rank, len(val_ds), dist_info.world_size))
     show = dist_info.is_main and not args.no_progress
 
@@ -336,8 +349,10 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             print(f"start ({Path(args.init).name}): val dice {best:.4f} miou {best_miou:.4f}", flush=True)
 
     epoch = start_epoch
+    epoch_starts: list[float] = []  # whole iterations, checkpoint writing included, for the time budget
     while epoch <= args.epochs:
         te = time.time()
+        epoch_starts.append(te)
         net.train()
         train_ds.set_epoch(epoch)
         g = torch.Generator()
@@ -371,15 +386,14 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
                 bar.set_postfix(loss=f"{tl / max(tn, 1):.3f}", dice=f"{td / max(tn, 1):.3f}")
         if bar is not None:
             bar.close()
-        from core_model.train.common import all_reduce_mean
-
         train_loss, train_dice = all_reduce_mean([tl / max(tn, 1), td / max(tn, 1)], dist_info)
         vm = validate(net.module if dist_info.enabled else net, val_ds, val_idx, device, args.batch_size, dist_info)
         epoch_times.append(time.time() - te)
         if args.max_minutes:
-            fit = epochs_that_fit(epoch, args.epochs, time.time() - t_start, epoch_times[-(epoch - start_epoch + 1):],
-                                  args.max_minutes * 60)
-            fit = int(all_reduce_mean([float(fit)], dist_info)[0])  # every rank must stop at the same epoch
+            now = time.time()
+            whole = [b - a for a, b in zip(epoch_starts, epoch_starts[1:])] + [now - epoch_starts[-1]]
+            fit = epochs_that_fit(epoch, args.epochs, now - t_start, whole, args.max_minutes * 60)
+            fit = all_reduce_min_int(fit, dist_info)  # every rank must stop at the same epoch
             if fit < args.epochs:
                 if dist_info.is_main:
                     print(f"time budget {args.max_minutes:g} min: planned epochs {args.epochs} -> {fit}", flush=True)
@@ -405,12 +419,21 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             save_optim(opt, out / "last_optim.safetensors")
             write_json(out / "state.json", {"epoch": epoch, "best_dice": best, "best_miou": best_miou, "best_epoch": best_epoch,
                                             "optimizer": args.optimizer, "init_from": init_from,
-                                            "epoch_times": epoch_times})
+                                            "epoch_times": epoch_times, "epochs_planned": args.epochs,
+                                            "epochs_requested": epochs_requested})
             print(f"epoch {epoch}/{args.epochs} loss {train_loss:.4f} dice {train_dice:.4f} | val loss "
                   f"{vm['val_loss']:.4f} dice {vm['val_dice']:.4f} miou {vm['val_miou']:.4f} | best {best:.4f} "
                   f"(epoch {best_epoch}) | {epoch_times[-1]:.1f}s", flush=True)
         epoch += 1
     if dist_info.is_main:
+        if args.epochs != epochs_requested:
+            # cards written before a cut still show the longer plan
+            for weights in (out / "best.safetensors", args.save_weights):
+                cp = card_path(weights) if weights else None
+                if cp is not None and cp.is_file():
+                    c = json.loads(cp.read_text())
+                    c["epochs_planned"] = args.epochs
+                    write_json(cp, c)
         print(f"done: best validation Dice {best:.4f} at epoch {best_epoch}; weights {out / 'best.safetensors'}",
               flush=True)
     return 0

@@ -160,17 +160,52 @@ def test_adamw_runs_resume_exactly_and_refuse_another_optimizer(cdd_test_dir, tm
 def test_time_budget_shrinks_planned_epochs_to_what_fits():
     from core_model.train.seg import epochs_that_fit
 
-    # 10 s epochs, 35 s used of a 60 s budget after epoch 3: two more fit
-    assert epochs_that_fit(3, 40, 35.0, [15.0, 10.0, 10.0, 10.0], 60.0) == 5
+    # 10 s epochs after a 30 s start-up epoch, 50 s used of 100: the slow first epoch is not the estimate
+    assert epochs_that_fit(3, 40, 50.0, [30.0, 10.0, 10.0], 100.0) == 8
+    assert epochs_that_fit(2, 40, 60.0, [30.0, 30.0], 100.0) == 40  # two epochs are too few to cut the plan on
     assert epochs_that_fit(3, 4, 35.0, [10.0, 10.0, 10.0], 600.0) == 4  # never more than planned
-    assert epochs_that_fit(3, 40, 90.0, [30.0, 30.0, 30.0], 60.0) == 3  # over budget: stop after this epoch
+    assert epochs_that_fit(1, 40, 90.0, [90.0], 60.0) == 1  # budget spent: stop after this epoch
+    # one slow epoch among the last five does not move the median
+    assert epochs_that_fit(6, 40, 100.0, [30.0, 10.0, 10.0, 50.0, 10.0, 10.0], 200.0) == 16
 
 
 def test_cli_time_budget_stops_early_and_records_it(cdd_test_dir, tmp_path, capsys):
     out = tmp_path / "budget"
-    # a budget far below one epoch: the run stops after its first epoch, and the schedule is re-planned
+    # a budget spent before the first epoch ends: the run stops after it, and the card says so
     assert _train((cdd_test_dir, out), "--epochs", "5", "--schedule", "poly", "--max-minutes", "0.0001") == 0
     assert [r["epoch"] for r in MetricsLog(out / "metrics.csv").rows()] == ["1"]
     card = json.loads((out / "last.json").read_text())
     assert card["epochs_requested"] == 5 and card["epochs_planned"] == 1 and card["time_budget_min"] == 0.0001
     assert "planned epochs 5 -> 1" in capsys.readouterr().out
+    assert _train((cdd_test_dir, tmp_path / "zero"), "--epochs", "5", "--max-minutes", "0") == 2
+    assert "--max-minutes must be above 0" in capsys.readouterr().err
+
+
+def test_time_budget_cut_replans_the_schedule_and_survives_resume(cdd_test_dir, tmp_path, monkeypatch):
+    import argparse
+
+    from core_model.train import seg
+
+    monkeypatch.setattr(seg, "epochs_that_fit", lambda epoch, planned, *a: min(planned, 3))
+    out = tmp_path / "cut"
+    assert _train((cdd_test_dir, out), "--epochs", "5", "--schedule", "poly", "--max-minutes", "100") == 0
+    rows = MetricsLog(out / "metrics.csv").rows()
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    cfg = json.loads((out / "config.json").read_text())
+    n_train = len(json.loads((out / "split.json").read_text())["train_breasts"])
+    per_epoch = -(-n_train // 2)  # batch size 2
+    poly = argparse.Namespace(schedule="poly", lr=0.01)
+    # the last epoch ran the end of a 3-epoch poly schedule, not the middle of a 5-epoch one
+    last_step = 3 * per_epoch - 1
+    assert float(rows[-1]["lr"]) == pytest.approx(seg.lr_at(poly, last_step, 3 * per_epoch))
+    assert float(rows[-1]["lr"]) < 0.7 * seg.lr_at(poly, last_step, 5 * per_epoch)
+    assert json.loads((out / "best.json").read_text())["epochs_planned"] == 3  # rewritten after the cut
+    assert cfg["max_minutes"] == 100
+
+    monkeypatch.undo()
+    # the same command again keeps the cut plan (nothing left to train) ...
+    assert _train((cdd_test_dir, out), "--epochs", "5", "--schedule", "poly", "--resume") == 0
+    assert len(MetricsLog(out / "metrics.csv").rows()) == 3
+    # ... while a deliberately longer --epochs extends it
+    assert _train((cdd_test_dir, out), "--epochs", "4", "--schedule", "poly", "--resume") == 0
+    assert [r["epoch"] for r in MetricsLog(out / "metrics.csv").rows()] == ["1", "2", "3", "4"]
