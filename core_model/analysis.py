@@ -29,6 +29,10 @@ class ViewResult:
     lesions: list[Lesion] = field(default_factory=list)
 
 
+# How the affected side was chosen, as a reader reads it (side panel, report).
+AFFECTED_SIDE_SOURCES = {"segmentation": "decided from the segmentation", "caller": "chosen by the reader"}
+
+
 @dataclass
 class Analysis:
     # identity of every model that contributed (see checkpoint.LoadedModel.identity),

@@ -397,13 +397,23 @@ class Analyzer:
                 raise AnalysisError(f"the {affected_side} breast was given as affected but this study has no analysable {affected_side} view")
             result.affected_side = affected_side
             other = contralateral(affected_side)
-            if (result.affected_side_source == "segmentation" and evidence[affected_side] >= _MIN_SIDE_EVIDENCE
-                    and evidence.get(other, 0.0) >= _AMBIGUOUS_SIDE_RATIO * evidence[affected_side]):
-                warnings.append(
-                    f"lesions were segmented in both breasts; {affected_side} was taken as the affected side because "
-                    f"its lesion is larger or more certain ({evidence[affected_side]:.4f} vs {evidence[other]:.4f}) "
-                    "— check, or give the affected side explicitly"
-                )
+            certainty = {s: max((les.score for k, vr in result.views.items() if k.startswith(s + "_")
+                                 for les in vr.lesions), default=0.0) for s in SIDES}
+            if result.affected_side_source == "segmentation" and evidence[affected_side] >= _MIN_SIDE_EVIDENCE:
+                if evidence.get(other, 0.0) >= _AMBIGUOUS_SIDE_RATIO * evidence[affected_side]:
+                    warnings.append(
+                        f"lesions were segmented in both breasts; {affected_side} was taken as the affected side "
+                        f"because its lesion is larger or more certain ({evidence[affected_side]:.4f} vs "
+                        f"{evidence[other]:.4f}) — check, or give the affected side explicitly"
+                    )
+                elif certainty[other] > 0 and certainty[other] >= certainty[affected_side]:
+                    # A smaller lesion at least as certain as the chosen one: the score must not seem to cover it.
+                    warnings.append(
+                        f"lesions were segmented in both breasts; the model score and heatmaps cover {affected_side} "
+                        f"only (its lesion area is larger), but the most certain lesion is on {other} "
+                        f"(score {certainty[other]:.2f} vs {certainty[affected_side]:.2f}) — choose {other} as the "
+                        "affected breast to score it"
+                    )
             if not any(result.views[k].lesions for k in result.views if k.startswith(affected_side + "_")):
                 warnings.append(f"no lesion was segmented on the affected ({affected_side}) breast")
 

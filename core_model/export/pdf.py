@@ -27,6 +27,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from core_model.analysis import AFFECTED_SIDE_SOURCES
 from core_model.errors import NafvError
 from core_model.orientation import flip_points, reading_flips
 from core_model.export.common import CLASSIFIER_SCORE_LABEL, SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
@@ -206,6 +207,10 @@ class ViewGrid(Flowable):
         c.restoreState()
 
 
+def _side_source(source: str) -> str:
+    return AFFECTED_SIDE_SOURCES.get(source, f"from {source}")
+
+
 def _utc(iso: str) -> str:
     return iso.replace("T", " ")[:16] + " UTC" if iso else "—"
 
@@ -326,7 +331,7 @@ def export_pdf(
     ai_side = content["ai_side"]
     if ai_side:
         assess.append(P(f"The AI marked the {'left' if ai_side == 'L' else 'right'} breast as the affected one "
-                        f"(from {review.ai.get('affected_side_source', 'segmentation')}). The classifier's output is an "
+                        f"({_side_source(review.ai.get('affected_side_source', 'segmentation'))}). The classifier's output is an "
                         f"{CLASSIFIER_SCORE_LABEL}, shown for reference beside the reader's category; it does not replace it.", small))
     story.append(KeepTogether(assess))
 

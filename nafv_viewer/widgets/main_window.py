@@ -450,7 +450,7 @@ class MainWindow(QMainWindow):
             return
         if self._analysis_job is not None:
             return
-        job = AnalysisJob(self.study, self._cached_analyzer)
+        job = AnalysisJob(self.study, self._cached_analyzer, affected_side=self.side.affected_side_choice())
         self._analysis_job = job
         job.progress.connect(self._on_analysis_progress)
         job.finished.connect(self._on_analysis_done)

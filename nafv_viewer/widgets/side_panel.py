@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core_model.analysis import AFFECTED_SIDE_SOURCES
 from core_model.study import VIEW_KEYS, Study
 from nafv_viewer.state import COMPARE_MODES, LAYOUTS, PRESETS, ViewerState
 
@@ -106,7 +107,6 @@ class SidePanel(QScrollArea):
         self._updating = False
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setMinimumWidth(300)
         body = QWidget()
         self.setWidget(body)
         col = QVBoxLayout(body)
@@ -165,6 +165,15 @@ class SidePanel(QScrollArea):
         # Analysis
         box = QGroupBox("AI analysis")
         v = QVBoxLayout(box)
+        # The classifier scores one breast; the reader may know which one matters.
+        side_row = QFormLayout()
+        self.side_combo = QComboBox()
+        self.side_combo.addItem("from the images", None)
+        self.side_combo.addItem("right", "R")
+        self.side_combo.addItem("left", "L")
+        self.side_combo.setToolTip("Which breast the model score and heatmaps are for; used at the next run")
+        side_row.addRow("Affected breast", self.side_combo)
+        v.addLayout(side_row)
         row = QHBoxLayout()
         self.run_button = QPushButton("Run analysis")
         self.cancel_button = QPushButton("Cancel")
@@ -205,6 +214,9 @@ class SidePanel(QScrollArea):
         col.addWidget(box)
 
         col.addStretch(1)
+        # Never narrower than its widest row: without a horizontal scroll bar, anything wider is cut off.
+        frame = 2 * self.frameWidth()
+        self.setMinimumWidth(max(300, body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + frame))
 
         # widget -> state
         self.energy_combo.currentIndexChanged.connect(lambda i: self._to_state("energy", self.energy_combo.itemData(i)))
@@ -264,7 +276,12 @@ class SidePanel(QScrollArea):
             self._updating = False
 
     # -- study and analysis ---------------------------------------------------------
+    def affected_side_choice(self) -> str | None:
+        """"L", "R", or None to let the analysis decide from the segmentation."""
+        return self.side_combo.currentData()
+
     def show_study(self, study: Study | None) -> None:
+        self.side_combo.setCurrentIndex(0)  # a choice made for one patient never carries to the next
         if study is None:
             self.study_label.setText("No study open")
             self.warnings_label.setText("")
@@ -299,7 +316,8 @@ class SidePanel(QScrollArea):
             return
         side = analysis.affected_side
         side_name = escape(str(SIDE_NAMES.get(side, side)))
-        side_text = f"{side_name} breast (from {escape(str(analysis.affected_side_source))})" if side else "undetermined"
+        source = AFFECTED_SIDE_SOURCES.get(analysis.affected_side_source, f"from {analysis.affected_side_source}")
+        side_text = f"{side_name} breast ({escape(str(source))})" if side else "undetermined"
         lines = [f"<b>Affected side:</b> {side_text}"]
         if analysis.malignancy_probability is not None:
             mode = f", {escape(str(analysis.classifier_mode))} classifier" if analysis.classifier_mode else ""

@@ -175,6 +175,22 @@ def test_affected_side_is_the_larger_lesion_and_close_calls_are_flagged(weights,
     assert any("both breasts" in w for w in a.warnings) == ambiguous
 
 
+def test_a_smaller_but_more_certain_lesion_on_the_other_breast_is_said(weights):
+    img_l = np.full((200, 160), 10, np.uint8)
+    img_l[50:100, 40:65] = 250
+    img_l[50:100, 65:90] = 135  # half of the larger lesion only just above the model's threshold
+    img_r = np.full((200, 160), 10, np.uint8)
+    img_r[60:86, 70:96] = 250  # smaller, every pixel certain
+    st = _study({("L_CC", "rc"): img_l, ("L_MLO", "rc"): img_l, ("R_CC", "rc"): img_r, ("R_MLO", "rc"): img_r})
+    a = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1).analyze(st)
+    assert a.affected_side == "L"  # larger probability mass
+    assert a.side_evidence["R"] < 0.5 * a.side_evidence["L"]  # not a close call by area ...
+    score = {s: max(les.score for k, v in a.views.items() if k[0] == s for les in v.lesions) for s in "LR"}
+    assert score["R"] > score["L"] + 0.05  # ... but R holds the more certain lesion, and the reader is told
+    (w,) = [w for w in a.warnings if "both breasts" in w]
+    assert "cover L only" in w and "most certain lesion is on R" in w and "choose R as the affected breast" in w
+
+
 def test_no_lesion_anywhere_is_said_not_hidden(weights):
     flat = np.full((120, 100), 30, np.uint8)
     st = _study({(k, "rc"): flat for k in VIEW_KEYS})

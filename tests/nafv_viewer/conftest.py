@@ -73,9 +73,11 @@ class FakeAnalyzer:
         self.steps, self.delay_s, self.fail, self.hold = steps, delay_s, fail, hold
         self.calls = 0
         self.progress_seen: list[tuple[str, float]] = []
+        self.sides_asked: list[str | None] = []
 
     def analyze(self, study, progress=None, cancel=None, affected_side=None):
         self.calls += 1
+        self.sides_asked.append(affected_side)
         for i in range(self.steps):
             if cancel is not None:
                 cancel.check()
@@ -87,7 +89,10 @@ class FakeAnalyzer:
                     cancel.check()
         if self.fail:
             raise NafvError(self.fail)
-        return make_analysis(study)
+        a = make_analysis(study)
+        if affected_side is not None:  # as the real analyzer: the caller's side, said to be the caller's
+            a.affected_side, a.affected_side_source = affected_side, "caller"
+        return a
 
 
 @pytest.fixture(scope="session")

@@ -187,6 +187,27 @@ def test_analysis_overlays_and_side_panel(demo_window, qtbot):
     assert not w.grid.panels4["R_CC"].heatmap_visible
 
 
+def test_reader_chooses_the_affected_breast_for_the_next_run(make_window, qtbot, demo_dir, cdd_test_dir):
+    fake = FakeAnalyzer(steps=1)
+    w = make_window(analyzer=fake)
+    with qtbot.waitSignal(w.study_ready, timeout=10000):
+        w.open_study(demo_dir)
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.run_analysis()
+    assert fake.sides_asked == [None]  # by default the analysis decides
+    assert "left breast (decided from the segmentation)" in w.side.result_label.text()
+    w.side.side_combo.setCurrentIndex(w.side.side_combo.findData("R"))
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        qtbot.mouseClick(w.side.run_button, Qt.MouseButton.LeftButton)
+    assert fake.sides_asked == [None, "R"]
+    text = w.side.result_label.text()
+    assert "right breast (chosen by the reader)" in text and "(for the right breast" in text
+    # a choice made for one patient does not carry over to the next study
+    with qtbot.waitSignal(w.study_ready, timeout=10000):
+        w.open_study(cdd_test_dir, patient="P12")
+    assert w.side.affected_side_choice() is None
+
+
 def test_analysis_cancel_keeps_the_window_usable(make_window, qtbot, demo_dir):
     hold = threading.Event()  # never set: the analysis cannot finish before the cancel, however slow the machine
     fake = FakeAnalyzer(steps=5, hold=hold)

@@ -81,3 +81,20 @@ def test_patient_id_and_file_warnings_are_not_markup(panel):
     panel.show_analysis(a)
     assert "&lt;img src=x&gt;" in panel.result_label.text() and "<img" not in panel.result_label.text()
     assert "&lt;script&gt;" in panel.model_label.text()
+
+
+def test_nothing_is_cut_off_at_the_narrowest_width(qtbot):
+    """The panel has no horizontal scroll bar, so at its minimum width every row must still fit."""
+    from PySide6.QtWidgets import QApplication
+
+    p = SidePanel(ViewerState())
+    qtbot.addWidget(p)
+    p.show_study(_study())
+    p.show_analysis(make_analysis(_study()))
+    p.resize(p.minimumWidth(), 900)
+    p.show()
+    QApplication.processEvents()
+    body = p.widget()
+    assert body.minimumSizeHint().width() <= p.viewport().width()
+    assert body.width() <= p.viewport().width()
+    assert p.side_combo.geometry().right() <= p.viewport().width()
