@@ -160,6 +160,8 @@ class ReviewWorkflow(QObject):
                     self.window.statusBar().showMessage(f"Saved review restored ({len(review.findings)} finding(s))", 8000)
             elif analysis is not None and not self.controller.review.ai.get("ran"):
                 self._add_ai(study, analysis)
+            elif analysis is not None:
+                self._refresh_ai_summary(study, analysis)
         except NafvError as err:
             self.window.show_error("Review not available", str(err))
             return None
@@ -172,6 +174,19 @@ class ReviewWorkflow(QObject):
         for f in fresh.findings.values():
             f.id = review.new_id()
             review.findings[f.id] = f
+        review.ai = fresh.ai
+        review.touch()
+        self.store.save(review)
+        self.controller.changed.emit("analysis")
+
+    def _refresh_ai_summary(self, study, analysis) -> None:
+        """A later run (e.g. the reader chose the other breast): its side, score and warnings replace the
+        earlier run's, so the report states what the screen shows. The findings stay as the reader left
+        them: the same weights outline the same lesions, and proposals arrive only once."""
+        review = self.controller.review
+        fresh = review_from_analysis(analysis, study, review.identity)
+        if fresh.ai == review.ai:
+            return
         review.ai = fresh.ai
         review.touch()
         self.store.save(review)

@@ -202,6 +202,12 @@ def test_reader_chooses_the_affected_breast_for_the_next_run(make_window, qtbot,
     assert fake.sides_asked == [None, "R"]
     text = w.side.result_label.text()
     assert "right breast (chosen by the reader)" in text and "(for the right breast" in text
+    # the review (what the report is made from) follows the latest run; the reader's findings are not duplicated
+    review = w.review_flow.controller.review
+    assert review.ai["affected_side"] == "R" and review.ai["affected_side_source"] == "caller"
+    assert len(review.findings) == len(VIEW_KEYS)  # one proposal per view from the first run, none added
+    saved = w.review_flow.path.read_text()
+    assert '"affected_side": "R"' in saved and '"affected_side_source": "caller"' in saved
     # a choice made for one patient does not carry over to the next study
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(cdd_test_dir, patient="P12")
