@@ -63,6 +63,26 @@ _MIN_SIDE_EVIDENCE = 1e-5
 # When the other breast's evidence reaches this share of the affected one's,
 # the choice is reported as uncertain (a warning), not silently made.
 _AMBIGUOUS_SIDE_RATIO = 0.5
+# The other breast's most certain contour must beat the chosen one's by this much to be said to be
+# surer: contour scores that differ in the second decimal are a tie, not a finding.
+_SURER_MARGIN = 0.02
+_SIDE_WORD = {"L": "left", "R": "right"}
+
+
+def surer_other_breast_warning(affected: str, scores: tuple[float, float], scored: bool, heatmaps: bool) -> str:
+    """The note that the other breast holds the more certain contour, saying only what was computed.
+
+    ``scores`` = (other breast's best contour score, affected breast's best contour score).
+    """
+    a, o = _SIDE_WORD[affected], _SIDE_WORD[contralateral(affected)]
+    made = [w for w, on in (("the model score", scored), ("the heatmaps", heatmaps)) if on]
+    if made:
+        cover = f"{' and '.join(made)} {'are' if len(made) > 1 else 'is'} for the {a} breast only"
+    else:
+        cover = f"the {a} breast was taken as the affected one"
+    return (f"lesions were outlined in both breasts; {cover} (its outlined area is larger), but the {o} breast "
+            f"holds the more certain contour (contour AI score {scores[0]:.2f} vs {scores[1]:.2f}) — choose the "
+            f"{o} breast as the affected breast to analyse it")
 
 
 class AnalysisError(NafvError):
@@ -352,6 +372,7 @@ class Analyzer:
             torch.set_num_threads(self.num_threads)
         clock = _Clock(progress, cancel)
         warnings = list(self.init_warnings) + list(study.warnings)
+        surer_other: tuple[float, float] | None = None
         result = Analysis(
             models=self.identity,
             device=self.device_label,
@@ -402,22 +423,20 @@ class Analyzer:
             if result.affected_side_source == "segmentation" and evidence[affected_side] >= _MIN_SIDE_EVIDENCE:
                 if evidence.get(other, 0.0) >= _AMBIGUOUS_SIDE_RATIO * evidence[affected_side]:
                     warnings.append(
-                        f"lesions were segmented in both breasts; {affected_side} was taken as the affected side "
-                        f"because its lesion is larger or more certain ({evidence[affected_side]:.4f} vs "
-                        f"{evidence[other]:.4f}) — check, or give the affected side explicitly"
+                        f"lesions were outlined in both breasts; the {_SIDE_WORD[affected_side]} breast was taken as "
+                        f"the affected one because its outlined lesion is larger or more certain "
+                        f"({evidence[affected_side]:.4f} vs {evidence[other]:.4f}) — check, or choose the affected "
+                        "breast explicitly"
                     )
-                elif certainty[other] > 0 and certainty[other] >= certainty[affected_side]:
-                    # A smaller lesion at least as certain as the chosen one: the score must not seem to cover it.
-                    warnings.append(
-                        f"lesions were segmented in both breasts; the model score and heatmaps cover {affected_side} "
-                        f"only (its lesion area is larger), but the most certain lesion is on {other} "
-                        f"(score {certainty[other]:.2f} vs {certainty[affected_side]:.2f}) — choose {other} as the "
-                        "affected breast to score it"
-                    )
+                elif certainty[other] > 0 and certainty[other] >= certainty[affected_side] + _SURER_MARGIN:
+                    # Worded at the end, when it is known whether a score and heatmaps were made.
+                    surer_other = (certainty[other], certainty[affected_side])
             if not any(result.views[k].lesions for k in result.views if k.startswith(affected_side + "_")):
                 warnings.append(f"no lesion was segmented on the affected ({affected_side}) breast")
 
         if self.cls is None:
+            if surer_other is not None:
+                warnings.append(surer_other_breast_warning(affected_side, surer_other, False, False))
             result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
             report(progress, "done", 1.0)
             return result
@@ -466,6 +485,10 @@ class Analyzer:
             clock.timings["classification"] -= backward_s
             clock.timings["explain"] += backward_s
 
+        if surer_other is not None:
+            heatmaps = any(result.views[k].heatmap is not None for k in result.views if k.startswith(affected_side + "_"))
+            warnings.append(surer_other_breast_warning(affected_side, surer_other,
+                                                       result.malignancy_probability is not None, heatmaps))
         result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
         report(progress, "done", 1.0)
         return result

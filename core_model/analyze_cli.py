@@ -21,6 +21,7 @@ import re
 import sys
 from pathlib import Path
 
+from core_model.analysis import AFFECTED_SIDE_SOURCES
 from core_model.errors import NafvError
 
 
@@ -85,8 +86,11 @@ def _summary(name: str, analysis, json_path: Path) -> str:
     prob = analysis.malignancy_probability
     score = (f"classifier score {prob:.2f} ({analysis.classifier_mode}; uncalibrated, not a probability of cancer)"
              if prob is not None else "no classifier score")
-    side = analysis.affected_side or "?"
-    return f"{name}: affected side {side} ({analysis.affected_side_source}), {n} lesion(s), {score}; {json_path}"
+    side = {"L": "left", "R": "right"}.get(analysis.affected_side or "", "undetermined")
+    source = AFFECTED_SIDE_SOURCES.get(analysis.affected_side_source, analysis.affected_side_source)
+    if analysis.affected_side_source == "caller":
+        source = "given with --affected"
+    return f"{name}: affected breast {side} ({source}), {n} lesion(s), {score}; {json_path}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -251,8 +251,21 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
         assessment.append([name, a.birads or "not given", (a.density.upper() if a.density else "not given"), ai_cell])
     notes = [(name, review.assessments[side].text.strip()) for side, name in (("R", "Right"), ("L", "Left"))
              if review.assessments[side].text.strip()]
+    ai_side_text = ""
+    if ai_side in ("L", "R"):
+        breast = "left" if ai_side == "L" else "right"
+        if review.ai.get("affected_side_source") == "caller":
+            ai_side_text = (f"The affected breast was set explicitly ({breast}), not decided from the images; "
+                            "the AI classifier scored that breast.")
+        else:
+            ai_side_text = (f"The AI took the {breast} breast as the affected one "
+                            f"({_side_source(review.ai.get('affected_side_source', 'segmentation'))}).")
+        ai_side_text += (f" The classifier's output is an {CLASSIFIER_SCORE_LABEL}, shown for reference beside the "
+                         "reader's category; it does not replace it.")
+    ai_notes = [str(w) for w in review.ai.get("warnings") or []]
     return {"patient_id": pid, "study_id": sid, "created": created, "notice": notice(review), "identity": ident_rows,
-            "models": models, "findings": findings, "assessment": assessment, "notes": notes, "ai_side": ai_side}
+            "models": models, "findings": findings, "assessment": assessment, "notes": notes, "ai_side": ai_side,
+            "ai_side_text": ai_side_text, "ai_notes": ai_notes}
 
 
 def export_pdf(
@@ -328,11 +341,11 @@ def export_pdf(
     for name, text in content["notes"]:
         assess.append(Spacer(1, 1.5 * mm))
         assess.append(Paragraph(f"<b>{name} breast, reader's findings:</b> " + escape(text).replace("\n", "<br/>"), body))
-    ai_side = content["ai_side"]
-    if ai_side:
-        assess.append(P(f"The AI marked the {'left' if ai_side == 'L' else 'right'} breast as the affected one "
-                        f"({_side_source(review.ai.get('affected_side_source', 'segmentation'))}). The classifier's output is an "
-                        f"{CLASSIFIER_SCORE_LABEL}, shown for reference beside the reader's category; it does not replace it.", small))
+    if content["ai_side_text"]:
+        assess.append(P(content["ai_side_text"], small))
+    if content["ai_notes"]:
+        notes_text = " ".join(w[:1].upper() + w[1:] + ("" if w.endswith(".") else ".") for w in content["ai_notes"])
+        assess.append(Paragraph("<b>AI analysis notes:</b> " + escape(notes_text), small))
     story.append(KeepTogether(assess))
 
     def footer(canvas, doc):

@@ -393,7 +393,10 @@ class MainWindow(QMainWindow):
         if study.warnings:
             msg += f"; {len(study.warnings)} file(s) skipped (see side panel)"
         self.statusBar().showMessage(msg)
-        self.review_flow.open(study, None)  # a saved review comes back without running the analysis
+        review = self.review_flow.open(study, None)  # a saved review comes back without running the analysis
+        if review is not None and review.ai.get("affected_side_source") == "caller":
+            # the reader chose the breast last time: the next run (auto-analyse too) keeps that choice
+            self.side.set_affected_side_choice(review.ai.get("affected_side"))
         self.study_ready.emit(study)
         if self.state.auto_analyze:
             self.run_analysis()

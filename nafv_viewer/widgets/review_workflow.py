@@ -182,14 +182,25 @@ class ReviewWorkflow(QObject):
     def _refresh_ai_summary(self, study, analysis) -> None:
         """A later run (e.g. the reader chose the other breast): its side, score and warnings replace the
         earlier run's, so the report states what the screen shows. The findings stay as the reader left
-        them: the same weights outline the same lesions, and proposals arrive only once."""
+        them, which is right only if the same segmentation outlined them: otherwise the summary is kept."""
         review = self.controller.review
         fresh = review_from_analysis(analysis, study, review.identity)
         if fresh.ai == review.ai:
             return
+        old_seg = (review.ai.get("models") or {}).get("segmentation")
+        if old_seg != (fresh.ai.get("models") or {}).get("segmentation") or review.restore_warnings:
+            self.window.statusBar().showMessage(
+                "The saved findings came from another segmentation run: the review keeps that run's AI summary; "
+                "start a new review to take this run's", 12000)
+            return
+        before = (review.ai, review.revision, review.modified)
         review.ai = fresh.ai
         review.touch()
-        self.store.save(review)
+        try:
+            self.store.save(review)
+        except Exception:
+            review.ai, review.revision, review.modified = before  # memory stays what the disk holds
+            raise
         self.controller.changed.emit("analysis")
 
     def _install(self, study, review: Review) -> None:

@@ -46,6 +46,13 @@ def format_score(p: float | None) -> str:
     return f"{p:.2f} on a 0–1 scale"
 
 
+def breakable(text: str) -> str:
+    """Allow line breaks after path separators, so a long file path wraps instead of being cut off."""
+    for sep in ("/", "\\", "_"):
+        text = text.replace(sep, sep + "\u200b")
+    return text
+
+
 def _metric_value(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -105,6 +112,7 @@ class SidePanel(QScrollArea):
         super().__init__(parent)
         self.state = state
         self._updating = False
+        self._shown_side: str | None = None  # the affected breast of the results on show
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
@@ -231,6 +239,7 @@ class SidePanel(QScrollArea):
         self.heatmap_check.toggled.connect(lambda v: self._to_state("show_heatmap", v))
         self.opacity_slider.valueChanged.connect(lambda v: self._to_state("heatmap_opacity", v / 100.0))
         self.run_button.clicked.connect(self.run_requested)
+        self.side_combo.currentIndexChanged.connect(self._on_side_choice)
         self.cancel_button.clicked.connect(self.cancel_requested)
         # state -> widget
         state.subscribe(self._from_state)
@@ -280,8 +289,20 @@ class SidePanel(QScrollArea):
         """"L", "R", or None to let the analysis decide from the segmentation."""
         return self.side_combo.currentData()
 
+    def set_affected_side_choice(self, side: str | None) -> None:
+        """Show a choice made earlier (e.g. kept in the saved review), without marking the results stale."""
+        prev, self._updating = self._updating, True
+        try:
+            self.side_combo.setCurrentIndex(max(self.side_combo.findData(side), 0))
+        finally:
+            self._updating = prev
+
+    def _on_side_choice(self, index: int) -> None:
+        if not self._updating and self._shown_side is not None:
+            self.stage_label.setText("affected breast changed: run the analysis again to apply it")
+
     def show_study(self, study: Study | None) -> None:
-        self.side_combo.setCurrentIndex(0)  # a choice made for one patient never carries to the next
+        self.set_affected_side_choice(None)  # a choice made for one patient never carries to the next
         if study is None:
             self.study_label.setText("No study open")
             self.warnings_label.setText("")
@@ -294,12 +315,17 @@ class SidePanel(QScrollArea):
         self.study_label.setTextFormat(Qt.TextFormat.RichText)
         self.study_label.setText(text)
         self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
-        self.warnings_label.setText("<br>".join(f"Skipped: {escape(str(w))}" for w in study.warnings))
+        self.warnings_label.setText("<br>".join(f"Skipped: {escape(breakable(str(w)))}" for w in study.warnings))
         self.show_analysis(None)
+        model = self.side_combo.model()
+        for i in range(1, self.side_combo.count()):  # a breast without views cannot be chosen
+            side = self.side_combo.itemData(i)
+            model.item(i).setEnabled(any(k.startswith(side + "_") for k in VIEW_KEYS if study.has(k, "le") or study.has(k, "rc")))
 
     def set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.side_combo.setEnabled(not running)  # a change mid-run would not apply to that run
         if running:
             self.progress.setValue(0)
 
@@ -308,6 +334,7 @@ class SidePanel(QScrollArea):
         self.stage_label.setText(f"{stage} ({100 * fraction:.0f} %)")
 
     def show_analysis(self, analysis: Any, message: str | None = None) -> None:
+        self._shown_side = analysis.affected_side if analysis is not None else None
         if analysis is None:
             self.result_label.setText(escape(message or "Not analysed yet."))
             self.model_label.setText("")
@@ -318,7 +345,7 @@ class SidePanel(QScrollArea):
         side_name = escape(str(SIDE_NAMES.get(side, side)))
         source = AFFECTED_SIDE_SOURCES.get(analysis.affected_side_source, f"from {analysis.affected_side_source}")
         side_text = f"{side_name} breast ({escape(str(source))})" if side else "undetermined"
-        lines = [f"<b>Affected side:</b> {side_text}"]
+        lines = [f"<b>Affected breast:</b> {side_text}"]
         if analysis.malignancy_probability is not None:
             mode = f", {escape(str(analysis.classifier_mode))} classifier" if analysis.classifier_mode else ""
             lines.append(

@@ -188,7 +188,23 @@ def test_a_smaller_but_more_certain_lesion_on_the_other_breast_is_said(weights):
     score = {s: max(les.score for k, v in a.views.items() if k[0] == s for les in v.lesions) for s in "LR"}
     assert score["R"] > score["L"] + 0.05  # ... but R holds the more certain lesion, and the reader is told
     (w,) = [w for w in a.warnings if "both breasts" in w]
-    assert "cover L only" in w and "most certain lesion is on R" in w and "choose R as the affected breast" in w
+    # RC only here: no classifier score and no heatmaps were made, so the note does not speak of them
+    assert "the left breast was taken as the affected one" in w and "model score" not in w and "heatmap" not in w
+    assert "the right breast holds the more certain contour" in w and "choose the right breast" in w
+    # the reader's own choice is not second-guessed
+    b = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1).analyze(st, affected_side="L")
+    assert not [w for w in b.warnings if "both breasts" in w]
+
+
+def test_surer_other_breast_note_names_only_what_was_computed():
+    from core_model.analyze import surer_other_breast_warning as note
+
+    both = note("R", (0.94, 0.89), scored=True, heatmaps=True)
+    assert both.startswith("lesions were outlined in both breasts; the model score and the heatmaps are for the "
+                           "right breast only")
+    assert "left breast holds the more certain contour (contour AI score 0.94 vs 0.89)" in both
+    assert "the model score is for the left breast only" in note("L", (0.9, 0.8), scored=True, heatmaps=False)
+    assert "the left breast was taken as the affected one" in note("L", (0.9, 0.8), scored=False, heatmaps=False)
 
 
 def test_no_lesion_anywhere_is_said_not_hidden(weights):

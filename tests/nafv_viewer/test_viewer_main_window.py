@@ -208,10 +208,41 @@ def test_reader_chooses_the_affected_breast_for_the_next_run(make_window, qtbot,
     assert len(review.findings) == len(VIEW_KEYS)  # one proposal per view from the first run, none added
     saved = w.review_flow.path.read_text()
     assert '"affected_side": "R"' in saved and '"affected_side_source": "caller"' in saved
-    # a choice made for one patient does not carry over to the next study
+    # changing the choice after a run says the results on screen are not yet for it
+    w.side.side_combo.setCurrentIndex(w.side.side_combo.findData("L"))
+    assert "run the analysis again" in w.side.stage_label.text()
+    w.side.side_combo.setCurrentIndex(w.side.side_combo.findData("R"))
+    # reopening the study, with auto-analyse on, keeps the reader's choice: on screen, in the run, on disk
+    w.state.auto_analyze = True
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.open_study(demo_dir)
+    assert w.side.affected_side_choice() == "R" and fake.sides_asked[-1] == "R"
+    assert w.review_flow.controller.review.ai["affected_side_source"] == "caller"
+    w.state.auto_analyze = False
+    # a choice made for one patient does not carry over to the next study; a breast without views cannot be chosen
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(cdd_test_dir, patient="P12")
     assert w.side.affected_side_choice() is None
+    items = w.side.side_combo.model()
+    assert items.item(w.side.side_combo.findData("L")).isEnabled()
+    assert not items.item(w.side.side_combo.findData("R")).isEnabled()  # P12: left breast only
+
+
+def test_a_run_by_another_segmentation_keeps_the_reviews_ai_summary(make_window, qtbot, demo_dir):
+    fake = FakeAnalyzer(steps=1)
+    w = make_window(analyzer=fake)
+    with qtbot.waitSignal(w.study_ready, timeout=10000):
+        w.open_study(demo_dir)
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.run_analysis()
+    review = w.review_flow.controller.review
+    review.ai["models"]["segmentation"]["weights_sha256"] = "cd" * 32  # the findings came from other weights
+    revision = review.revision
+    w.side.side_combo.setCurrentIndex(w.side.side_combo.findData("R"))
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.run_analysis()
+    assert review.ai["affected_side"] == "L" and review.revision == revision  # not mixed with this run's summary
+    assert "another segmentation run" in w.statusBar().currentMessage()
 
 
 def test_analysis_cancel_keeps_the_window_usable(make_window, qtbot, demo_dir):
@@ -222,12 +253,13 @@ def test_analysis_cancel_keeps_the_window_usable(make_window, qtbot, demo_dir):
         w.open_study(demo_dir)
     w.run_analysis()
     assert w.side.cancel_button.isEnabled() and not w.side.run_button.isEnabled()
+    assert not w.side.side_combo.isEnabled()  # a change now would not apply to this run
     qtbot.waitUntil(lambda: w.side.progress.value() > 0, timeout=5000)
     _key(qtbot, w, Qt.Key.Key_E)  # the UI answers while the analysis runs
     assert w.state.energy == "rc"
     with qtbot.waitSignal(w.analysis_cancelled, timeout=5000):
         qtbot.mouseClick(w.side.cancel_button, Qt.MouseButton.LeftButton)
-    assert w.analysis is None and w.side.run_button.isEnabled()
+    assert w.analysis is None and w.side.run_button.isEnabled() and w.side.side_combo.isEnabled()
     assert all(p.contour_count == 0 for p in w.grid.all_panels())
     assert w.side.stage_label.text() == "cancelled"
 

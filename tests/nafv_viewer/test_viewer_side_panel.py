@@ -89,7 +89,8 @@ def test_nothing_is_cut_off_at_the_narrowest_width(qtbot):
 
     p = SidePanel(ViewerState())
     qtbot.addWidget(p)
-    p.show_study(_study())
+    long_path = "C:\\PACS\\export\\" + "_".join(["PATIENT_STUDY_SERIES_0123456789"] * 3) + "_IM000123.dcm"
+    p.show_study(_study(warnings=[f"{long_path}: not a DICOM file"]))
     p.show_analysis(make_analysis(_study()))
     p.resize(p.minimumWidth(), 900)
     p.show()

@@ -79,6 +79,26 @@ def test_report_content_rows(dicom_review):
     assert anon["patient_id"].startswith("ANON-") and "P12" not in str(anon["identity"])
 
 
+def test_report_says_who_chose_the_affected_breast_and_carries_the_ai_notes(dicom_review, tmp_path):
+    study, review = _reviewed(dicom_review)
+    review.ai.update(affected_side="L", affected_side_source="segmentation",
+                     warnings=["lesions were outlined in both breasts; the model score is for the left breast only"])
+    c = report_content(review)
+    assert c["ai_side_text"].startswith("The AI took the left breast as the affected one (decided from the segmentation).")
+    assert c["ai_notes"] == ["lesions were outlined in both breasts; the model score is for the left breast only"]
+    review.ai.update(affected_side_source="caller", warnings=[])
+    c = report_content(review)
+    assert c["ai_side_text"].startswith("The affected breast was set explicitly (left), not decided from the images")
+    assert "The AI took" not in c["ai_side_text"] and c["ai_notes"] == []
+    review.ai.update(affected_side_source="segmentation", warnings=["the <b>other</b> breast"])
+    path = export_pdf(review, study, tmp_path / "notes.pdf")
+    if not HAVE_POPPLER:
+        pytest.skip("poppler-utils (pdftoppm/pdftotext) not installed: rendering checks skipped")
+    text = " ".join(subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout.split())
+    assert "AI analysis notes: The <b>other</b> breast." in text  # printed as written, never read as markup
+    assert "The AI took the left breast as the affected one" in text
+
+
 def test_pdf_is_one_page_and_draws_the_confirmed_contours(dicom_review, tmp_path):
     study, review = _reviewed(dicom_review)
     path = export_pdf(review, study, tmp_path / "report.pdf")
