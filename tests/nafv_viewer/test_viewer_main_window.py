@@ -187,13 +187,19 @@ def test_analysis_overlays_and_side_panel(demo_window, qtbot):
     assert not w.grid.panels4["R_CC"].heatmap_visible
 
 
-def test_reader_chooses_the_affected_breast_for_the_next_run(make_window, qtbot, demo_dir, cdd_test_dir):
+def _demo_analysed(make_window, qtbot, demo_dir):
+    """A window on the demo study after one analysis by a FakeAnalyzer (returned too, to see what it was asked)."""
     fake = FakeAnalyzer(steps=1)
     w = make_window(analyzer=fake)
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(demo_dir)
     with qtbot.waitSignal(w.analysis_finished, timeout=10000):
         w.run_analysis()
+    return w, fake
+
+
+def test_reader_chooses_the_affected_breast_for_the_next_run(make_window, qtbot, demo_dir, cdd_test_dir):
+    w, fake = _demo_analysed(make_window, qtbot, demo_dir)
     assert fake.sides_asked == [None]  # by default the analysis decides
     assert "left breast (decided from the segmentation)" in w.side.result_label.text()
     w.side.side_combo.setCurrentIndex(w.side.side_combo.findData("R"))
@@ -229,12 +235,7 @@ def test_reader_chooses_the_affected_breast_for_the_next_run(make_window, qtbot,
 
 
 def test_a_run_by_another_segmentation_keeps_the_reviews_ai_summary(make_window, qtbot, demo_dir):
-    fake = FakeAnalyzer(steps=1)
-    w = make_window(analyzer=fake)
-    with qtbot.waitSignal(w.study_ready, timeout=10000):
-        w.open_study(demo_dir)
-    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
-        w.run_analysis()
+    w, fake = _demo_analysed(make_window, qtbot, demo_dir)
     review = w.review_flow.controller.review
     review.ai["models"]["segmentation"]["weights_sha256"] = "cd" * 32  # the findings came from other weights
     revision = review.revision
