@@ -47,7 +47,7 @@ from core_model.jobs import CancelToken, ProgressCallback, report
 from core_model.models.segmentation import lesion_probability
 from core_model.preprocess import Letterbox, normalize_image
 from core_model.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
-from core_model.study import SIDES, Study, contralateral, view_key
+from core_model.study import SIDE_NAMES, SIDES, Study, contralateral, view_key
 
 # Said whenever four-view classifier weights score a study without the other breast.
 DUAL_VIEW_ON_FOUR_VIEW_WARNING = (
@@ -66,7 +66,6 @@ _AMBIGUOUS_SIDE_RATIO = 0.5
 # The other breast's most certain contour must beat the chosen one's by this much to be said to be
 # surer: contour scores that differ in the second decimal are a tie, not a finding.
 _SURER_MARGIN = 0.02
-_SIDE_WORD = {"L": "left", "R": "right"}
 
 
 def surer_other_breast_warning(affected: str, scores: tuple[float, float], scored: bool, heatmaps: bool) -> str:
@@ -74,7 +73,7 @@ def surer_other_breast_warning(affected: str, scores: tuple[float, float], score
 
     ``scores`` = (other breast's best contour score, affected breast's best contour score).
     """
-    a, o = _SIDE_WORD[affected], _SIDE_WORD[contralateral(affected)]
+    a, o = SIDE_NAMES[affected], SIDE_NAMES[contralateral(affected)]
     made = [w for w, on in (("the model score", scored), ("the heatmaps", heatmaps)) if on]
     if made:
         cover = f"{' and '.join(made)} {'are' if len(made) > 1 else 'is'} for the {a} breast only"
@@ -423,7 +422,7 @@ class Analyzer:
             if result.affected_side_source == "segmentation" and evidence[affected_side] >= _MIN_SIDE_EVIDENCE:
                 if evidence.get(other, 0.0) >= _AMBIGUOUS_SIDE_RATIO * evidence[affected_side]:
                     warnings.append(
-                        f"lesions were outlined in both breasts; the {_SIDE_WORD[affected_side]} breast was taken as "
+                        f"lesions were outlined in both breasts; the {SIDE_NAMES[affected_side]} breast was taken as "
                         f"the affected one because its outlined lesion is larger or more certain "
                         f"({evidence[affected_side]:.4f} vs {evidence[other]:.4f}) — check, or choose the affected "
                         "breast explicitly"

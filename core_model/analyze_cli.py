@@ -23,6 +23,7 @@ from pathlib import Path
 
 from core_model.analysis import AFFECTED_SIDE_SOURCES
 from core_model.errors import NafvError
+from core_model.study import SIDE_NAMES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,7 +87,7 @@ def _summary(name: str, analysis, json_path: Path) -> str:
     prob = analysis.malignancy_probability
     score = (f"classifier score {prob:.2f} ({analysis.classifier_mode}; uncalibrated, not a probability of cancer)"
              if prob is not None else "no classifier score")
-    side = {"L": "left", "R": "right"}.get(analysis.affected_side or "", "undetermined")
+    side = SIDE_NAMES.get(analysis.affected_side or "", "undetermined")
     source = AFFECTED_SIDE_SOURCES.get(analysis.affected_side_source, analysis.affected_side_source)
     if analysis.affected_side_source == "caller":
         source = "given with --affected"

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 SIDES = ("R", "L")
+SIDE_NAMES = {"L": "left", "R": "right"}  # the breast in words, wherever a reader reads it
 VIEWS = ("CC", "MLO")
 ENERGIES = ("le", "rc")
 # Hanging order: R-CC | L-CC over R-MLO | L-MLO.

@@ -32,7 +32,7 @@ from core_model.errors import NafvError
 from core_model.orientation import flip_points, reading_flips
 from core_model.export.common import CLASSIFIER_SCORE_LABEL, SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
 from core_model.review import ACCEPTED, CONFIRMED, EDITED, PROPOSED, Finding, Review
-from core_model.study import ENERGY_NAMES, VIEW_KEYS
+from core_model.study import ENERGY_NAMES, SIDE_NAMES, VIEW_KEYS
 
 MAX_EMBED_PX = 900  # longest side of an embedded view: sharp in print, small file
 
@@ -234,7 +234,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
     for f in review.findings.values():
         sz = size_dict(review, f)
         size = f"{sz['max_diameter_mm']:.1f} mm, {sz['area_mm2']:.0f} mm²" if sz else "no pixel spacing"
-        findings.append([f.id, {"L": "left", "R": "right"}[f.side], f.view, size, f.state, "AI" if f.origin == "ai" else "reader",
+        findings.append([f.id, SIDE_NAMES[f.side], f.view, size, f.state, "AI" if f.origin == "ai" else "reader",
                          _fmt_prob(f.ai_score), f.link or ""])
     ai_side = review.ai.get("affected_side")
     ai_p = review.ai.get("malignancy_probability")
@@ -253,7 +253,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
              if review.assessments[side].text.strip()]
     ai_side_text = ""
     if ai_side in ("L", "R"):
-        breast = "left" if ai_side == "L" else "right"
+        breast = SIDE_NAMES[ai_side]
         if review.ai.get("affected_side_source") == "caller":
             ai_side_text = (f"The affected breast was set explicitly ({breast}), not decided from the images; "
                             "the AI classifier scored that breast.")

@@ -40,8 +40,8 @@ from core_model.review import (
     accept,
     reject,
 )
+from core_model.study import SIDE_NAMES
 
-SIDE_NAMES = {"L": "left", "R": "right"}
 # Text marks as well as colour, so the list reads the same in grey or for colour-blind readers.
 STATE_TEXT = {PROPOSED: "? proposed", ACCEPTED: "✓ accepted", EDITED: "✎ edited", REJECTED: "✗ rejected"}
 

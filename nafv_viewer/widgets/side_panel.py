@@ -28,10 +28,9 @@ from PySide6.QtWidgets import (
 )
 
 from core_model.analysis import AFFECTED_SIDE_SOURCES
-from core_model.study import VIEW_KEYS, Study
+from core_model.study import SIDE_NAMES, VIEW_KEYS, Study
 from nafv_viewer.state import COMPARE_MODES, LAYOUTS, PRESETS, ViewerState
 
-SIDE_NAMES = {"L": "left", "R": "right"}
 LAYOUT_NAMES = {"4up": "4-up (one energy)", "8up": "8-up (LE and RC)", "1up": "1-up (active view)"}
 
 
