@@ -33,6 +33,11 @@ class ViewResult:
 AFFECTED_SIDE_SOURCES = {"segmentation": "decided from the segmentation", "caller": "chosen by the reader"}
 
 
+def side_source_words(source: str) -> str:
+    """``Analysis.affected_side_source`` in a reader's words."""
+    return AFFECTED_SIDE_SOURCES.get(source, f"from {source}")
+
+
 @dataclass
 class Analysis:
     # identity of every model that contributed (see checkpoint.LoadedModel.identity),

@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-from core_model.analysis import AFFECTED_SIDE_SOURCES
+from core_model.analysis import side_source_words
 from core_model.errors import NafvError
 from core_model.study import SIDE_NAMES
 
@@ -88,9 +88,8 @@ def _summary(name: str, analysis, json_path: Path) -> str:
     score = (f"classifier score {prob:.2f} ({analysis.classifier_mode}; uncalibrated, not a probability of cancer)"
              if prob is not None else "no classifier score")
     side = SIDE_NAMES.get(analysis.affected_side or "", "undetermined")
-    source = AFFECTED_SIDE_SOURCES.get(analysis.affected_side_source, analysis.affected_side_source)
-    if analysis.affected_side_source == "caller":
-        source = "given with --affected"
+    source = "given with --affected" if analysis.affected_side_source == "caller" else side_source_words(
+        analysis.affected_side_source)
     return f"{name}: affected breast {side} ({source}), {n} lesion(s), {score}; {json_path}"
 
 

@@ -27,7 +27,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from core_model.analysis import AFFECTED_SIDE_SOURCES
+from core_model.analysis import side_source_words
 from core_model.errors import NafvError
 from core_model.orientation import flip_points, reading_flips
 from core_model.export.common import CLASSIFIER_SCORE_LABEL, SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
@@ -207,10 +207,6 @@ class ViewGrid(Flowable):
         c.restoreState()
 
 
-def _side_source(source: str) -> str:
-    return AFFECTED_SIDE_SOURCES.get(source, f"from {source}")
-
-
 def _utc(iso: str) -> str:
     return iso.replace("T", " ")[:16] + " UTC" if iso else "—"
 
@@ -259,7 +255,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
                             "the AI classifier scored that breast.")
         else:
             ai_side_text = (f"The AI took the {breast} breast as the affected one "
-                            f"({_side_source(review.ai.get('affected_side_source', 'segmentation'))}).")
+                            f"({side_source_words(review.ai.get('affected_side_source', 'segmentation'))}).")
         ai_side_text += (f" The classifier's output is an {CLASSIFIER_SCORE_LABEL}, shown for reference beside the "
                          "reader's category; it does not replace it.")
     ai_notes = [str(w) for w in review.ai.get("warnings") or []]

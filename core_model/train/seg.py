@@ -37,9 +37,9 @@ from core_model.losses.segmentation import seg_loss
 from core_model.models.registry import create_model
 from core_model.models.segmentation import model_config
 from core_model.preprocess import preprocessing_card
-from core_model.train.common import (DistInfo, MetricsLog, all_reduce_mean, all_reduce_min_int, cleanup_distributed,
-                                     init_distributed, patient_split, pick_device, plot_curves, seed_everything,
-                                     write_json)
+from core_model.train.common import (DistInfo, MetricsLog, all_reduce_mean, all_reduce_min_int, all_reduce_sum,
+                                     cleanup_distributed, init_distributed, patient_split, pick_device, plot_curves,
+                                     seed_everything, write_json)
 from core_model.train.seg_data import AugmentConfig, SegDataset, collate, patients_of, scan_folder, select_breasts
 
 DEMO_PATIENT = "P66"  # the bundled demo study: never a training image
@@ -186,8 +186,6 @@ def validate(model, ds: SegDataset, idx: list[int], device, bs: int, dist_info: 
         loss = float(seg_loss(logits, b["masks"], valid))
         tot += torch.tensor([d, u, n, loss * n], dtype=torch.float64)
     if dist_info.enabled:
-        from core_model.train.common import all_reduce_sum
-
         tot = all_reduce_sum(tot)
     n = max(tot[2].item(), 1)
     return {"val_dice": tot[0].item() / n, "val_miou": tot[1].item() / n, "val_loss": tot[3].item() / n,

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core_model.analysis import AFFECTED_SIDE_SOURCES
+from core_model.analysis import side_source_words
 from core_model.study import SIDE_NAMES, VIEW_KEYS, Study
 from nafv_viewer.state import COMPARE_MODES, LAYOUTS, PRESETS, ViewerState
 
@@ -342,8 +342,8 @@ class SidePanel(QScrollArea):
             return
         side = analysis.affected_side
         side_name = escape(str(SIDE_NAMES.get(side, side)))
-        source = AFFECTED_SIDE_SOURCES.get(analysis.affected_side_source, f"from {analysis.affected_side_source}")
-        side_text = f"{side_name} breast ({escape(str(source))})" if side else "undetermined"
+        source = side_source_words(str(analysis.affected_side_source))
+        side_text = f"{side_name} breast ({escape(source)})" if side else "undetermined"
         lines = [f"<b>Affected breast:</b> {side_text}"]
         if analysis.malignancy_probability is not None:
             mode = f", {escape(str(analysis.classifier_mode))} classifier" if analysis.classifier_mode else ""
