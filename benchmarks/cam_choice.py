@@ -41,7 +41,7 @@ from core_model.explain import CAM_METHODS, gradcam_views  # noqa: E402
 from core_model.io import list_patients, load_study  # noqa: E402
 from core_model.io.naming import parse_loose_name  # noqa: E402
 from core_model.study import view_key  # noqa: E402
-from core_model.train.cls_data import study_inputs  # noqa: E402
+from core_model.model_inputs import study_inputs  # noqa: E402
 
 TARGETS = ("backbone.blocks[-1].norm1", "backbone.blocks[-2].norm1", "backbone.norm", "head.stage1")
 

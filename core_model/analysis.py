@@ -55,9 +55,12 @@ class Analysis:
     # class's evidence they show ("malignant" / "benign": the predicted one).
     heatmap_method: str | None = None
     heatmap_target: str | None = None
-    # Per side, the evidence the affected side was decided on: the largest
-    # lesion "probability mass" (area fraction x mean probability) in its views.
+    # Per side, the evidence the affected side was decided on: the certainty (mean
+    # segmentation probability inside the contour) of its most certain contour; 0 = none.
     side_evidence: dict[str, float] = field(default_factory=dict)
+    # False: no contour reached the threshold in either breast, so no breast was taken as
+    # affected and the classifier did not run. None: not recorded (analyses saved before this).
+    lesion_found: bool | None = None
 
     @property
     def not_for_clinical_use(self) -> bool:

@@ -137,6 +137,7 @@ def analysis_to_dict(analysis: Analysis, files: dict[str, dict[str, str | None]]
         "affected_side": analysis.affected_side,
         "affected_side_source": analysis.affected_side_source,
         "side_evidence": {k: _r(v, 6) for k, v in analysis.side_evidence.items()},
+        "lesion_found": analysis.lesion_found,
         "malignancy_probability": _r(analysis.malignancy_probability),
         "classifier_mode": analysis.classifier_mode,
         "heatmap_method": analysis.heatmap_method,
@@ -238,4 +239,5 @@ def read_analysis(path: str | Path) -> Analysis:
         heatmap_method=doc.get("heatmap_method"),
         heatmap_target=doc.get("heatmap_target"),
         side_evidence=dict(doc.get("side_evidence", {})),
+        lesion_found=doc.get("lesion_found"),
     )

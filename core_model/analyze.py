@@ -12,10 +12,17 @@ order (each timed, reported to ``progress`` and preceded by a cancel check):
    breast's CC+MLO with the other breast as contralateral input.
 3. ``contours``: probability maps back to original pixels, thresholded at 0.5,
    specks removed (:data:`core_model.contours.MIN_LESION_AREA_INPUT_PX`),
-   polygons and per-lesion scores; the affected side is decided here.
-4. ``classification``: the affected CC/MLO (and the contralateral pair when
-   the classifier is four-view and it exists; else dual-view) times the
-   position mask of the lesion (Eq. 8) -> malignancy probability.
+   polygons and per-lesion scores; then :func:`decide_affected_side` picks the
+   breast whose contour is the most certain, or finds no lesion at all.
+4. ``classification``: only when a lesion was found (or the reader named the
+   breast): the affected CC/MLO (and the contralateral pair when the
+   classifier is four-view and it exists; else dual-view) times the position
+   mask of the lesion (Eq. 8) -> malignancy score.
+
+Every image is brought to reading orientation before the models see it and
+the results are mapped back to the images as stored
+(:mod:`core_model.model_inputs`), so a study whose breasts are stored with
+both chest walls on one edge meets the contralateral fusion the right way round.
 5. ``explain``: Grad-CAM of the predicted class on the LE images of the
    affected views (:mod:`core_model.explain`). It shares the classifier's
    forward pass (one forward + one backward in all); ``timings_s`` books the
@@ -31,6 +38,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -43,7 +51,9 @@ from core_model.checkpoint import LoadedModel, load_checkpoint
 from core_model.contours import lesions_from_probability, min_area_for_scale
 from core_model.errors import ModelLoadError, NafvError
 from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
+from core_model.augment.position_mask import DEFAULT_DECAY
 from core_model.jobs import CancelToken, ProgressCallback, report
+from core_model.model_inputs import in_reading_orientation, map_views_back, study_inputs
 from core_model.models.segmentation import lesion_probability
 from core_model.preprocess import Letterbox, normalize_image
 from core_model.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
@@ -57,31 +67,65 @@ DUAL_VIEW_ON_FOUR_VIEW_WARNING = (
 
 # Share of the progress bar per stage (roughly their share of CPU time).
 _STAGES = {"preprocess": 0.05, "segmentation": 0.35, "contours": 0.1, "classification": 0.2, "explain": 0.3}
-# A side whose best lesion's probability mass (area fraction x mean score) is
-# below this counts as showing no lesion when the affected side is decided.
-_MIN_SIDE_EVIDENCE = 1e-5
-# When the other breast's evidence reaches this share of the affected one's,
-# the choice is reported as uncertain (a warning), not silently made.
-_AMBIGUOUS_SIDE_RATIO = 0.5
-# The other breast's most certain contour must beat the chosen one's by this much to be said to be
-# surer: contour scores that differ in the second decimal are a tie, not a finding.
+# Contour certainties (mean probability inside the contour) closer than this are a close call
+# between the breasts: the choice is then reported, not silently made.
+CLOSE_CALL_MARGIN = 0.1
+# The other breast's most certain contour must beat the reader's chosen one by this much to be said
+# to be surer: contour scores that differ in the second decimal are a tie, not a finding.
 _SURER_MARGIN = 0.02
+NO_LESION_FOUND = ("no lesion found: no contour in either breast reached the segmentation threshold; "
+                   "the malignancy score and heatmaps were not computed")
 
 
-def surer_other_breast_warning(affected: str, scores: tuple[float, float], scored: bool, heatmaps: bool) -> str:
-    """The note that the other breast holds the more certain contour, saying only what was computed.
+@dataclass
+class SideDecision:
+    """Which breast the classifier and heatmaps are for, and why."""
 
-    ``scores`` = (other breast's best contour score, affected breast's best contour score).
+    side: str | None  # None: no lesion found and no breast given
+    source: str  # "segmentation" or "caller"
+    lesion_found: bool
+    confidence: dict[str, float]  # per side, the certainty of its most certain contour (0: none)
+    notes: list[str] = field(default_factory=list)
+
+
+def side_confidence(views: dict[str, ViewResult]) -> dict[str, float]:
+    """Per side: the certainty (mean segmentation probability inside the contour) of its most certain contour."""
+    return {side: max((les.score for key, vr in views.items() if key.startswith(side + "_") for les in vr.lesions),
+                      default=0.0) for side in SIDES}
+
+
+def decide_affected_side(views: dict[str, ViewResult], given: str | None = None) -> SideDecision:
+    """The affected breast from lesion confidence, not outlined area.
+
+    A normal breast's dense tissue can be outlined over a larger area than a small cancer; what
+    tells a lesion apart is how certain the model is of it. So the breast whose most certain
+    contour is the most certain is taken; with no contour anywhere, no lesion was found (and the
+    classifier, which scores a lesion, has nothing to score). A breast ``given`` by the reader is
+    kept, and the reader is told when the other breast holds the clearly more certain contour.
     """
-    a, o = SIDE_NAMES[affected], SIDE_NAMES[contralateral(affected)]
-    made = [w for w, on in (("the model score", scored), ("the heatmaps", heatmaps)) if on]
-    if made:
-        cover = f"{' and '.join(made)} {'are' if len(made) > 1 else 'is'} for the {a} breast only"
-    else:
-        cover = f"the {a} breast was taken as the affected one"
-    return (f"lesions were outlined in both breasts; {cover} (its outlined area is larger), but the {o} breast "
-            f"holds the more certain contour (contour AI score {scores[0]:.2f} vs {scores[1]:.2f}) — choose the "
-            f"{o} breast as the affected breast to analyse it")
+    conf = side_confidence(views)
+    found = any(v > 0 for v in conf.values())
+    if given is not None:
+        d = SideDecision(given, "caller", found, conf)
+        other = contralateral(given)
+        if conf[other] > 0 and conf[other] >= conf[given] + _SURER_MARGIN:
+            d.notes.append(f"the {SIDE_NAMES[other]} breast holds a more certain contour (contour AI score "
+                           f"{conf[other]:.2f} vs {conf[given]:.2f}) than the {SIDE_NAMES[given]} breast chosen "
+                           "by the reader")
+        if not any(vr.lesions for k, vr in views.items() if k.startswith(given + "_")):
+            d.notes.append(f"no lesion was outlined on the {SIDE_NAMES[given]} breast chosen by the reader; "
+                           "the score is for the breast without a lesion position")
+        return d
+    if not found:
+        return SideDecision(None, "segmentation", False, conf, [NO_LESION_FOUND])
+    side = max(SIDES, key=lambda s: (conf[s], s == "R"))  # equal certainty: the right breast, stated below
+    other = contralateral(side)
+    d = SideDecision(side, "segmentation", True, conf)
+    if conf[other] > 0 and conf[side] - conf[other] < CLOSE_CALL_MARGIN:
+        d.notes.append(f"lesions were outlined in both breasts; the {SIDE_NAMES[side]} breast was taken as the "
+                       f"affected one because its contour is the more certain (contour AI score {conf[side]:.2f} "
+                       f"vs {conf[other]:.2f}), a close call — check, or choose the affected breast explicitly")
+    return d
 
 
 class AnalysisError(NafvError):
@@ -223,6 +267,11 @@ class Analyzer:
             self.init_warnings.append(
                 "no classifier weights: lesions are outlined but no malignancy probability is given"
             )
+        # Temperature scaling fitted on the validation folds (model card "calibration"); 1 = raw softmax.
+        calib = (self.cls.card.get("calibration") or {}) if self.cls is not None else {}
+        self.temperature = float(calib.get("temperature", 1.0))
+        if not self.temperature > 0:
+            raise ModelLoadError("the classifier card gives a non-positive calibration temperature", self.cls.weights_path)
 
     @property
     def identity(self) -> dict[str, dict]:
@@ -233,7 +282,7 @@ class Analyzer:
             if loaded is None:
                 continue
             ident = dict(loaded.identity)
-            for extra in ("status", "metrics"):
+            for extra in ("status", "metrics", "calibration"):
                 value = loaded.card.get(extra)
                 if value is not None and len(json.dumps(value, default=str)) < 4000:  # summaries, not logs
                     ident[extra] = value
@@ -307,36 +356,19 @@ class Analyzer:
                     out[view_key(side, view)] = prob[b, v]
         return out
 
-    @staticmethod
-    def _side_evidence(views: dict[str, ViewResult]) -> dict[str, float]:
-        """Per side: the largest 'probability mass' (area fraction x mean score) of any lesion in its views."""
-        ev = {}
-        for side in SIDES:
-            best = 0.0
-            for key, vr in views.items():
-                if key.startswith(side + "_") and vr.lesions:
-                    area = vr.mask.size
-                    best = max(best, max(les.area_px / area * les.score for les in vr.lesions))
-            ev[side] = best
-        return ev
-
     def _cls_inputs(self, study: Study, views: dict[str, ViewResult], side: str, warnings: list[str]):
-        """(affected [1, 2, 3, S, S], contralateral or None) exactly as the classifier was trained on.
-
-        Built by :func:`core_model.train.cls_data.study_inputs` (square resize,
-        energies per ``cls.channels``, Eq. 8 position mask; the contralateral
-        views get the affected lesion's mask mirrored onto them). The mask fed
-        in is each view's *main* lesion (largest probability mass), so a stray
-        false-positive speck does not stretch the lesion box.
-        None when the affected breast lacks a CC or MLO low-energy image.
+        """(affected [1, 2, 3, S, S], contralateral or None) exactly as the classifier was trained on
+        (:func:`core_model.model_inputs.study_inputs`: square resize, energies per ``cls.channels``,
+        Eq. 8 position mask; the contralateral views get the affected lesion's mask mirrored onto
+        them). The mask fed in is each view's *main* lesion (largest probability mass), so a stray
+        false-positive speck does not stretch the lesion box. None when the affected breast lacks
+        a CC or MLO low-energy image.
         """
-        from core_model.train.cls_data import study_inputs
-
         cls = self.cls.model
         masks = {key: main_lesion(vr) for key, vr in views.items() if key.startswith(side + "_")}
         try:
             aff, con = study_inputs(study, masks, side, int(cls.input_size), cls.channels,
-                                    float(getattr(cls, "position_decay", 0.5)))
+                                    float(getattr(cls, "position_decay", DEFAULT_DECAY)))
         except NafvError as exc:
             warnings.append(f"no malignancy probability: {exc.reason}")
             return None
@@ -371,7 +403,6 @@ class Analyzer:
             torch.set_num_threads(self.num_threads)
         clock = _Clock(progress, cancel)
         warnings = list(self.init_warnings) + list(study.warnings)
-        surer_other: tuple[float, float] | None = None
         result = Analysis(
             models=self.identity,
             device=self.device_label,
@@ -383,6 +414,8 @@ class Analyzer:
         )
 
         with clock.stage("preprocess"):
+            # The models read reading orientation; results are mapped back to the stored images at the end.
+            study, flips = in_reading_orientation(study)
             inputs = self._seg_inputs(study, warnings)
             if not inputs:
                 need = "/".join(e.upper() for e in self.seg.model.channels)
@@ -399,50 +432,27 @@ class Analyzer:
                 min_area = min_area_for_scale(float(box.scale_xy.mean()))
                 mask, lesions = lesions_from_probability(full, min_area_px=min_area)
                 result.views[key] = ViewResult(key=key, mask=mask, probability=full, lesions=lesions)
-            evidence = self._side_evidence(result.views)
-            result.side_evidence = evidence
-            if affected_side is None:
-                sides = [s for s in SIDES if any(k.startswith(s + "_") for k in result.views)]
-                affected_side = max(sides, key=lambda s: evidence[s])
-                if evidence[affected_side] < _MIN_SIDE_EVIDENCE:
-                    # no lesion anywhere: the side with the highest probability anywhere, said to be a guess
-                    peak = {s: max(float(v.probability.max()) for k, v in result.views.items() if k.startswith(s + "_"))
-                            for s in sides}
-                    affected_side = max(sides, key=peak.get)
-                    warnings.append(
-                        "no lesion was segmented in any view; the affected side could not be decided from the images "
-                        f"({affected_side} assumed) — give it explicitly"
-                    )
-            elif not any(k.startswith(affected_side + "_") for k in result.views):
+            if affected_side is not None and not any(k.startswith(affected_side + "_") for k in result.views):
                 raise AnalysisError(f"the {affected_side} breast was given as affected but this study has no analysable {affected_side} view")
-            result.affected_side = affected_side
-            other = contralateral(affected_side)
-            certainty = {s: max((les.score for k, vr in result.views.items() if k.startswith(s + "_")
-                                 for les in vr.lesions), default=0.0) for s in SIDES}
-            if result.affected_side_source == "segmentation" and evidence[affected_side] >= _MIN_SIDE_EVIDENCE:
-                if evidence.get(other, 0.0) >= _AMBIGUOUS_SIDE_RATIO * evidence[affected_side]:
-                    warnings.append(
-                        f"lesions were outlined in both breasts; the {SIDE_NAMES[affected_side]} breast was taken as "
-                        f"the affected one because its outlined lesion is larger or more certain "
-                        f"({evidence[affected_side]:.4f} vs {evidence[other]:.4f}) — check, or choose the affected "
-                        "breast explicitly"
-                    )
-                elif certainty[other] > 0 and certainty[other] >= certainty[affected_side] + _SURER_MARGIN:
-                    # Worded at the end, when it is known whether a score and heatmaps were made.
-                    surer_other = (certainty[other], certainty[affected_side])
-            if not any(result.views[k].lesions for k in result.views if k.startswith(affected_side + "_")):
-                warnings.append(f"no lesion was segmented on the affected ({affected_side}) breast")
+            decision = decide_affected_side(result.views, affected_side)
+            result.affected_side = decision.side
+            result.lesion_found = decision.lesion_found
+            result.side_evidence = decision.confidence
+            warnings.extend(decision.notes)
 
-        if self.cls is None:
-            if surer_other is not None:
-                warnings.append(surer_other_breast_warning(affected_side, surer_other, False, False))
-            result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
-            report(progress, "done", 1.0)
-            return result
+        if self.cls is not None and decision.side is not None:
+            self._classify(study, result, decision.side, explain, clock, warnings)
+        map_views_back(result.views, flips)
+        result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
+        report(progress, "done", 1.0)
+        return result
 
+    def _classify(self, study: Study, result: Analysis, side: str, explain: bool, clock: _Clock,
+                  warnings: list[str]) -> None:
+        """Stages 4-5: the malignancy score of ``side`` and its Grad-CAM heatmaps (reading orientation)."""
         cls = self.cls.model
         with clock.stage("classification"):
-            prepared = self._cls_inputs(study, result.views, affected_side, warnings)
+            prepared = self._cls_inputs(study, result.views, side, warnings)
             cam = None
             if prepared is not None:
                 a, c = (t.to(self.device) if t is not None else None for t in prepared)
@@ -460,12 +470,12 @@ class Analyzer:
                 else:
                     with torch.inference_mode(), _cancellable(cls, clock.cancel):
                         logits = cls(a, c)
-                result.malignancy_probability = float(torch.softmax(logits.float(), -1)[0, 1])
+                result.malignancy_probability = float(torch.softmax(logits.float() / self.temperature, -1)[0, 1])
 
         if cam is not None:
             with clock.stage("explain"):
                 for i, view in enumerate(("CC", "MLO")):
-                    key = view_key(affected_side, view)
+                    key = view_key(side, view)
                     le = study.get(key, "le")
                     # The classifier input is the image resized to a square (no
                     # letterbox), so a plain resize maps back. A view that was not
@@ -483,11 +493,3 @@ class Analyzer:
             backward_s = cam_s - cam.forward_s
             clock.timings["classification"] -= backward_s
             clock.timings["explain"] += backward_s
-
-        if surer_other is not None:
-            heatmaps = any(result.views[k].heatmap is not None for k in result.views if k.startswith(affected_side + "_"))
-            warnings.append(surer_other_breast_warning(affected_side, surer_other,
-                                                       result.malignancy_probability is not None, heatmaps))
-        result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
-        report(progress, "done", 1.0)
-        return result

@@ -719,7 +719,8 @@ def write_case(case: PhantomCase, out_dir: str | Path, dicom: bool = False) -> l
 
 
 def write_dataset(out_dir: str | Path, n: int, seed: int, size: tuple[int, int] = DEFAULT_SIZE, dicom: bool = False,
-                  benign_fraction: float = 0.5, config: PhantomConfig | None = None, progress=None) -> Path:
+                  benign_fraction: float = 0.5, config: PhantomConfig | None = None, progress=None,
+                  first_id: int = 0) -> Path:
     """Write ``n`` synthetic studies in the CDD-CESM layout and return ``out_dir``.
 
     ``out_dir/images/P{id}_{L|R}_{DM|CM}_{CC|MLO}.png`` (16-bit PNG, 12 bits
@@ -733,8 +734,8 @@ def write_dataset(out_dir: str | Path, n: int, seed: int, size: tuple[int, int] 
         raise NafvError(f"the number of phantom studies must be at least 1, not {n}")
     if not 0.0 <= benign_fraction <= 1.0:
         raise NafvError(f"the benign fraction must be between 0 and 1, not {benign_fraction}")
-    if n > 99999:
-        raise NafvError("at most 99999 phantom studies per folder (patient ids P900000..P999999)")
+    if first_id < 0 or first_id + n > 99999:
+        raise NafvError("phantom study numbers must lie in 0..99999 (patient ids P900000..P999999)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_benign = int(round(n * benign_fraction))
@@ -742,7 +743,8 @@ def write_dataset(out_dir: str | Path, n: int, seed: int, size: tuple[int, int] 
     np.random.default_rng(np.random.SeedSequence([int(seed), 2**31 - 1])).shuffle(labels)
     label_rows, lesion_rows = [], []
     for i in range(n):
-        case = generate_case(case_seed(seed, i), size=size, label=str(labels[i]), config=config, patient_number=i)
+        case = generate_case(case_seed(seed, i), size=size, label=str(labels[i]), config=config,
+                             patient_number=first_id + i)
         write_case(case, out, dicom=dicom)
         label_rows += _label_rows(case)
         lesion_rows += _lesion_rows(case)

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--difficulty", choices=DIFFICULTIES, default="medium",
                    help="lesion size / contrast / breast density / benign-malignant overlap preset")
     p.add_argument("--force", action="store_true", help="write into OUT even if it already holds images")
+    p.add_argument("--first-id", type=int, default=0,
+                   help="number of the first study (ids P{900000 + n}); give folders that are trained on together "
+                        "disjoint ranges")
     return p
 
 
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     write_dataset(args.out, n=args.n, seed=args.seed, size=(h, w), dicom=args.dicom,
                   benign_fraction=args.benign_fraction, config=PhantomConfig.preset(args.difficulty),
-                  progress=progress)
+                  progress=progress, first_id=args.first_id)
     dt = time.perf_counter() - t0
     print(f"wrote {args.n} synthetic studies ({8 * args.n} images, {h}x{w}, difficulty {args.difficulty}) "
           f"to {args.out} in {dt:.1f} s; labels in {args.out / 'labels.csv'}")

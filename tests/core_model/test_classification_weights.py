@@ -8,7 +8,7 @@ from PIL import Image
 
 from core_model.checkpoint import load_checkpoint
 from core_model.io import load_study
-from core_model.train.cls_data import study_inputs
+from core_model.model_inputs import study_inputs
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "resources" / "weights" / "classifier" / "nafv_cls.safetensors"
 

@@ -29,23 +29,34 @@ def test_values_inside_lesion_box_and_outside():
     assert np.all(m[les > 0] == 1.0)
     # 0.9 in the box but not R
     assert m[3, 6] == pytest.approx(0.9) and m[4, 6] == pytest.approx(0.9)
-    # outside the box: 0.9 * (1 - d / (decay * diagonal)), d from the lesion centroid
-    ys, xs = np.nonzero(les)
-    cy, cx = ys.mean(), xs.mean()
+    # outside the box: 0.9 * (1 - d / (decay * diagonal)), d from the lesion's bounding box
     diag = math.hypot(10, 12)
-    for (y, x) in [(0, 0), (9, 11), (4, 0), (0, 5), (8, 8)]:
-        expected = max(0.0, 0.9 * (1 - math.hypot(y - cy, x - cx) / (0.5 * diag)))
+    y0, y1, x0, x1 = 3, 5, 4, 6
+    for (y, x) in [(0, 0), (9, 11), (4, 0), (0, 5), (8, 8), (4, 7)]:
+        d = math.hypot(max(y0 - y, y - y1, 0), max(x0 - x, x - x1, 0))
+        expected = max(0.0, 0.9 * (1 - d / (0.5 * diag)))
         assert m[y, x] == pytest.approx(expected, abs=1e-6), (y, x)
-    # decays monotonically away from the centre along a row outside the box
+    # decays monotonically away from the box along a row outside it
     row = m[0, :]
     assert row[5] > row[2] > row[0]
+
+
+def test_decay_starts_at_0_9_at_the_box_edge():
+    # Algorithm 1: 0.9 at the box edge, falling to 0; a 4 %-of-image lesion's mask just outside
+    # its box must stay near 0.9 (measured from the centroid it had already fallen to ~0.16)
+    les = np.zeros((200, 200), np.uint8)
+    les[80:120, 80:120] = 1  # 1600 px = 4 % of the image
+    m = position_mask(les, decay=0.1)
+    assert m[100, 120] == pytest.approx(0.9 * (1 - 1 / (0.1 * math.hypot(200, 200))), abs=1e-6)
+    assert m[100, 121] > 0.8
+    assert m[100, 119] == 1.0 and m[100, 150] < m[100, 125]
 
 
 def test_reaches_zero_far_away_and_decay_scale():
     les = np.zeros((50, 50), np.uint8)
     les[0, 0] = 1
     m = position_mask(les, decay=0.5)
-    d = math.hypot(49, 49)
+    d = math.hypot(49, 49)  # from the one-pixel box at (0, 0)
     assert m[49, 49] == 0.0  # d = diagonal > 0.5 diagonal
     m2 = position_mask(les, decay=2.0)
     assert m2[49, 49] == pytest.approx(0.9 * (1 - d / (2.0 * math.hypot(50, 50))), abs=1e-6)

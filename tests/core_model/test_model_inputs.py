@@ -1,0 +1,77 @@
+"""The models see every study in reading orientation, whatever way its images were stored."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core_model.analyze import Analyzer
+from core_model.io import load_study
+from core_model.model_inputs import flip_array, in_reading_orientation, orientation_flips
+from core_model.study import Study
+
+
+def _restored(study: Study, mirror_sides: str) -> Study:
+    """``study`` with the images of ``mirror_sides`` mirrored left-right (no tags say so)."""
+    out = Study(patient_id=study.patient_id, study_id=study.study_id, source=study.source)
+    for (key, energy), im in study.images.items():
+        px = im.pixels[:, ::-1].copy() if key[0] in mirror_sides else im.pixels
+        out.images[(key, energy)] = replace(im, pixels=px)
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo(demo_dir) -> Study:
+    return load_study(demo_dir)
+
+
+def test_demo_is_already_in_reading_orientation(demo):
+    assert all(f == (False, False) for f in orientation_flips(demo).values())
+    same, _ = in_reading_orientation(demo)
+    assert same is demo
+
+
+def test_both_chest_walls_on_one_edge_is_detected_and_undone(demo):
+    stored = _restored(demo, "R")  # both chest walls on the left edge, as many archives store them
+    flips = orientation_flips(stored)
+    assert flips == {"R_CC": (True, False), "R_MLO": (True, False), "L_CC": (False, False), "L_MLO": (False, False)}
+    canon, _ = in_reading_orientation(stored)
+    for key_energy, im in demo.images.items():
+        np.testing.assert_array_equal(canon.images[key_energy].pixels, im.pixels)
+
+
+def test_tags_decide_over_pixels(demo):
+    im = demo.get("R_CC", "le")
+    st = Study(patient_id="T", study_id="t")
+    # PatientOrientation ("A", "R"): rows run towards the anterior, i.e. the chest wall is on the left edge
+    st.add(replace(im, pixels=im.pixels, orientation=("A", "R")))
+    assert orientation_flips(st)["R_CC"] == (True, True)
+
+
+def test_mirrored_and_unmirrored_storage_give_the_same_contours(demo):
+    """The shipped models on the demo stored as it is and with the right breast mirrored:
+    the same probabilities, contours, breast and score, mapped back onto each storage."""
+    an = Analyzer(device="cpu", num_threads=2)
+    a = an.analyze(demo, explain=True)
+    b = an.analyze(_restored(demo, "R"), explain=True)
+    assert a.affected_side == b.affected_side and a.lesion_found == b.lesion_found
+    if a.malignancy_probability is None:
+        assert b.malignancy_probability is None
+    else:
+        assert b.malignancy_probability == pytest.approx(a.malignancy_probability, abs=1e-5)
+    for key, va in a.views.items():
+        vb = b.views[key]
+        f = (key[0] == "R", False)
+        np.testing.assert_allclose(flip_array(vb.probability, f), va.probability, atol=1e-5)
+        np.testing.assert_array_equal(flip_array(vb.mask, f), va.mask)
+        assert len(va.lesions) == len(vb.lesions)
+        w = va.mask.shape[1]
+        for la, lb in zip(va.lesions, vb.lesions):
+            assert lb.score == pytest.approx(la.score, abs=1e-5)
+            xs = np.sort(la.polygon[:, 0])
+            xs_b = np.sort((w - 1) - lb.polygon[:, 0]) if f[0] else np.sort(lb.polygon[:, 0])
+            np.testing.assert_allclose(xs_b, xs, atol=1e-3)
+        if va.heatmap is not None:
+            np.testing.assert_allclose(flip_array(vb.heatmap, f), va.heatmap, atol=1e-4)
