@@ -18,15 +18,16 @@ a jittered position mask.
 
 Labels come from a CSV in the CDD-CESM ``annotations.csv`` format (one row per
 image: Image_name, Patient_ID, Side, ..., BIRADS, ..., Pathology
-Classification/ Follow up): ``birads`` 1-3 -> benign, 4-6 -> malignant (the
-paper's rule; a cell such as ``4$2`` lists several findings and the highest
-counts), ``pathology`` Malignant -> 1, Benign/Normal -> 0. A side's label is
-the highest over its rows.
+Classification/ Follow up), or the collection's own spreadsheet ``Radiology
+manual annotations.xlsx`` with the same columns: ``birads`` 1-3 -> benign, 4-6
+-> malignant (the paper's rule; a cell such as ``4$2`` lists several findings
+and the highest counts), ``pathology`` Malignant -> 1, Benign/Normal -> 0 (in
+a cell listing several, Malignant counts). A side's label is the highest over
+its rows.
 """
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from PIL import Image
 from core_model.augment.adversarial import DEFAULT_JITTER, contralateral_sample
 from core_model.augment.position_mask import DEFAULT_DECAY, position_mask
 from core_model.errors import NafvError
+from core_model.io.cdd_collection import find_column, read_table
 from core_model.io.naming import parse_loose_name
 from core_model.study import Study, contralateral, view_key
 
@@ -63,30 +65,17 @@ class Case:
 
 # ----------------------------------------------------------------------------- labels
 
-def _column(header: Sequence[str], *candidates: str) -> str | None:
-    low = {h.strip().lower(): h for h in header}
-    for c in candidates:
-        for k, h in low.items():
-            if k.startswith(c):
-                return h
-    return None
-
-
 def read_labels(csv_path: str | Path, label_from: str = "birads") -> dict[tuple[str, str], int]:
-    """(patient id, side) -> 0 benign / 1 malignant from a CDD-CESM-style annotation CSV."""
+    """(patient id, side) -> 0 benign / 1 malignant from a CDD-CESM-style annotation CSV or the collection's .xlsx."""
     from core_model.io.cdd_cesm import normalize_patient
 
     if label_from not in LABEL_SOURCES:
         raise NafvError(f"labels come from one of {LABEL_SOURCES}, not {label_from!r}")
     path = Path(csv_path)
-    if not path.is_file():
-        raise NafvError("label file not found", path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        rows = list(reader)
-    col = _column(header, "birads", "bi-rads") if label_from == "birads" else _column(header, "pathology")
-    name_col, pid_col, side_col = _column(header, "image_name"), _column(header, "patient_id"), _column(header, "side")
+    header, rows = read_table(path)
+    col = find_column(header, "birads", "bi-rads") if label_from == "birads" else find_column(header, "pathology")
+    name_col, pid_col = find_column(header, "image_name"), find_column(header, "patient_id")
+    side_col = find_column(header, "side")
     if col is None or (name_col is None and (pid_col is None or side_col is None)):
         raise NafvError(f"label file has no {label_from.upper()} column or no Image_name / Patient_ID + Side columns "
                         f"(columns: {', '.join(header)})", path)
@@ -106,10 +95,10 @@ def read_labels(csv_path: str | Path, label_from: str = "birads") -> dict[tuple[
                 continue
             y = int(max(scores) >= 4)
         else:
-            v = value.lower()
-            if v.startswith("malig"):
+            parts = [v.strip().lower() for v in value.split("$")]  # "Benign$Malignant": several findings
+            if any(v.startswith("malig") for v in parts):
                 y = 1
-            elif v.startswith(("benign", "normal")):
+            elif any(v.startswith(("benign", "normal")) for v in parts):
                 y = 0
             else:
                 continue
