@@ -48,7 +48,9 @@ SEG_ARCHS = ("nafv_seg", "unet", "nafv_seg_tiny", "unet_tiny")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nafv-train seg", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="folder in the CDD-CESM layout (images/ + masks/)")
+    p.add_argument("--data", required=True,
+                   help="CDD-CESM folder: images/ + masks/, or the public collection as downloaded "
+                        "(its two image folders, annotation spreadsheet and segmentation CSV)")
     p.add_argument("--out", required=True, help="run folder (created)")
     p.add_argument("--arch", default="nafv_seg", choices=SEG_ARCHS)
     p.add_argument("--no-asym", action="store_true", help="switch off asymmetric fusion (Eq. 1-3), ablation")
