@@ -113,8 +113,10 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nafv-train cls", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="study folder (images/ or the studies themselves, plus masks/)")
-    p.add_argument("--labels", help="annotation CSV (CDD-CESM format); default DATA/labels.csv or DATA/annotations.csv")
+    p.add_argument("--data", required=True, help="study folder (images/ or the studies themselves, plus masks/), "
+                   "or the public CDD-CESM collection as downloaded")
+    p.add_argument("--labels", help="annotation CSV (CDD-CESM format) or the collection's .xlsx; default "
+                   "DATA/labels.csv or DATA/annotations.csv, else the collection's 'Radiology manual annotations'")
     p.add_argument("--label-from", choices=("birads", "pathology"), default="birads",
                    help="BI-RADS 1-3 benign / 4-6 malignant, or the pathology column")
     p.add_argument("--out", required=True, help="run folder (rerun with the same folder to resume)")
@@ -180,12 +182,19 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _default_labels(data: Path, given: str | None) -> Path:
+    """--labels, else DATA/labels.csv or DATA/annotations.csv, else the collection's own spreadsheet."""
+    from core_model.io.cdd_collection import find_collection
+
     if given:
         return Path(given)
     for name in ("labels.csv", "annotations.csv"):
         if (data / name).is_file():
             return data / name
-    raise NafvError("no label file: pass --labels (a CDD-CESM-style annotations CSV)", data)
+    coll = None if (data / "masks").is_dir() else find_collection(data)
+    if coll is not None and coll.table is not None:
+        return coll.table
+    raise NafvError("no label file: pass --labels (a CDD-CESM-style annotations CSV, or the collection's "
+                    "'Radiology manual annotations.xlsx')", data)
 
 
 # ----------------------------------------------------------------------------- backbone fine-tuning

@@ -18,15 +18,22 @@ a jittered position mask.
 
 Labels come from a CSV in the CDD-CESM ``annotations.csv`` format (one row per
 image: Image_name, Patient_ID, Side, ..., BIRADS, ..., Pathology
-Classification/ Follow up): ``birads`` 1-3 -> benign, 4-6 -> malignant (the
-paper's rule; a cell such as ``4$2`` lists several findings and the highest
-counts), ``pathology`` Malignant -> 1, Benign/Normal -> 0. A side's label is
-the highest over its rows.
+Classification/ Follow up), or the collection's own spreadsheet ``Radiology
+manual annotations.xlsx`` with the same columns: ``birads`` 1-3 -> benign, 4-6
+-> malignant (the paper's rule; a cell such as ``4$2`` lists several findings
+and the highest counts), ``pathology`` Malignant -> 1, Benign/Normal -> 0 (in
+a cell listing several, Malignant counts). A side's label is the highest over
+its rows.
+
+Studies come from any layout the study loaders read with masks in a masks/
+folder beside them, or from the public collection as downloaded, whose lesion
+masks are drawn from the radiologists' outlines (core_model.io.cdd_collection).
+Views larger than ``MAX_SIDE`` are kept shrunk to it: the collection's
+full-size images would otherwise take some 100 MB per case.
 """
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +46,15 @@ from PIL import Image
 from core_model.augment.adversarial import DEFAULT_JITTER, contralateral_sample
 from core_model.augment.position_mask import DEFAULT_DECAY, position_mask
 from core_model.errors import NafvError
+from core_model.io.cdd_collection import find_column, find_collection, read_table
 from core_model.io.naming import parse_loose_name
 from core_model.model_inputs import (VIEWS, breast_images, breast_inputs, flip_array, in_reading_orientation,
                                      lesion_masks_at, view_stack)
 from core_model.study import Study, contralateral, view_key
 LABEL_SOURCES = ("birads", "pathology")
+# Longest side a case's views are kept at in memory; the classifier sees them as
+# --input-size squares (224-518 px), so this keeps all the detail it can use.
+MAX_SIDE = 1024
 
 
 @dataclass
@@ -63,30 +74,17 @@ class Case:
 
 # ----------------------------------------------------------------------------- labels
 
-def _column(header: Sequence[str], *candidates: str) -> str | None:
-    low = {h.strip().lower(): h for h in header}
-    for c in candidates:
-        for k, h in low.items():
-            if k.startswith(c):
-                return h
-    return None
-
-
 def read_labels(csv_path: str | Path, label_from: str = "birads") -> dict[tuple[str, str], int]:
-    """(patient id, side) -> 0 benign / 1 malignant from a CDD-CESM-style annotation CSV."""
+    """(patient id, side) -> 0 benign / 1 malignant from a CDD-CESM-style annotation CSV or the collection's .xlsx."""
     from core_model.io.cdd_cesm import normalize_patient
 
     if label_from not in LABEL_SOURCES:
         raise NafvError(f"labels come from one of {LABEL_SOURCES}, not {label_from!r}")
     path = Path(csv_path)
-    if not path.is_file():
-        raise NafvError("label file not found", path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        rows = list(reader)
-    col = _column(header, "birads", "bi-rads") if label_from == "birads" else _column(header, "pathology")
-    name_col, pid_col, side_col = _column(header, "image_name"), _column(header, "patient_id"), _column(header, "side")
+    header, rows = read_table(path)
+    col = find_column(header, "birads", "bi-rads") if label_from == "birads" else find_column(header, "pathology")
+    name_col, pid_col = find_column(header, "image_name"), find_column(header, "patient_id")
+    side_col = find_column(header, "side")
     if col is None or (name_col is None and (pid_col is None or side_col is None)):
         raise NafvError(f"label file has no {label_from.upper()} column or no Image_name / Patient_ID + Side columns "
                         f"(columns: {', '.join(header)})", path)
@@ -106,10 +104,10 @@ def read_labels(csv_path: str | Path, label_from: str = "birads") -> dict[tuple[
                 continue
             y = int(max(scores) >= 4)
         else:
-            v = value.lower()
-            if v.startswith("malig"):
+            parts = [v.strip().lower() for v in value.split("$")]  # "Benign$Malignant": several findings
+            if any(v.startswith("malig") for v in parts):
                 y = 1
-            elif v.startswith(("benign", "normal")):
+            elif any(v.startswith(("benign", "normal")) for v in parts):
                 y = 0
             else:
                 continue
@@ -152,35 +150,72 @@ def cases_from_study(study: Study, masks: dict[str, np.ndarray], labels: dict[st
     return cases
 
 
+def _fit(a: np.ndarray, max_side: int, nearest: bool = False) -> np.ndarray:
+    """``a`` shrunk so its longer side is at most ``max_side`` (unchanged when it already fits)."""
+    h, w = a.shape
+    if max(h, w) <= max_side:
+        return a
+    s = max_side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    if nearest:
+        return np.asarray(Image.fromarray(a.astype(np.uint8)).resize(size, Image.NEAREST), dtype=bool)
+    return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize(size, Image.BILINEAR), dtype=np.float32)
+
+
+def shrink_case(case: Case, max_side: int = MAX_SIDE) -> Case:
+    """The case with every view (and mask) shrunk to fit ``max_side``, in place."""
+    for images in (case.affected, case.contralateral or {}):
+        for k, a in images.items():
+            images[k] = _fit(a, max_side)
+    case.masks = {v: _fit(m, max_side, nearest=True) for v, m in case.masks.items()}
+    return case
+
+
 def load_cases(data: str | Path, labels_csv: str | Path, label_from: str = "birads",
-               progress=None) -> tuple[list[Case], list[str]]:
-    """Every labelled case under ``data`` (any layout the study loaders read; masks in data/masks/)."""
+               progress=None, max_side: int = MAX_SIDE) -> tuple[list[Case], list[str]]:
+    """Every labelled case under ``data`` (any layout the study loaders read with masks in data/masks/,
+    or the public collection as downloaded)."""
     from core_model.io import list_patients, load_study
+    from core_model.io.cdd_cesm import load_named_study
 
     data = Path(data)
     mask_dir = data / "masks"
-    if not mask_dir.is_dir():
-        raise NafvError("lesion masks are expected in a masks/ folder beside the images", data)
+    coll = None if mask_dir.is_dir() else find_collection(data)
+    if coll is None and not mask_dir.is_dir():
+        raise NafvError("lesion masks are expected in a masks/ folder beside the images "
+                        "(or the CDD-CESM collection's image folders with its segmentation CSV)", data)
     labels = read_labels(labels_csv, label_from)
-    all_masks = read_masks(mask_dir)
-    image_root = data / "images" if (data / "images").is_dir() else data
-    patients = list_patients(image_root)
-    if not patients:
-        raise NafvError("no studies found", image_root)
-    cases: list[Case] = []
     notes: list[str] = []
+    if coll is not None:
+        patients = coll.patients()
+
+        def study_and_masks(pid: str):
+            study = load_named_study(coll.files_of(pid), coll.root, pid, cdd=True, warnings=notes)
+            return study, coll.lesion_masks(pid)
+    else:
+        all_masks = read_masks(mask_dir)
+        image_root = data / "images" if (data / "images").is_dir() else data
+        patients = list_patients(image_root)
+
+        def study_and_masks(pid: str):
+            study = load_study(image_root, patient=pid)
+            return study, {view_key(s, v): m for (p, s, v), m in all_masks.items() if p == study.patient_id}
+    if not patients:
+        raise NafvError("no studies found", data)
+    cases: list[Case] = []
     for i, pid in enumerate(patients):
-        stored = load_study(image_root, patient=pid)
+        stored, stored_masks = study_and_masks(pid)
         study, flips = in_reading_orientation(stored)  # the orientation the analyzer gives the model
-        masks = {view_key(s, v): flip_array(m, flips.get(view_key(s, v), (False, False)))
-                 for (p, s, v), m in all_masks.items() if p == study.patient_id}
+        masks = {k: flip_array(m, flips.get(k, (False, False))) for k, m in stored_masks.items()}
         side_labels = {s: y for (p, s), y in labels.items() if p == study.patient_id}
-        got = cases_from_study(study, masks, side_labels)
+        got = [shrink_case(c, max_side) for c in cases_from_study(study, masks, side_labels)]
         if not got:
             notes.append(f"{pid}: no labelled side with a lesion mask and both CC and MLO")
         cases.extend(got)
         if progress is not None:
             progress(i + 1, len(patients))
+    if coll is not None:
+        notes = coll.notes + notes
     return cases, notes
 
 

@@ -49,7 +49,8 @@ SEG_ARCHS = ("nafv_seg", "unet", "nafv_seg_tiny", "unet_tiny")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nafv-train seg", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, action="append",
-                   help="folder in the CDD-CESM layout (images/ + masks/); repeat to mix folders, e.g. the real "
+                   help="CDD-CESM folder: images/ + masks/, or the public collection as downloaded (its two image "
+                        "folders, annotation spreadsheet and segmentation CSV); repeat to mix folders, e.g. the real "
                         "images and synthetic studies whose normal breasts teach that most breasts have no lesion. "
                         "Each folder is split into training and validation patients on its own, so adding one "
                         "leaves the others' split unchanged")

@@ -1,7 +1,9 @@
 """Breast-level segmentation samples from a folder in the CDD-CESM layout.
 
 ``DIR/images/P{id}_{L|R}_{DM|CM}_{CC|MLO}.(jpg|png)`` with lesion masks under
-``DIR/masks/`` with the same names (JPEG, so thresholded at 127). One sample
+``DIR/masks/`` with the same names (JPEG, so thresholded at 127), or the
+public collection as downloaded, whose masks are drawn from the radiologists'
+outlines and are empty for normal views (core_model.io.cdd_collection). One sample
 is one breast: its CC and MLO views (each with the requested energies as
 channels), their masks, which views exist, and the contralateral breast's
 CC/MLO when the folder has them. Images are prepared once with
@@ -18,6 +20,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core_model.errors import NafvError
+from core_model.io.cdd_collection import CddCollection, find_collection
 from core_model.io.naming import parse_cdd_cesm_name
 from core_model.preprocess import Letterbox, normalize_image
 
@@ -39,7 +43,8 @@ class Breast:
     side: str
     # view -> energy -> path
     images: dict[str, dict[str, Path]] = field(default_factory=dict)
-    masks: dict[str, Path] = field(default_factory=dict)
+    # view -> mask file, or a callable that draws the mask (see read_mask)
+    masks: dict[str, Path | Callable[[], np.ndarray]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -59,16 +64,36 @@ def read_gray(path: Path) -> np.ndarray:
         raise NafvError(f"cannot read image ({exc})", path) from None
 
 
-def read_mask(path: Path) -> np.ndarray:
-    return read_gray(path) > MASK_THRESHOLD
+def read_mask(source: Path | Callable[[], np.ndarray]) -> np.ndarray:
+    """A mask file thresholded at 127, or the mask a callable draws (the collection's outlines)."""
+    if callable(source):
+        return np.asarray(source(), dtype=bool)
+    return read_gray(source) > MASK_THRESHOLD
+
+
+def collection_breasts(coll: CddCollection) -> dict[tuple[str, str], Breast]:
+    """Breasts of the public collection: its images, and the masks drawn from its outlines."""
+    breasts: dict[tuple[str, str], Breast] = {}
+    for (pid, side, view, energy), p in coll.images.items():
+        b = breasts.setdefault((pid, side), Breast(pid, side))
+        b.images.setdefault(view, {})[energy] = p
+    for (pid, side, view), m in coll.segmentation_masks().items():
+        breasts[(pid, side)].masks[view] = m
+    return breasts
 
 
 def scan_folder(data_dir: str | Path) -> dict[tuple[str, str], Breast]:
-    """All breasts in a CDD-CESM-layout folder, keyed by (patient, side)."""
+    """All breasts in a CDD-CESM-layout folder (images/ + masks/, or the collection as downloaded),
+    keyed by (patient, side)."""
     root = Path(data_dir)
     img_dir, mask_dir = root / "images", root / "masks"
+    if not (img_dir.is_dir() and mask_dir.is_dir()):
+        coll = find_collection(root)
+        if coll is not None:
+            return collection_breasts(coll)
     if not img_dir.is_dir():
-        raise NafvError("not a CDD-CESM-layout folder: it has no images/ subfolder", root)
+        raise NafvError("not a CDD-CESM folder: it has no images/ subfolder (with masks/ beside it), and no "
+                        "'Low energy images of CDD-CESM' / 'Subtracted images of CDD-CESM' folders", root)
     breasts: dict[tuple[str, str], Breast] = {}
     for p in sorted(img_dir.iterdir()):
         if p.suffix.lower() not in IMAGE_SUFFIXES:

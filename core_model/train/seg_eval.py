@@ -40,7 +40,9 @@ from core_model.train.seg_data import VIEWS, patients_of, prepare_view, read_mas
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nafv-train evaluate-seg", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="folder in the CDD-CESM layout (images/ + masks/)")
+    p.add_argument("--data", required=True,
+                   help="CDD-CESM folder: images/ + masks/, or the public collection as downloaded "
+                        "(its two image folders, annotation spreadsheet and segmentation CSV)")
     p.add_argument("--weights", required=True, help="segmentation .safetensors (model card beside it)")
     p.add_argument("--json", required=True, help="where to write the metrics")
     p.add_argument("--split", default="all", choices=("all", "val", "train"),
