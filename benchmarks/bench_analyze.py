@@ -29,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from core_model.jsonsafe import dumps  # noqa: E402
+
 
 def _make_untrained(tmp: Path) -> tuple[Path, Path]:
     import torch
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(worker(args)))
+        print(dumps(worker(args), label="worker"))
         return 0
 
     tmp = None
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    args.out.write_text(dumps(doc, label=str(args.out), indent=1) + "\n")
     print(f"{'config':22s} {'cold total':>10s} {'warm total':>10s}  warm per stage (s)                         peak RSS")
     for r in results:
         if "error" in r:

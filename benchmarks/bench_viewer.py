@@ -19,7 +19,6 @@ Figures, not assertions: run it alone on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -35,6 +34,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core_model.jsonsafe import dumps  # noqa: E402
 ROWS, COLS = 4096, 3328
 
 
@@ -168,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     w.shutdown()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    text = dumps(out, label=str(args.out), indent=2)
+    args.out.write_text(text + "\n")
+    print(text)
     return 0
 
 

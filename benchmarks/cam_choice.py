@@ -22,7 +22,6 @@ masks/) for more real patients. Writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from core_model.checkpoint import load_checkpoint  # noqa: E402
 from core_model.explain import CAM_METHODS, gradcam_views  # noqa: E402
 from core_model.io import list_patients, load_study  # noqa: E402
 from core_model.io.naming import parse_loose_name  # noqa: E402
+from core_model.jsonsafe import dumps  # noqa: E402
 from core_model.study import view_key  # noqa: E402
 from core_model.model_inputs import study_inputs  # noqa: E402
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    args.out.write_text(dumps(doc, label=str(args.out), indent=1) + "\n")
     print(f"{'method @ target':48s} nonempty pointing energy_in lift  s/study")
     for k in ranked:
         s = summary[k]

@@ -21,7 +21,6 @@ scores every view that has a ground-truth lesion against what a reader sees:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from cam_choice import _masks_from_dir  # noqa: E402
 from core_model.analyze import Analyzer  # noqa: E402
 from core_model.checkpoint import read_card  # noqa: E402
 from core_model.io import load_study  # noqa: E402
+from core_model.jsonsafe import dumps  # noqa: E402
 from core_model.resources import DEFAULT_SEG_WEIGHTS, DEMO_DIR, DEMO_MASKS  # noqa: E402
 
 
@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(json.dumps({k: doc[k] for k in ("demo", "all")}, indent=1))
+    args.out.write_text(dumps(doc, label=str(args.out), indent=1) + "\n")
+    print(dumps({k: doc[k] for k in ("demo", "all")}, indent=1))
     return 0
 
 

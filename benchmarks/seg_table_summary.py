@@ -17,6 +17,11 @@ import statistics
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core_model.jsonsafe import dumps  # noqa: E402
+
 STAGES = ("sgd", "adamw")
 
 
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                        "from its best weights; each stage time-budgeted, so epochs_run varies)",
                "device": args.device, "rows": rows, "seed_means": seed_means(rows)}
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        args.json.write_text(dumps(doc, label=str(args.json), indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 

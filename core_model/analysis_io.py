@@ -31,6 +31,7 @@ from scipy import ndimage
 from core_model.analysis import Analysis, Lesion, ViewResult
 from core_model.checkpoint import NOT_FOR_CLINICAL_USE
 from core_model.errors import NafvError
+from core_model.jsonsafe import dumps
 from core_model.preprocess import normalize_image
 from core_model.study import VIEW_KEYS, Study
 
@@ -97,6 +98,21 @@ def model_summary(models: dict[str, dict]) -> dict[str, Any]:
     }
 
 
+def _lost_results(analysis: Analysis) -> list[str]:
+    """Warnings for results that came out as NaN/inf: written as null, and a reader must know why they are empty."""
+    out = []
+    p = analysis.malignancy_probability
+    if p is not None and not math.isfinite(p):
+        out.append("the classifier score could not be computed (not a finite number) and is left empty")
+    bad = sorted(k for k, v in analysis.side_evidence.items() if v is not None and not math.isfinite(v))
+    if bad:
+        out.append(f"the affected-side evidence of {', '.join(bad)} is not a finite number and is left empty")
+    n = sum(1 for vr in analysis.views.values() for les in vr.lesions if not math.isfinite(les.score))
+    if n:
+        out.append(f"{n} lesion score(s) are not a finite number and are left empty")
+    return out
+
+
 def analysis_to_dict(analysis: Analysis, files: dict[str, dict[str, str | None]] | None = None,
                      study: Study | None = None) -> dict[str, Any]:
     files = files or {}
@@ -144,7 +160,7 @@ def analysis_to_dict(analysis: Analysis, files: dict[str, dict[str, str | None]]
         "heatmap_target": analysis.heatmap_target,
         "views": views,
         "timings_s": {k: _r(v, 4) for k, v in analysis.timings_s.items()},
-        "warnings": list(analysis.warnings),
+        "warnings": list(analysis.warnings) + _lost_results(analysis),
     }
     if study is not None:
         out["study"] = {"patient_id": study.patient_id, "study_id": study.study_id,
@@ -183,7 +199,7 @@ def write_analysis(analysis: Analysis, out_dir: str | Path, study: Study | None 
         doc = analysis_to_dict(analysis, files, study)
         path = out_dir / "analysis.json"
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.write_text(dumps(doc, indent=1) + "\n", encoding="utf-8")  # model cards may carry NaN metrics
         os.replace(tmp, path)
     except OSError as exc:
         raise NafvError(f"cannot write the results ({exc.strerror})", out_dir) from None

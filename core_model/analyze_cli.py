@@ -10,6 +10,13 @@ with a progress bar; one failure does not stop the rest. ``--report`` adds
 the unreviewed report of :func:`core_model.export.bundle.export_ai_report`
 (PDF, review JSON, DICOM SEG; every contour marked as an AI proposal).
 
+Each study's outputs are written whole or not at all
+(:func:`core_model.result_dir.staged_result_dir`): a failed rerun leaves the
+previous result as it was. A study given twice (the same path, or the same
+study found under another path) is said once on stderr and analysed once.
+Per-study folder names are cut to ``MAX_FOLDER_NAME`` characters, with a hash
+of the full patient id keeping cut ids apart.
+
 Exit codes: 0 all analysed; 1 some of several studies failed (named on
 stderr); 2 bad input or options (one line on stderr, no traceback).
 """
@@ -17,6 +24,8 @@ stderr); 2 bad input or options (one line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -57,8 +66,53 @@ def _one_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+MAX_FOLDER_NAME = 64  # file systems refuse names over 255 bytes, and long paths break other tools first
+
+# A DICOM StudyInstanceUID: unique worldwide, so equal UIDs are the same study.
+_UID = re.compile(r"\d+(?:\.\d+)+")
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
+
+
+def _folder_name(name: str) -> str:
+    """A per-study folder name: safe characters, at most MAX_FOLDER_NAME; a cut one ends in a hash of the whole id."""
+    safe = _safe(name)
+    if len(safe) <= MAX_FOLDER_NAME:
+        return safe
+    tag = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{safe[:MAX_FOLDER_NAME - len(tag) - 1]}_{tag}"
+
+
+def _study_key(study) -> tuple:
+    """What makes two inputs the same study.
+
+    Study ids that are not DICOM UIDs are made from file or folder names, which
+    two different patients' folders can share, so there the pixels must match too.
+    """
+    if _UID.fullmatch(study.study_id or ""):
+        return ("uid", study.patient_id, study.study_id)
+    from core_model.review_store import study_identity
+
+    return ("pixels", study.patient_id, study.study_id, study_identity(study)["digest"])
+
+
+def _drop_repeats(jobs: list[tuple[str, str | None, str | None]]) -> tuple[list, list[str]]:
+    """Jobs with each (folder, patient) once, and one line per input given more than once."""
+    seen: dict[tuple[str, str | None], int] = {}
+    kept = []
+    for job in jobs:
+        key = (os.path.realpath(job[0]), job[1])
+        if key not in seen:
+            kept.append(job)
+        seen[key] = seen.get(key, 0) + 1
+    said = []
+    for (path, pid), n in seen.items():
+        if n > 1:
+            label = path + (f" [{pid}]" if pid else "")
+            said.append(f"nafv-analyze: {label} is given {'twice' if n == 2 else f'{n} times'}; analysed once")
+    return kept, said
 
 
 def _jobs(paths: list[str], patient: str | None) -> list[tuple[str, str | None, str | None]]:
@@ -93,6 +147,16 @@ def _summary(name: str, analysis, json_path: Path) -> str:
     return f"{name}: affected breast {side} ({source}), {n} lesion(s), {score}; {json_path}"
 
 
+def _relocated(bundle, stage: Path, out: Path):
+    """The report's paths as they are once the staged folder is in place."""
+    def move(p: Path) -> Path:
+        return out / Path(p).relative_to(stage)
+
+    bundle.pdf, bundle.json = move(bundle.pdf), move(bundle.json)
+    bundle.seg.written = {k: move(p) for k, p in bundle.seg.written.items()}
+    return bundle
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -115,10 +179,11 @@ def _run(args: argparse.Namespace) -> int:
     from core_model.analyze import Analyzer
     from core_model.checkpoint import NOT_FOR_CLINICAL_USE
     from core_model.io import load_study
+    from core_model.result_dir import staged_result_dir
 
     if args.threads is not None and args.threads < 1:
         raise NafvError("--threads must be at least 1")
-    jobs = _jobs(args.studies, args.patient)
+    jobs, repeats = _drop_repeats(_jobs(args.studies, args.patient))
     single = len(jobs) == 1
     if single and jobs[0][2] is not None:
         raise NafvError(jobs[0][2])
@@ -127,6 +192,9 @@ def _run(args: argparse.Namespace) -> int:
 
     failed: list[str] = []
     used: set[str] = set()
+    first_of: dict[tuple, str] = {}  # study key -> the label it was first seen under
+    for line in repeats:
+        print(line, file=sys.stderr)
     bar = tqdm(jobs, desc="studies", unit="study", disable=single, file=sys.stderr)
     for path, pid, err in bar:
         label = f"{path}" + (f" [{pid}]" if pid else "")
@@ -134,7 +202,14 @@ def _run(args: argparse.Namespace) -> int:
             if err is not None:
                 raise NafvError(err)
             study = load_study(path, patient=pid)
-            name = _safe(study.patient_id or Path(path).name)
+            key = _study_key(study)
+            if key in first_of:
+                pid_shown = study.patient_id if len(study.patient_id) <= 40 else study.patient_id[:39] + "…"
+                tqdm.write(f"nafv-analyze: skipped {label}: the same study as {first_of[key]} (patient "
+                           f"{pid_shown}); analysed once", file=sys.stderr)
+                continue
+            first_of[key] = label
+            name = _folder_name(study.patient_id or Path(path).name)
             if not single:
                 base, k = name, 2
                 while name in used:
@@ -142,14 +217,16 @@ def _run(args: argparse.Namespace) -> int:
                 used.add(name)
             out = args.out if single else args.out / name
             analysis = analyzer.analyze(study, affected_side=affected, explain=not args.no_explain)
-            json_path = write_analysis(analysis, out, study=study, overlays=not args.no_overlays)
-            tqdm.write(_summary(study.patient_id or name, analysis, json_path), file=sys.stdout)
-            if args.report:
-                from core_model.export.bundle import export_ai_report
+            bundle = None
+            with staged_result_dir(out) as stage:
+                json_path = out / write_analysis(analysis, stage, study=study, overlays=not args.no_overlays).name
+                if args.report:
+                    from core_model.export.bundle import export_ai_report
 
-                bundle = export_ai_report(analysis, study, out, deidentify=args.deidentify)
-                for line in bundle.messages():
-                    tqdm.write(f"  {line}", file=sys.stdout)
+                    bundle = _relocated(export_ai_report(analysis, study, stage, deidentify=args.deidentify), stage, out)
+            tqdm.write(_summary(study.patient_id or name, analysis, json_path), file=sys.stdout)
+            for line in bundle.messages() if bundle is not None else []:
+                tqdm.write(f"  {line}", file=sys.stdout)
         except NafvError as exc:
             if single:
                 raise

@@ -5,6 +5,7 @@ and ``NAME.json`` (the model card: architecture name and config, what it was
 trained on, split, seed, metrics, date, and whether it is validated for
 clinical use). Loading rebuilds the model from the card through the registry,
 so an architecture mismatch or a corrupted file is a clear :class:`ModelLoadError`.
+The card must record the weights' sha256; weights are never loaded unchecked.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from core_model.errors import ModelLoadError
+from core_model.jsonsafe import dumps
 from core_model.notice import NOT_FOR_CLINICAL_USE  # noqa: F401 - re-exported: the notice's old home
 
 
@@ -61,7 +63,7 @@ def save_checkpoint(model: torch.nn.Module, weights: str | Path, card: dict[str,
     full["weights_file"] = weights.name
     full["weights_sha256"] = sha256_file(weights)
     cp = card_path(weights)
-    cp.write_text(json.dumps(full, indent=2, sort_keys=False, default=str) + "\n")
+    cp.write_text(dumps(full, label=f"model card {cp.name}", indent=2, default=str) + "\n", encoding="utf-8")
     return cp
 
 
@@ -91,7 +93,10 @@ def read_card(weights: str | Path) -> dict[str, Any]:
     if not cp.is_file():
         raise ModelLoadError("model card (.json beside the weights) is missing", cp)
     try:
-        card = json.loads(cp.read_text())
+        # utf-8-sig: a card saved by a Windows editor starts with a BOM and is still UTF-8
+        card = json.loads(cp.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ModelLoadError(f"model card is not UTF-8 text (byte {exc.start}); save it as UTF-8", cp) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"model card is not valid JSON ({exc})", cp) from None
     if not isinstance(card, dict) or "name" not in card.get("architecture", {}):
@@ -109,7 +114,12 @@ def load_checkpoint(weights: str | Path, map_location: str | torch.device = "cpu
     card = read_card(weights)
     digest = sha256_file(weights)
     expected = card.get("weights_sha256")
-    if expected and expected != digest:
+    # Without a recorded hash a corrupted or swapped file would load and quietly give other results.
+    if not expected:
+        raise ModelLoadError("the model card records no checksum (weights_sha256), so these weights cannot be "
+                             "verified and are not used; re-export them with their card", weights)
+    expected = str(expected)
+    if expected != digest:
         raise ModelLoadError(
             f"weights do not match their model card (sha256 {digest[:12]}… vs {expected[:12]}…): file corrupted or replaced",
             weights,

@@ -47,3 +47,18 @@ def test_rows_seed_means_and_missing_runs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "unet_lerc_s0\tadamw\t0.6200\t0.550-0.690" in printed
     assert mod.main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_dice_that_could_not_be_computed_is_null_in_the_json(tmp_path, capsys):
+    # a collapsed run evaluates to NaN Dice; the summary must stay readable by strict JSON readers
+    mod = _load()
+    _run(tmp_path, "unet_lerc_s0", "sgd", float("nan"), 47, 0)
+    out = tmp_path / "summary.json"
+    assert mod.main([str(tmp_path), "--json", str(out)]) == 0
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    doc = json.loads(out.read_text(), parse_constant=refuse)
+    assert doc["rows"][0]["dice"] is None and doc["seed_means"][0]["dice_mean"] is None
+    assert "dice" in capsys.readouterr().err

@@ -211,13 +211,29 @@ def _utc(iso: str) -> str:
     return iso.replace("T", " ")[:16] + " UTC" if iso else "—"
 
 
+MAX_ID_CHARS = 64  # the DICOM limit for PatientID and StudyInstanceUID; longer ids are met in the wild
+
+
+def _cut(text: str, n: int = MAX_ID_CHARS) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _fit(text: str, font: str, size: float, width: float) -> str:
+    """``text`` cut (with an ellipsis) to fit ``width`` points in one line."""
+    if pdfmetrics.stringWidth(text, font, size) <= width:
+        return text
+    while text and pdfmetrics.stringWidth(text + "…", font, size) > width:
+        text = text[:-1]
+    return text + "…"
+
+
 def _fmt_prob(p: Any) -> str:
     return "—" if p is None else f"{float(p):.2f}"
 
 
 def report_content(review: Review, *, deidentify: bool = False, created: str | None = None) -> dict[str, Any]:
     """Every text the report prints, as plain rows: what the tests check and the PDF lays out."""
-    pid, sid = shown_ids(review, deidentify)
+    pid, sid = (_cut(i) for i in shown_ids(review, deidentify))
     created = created or now_utc()
     ident_rows = [
         ["Patient ID", pid + (" (de-identified)" if deidentify else ""), "Report date", _utc(created)],
@@ -304,7 +320,10 @@ def export_pdf(
         ("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5), ("TOPPADDING", (0, 0), (-1, -1), 1.5),
         ("SPAN", (1, 3), (3, 3)),
     ])
-    ident_rows = content["identity"] + [["Model", [P(line, small) for line in content["models"]], "", ""]]
+    # values as paragraphs: a long id or reader name wraps inside its cell instead of printing over the next one
+    cell = ParagraphStyle("cell", parent=body, fontSize=8.5, leading=10.5)
+    ident_rows = [[label, P(value, cell), label2, P(value2, cell)] for label, value, label2, value2 in content["identity"]]
+    ident_rows += [["Model", [P(line, small) for line in content["models"]], "", ""]]
     story.append(Table(ident_rows, colWidths=[22 * mm, 68 * mm, 24 * mm, 66 * mm], style=grid_style, hAlign="LEFT"))
     story.append(Spacer(1, 3 * mm))
 
@@ -348,11 +367,12 @@ def export_pdf(
         canvas.saveState()
         canvas.setFont(regular, 7)
         canvas.setFillColor(colors.black)
-        left = f"{pid} / {sid}   ·   {created[:10]}"
-        if note:
-            left += "   ·   NOT FOR CLINICAL USE"
-        canvas.drawString(15 * mm, 9 * mm, left)
-        canvas.drawRightString(A4[0] - 15 * mm, 9 * mm, f"page {doc.page}")
+        page = f"page {doc.page}"
+        rest = f"   ·   {created[:10]}" + ("   ·   NOT FOR CLINICAL USE" if note else "")
+        # the ids give way, never the date or the notice, and nothing runs into the page number
+        room = A4[0] - 30 * mm - canvas.stringWidth(page, regular, 7) - 6 * mm - canvas.stringWidth(rest, regular, 7)
+        canvas.drawString(15 * mm, 9 * mm, _fit(f"{pid} / {sid}", regular, 7, room) + rest)
+        canvas.drawRightString(A4[0] - 15 * mm, 9 * mm, page)
         canvas.restoreState()
 
     path.parent.mkdir(parents=True, exist_ok=True)

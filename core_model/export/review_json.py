@@ -12,7 +12,8 @@ from typing import Any
 
 from core_model.export.common import SOFTWARE, notice, now_utc, shown_ids, size_dict
 from core_model.review import Review
-from core_model.review_store import atomic_write_json
+from core_model.jsonsafe import dumps
+from core_model.review_store import atomic_write_bytes
 
 
 def review_json(review: Review, *, deidentify: bool = False) -> dict[str, Any]:
@@ -35,5 +36,7 @@ def review_json(review: Review, *, deidentify: bool = False) -> dict[str, Any]:
 
 def export_review_json(review: Review, path: str | Path, *, deidentify: bool = False) -> Path:
     path = Path(path)
-    atomic_write_json(path, review_json(review, deidentify=deidentify))
+    # strict JSON: another tool reads this file, and NaN is not JSON (a NaN score becomes null)
+    text = dumps(review_json(review, deidentify=deidentify), indent=1, ensure_ascii=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path

@@ -9,7 +9,6 @@ leaving a metrics CSV, a learning-curve PNG and the resolved config in RUN_DIR.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from core_model.jsonsafe import dumps
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -209,8 +210,9 @@ def plot_curves(csv_path: str | Path, png_path: str | Path, keys: Sequence[str],
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Configs, metrics and summaries; a metric that could not be computed is null, with a warning."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.write_text(dumps(obj, label=str(path), indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -198,3 +198,35 @@ def test_model_block_shows_card_status_and_validation_metrics(dicom_review):
     assert "validation: evaluation 5-fold CV, auc 0.599 ± 0.061, pooled_auc 0.614, val_dice_ci95 [0.455, 0.625]" in line
     assert "curve" not in line and "long text" not in line
     assert metrics_text(None) == "" and metrics_text({"a": True}) == ""
+
+
+def test_very_long_patient_id_is_cut_and_overprints_nothing(dicom_review, tmp_path, monkeypatch):
+    # a 300-character PatientID (longer than DICOM allows, but met in the wild)
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+    from reportlab.pdfgen.canvas import Canvas
+
+    study, review = dicom_review
+    review.identity["patient_id"] = "Q" * 299 + "Z"
+    content = report_content(review)
+    assert len(content["patient_id"]) <= 64 and content["patient_id"].startswith("Q" * 40)
+    assert content["identity"][0][1] == content["patient_id"]
+
+    drawn = []  # (text, page y, left x, right x) of every string drawn directly on the canvas
+    for name in ("drawString", "drawRightString", "drawCentredString"):
+        def spy(self, x, y, text, *args, _real=getattr(Canvas, name), _name=name, **kw):
+            a, b, c, d, e, f = self._currentMatrix
+            w = stringWidth(str(text), self._fontname, self._fontsize)
+            left = x - {"drawString": 0, "drawRightString": w, "drawCentredString": w / 2}[_name]
+            drawn.append((str(text), round(b * x + d * y + f, 1), a * left + e, a * (left + w) + e))
+            return _real(self, x, y, text, *args, **kw)
+
+        monkeypatch.setattr(Canvas, name, spy)
+    export_pdf(review, study, tmp_path / "r.pdf")
+    assert drawn
+    right = A4[0] - 15 * mm
+    assert [t for t, _, _, x1 in drawn if x1 > right + 0.5] == []  # nothing runs past the margin
+    for i, (t1, y1, l1, r1) in enumerate(drawn):  # nor over another string on the same line
+        for t2, y2, l2, r2 in drawn[i + 1:]:
+            assert not (y1 == y2 and l1 < r2 - 0.5 and l2 < r1 - 0.5), (t1[:30], t2[:30])

@@ -38,3 +38,17 @@ def test_deidentified_json_has_no_patient_or_study_id(dicom_review, tmp_path):
     d = json.loads(text)
     assert d["identity"]["patient_id"].startswith("ANON-") and d["export"]["deidentified"] is True
     assert "P12" not in text and review.identity["study_id"] not in text
+
+
+def test_json_never_holds_nan_tokens(dicom_review, tmp_path):
+    # a model card metric that could not be computed, and a score that came out NaN
+    study, review = dicom_review
+    review.ai["malignancy_probability"] = float("nan")
+    next(iter(review.ai["models"].values()))["metrics"] = {"val_auc": float("inf"), "val_dice": 0.5}
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    d = json.loads(export_review_json(review, tmp_path / "review.json").read_text(encoding="utf-8"), parse_constant=refuse)
+    assert d["ai"]["malignancy_probability"] is None
+    assert next(iter(d["ai"]["models"].values()))["metrics"] == {"val_auc": None, "val_dice": 0.5}
