@@ -374,7 +374,8 @@ def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, de
         idx = [np.flatnonzero(np.isin(pats, group)).tolist() for group in (tr, va, te)]
         result_path = fdir / "result.json"
         if result_path.is_file():
-            row = json.loads(result_path.read_text())
+            # a metric that could not be computed is written as null; back to NaN, as when it was computed
+            row = {k: (float("nan") if v is None else v) for k, v in json.loads(result_path.read_text()).items()}
         else:
             head = _new_head(in_dim, cfg, args.seed + f)
             info = train_head(head, cache, idx[0], idx[1], variant, args, device, dist, fdir, f"{name} fold {f + 1}/{len(folds)}")
