@@ -49,7 +49,7 @@ from tqdm import tqdm
 from core_model.augment.position_mask import DEFAULT_DECAY
 from core_model.checkpoint import save_checkpoint, sha256_file
 from core_model.errors import NafvError
-from core_model.losses.classification import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, focal_loss, robust_kl
+from core_model.losses.classification import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, nafv_loss
 from core_model.train.common import (DistInfo, MetricsLog, cleanup_distributed, init_distributed, patient_kfold,
                                      patient_split, pick_device, plot_curves, seed_everything, write_json)
 
@@ -125,8 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-adversarial", action="store_true", help="four-view without contralateral adversarial samples")
     p.add_argument("--ablation", action="store_true",
                    help="run four-view, four-view without adversarial samples and dual-view on the same folds")
-    p.add_argument("--backbone", default="vit_small_patch14_dinov2", help="timm DINOv2 name or small/base/large")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0",
+                   help="tf_efficientnet_lite0/1/2 (ImageNet weights from its package, the train extra; the default: "
+                        "it is what a CPU can embed each epoch's adversarial samples with) or a timm DINOv2 name / "
+                        "small/base/large (weights from --backbone-weights)")
     p.add_argument("--backbone-weights", help="local DINOv2 weights (official .pth or timm .safetensors); none: random init")
+    p.add_argument("--scratch", action="store_true", help="random initialisation of an EfficientNet-Lite backbone")
     p.add_argument("--backbone-depth", type=int, help="shrink the ViT: number of blocks")
     p.add_argument("--backbone-dim", type=int, help="shrink the ViT: embedding width")
     p.add_argument("--backbone-heads", type=int, help="shrink the ViT: attention heads")
@@ -140,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=224, help="square input side in pixels (multiple of 14)")
     p.add_argument("--channels", default="le,le,rc", help="energies filling the three input channels")
     p.add_argument("--position-decay", type=float, default=DEFAULT_DECAY, help="Eq. 8 decay, fraction of the image diagonal")
-    p.add_argument("--adversarial-variants", type=int, default=3, help="cached adversarial samples per case")
+    p.add_argument("--adversarial-variants", type=int, default=0,
+                   help="0 (default, Algorithm 1): a new contralateral adversarial sample per case every epoch; "
+                        "N > 0: N samples per case drawn once and cached (faster, fewer distinct samples)")
     p.add_argument("--head-dims", default="128,192,256")
     p.add_argument("--head-depths", default="2,2,2", help="L1,L2,L3 MedCB blocks per stage")
     p.add_argument("--head-heads", default="4,4,8")
@@ -256,19 +262,51 @@ def _logits(head, cache, idx, variant: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(head, cache, idx, variant: dict, device, batch: int = 64) -> np.ndarray:
+def margins(head, cache, idx, variant: dict, device, batch: int = 64) -> np.ndarray:
+    """Logit margin (malignant - benign) per case: softmax(logits / T)[1] = sigmoid(margin / T)."""
     head.eval()
     out = []
     for i in range(0, len(idx), batch):
         b = idx[i : i + batch]
         c = {k: v[b].to(device) for k, v in cache.items() if k in ("affected", "contralateral")}
-        out.append(torch.softmax(_logits(head, c, slice(None), variant), dim=1)[:, 1].cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0)
+        z = _logits(head, c, slice(None), variant).float().cpu()
+        out.append(z[:, 1] - z[:, 0])
+    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+
+def predict(head, cache, idx, variant: dict, device, batch: int = 64, temperature: float = 1.0) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-margins(head, cache, idx, variant, device, batch) / temperature))
+
+
+def fit_temperature(margin: np.ndarray, y: np.ndarray) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising the validation NLL of
+    sigmoid(margin / T). One parameter, so it changes how sure the score sounds, never the ranking
+    (the AUC); searched on a log grid, which is exact enough and cannot diverge."""
+    if len(y) == 0 or len(set(np.asarray(y).tolist())) < 2:
+        return 1.0
+    ts = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
+    y = np.asarray(y, dtype=np.float64)
+    nll = [float(np.mean(np.logaddexp(0.0, -margin / t) * y + np.logaddexp(0.0, margin / t) * (1 - y))) for t in ts]
+    return float(ts[int(np.argmin(nll))])
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """ECE over equal-width probability bins: the case-weighted gap between confidence and frequency."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    if len(y) == 0:
+        return float("nan")
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    return float(sum(abs(p[which == k].mean() - y[which == k].mean()) * (which == k).sum()
+                     for k in range(bins) if (which == k).any()) / len(y))
 
 
 def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dist: DistInfo, run_dir: Path,
-               desc: str) -> dict[str, Any]:
-    """Early-stopped training of one head; resumes from run_dir/state.pt; returns the best state and its epoch."""
+               desc: str, fresh=None) -> dict[str, Any]:
+    """Early-stopped training of one head; resumes from run_dir/state.pt; returns the best state and its epoch.
+
+    ``fresh(epoch, case_indices)``, when given, returns that epoch's adversarial token maps
+    [len(case_indices), 2, D, h, w] (drawn anew each epoch); else they come from the cache."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     head.to(device)
@@ -288,9 +326,11 @@ def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dis
         best_state = saved["best"]
         st = {k: (float(v) if isinstance(v, float) else int(v)) for k, v in saved["st"].items()}
         log.truncate_after(st["epoch"])
-    use_adv = variant["adversarial"] and "adversarial" in cache
-    n_adv = cache["adversarial"].shape[1] if use_adv else 0
+    use_adv = variant["adversarial"] and (fresh is not None or "adversarial" in cache)
+    n_adv = cache["adversarial"].shape[1] if (use_adv and fresh is None) else 0
     train_idx = torch.as_tensor(train_idx)
+    pos = torch.full((len(labels),), -1, dtype=torch.long)
+    pos[train_idx] = torch.arange(len(train_idx))  # case index -> row of this epoch's fresh samples
     done = st["bad"] >= args.patience  # resumed after early stopping: nothing left to train
     bar = tqdm(range(st["epoch"], args.epochs if not done else st["epoch"]), desc=desc, disable=not dist.is_main,
                leave=False)
@@ -300,6 +340,9 @@ def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dis
         perm = train_idx[torch.randperm(len(train_idx), generator=g)]
         per_rank = len(perm) // dist.world_size
         mine = perm[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+        if use_adv and fresh is not None:
+            # Algorithm 1: new contralateral adversarial samples every epoch, drawn from (seed, epoch, case)
+            fresh_tokens = fresh(epoch, train_idx)
         total, count = 0.0, 0
         for i in range(0, len(mine), args.batch_size):
             b = mine[i : i + args.batch_size]
@@ -310,15 +353,18 @@ def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dis
             if variant["mode"] == "dual-view":
                 loss = F.cross_entropy(step_model(a), y)  # the paper's dual-view ablation uses cross-entropy
             elif not use_adv:
-                loss = focal_loss(step_model(a, cache["contralateral"][b].to(device)), y,
-                                  alpha=args.focal_alpha, gamma=args.focal_gamma)
+                loss = nafv_loss(step_model(a, cache["contralateral"][b].to(device)), y,
+                                 alpha=args.focal_alpha, gamma=args.focal_gamma)  # Eq. 11 alone
             else:
-                pick = torch.randint(n_adv, (len(b),), generator=g)
-                adv = cache["adversarial"][b, pick].to(device)
+                if fresh is not None:
+                    adv = fresh_tokens[pos[b]].to(device)
+                else:
+                    pick = torch.randint(n_adv, (len(b),), generator=g)
+                    adv = cache["adversarial"][b, pick].to(device)
                 con = cache["contralateral"][b].to(device)
                 logits = step_model(torch.cat([a, a]), torch.cat([con, adv]))
                 lo, la = logits[: len(b)], logits[len(b) :]
-                loss = focal_loss(lo, y, alpha=args.focal_alpha, gamma=args.focal_gamma) + args.beta * robust_kl(lo, la)  # Eq. 10
+                loss = nafv_loss(lo, y, la, alpha=args.focal_alpha, gamma=args.focal_gamma, beta=args.beta)  # Eq. 10
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -327,7 +373,8 @@ def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dis
         p_val = predict(head, cache, val_idx, variant, device)
         y_val = labels[val_idx].numpy()
         auc = auc_score(y_val, p_val)
-        val_loss = float(F.binary_cross_entropy(torch.tensor(p_val).clamp(1e-6, 1 - 1e-6), torch.tensor(y_val).float()))
+        val_loss = float(F.binary_cross_entropy(torch.tensor(p_val, dtype=torch.float32).clamp(1e-6, 1 - 1e-6),
+                                                torch.tensor(y_val).float()))
         auc_key = -1.0 if math.isnan(auc) else auc
         # best = highest val AUC; ties (common on small folds) broken by the lower val loss
         if auc_key > st["best_auc"] + 1e-9 or (abs(auc_key - st["best_auc"]) <= 1e-9 and val_loss < st["best_loss"]):
@@ -361,7 +408,8 @@ def _new_head(in_dim: int, cfg: dict, seed: int):
     return FourViewHead(in_dim, cfg["dims"], cfg["depths"], cfg["num_heads"])
 
 
-def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, device, dist, out: Path) -> dict:
+def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, device, dist, out: Path,
+                fresh=None) -> dict:
     variant = VARIANTS[name]
     vdir = out / name
     vdir.mkdir(parents=True, exist_ok=True)
@@ -378,13 +426,20 @@ def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, de
             row = {k: (float("nan") if v is None else v) for k, v in json.loads(result_path.read_text()).items()}
         else:
             head = _new_head(in_dim, cfg, args.seed + f)
-            info = train_head(head, cache, idx[0], idx[1], variant, args, device, dist, fdir, f"{name} fold {f + 1}/{len(folds)}")
-            p_test = predict(head, cache, idx[2], variant, device)
+            info = train_head(head, cache, idx[0], idx[1], variant, args, device, dist, fdir,
+                              f"{name} fold {f + 1}/{len(folds)}", fresh=fresh if variant["adversarial"] else None)
+            # temperature fitted on the fold's validation patients, applied to its test patients
+            t = fit_temperature(margins(head, cache, idx[1], variant, device), cache["label"][idx[1]].numpy())
+            m_test = margins(head, cache, idx[2], variant, device)
+            p_raw = 1.0 / (1.0 + np.exp(-m_test))
+            p_test = 1.0 / (1.0 + np.exp(-m_test / t))
             y_test = cache["label"][idx[2]].numpy()
             prec, rec = precision_recall(y_test, p_test)
             row = dict(fold=f + 1, n_train=len(idx[0]), n_val=len(idx[1]), n_test=len(idx[2]),
                        best_epoch=info["best_epoch"], epochs_run=info["epochs_run"], val_auc=info["val_auc"],
-                       test_auc=auc_score(y_test, p_test), precision=prec, recall=rec,
+                       test_auc=auc_score(y_test, p_test), precision=prec, recall=rec, temperature=t,
+                       ece_uncalibrated=expected_calibration_error(y_test, p_raw),
+                       ece=expected_calibration_error(y_test, p_test),
                        y_test=y_test.tolist(), p_test=[round(float(x), 6) for x in p_test])
             if dist.is_main:
                 save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(fdir / "best_head.safetensors"))
@@ -394,7 +449,8 @@ def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, de
     for r in rows:  # folds written before precision defaulted to 0
         if r["precision"] is None or (isinstance(r["precision"], float) and math.isnan(r["precision"])):
             r["precision"] = 0.0
-    summary = {k: mean_std([r[k] for r in rows]) for k in ("test_auc", "precision", "recall")}
+    summary = {k: mean_std([r.get(k, float("nan")) for r in rows])
+               for k in ("test_auc", "precision", "recall", "ece", "ece_uncalibrated")}
     y_all = np.concatenate([r[0] for r in rocs])
     p_all = np.concatenate([r[1] for r in rocs])
     summary_out = dict(variant=name, folds=len(folds), cases=int(len(case_patients)),
@@ -402,6 +458,7 @@ def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, de
                        precision_mean=summary["precision"][0], precision_std=summary["precision"][1],
                        recall_mean=summary["recall"][0], recall_std=summary["recall"][1],
                        pooled_auc=auc_score(y_all, p_all),
+                       ece_mean=summary["ece"][0], ece_uncalibrated_mean=summary["ece_uncalibrated"][0],
                        median_best_epoch=float(np.median([r["best_epoch"] for r in rows])))
     if dist.is_main:
         import csv
@@ -508,6 +565,13 @@ def main(argv: list[str] | None = None) -> int:
     backbone_desc = (f"weights from the local file {Path(args.backbone_weights).name}, frozen" if args.backbone_weights
                      else f"randomly initialised (seed {args.seed}), frozen")
     backbone_id = sha256_file(args.backbone_weights) if args.backbone_weights else f"random-{args.seed}"
+    if getattr(model, "is_cnn", False) and not args.scratch:
+        n_loaded = model.backbone.load_imagenet()
+        model.to(device)
+        backbone_desc = f"{args.backbone}, ImageNet weights ({n_loaded} tensors from its package), frozen"
+        backbone_id = f"imagenet-{args.backbone}"
+    if args.finetune_backbone and getattr(model, "is_cnn", False):
+        raise NafvError("--finetune-backbone is for DINOv2 backbones")
     if args.finetune_backbone:
         if not args.finetune_data:
             raise NafvError("--finetune-backbone needs --finetune-data (a data set separate from --data)")
@@ -548,11 +612,19 @@ def main(argv: list[str] | None = None) -> int:
             torch.distributed.barrier()
     cache = load_file(str(cache_path))
 
+    fresh = None
+    if n_adv == 0 and any(VARIANTS[v]["adversarial"] for v in variants):
+        from core_model.train.cls_data import embed_adversarial
+
+        def fresh(epoch: int, idx: torch.Tensor) -> torch.Tensor:
+            return embed_adversarial(model, [cases[i] for i in idx.tolist()], [int(i) for i in idx.tolist()],
+                                     args.seed, epoch)
+
     folds = patient_kfold(patients, args.folds, args.seed)
     case_patients = [c.patient_id for c in cases]
     results = []
     for name in variants:
-        s = run_variant(name, cache, case_patients, folds, cfg, args, device, dist, out)
+        s = run_variant(name, cache, case_patients, folds, cfg, args, device, dist, out, fresh=fresh)
         results.append(s)
         if show:
             print(f"{name}: AUC {s['auc_mean']:.3f} ± {s['auc_std']:.3f}, precision {s['precision_mean']:.3f} ± "
@@ -562,7 +634,8 @@ def main(argv: list[str] | None = None) -> int:
         _write_table(results, out, args, len(cases), len(patients), backbone_desc)
 
     if args.export:
-        _export(model, cache, cases, results[0], variants[0], cfg, args, device, dist, out, backbone_desc, data)
+        _export(model, cache, cases, results[0], variants[0], cfg, args, device, dist, out, backbone_desc, data,
+                fresh=fresh)
     if show:
         print(f"done in {time.time() - t0:.0f} s; results in {out}", file=sys.stderr)
     cleanup_distributed()
@@ -580,7 +653,8 @@ def _write_table(results, out: Path, args, n_cases: int, n_patients: int, backbo
     (out / "ablation.md" if len(results) > 1 else out / "results.md").write_text(head + "\n".join(lines) + "\n")
 
 
-def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, dist, out, backbone_desc, data) -> None:
+def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, dist, out, backbone_desc, data,
+            fresh=None) -> None:
     """Final head on all patients (80/20 for early stopping), saved with the backbone and a model card."""
     variant = VARIANTS[variant_name]
     patients = sorted({c.patient_id for c in cases})
@@ -591,9 +665,21 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
     fdir = out / f"final-{variant_name}"
     fdir.mkdir(exist_ok=True)
     head = _new_head(cache["affected"].shape[2], cfg, args.seed)
-    info = train_head(head, cache, idx_tr, idx_va, variant, args, device, dist, fdir, "final model")
+    info = train_head(head, cache, idx_tr, idx_va, variant, args, device, dist, fdir, "final model",
+                      fresh=fresh if variant["adversarial"] else None)
     if not dist.is_main:
         return
+    m_val, y_val = margins(head, cache, idx_va, variant, device), cache["label"][idx_va].numpy()
+    temperature = fit_temperature(m_val, y_val)
+    calibration = dict(method="temperature scaling", temperature=round(temperature, 4),
+                       fitted_on=f"the final model's validation patients ({len(va)} patients, {len(idx_va)} cases) "
+                                 f"of {data.name}",
+                       ece_validation_uncalibrated=round(expected_calibration_error(y_val, 1 / (1 + np.exp(-m_val))), 4),
+                       ece_validation=round(expected_calibration_error(y_val, 1 / (1 + np.exp(-m_val / temperature))), 4),
+                       ece_cross_validation=(round(cv_summary["ece_mean"], 4)
+                                             if not math.isnan(cv_summary.get("ece_mean", float("nan"))) else None),
+                       meaning="calibrated on the training data's distribution only: on other data (real patients, "
+                               "if trained on synthetic studies) the score is not a probability")
     model.head.load_state_dict(head.state_dict())
     model.mode = variant["mode"]
     config = dict(cfg, mode=variant["mode"])
@@ -606,7 +692,9 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
         inputs=dict(channels=list(cfg["channels"]), input_size=cfg["input_size"], position_decay=cfg["position_decay"],
                     value_range="[0, 1] per image (file window or min/max), times the Eq. 8 position mask"),
         backbone=backbone_desc,
-        training=dict(variant=variant_name, adversarial_variants=args.adversarial_variants, beta=args.beta,
+        training=dict(variant=variant_name, beta=args.beta,
+                      adversarial=("a new sample per case each epoch" if args.adversarial_variants == 0
+                                   else f"{args.adversarial_variants} cached samples per case"),
                       focal_alpha=args.focal_alpha, focal_gamma=args.focal_gamma, lr=args.lr,
                       weight_decay=args.weight_decay, batch_size=args.batch_size, seed=args.seed,
                       final_split="all patients, 80/20 train/val for early stopping",
@@ -618,8 +706,10 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
                      precision=f"{cv_summary['precision_mean']:.3f} ± {cv_summary['precision_std']:.3f}",
                      recall=f"{cv_summary['recall_mean']:.3f} ± {cv_summary['recall_std']:.3f}",
                      pooled_auc=round(cv_summary["pooled_auc"], 3)),
+        calibration=calibration,
         intended_use="demonstration and software testing of the NaFV-Net classification pipeline",
-        limitations=("Scores are not calibrated probabilities of cancer. Trained and evaluated only on the data named "
+        limitations=("Scores are not probabilities of cancer: they are temperature-scaled on the training data's own "
+                     "validation patients only. Trained and evaluated only on the data named "
                      "in trained_on; performance on real mammograms is unknown. A four-view model given no "
                      "contralateral side runs its dual-view path, which it was not trained for."),
         not_for_clinical_use=True,

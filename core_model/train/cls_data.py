@@ -309,3 +309,31 @@ def embed_cases(model, cases: Sequence[Case], n_adversarial: int, seed: int, dec
     if adv is not None:
         out["adversarial"] = adv
     return out
+
+
+@torch.no_grad()
+def embed_adversarial(model, cases: Sequence[Case], keys: Sequence[int], seed: int, epoch: int,
+                      decay: float | None = None, batch_views: int = 16) -> torch.Tensor:
+    """One new contralateral adversarial sample per case (Eq. 9, then the Eq. 8 mask), embedded by the
+    frozen backbone: [len(cases), 2, D, h, w], zeros for a case without a contralateral side.
+
+    Each sample is drawn from (seed, epoch, key), so every epoch sees new ones (Algorithm 1) and a
+    rerun sees the same ones."""
+    model.eval()
+    decay = model.position_decay if decay is None else decay
+    device = next(model.parameters()).device
+    h, w = model.token_grid
+    out = torch.zeros(len(cases), 2, model.backbone.num_features, h, w)
+    todo = []
+    for i, (case, key) in enumerate(zip(cases, keys)):
+        if case.contralateral is None:
+            continue
+        x = case_inputs(case, model.input_size, model.channels, decay, 1,
+                        np.random.default_rng([seed, 1_000_003 + epoch, key]))
+        todo.append((i, torch.from_numpy(x["adversarial"][0])))
+    for j in range(0, len(todo), batch_views):
+        chunk = todo[j:j + batch_views]
+        t = model.embed(torch.stack([c[1] for c in chunk]).to(device)).float().cpu()
+        for (i, _), tok in zip(chunk, t):
+            out[i] = tok
+    return out

@@ -10,7 +10,7 @@ from core_model.train.cli import main as nafv_train
 from core_model.train.cls_data import load_cases, shrink_case
 from core_model.train.seg_data import SegDataset, scan_folder, select_breasts
 
-TINY_CLS = ["--input-size", "56", "--backbone-depth", "1", "--backbone-dim", "48", "--backbone-heads", "2",
+TINY_CLS = ["--backbone", "vit_small_patch14_dinov2", "--input-size", "56", "--backbone-depth", "1", "--backbone-dim", "48", "--backbone-heads", "2",
             "--head-dims", "16,24,32", "--head-depths", "1,1,1", "--head-heads", "2,2,2", "--threads", "1",
             "--batch-size", "4", "--adversarial-variants", "1"]
 

@@ -8,9 +8,9 @@ import pytest
 
 from core_model.checkpoint import load_checkpoint
 from core_model.train.cli import main as cli_main
-from core_model.train.cls import auc_score, precision_recall, roc_curve
+from core_model.train.cls import auc_score, expected_calibration_error, fit_temperature, precision_recall, roc_curve
 
-TINY = ["--input-size", "56", "--backbone-depth", "1", "--backbone-dim", "48", "--backbone-heads", "2",
+TINY = ["--backbone", "vit_small_patch14_dinov2", "--input-size", "56", "--backbone-depth", "1", "--backbone-dim", "48", "--backbone-heads", "2",
         "--head-dims", "16,24,32", "--head-depths", "1,1,1", "--head-heads", "2,2,2", "--threads", "1",
         "--batch-size", "4", "--adversarial-variants", "2"]
 
@@ -83,3 +83,37 @@ def test_cls_user_errors(phantom_data, tmp_path, capsys):
     rc = cli_main(["cls", "--data", str(tmp_path), "--out", str(tmp_path / "r2")])
     assert rc == 2
     assert "no label file" in capsys.readouterr().err
+
+
+def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    true_margin = rng.normal(0, 1.5, 4000) + (2 * y - 1) * 1.0  # the data's own log-odds ...
+    p_true = 1 / (1 + np.exp(-true_margin))
+    y = (rng.random(4000) < p_true).astype(int)
+    overconfident = 4.0 * true_margin  # ... reported four times too sure
+    t = fit_temperature(overconfident, y)
+    assert t == pytest.approx(4.0, rel=0.15)
+    raw, cal = 1 / (1 + np.exp(-overconfident)), 1 / (1 + np.exp(-overconfident / t))
+    assert expected_calibration_error(y, cal) < 0.5 * expected_calibration_error(y, raw)
+    assert auc_score(y, cal) == pytest.approx(auc_score(y, raw))
+    assert fit_temperature(np.array([1.0, 2.0]), np.array([1, 1])) == 1.0  # one class: nothing to fit
+
+
+@pytest.mark.slow
+def test_pretrained_backbone_fresh_adversarial_and_calibrated_export(phantom_data, tmp_path):
+    """The default backbone (ImageNet EfficientNet-Lite0 from its package), a new adversarial sample
+    every epoch, and an exported card that says how the score was calibrated."""
+    out, weights = tmp_path / "run", tmp_path / "w.safetensors"
+    args = ["cls", "--data", str(phantom_data), "--label-from", "pathology", "--out", str(out), "--folds", "3",
+            "--epochs", "2", "--patience", "2", "--export", str(weights), "--input-size", "64",
+            "--head-dims", "16,24,32", "--head-depths", "1,1,1", "--head-heads", "2,2,2", "--threads", "1",
+            "--batch-size", "4"]
+    assert cli_main(args) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["adversarial_variants"] == 0 and cfg["backbone"] == "tf_efficientnet_lite0"
+    rows = [json.loads((out / "four-view" / f"fold_{f:02d}" / "result.json").read_text()) for f in range(3)]
+    assert all(r["temperature"] > 0 for r in rows)
+    card = load_checkpoint(weights).card
+    assert "ImageNet" in card["backbone"] and card["training"]["adversarial"] == "a new sample per case each epoch"
+    assert card["calibration"]["method"] == "temperature scaling" and card["calibration"]["temperature"] > 0
