@@ -81,6 +81,9 @@ class ReviewWorkflow(QObject):
         super().__init__(window)
         self.window = window
         self.store: ReviewStore | None = None
+        # Where reviews are kept; None: the reader's folder (see ReviewStore). A headless render
+        # points it at a temporary folder so it never touches the reader's reviews.
+        self.review_root: Path | None = None
         self.controller: ReviewController | None = None
         self.findings_panel = None
         self.assessment_panel = None
@@ -149,7 +152,7 @@ class ReviewWorkflow(QObject):
         try:
             if self.controller is None or self.study is not study:
                 self.close()
-                self.store = ReviewStore()
+                self.store = ReviewStore(self.review_root)
                 review = self.store.open(study, analysis)
                 self._install(study, review)
                 if review.restore_warnings:
