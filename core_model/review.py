@@ -22,18 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
 from core_model.errors import NafvError
+from core_model.review_schema import BIRADS, DENSITIES, ORIGINS, SCHEMA_VERSION, STATES, check_review
 from core_model.study import SIDES, VIEW_KEYS, split_view_key
 
-SCHEMA_VERSION = 1
-
-PROPOSED, ACCEPTED, EDITED, REJECTED = "proposed", "accepted", "edited", "rejected"
-STATES = (PROPOSED, ACCEPTED, EDITED, REJECTED)
+PROPOSED, ACCEPTED, EDITED, REJECTED = STATES
 # States whose contour the reader stands behind: the only ones exported as findings.
 CONFIRMED = (ACCEPTED, EDITED)
-ORIGINS = ("ai", "reader")
-
-BIRADS = ("0", "1", "2", "3", "4", "4A", "4B", "4C", "5", "6")
-DENSITIES = ("a", "b", "c", "d")
 ASSESSMENT_FIELDS = ("birads", "density", "text")
 
 
@@ -217,10 +211,8 @@ class Review:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Review":
-        if d.get("format") != "nafv-review":
-            raise ValueError("not a NaFV review file")
-        if int(d.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise ValueError(f"review written by a newer version (schema {d.get('schema_version')})")
+        """The review a file holds; :class:`~core_model.review_schema.ReviewSchemaError` when it is damaged."""
+        check_review(d)
         findings = [Finding.from_dict(x) for x in d.get("findings", [])]
         r = cls(
             identity=dict(d["identity"]),

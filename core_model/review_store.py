@@ -12,6 +12,9 @@ fsync -> rename -> fsync of the directory, so a crash or kill at any moment
 leaves either the previous complete file or the new complete file, never a
 torn one.
 
+A damaged file (not JSON, not a review, a field of the wrong kind) is moved
+aside under a dated name, never deleted, and the study opens with a new review.
+
 Location: ``$NAFV_DATA_DIR/reviews`` when that variable is set (tests), else
 the platform's per-user data directory (``~/.local/share/nafv-viewer`` on
 Linux, ``~/Library/Application Support/nafv-viewer`` on macOS,
@@ -20,6 +23,7 @@ Linux, ``~/Library/Application Support/nafv-viewer`` on macOS,
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -30,12 +34,23 @@ from typing import Any
 
 from core_model.errors import NafvError
 from core_model.review import Review, review_from_analysis
+from core_model.review_schema import NewerSchemaError
 
 APP_DIR_NAME = "nafv-viewer"
 
 
 class ReviewStoreError(NafvError):
     """A review file could not be written or read back."""
+
+
+# What reading a damaged file can raise: bad JSON or UTF-8 (ValueError), nesting (RecursionError), and, in
+# case a check misses a field, what using it would raise.
+DAMAGE = (ValueError, RecursionError, KeyError, TypeError, OverflowError)
+
+
+def _one_line(text: Any, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def data_dir() -> Path:
@@ -163,8 +178,20 @@ class ReviewStore:
             raise ReviewStoreError(f"the review could not be saved ({exc.strerror or exc}); the last change was undone", path) from None
         return path
 
+    def _move_aside(self, path: Path) -> Path:
+        """Rename a damaged file to a dated name that no other backup has; never delete it."""
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        n = 0
+        while True:
+            backup = path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else ""))
+            if not backup.exists():
+                break
+            n += 1
+        os.rename(path, backup)
+        return backup
+
     def load(self, identity: dict[str, Any]) -> Review | None:
-        """The saved review of this study, or None when there is none yet."""
+        """The saved review of this study, or None when there is none yet (or it was damaged: see warnings)."""
         self.warnings = []
         path = self.path_for(identity)
         # Temp files of a writer killed before its rename hold nothing the review lacks.
@@ -174,9 +201,18 @@ class ReviewStore:
         if not path.is_file():
             return None
         try:
-            review = Review.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ReviewStoreError(f"the saved review of this study cannot be read ({exc}); it was left untouched", path) from None
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ReviewStoreError(f"the saved review of this study cannot be read ({exc.strerror or exc}); "
+                                   "it was left untouched", path) from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            review = Review.from_dict(data)
+        except NewerSchemaError as exc:
+            raise ReviewStoreError(f"the saved review of this study was {exc}: open it with that version; "
+                                   "it was left untouched", path) from None  # not damage: never moved aside
+        except DAMAGE as exc:
+            return self._damaged(identity, path, raw, exc)
         stored = review.identity
         if any(stored.get(k) != identity.get(k) for k in ("patient_id", "study_id")):
             raise ReviewStoreError("the saved review belongs to a different study; it was left untouched", path)
@@ -189,6 +225,24 @@ class ReviewStore:
             self.warnings.append(msg)
             review.identity = {**identity}  # the next save records the images now reviewed
         return review
+
+    def _damaged(self, identity: dict[str, Any], path: Path, raw: bytes, exc: BaseException) -> Review | None:
+        """Move a damaged file aside and say so."""
+        try:
+            try:
+                replaced = path.read_bytes() != raw
+            except FileNotFoundError:
+                return None  # moved aside by another viewer meanwhile
+            backup = None if replaced else self._move_aside(path)
+        except OSError as err:
+            raise ReviewStoreError(f"the saved review of this study is damaged ({_one_line(exc)}) and could not be "
+                                   f"moved aside ({_one_line(getattr(err, 'strerror', None) or err)}); it was left untouched",
+                                   path) from None
+        if backup is None:
+            return self.load(identity)  # replaced meanwhile by a complete save: read that one
+        self.warnings.append(f"the saved review of this study was damaged ({_one_line(exc)}); it was moved aside to "
+                             f"{backup.name} and a new review was started")
+        return None
 
     def open(self, study: Any, analysis: Any = None) -> Review:
         """Restore this study's review, or start one from ``analysis`` and save it at once."""

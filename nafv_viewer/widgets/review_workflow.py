@@ -155,6 +155,9 @@ class ReviewWorkflow(QObject):
                 self.store = ReviewStore(self.review_root)
                 review = self.store.open(study, analysis)
                 self._install(study, review)
+                said = [w for w in self.store.warnings if w not in review.restore_warnings]
+                if said:  # e.g. a damaged file was moved aside: the study is usable, one line says why
+                    self.window.statusBar().showMessage(" ".join(w[:1].upper() + w[1:] for w in said), 30000)
                 if review.restore_warnings:
                     # The reader must look before trusting old contours on new images: a dialog, not a status line.
                     self.window.show_error("Saved review restored: check it", "\n\n".join(
