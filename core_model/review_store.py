@@ -12,8 +12,9 @@ fsync -> rename -> fsync of the directory, so a crash or kill at any moment
 leaves either the previous complete file or the new complete file, never a
 torn one.
 
-A damaged file (not JSON, not a review, a field of the wrong kind) is moved
-aside under a dated name, never deleted, and the study opens with a new review.
+A read-only file is never replaced. A damaged file (not JSON, not a review, a
+field of the wrong kind) is moved aside under a dated name, never deleted, and
+the study opens with a new review.
 
 Location: ``$NAFV_DATA_DIR/reviews`` when that variable is set (tests), else
 the platform's per-user data directory (``~/.local/share/nafv-viewer`` on
@@ -28,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,22 @@ class ReviewStoreError(NafvError):
 # What reading a damaged file can raise: bad JSON or UTF-8 (ValueError), nesting (RecursionError), and, in
 # case a check misses a field, what using it would raise.
 DAMAGE = (ValueError, RecursionError, KeyError, TypeError, OverflowError)
+
+
+def _read_only(path: Path) -> bool:
+    """True when the file exists and is protected against writing.
+
+    The mode bits are checked first: root (and a Windows administrator) may
+    write anyway, and ``os.access`` says so, but a file nobody may write was
+    protected on purpose and must not be replaced by a rename.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return True
+    return not os.access(path, os.W_OK)
 
 
 def _one_line(text: Any, limit: int = 160) -> str:
@@ -172,6 +190,9 @@ class ReviewStore:
 
     def save(self, review: Review) -> Path:
         path = self.path_for(review.identity)
+        if _read_only(path):
+            raise ReviewStoreError("the saved review is read-only, so your change was not saved; "
+                                   "make the file writable to go on editing", path)
         try:
             atomic_write_json(path, review.to_dict())
         except OSError as exc:

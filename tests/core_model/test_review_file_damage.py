@@ -1,14 +1,16 @@
-"""A damaged review file is moved aside (never deleted) and the study stays usable."""
+"""A damaged review file is moved aside (never deleted) and the study stays usable; a read-only one is never replaced."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core_model.review import Review
+from core_model.review import Review, ReviewSession, SetReader
 from core_model.review_store import ReviewStore, ReviewStoreError, study_identity
 from core_model.study import Study, StudyImage
 
@@ -127,3 +129,25 @@ def test_a_review_of_a_newer_version_is_refused_and_left_untouched(tmp_path):
     with pytest.raises(ReviewStoreError, match="newer version"):
         store.open(study)
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_a_read_only_review_file_is_never_replaced(tmp_path):
+    store = ReviewStore(tmp_path / "reviews")
+    study = _study()
+    review = store.open(study)
+    path = store.path_for(review.identity)
+    session = ReviewSession(review, store)
+    session.do(SetReader("Dr. A"))
+    before = path.read_bytes()
+    os.chmod(path, 0o444)  # the tests run as root: the mode bits, not os.access, must say "read-only"
+    try:
+        with pytest.raises(ReviewStoreError, match="read-only") as err:
+            session.do(SetReader("Dr. B"))
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+        assert path.read_bytes() == before and stat.S_IMODE(path.stat().st_mode) == 0o444
+        assert review.reader == "Dr. A"  # rolled back: the screen shows what the file holds
+        assert [p.name for p in path.parent.iterdir()] == [path.name]
+    finally:
+        os.chmod(path, 0o644)
+    session.do(SetReader("Dr. B"))  # writable again: saving goes on
+    assert json.loads(path.read_text())["reader"] == "Dr. B"
