@@ -218,6 +218,7 @@ class ReviewWorkflow(QObject):
         tabs.addTab(self.findings_panel, "Findings")
         tabs.addTab(self.assessment_panel, "Assessment")
         self.controller.error.connect(lambda m: self.window.statusBar().showMessage(m, 10000))
+        self.controller.notice.connect(lambda m: self.window.statusBar().showMessage(m, 10000))
         self.controller.selection_changed.connect(self._follow_selection)
         self.window.editor.set_controller(self.controller)
         self.review_opened.emit(review)

@@ -119,6 +119,18 @@ def test_two_damaged_files_in_one_second_keep_two_backups(tmp_path):
     assert kept == ["broken 0", "broken 1"]
 
 
+def test_a_file_damaged_while_the_study_is_open_is_moved_aside_by_the_next_save(tmp_path):
+    store = ReviewStore(tmp_path / "reviews")
+    review = store.open(_study())
+    path = store.path_for(review.identity)
+    path.write_text("{ half a review")  # e.g. another program wrote over it
+    ReviewSession(review, store).do(SetReader("Dr. A"))
+    assert json.loads(path.read_text())["reader"] == "Dr. A"
+    kept = [p for p in path.parent.iterdir() if p != path]
+    assert len(kept) == 1 and kept[0].read_text() == "{ half a review"
+    assert "moved aside" in review.merge_note and kept[0].name in review.merge_note
+
+
 def test_a_review_of_a_newer_version_is_refused_and_left_untouched(tmp_path):
     store = ReviewStore(tmp_path / "reviews")
     study = _study()
