@@ -22,18 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
 from core_model.errors import NafvError
+from core_model.review_schema import BIRADS, DENSITIES, ORIGINS, SCHEMA_VERSION, STATES, check_review
 from core_model.study import SIDES, VIEW_KEYS, split_view_key
 
-SCHEMA_VERSION = 1
-
-PROPOSED, ACCEPTED, EDITED, REJECTED = "proposed", "accepted", "edited", "rejected"
-STATES = (PROPOSED, ACCEPTED, EDITED, REJECTED)
+PROPOSED, ACCEPTED, EDITED, REJECTED = STATES
 # States whose contour the reader stands behind: the only ones exported as findings.
 CONFIRMED = (ACCEPTED, EDITED)
-ORIGINS = ("ai", "reader")
-
-BIRADS = ("0", "1", "2", "3", "4", "4A", "4B", "4C", "5", "6")
-DENSITIES = ("a", "b", "c", "d")
 ASSESSMENT_FIELDS = ("birads", "density", "text")
 
 
@@ -167,6 +161,13 @@ class Review:
     modified: str = field(default_factory=_now)
     # Said when the review was restored (e.g. the images changed since); not saved.
     restore_warnings: list[str] = field(default_factory=list, compare=False, repr=False)
+    # The file's content when this copy last agreed with it (loaded or saved), None for a
+    # review never on disk: a save compares it with the disk to find another viewer's changes.
+    base: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    # What the last save merged in from another viewer, in words ("" when nothing), and the
+    # ids of this copy's new findings it had to renumber because the other viewer took them.
+    merge_note: str = field(default="", compare=False, repr=False)
+    renamed_ids: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # ------------------------------------------------------------------ queries
     def finding(self, fid: str) -> Finding:
@@ -217,10 +218,8 @@ class Review:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Review":
-        if d.get("format") != "nafv-review":
-            raise ValueError("not a NaFV review file")
-        if int(d.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise ValueError(f"review written by a newer version (schema {d.get('schema_version')})")
+        """The review a file holds; :class:`~core_model.review_schema.ReviewSchemaError` when it is damaged."""
+        check_review(d)
         findings = [Finding.from_dict(x) for x in d.get("findings", [])]
         r = cls(
             identity=dict(d["identity"]),
@@ -235,6 +234,12 @@ class Review:
             modified=str(d.get("modified", "")),
         )
         return r
+
+    def adopt(self, other: "Review") -> None:
+        """Take ``other``'s saved content in place, so every holder of this object sees it."""
+        for name in ("identity", "findings", "assessments", "reader", "ai", "images", "next_number",
+                     "revision", "created", "modified"):
+            setattr(self, name, getattr(other, name))
 
 
 def review_from_analysis(analysis: Any, study: Any, identity: dict[str, str]) -> Review:
@@ -317,6 +322,13 @@ class Command:
 
     def undo(self, review: Review) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def rename_ids(self, renamed: dict[str, str]) -> None:
+        """Follow findings renumbered by a merge, so undo and redo still find them."""
+        for name in ("fid", "a", "b"):
+            old = getattr(self, name, None)
+            if old in renamed:
+                setattr(self, name, renamed[old])
 
 
 @dataclass
@@ -567,14 +579,18 @@ class Saver(Protocol):
     def save(self, review: Review) -> Any: ...
 
 
-Listener = Callable[[Review, Command, str], None]  # (review, command, "do" | "undo" | "redo")
+Listener = Callable[[Review, Command, str], None]  # (review, command, "do" | "undo" | "redo" | "reload")
 
 
 class ReviewSession:
     """Applies commands to a review and saves after every one.
 
     If saving fails, the change is rolled back in memory and the error is
-    raised, so what the reader sees is always what is on disk.
+    raised, so what the reader sees is always what is on disk. When the
+    error carries the file's content (``err.reload``: another viewer changed
+    the same thing), the review takes that content and the undo history,
+    which described a review no longer on disk, is dropped; listeners then
+    hear ``"reload"`` before the error is raised.
 
     The GUI can either use :meth:`do` / :meth:`undo` / :meth:`redo` directly or
     wrap each command in a ``QUndoCommand`` whose ``redo``/``undo`` call
@@ -597,10 +613,21 @@ class ReviewSession:
         if self.store is not None:
             try:
                 self.store.save(self.review)
-            except Exception:
+            except Exception as err:
                 self.review.revision, self.review.modified = before
                 (cmd.undo if how != "undo" else cmd.apply)(self.review)
+                if getattr(err, "reload", None) is not None:
+                    self.review.adopt(err.reload)
+                    self.review.base = getattr(err, "reload_base", None)
+                    self._undo.clear()
+                    self._redo.clear()
+                    self._notify(cmd, "reload")
                 raise
+            if self.review.renamed_ids:
+                cmd.rename_ids(self.review.renamed_ids)
+        self._notify(cmd, how)
+
+    def _notify(self, cmd: Command, how: str) -> None:
         for fn in list(self._listeners):
             fn(self.review, cmd, how)
 

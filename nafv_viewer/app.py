@@ -5,13 +5,16 @@
 
 With --screenshot the window is rendered offscreen (when there is no display),
 saved, and the program exits 0; a study or analysis that cannot be done prints
-one line on stderr and exits 2.
+one line on stderr and exits 2. A screenshot run keeps its review (and the AI's
+proposals) in a temporary folder removed at exit: it never reads or writes the
+reader's saved reviews, nor their settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="OUT.png", help="render the window offscreen, save it, exit")
     p.add_argument("--review-demo", action="store_true",
                    help="with --screenshot --analyze: show a review in progress (first finding edited, one rejected, "
-                        "one selected), kept in a temporary folder, never in your saved reviews")
+                        "one selected); like every screenshot run, kept in a temporary folder, never in your saved reviews")
     p.add_argument("--size", default="1600x1000", help="window size for --screenshot, WxH (default 1600x1000)")
     p.add_argument("--seg-weights", help="segmentation weights (.safetensors with its .json card)")
     p.add_argument("--cls-weights", help="classifier weights (.safetensors with its .json card)")
@@ -161,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
         if not (headless and args.analyze):
             print("nafv-viewer: --review-demo needs --screenshot and --analyze", file=sys.stderr)
             return 2
-        os.environ["NAFV_DATA_DIR"] = tempfile.mkdtemp(prefix="nafv-review-demo-")
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if headless and not has_display:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -190,11 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     if headless:
         if args.analyze:
             window.state.auto_analyze = False  # run exactly once, below
+        # The window saves the review of the study it shows (and adds the AI's proposals to it):
+        # a render is not a reading, so that goes to a folder of its own.
+        reviews = Path(tempfile.mkdtemp(prefix="nafv-screenshot-reviews-"))
+        window.review_flow.review_root = reviews
         try:
             return _screenshot(window, app, path, Path(args.screenshot), args.analyze, args.patient, args.review_demo)
         finally:
             window.shutdown()
             window.close()
+            shutil.rmtree(reviews, ignore_errors=True)
     window.show()
     if path is not None:
         if args.analyze:  # the study named on the command line only, not later opens

@@ -80,9 +80,10 @@ class ReviewController(QObject):
     command twice (e.g. insert a vertex again) and corrupt the contour.
     """
 
-    changed = Signal(str)  # "do" / "undo" / "redo"
+    changed = Signal(str)  # "do" / "undo" / "redo" / "reload" (the file's content replaced the review)
     selection_changed = Signal(str)  # finding id, "" for none
     error = Signal(str)  # a message for the reader (save failed, invalid edit)
+    notice = Signal(str)  # a save merged another viewer's changes in: what they were
 
     def __init__(self, session: ReviewSession, parent: QObject | None = None):
         super().__init__(parent)
@@ -90,7 +91,25 @@ class ReviewController(QObject):
         self.stack = QUndoStack(self)
         self.selected: str = ""
         self._failed: tuple[_UndoEntry, str] | None = None
-        session.subscribe(lambda review, cmd, how: self.changed.emit(how))
+        self._reloaded = False
+        session.subscribe(self._on_commit)
+
+    def _on_commit(self, review: Review, cmd: Command, how: str) -> None:
+        self._reloaded = self._reloaded or how == "reload"
+        if how != "reload" and self.selected in review.renamed_ids:
+            self.selected = review.renamed_ids[self.selected]  # renumbered by a merge: still the same contour
+        self.changed.emit(how)
+        if self.selected and self.selected not in review.findings:
+            self.select("")  # deleted in the other viewer
+        if how != "reload" and review.merge_note:
+            self.notice.emit(review.merge_note[:1].upper() + review.merge_note[1:])
+
+    def _drop_history_if_reloaded(self) -> None:
+        # The commands on the stack describe a review that is no longer on disk: undoing them
+        # would write the other viewer's work away.
+        if self._reloaded:
+            self._reloaded = False
+            self.stack.clear()
 
     @property
     def review(self) -> Review:
@@ -101,6 +120,7 @@ class ReviewController(QObject):
         try:
             self.session.apply(cmd)
         except NafvError as err:
+            self._drop_history_if_reloaded()
             self.error.emit(str(err))
             return False
         self.stack.push(_UndoEntry(self, cmd))
@@ -122,6 +142,7 @@ class ReviewController(QObject):
         self._failed = None
         entry._skip = True  # the review is as before the step: move the index back without re-running it
         self.stack.setIndex(index)
+        self._drop_history_if_reloaded()
         self.error.emit(f"{message} — the {what} was not done; the review is unchanged")
         return False
 
@@ -207,6 +228,7 @@ class FindingsPanel(QWidget):
         controller.changed.connect(lambda _how: self.refresh())
         controller.selection_changed.connect(self._show_selection)
         controller.error.connect(self.message.setText)
+        controller.notice.connect(self.message.setText)
         controller.stack.canUndoChanged.connect(self.undo_btn.setEnabled)
         controller.stack.canRedoChanged.connect(self.redo_btn.setEnabled)
         self.undo_btn.setEnabled(False)

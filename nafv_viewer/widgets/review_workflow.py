@@ -81,6 +81,9 @@ class ReviewWorkflow(QObject):
         super().__init__(window)
         self.window = window
         self.store: ReviewStore | None = None
+        # Where reviews are kept; None: the reader's folder (see ReviewStore). A headless render
+        # points it at a temporary folder so it never touches the reader's reviews.
+        self.review_root: Path | None = None
         self.controller: ReviewController | None = None
         self.findings_panel = None
         self.assessment_panel = None
@@ -149,9 +152,12 @@ class ReviewWorkflow(QObject):
         try:
             if self.controller is None or self.study is not study:
                 self.close()
-                self.store = ReviewStore()
+                self.store = ReviewStore(self.review_root)
                 review = self.store.open(study, analysis)
                 self._install(study, review)
+                said = [w for w in self.store.warnings if w not in review.restore_warnings]
+                if said:  # e.g. a damaged file was moved aside: the study is usable, one line says why
+                    self.window.statusBar().showMessage(" ".join(w[:1].upper() + w[1:] for w in said), 30000)
                 if review.restore_warnings:
                     # The reader must look before trusting old contours on new images: a dialog, not a status line.
                     self.window.show_error("Saved review restored: check it", "\n\n".join(
@@ -212,6 +218,7 @@ class ReviewWorkflow(QObject):
         tabs.addTab(self.findings_panel, "Findings")
         tabs.addTab(self.assessment_panel, "Assessment")
         self.controller.error.connect(lambda m: self.window.statusBar().showMessage(m, 10000))
+        self.controller.notice.connect(lambda m: self.window.statusBar().showMessage(m, 10000))
         self.controller.selection_changed.connect(self._follow_selection)
         self.window.editor.set_controller(self.controller)
         self.review_opened.emit(review)

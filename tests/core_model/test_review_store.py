@@ -138,7 +138,7 @@ def test_reopening_keeps_the_reader_review_even_if_the_analysis_changed(store, d
     assert again.ai["malignancy_probability"] == pytest.approx(0.73)
 
 
-def test_foreign_or_damaged_review_file_is_refused_and_left_untouched(store, demo_dir, tmp_path):
+def test_foreign_review_file_is_refused_and_left_untouched_a_damaged_one_kept_aside(store, demo_dir, tmp_path):
     study = load_jpeg_study(demo_dir)
     review = store.open(study)
     path = store.path_for(review.identity)
@@ -147,11 +147,12 @@ def test_foreign_or_damaged_review_file_is_refused_and_left_untouched(store, dem
     path.write_text(json.dumps(data))
     with pytest.raises(ReviewStoreError, match="different study"):
         store.open(study)
+    assert json.loads(path.read_text()) == data
     path.write_text('{"format": "nafv-review", "identity": {')  # torn file (never written by the store)
-    with pytest.raises(ReviewStoreError, match="cannot be read") as err:
-        store.open(study)
-    assert str(path) in str(err.value)
-    assert path.read_text() == '{"format": "nafv-review", "identity": {'
+    assert store.open(study).findings == {}  # the study stays usable with a new review ...
+    kept = list(path.parent.glob(path.name + ".damaged-*"))  # ... and the damaged file is kept, not deleted
+    assert len(kept) == 1 and kept[0].read_text() == '{"format": "nafv-review", "identity": {'
+    assert kept[0].name in store.warnings[0]
 
 
 def test_save_failure_is_a_user_error_and_rolls_back(store, demo_dir, monkeypatch):

@@ -245,6 +245,26 @@ def test_reopening_after_the_images_changed_warns_and_keeps_the_findings(make_wi
     assert w2.review_flow.controller.review.to_dict()["findings"] == saved
 
 
+def test_a_damaged_review_file_is_moved_aside_and_the_study_still_opens(make_window, qtbot, demo_dir):
+    from core_model.io import load_study
+    from core_model.review_store import ReviewStore, study_identity
+
+    path = ReviewStore().path_for(study_identity(load_study(demo_dir)))
+    path.parent.mkdir(parents=True)
+    path.write_text('{"format": "nafv-review", "schema_version": 1e999}')
+    w = make_window()
+    with qtbot.waitSignal(w.study_ready, timeout=10000):
+        w.open_study(demo_dir)
+    msg = w.statusBar().currentMessage()
+    assert "moved aside" in msg and "\n" not in msg
+    assert w.review_flow.controller is not None and w.review_flow.controller.review.findings == {}
+    backups = list(path.parent.glob(path.name + ".damaged-*"))
+    assert len(backups) == 1 and backups[0].read_text().endswith("1e999}")
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.run_analysis()
+    assert len(_saved(w)) == 4  # the fresh review takes the AI's proposals as usual
+
+
 def test_review_restores_exactly_on_reopen_without_analysis(reviewed, make_window, qtbot, demo_dir):
     w = reviewed
     ctl = w.review_flow.controller

@@ -192,3 +192,31 @@ def test_failed_save_during_undo_or_redo_keeps_stack_and_contour_in_step(setup, 
     while c.undo():
         pass
     assert c.review.findings["F1"].polygon == original and _saved(store, c)["findings"][0]["polygon"] == [list(p) for p in original]
+
+
+def test_two_windows_on_one_review_merge_and_a_clash_is_refused_in_one_line_and_reloaded(setup, qtbot):
+    store, study, a, _, _ = setup
+    other = ReviewStore(store.root)  # a second window (or workstation) on the same review file
+    b = ReviewController(ReviewSession(other.load(a.review.identity), other))
+    b_findings, b_assessment = FindingsPanel(b), AssessmentPanel(b)
+    for w in (b_findings, b_assessment):
+        qtbot.add_widget(w)
+        w.show()
+    notices: list[str] = []
+    b.notice.connect(notices.append)
+    assert a.push(SetAssessment("L", "birads", "4A"))
+    # B never saw A's change: B's own change is merged with it, and B shows both
+    b_assessment.reader.setText("Dr. B")
+    b_assessment.commit_reader()
+    assert _saved(store, a)["assessments"]["L"]["birads"] == "4A" and _saved(store, a)["reader"] == "Dr. B"
+    assert b_assessment.birads["L"].currentText() == "4A"
+    assert len(notices) == 1 and "another viewer" in notices[0].lower() and "\n" not in notices[0]
+    assert b_findings.message.text() == notices[0]
+    # the same field changed in both windows: B's change is refused, B reloads A's
+    assert a.push(SetAssessment("L", "birads", "2"))
+    b_assessment.birads["L"].setCurrentText("3")
+    msg = b_findings.message.text()
+    assert "BI-RADS of the left breast" in msg and "reloaded" in msg and "\n" not in msg
+    assert b_assessment.birads["L"].currentText() == "2" and b.review.assessments["L"].birads == "2"
+    assert _saved(store, a)["assessments"]["L"]["birads"] == "2"
+    assert not b.stack.canUndo()  # the history was of a review that is not on disk any more

@@ -70,3 +70,26 @@ def test_no_display_is_a_clear_message_not_a_qt_abort():
     r = subprocess.run([sys.executable, "-m", "nafv_viewer.app", "--demo"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "no display found" in r.stderr and "--screenshot" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_screenshot_runs_never_touch_the_readers_reviews(qapp, tmp_path, monkeypatch, demo_dir):
+    import nafv_viewer.app as app_module
+    from conftest import FakeAnalyzer
+    from core_model.io import load_study
+    from core_model.review import ReviewSession, SetReader
+    from core_model.review_store import ReviewStore, data_dir
+
+    monkeypatch.setattr(app_module, "_analyzer_factory", lambda args: (lambda: FakeAnalyzer()))
+    data = data_dir()  # under tmp_path (see conftest): stands for the reader's review folder
+    env = os.environ["NAFV_DATA_DIR"]
+    assert main(["--demo", "--analyze", "--screenshot", str(tmp_path / "a.png")]) == 0
+    assert not data.exists() or not any(data.rglob("*"))  # no review written where the reader keeps them
+
+    # The reader's own review of the demo study (no AI run yet): never changed, no AI proposals added.
+    store = ReviewStore()
+    ReviewSession(store.open(load_study(demo_dir)), store).do(SetReader("Dr. Reader"))
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    for extra in ([], ["--review-demo"]):
+        assert main(["--demo", "--analyze", "--screenshot", str(tmp_path / "b.png"), *extra]) == 0
+        assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+    assert os.environ["NAFV_DATA_DIR"] == env  # and the process's own setting is left as it was
