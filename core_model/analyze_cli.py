@@ -32,6 +32,7 @@ from pathlib import Path
 
 from core_model.analysis import side_source_words
 from core_model.errors import NafvError
+from core_model.notice import NO_LESION_FOUND_SHORT, score_words
 from core_model.study import SIDE_NAMES
 
 
@@ -139,7 +140,9 @@ def _jobs(paths: list[str], patient: str | None) -> list[tuple[str, str | None, 
 def _summary(name: str, analysis, json_path: Path) -> str:
     n = sum(len(v.lesions) for v in analysis.views.values())
     prob = analysis.malignancy_probability
-    score = (f"classifier score {prob:.2f} ({analysis.classifier_mode}; uncalibrated, not a probability of cancer)"
+    if analysis.lesion_found is False and analysis.affected_side is None:
+        return f"{name}: {NO_LESION_FOUND_SHORT}, no classifier score; {json_path}"
+    score = (f"classifier score {prob:.2f} ({analysis.classifier_mode}; {score_words(analysis.models)})"
              if prob is not None else "no classifier score")
     side = SIDE_NAMES.get(analysis.affected_side or "", "undetermined")
     source = "given with --affected" if analysis.affected_side_source == "caller" else side_source_words(

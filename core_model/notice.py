@@ -13,3 +13,17 @@ SYNTHETIC_NOTICE = "SYNTHETIC phantom study - not a patient, not for clinical us
 # How loaders recognise it: "SYNTHETIC" with "phantom" after it, so a real image type such as a
 # "SYNTHETIC 2D" view reconstructed from tomosynthesis is never taken for a phantom.
 SYNTHETIC_MARK_RE = re.compile(r"\bSYNTHETIC\b.*\b[Pp]hantom\b", re.DOTALL)
+
+
+# What the malignancy score is, in words, by whether its weights carry a calibration.
+UNCALIBRATED_SCORE = "uncalibrated model score (not a probability of cancer)"
+CALIBRATED_SCORE = ("model score, temperature-scaled on its training data's validation patients only "
+                    "(not a probability of cancer)")
+NO_LESION_FOUND_SHORT = "no lesion found in either breast"
+
+
+def score_words(models: dict | None) -> str:
+    """How to name the classifier's number, from the models' identities (``Analysis.models`` or a
+    review's ``ai["models"]``): a calibration only describes the data it was fitted on."""
+    cls = (models or {}).get("classifier") or {}
+    return CALIBRATED_SCORE if (cls.get("calibration") or {}).get("temperature") else UNCALIBRATED_SCORE

@@ -263,6 +263,7 @@ def review_from_analysis(analysis: Any, study: Any, identity: dict[str, str]) ->
         models=copy.deepcopy(analysis.models),
         affected_side=analysis.affected_side,
         affected_side_source=analysis.affected_side_source,
+        lesion_found=getattr(analysis, "lesion_found", None),
         malignancy_probability=analysis.malignancy_probability,
         classifier_mode=analysis.classifier_mode,
         not_for_clinical_use=bool(analysis.not_for_clinical_use),

@@ -75,7 +75,6 @@ def metrics_text(metrics: Any, limit: int = 8) -> str:
 
 # How the classifier's output is labelled wherever a report prints it: the
 # softmax of an unvalidated model is a ranking score, not a calibrated risk.
-CLASSIFIER_SCORE_LABEL = "uncalibrated model score (not a probability of cancer)"
 
 
 def model_lines(review: Review) -> list[str]:

@@ -30,7 +30,8 @@ from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTempl
 from core_model.analysis import side_source_words
 from core_model.errors import NafvError
 from core_model.orientation import flip_points, reading_flips
-from core_model.export.common import CLASSIFIER_SCORE_LABEL, SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
+from core_model.export.common import SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
+from core_model.notice import NO_LESION_FOUND_SHORT, score_words
 from core_model.review import ACCEPTED, CONFIRMED, EDITED, PROPOSED, Finding, Review
 from core_model.study import ENERGY_NAMES, SIDE_NAMES, VIEW_KEYS
 
@@ -250,13 +251,17 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
                          _fmt_prob(f.ai_score), f.link or ""])
     ai_side = review.ai.get("affected_side")
     ai_p = review.ai.get("malignancy_probability")
+    score_label = score_words(review.ai.get("models"))
+    no_lesion = review.ai.get("ran", False) and review.ai.get("lesion_found") is False and ai_side is None
     assessment = [["Breast", "BI-RADS (reader)", "Density (reader)", "AI classifier score"]]
     for side, name in (("R", "right"), ("L", "left")):
         a = review.assessments[side]
-        if ai_p is None:
+        if ai_p is None and no_lesion:
+            ai_cell = f"— ({NO_LESION_FOUND_SHORT})"
+        elif ai_p is None:
             ai_cell = "— (no classifier ran)"
         elif side == ai_side:
-            ai_cell = (f"{_fmt_prob(ai_p)}: {CLASSIFIER_SCORE_LABEL}, "
+            ai_cell = (f"{_fmt_prob(ai_p)}: {score_label}, "
                        f"{review.ai.get('classifier_mode') or 'classifier'}")
         else:
             ai_cell = "— (scored for the affected breast only)"
@@ -272,8 +277,11 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
         else:
             ai_side_text = (f"The AI took the {breast} breast as the affected one "
                             f"({side_source_words(review.ai.get('affected_side_source', 'segmentation'))}).")
-        ai_side_text += (f" The classifier's output is an {CLASSIFIER_SCORE_LABEL}, shown for reference beside the "
+        ai_side_text += (f" The classifier's output is a {score_label}, shown for reference beside the "
                          "reader's category; it does not replace it.")
+    elif no_lesion:
+        ai_side_text = ("The AI found no lesion in either breast (no contour reached the segmentation threshold), "
+                        "so no malignancy score was computed.")
     ai_notes = [str(w) for w in review.ai.get("warnings") or []]
     return {"patient_id": pid, "study_id": sid, "created": created, "notice": notice(review), "identity": ident_rows,
             "models": models, "findings": findings, "assessment": assessment, "notes": notes, "ai_side": ai_side,

@@ -1,6 +1,6 @@
 """Assessment panel: per-breast BI-RADS and ACR density, free-text findings, reader name.
 
-The AI's model score (uncalibrated, not a probability of cancer) is shown in its own labelled line beside the
+The AI's model score (not a probability of cancer; worded by whether its weights are calibrated) is shown in its own labelled line beside the
 reader's BI-RADS choice and never pre-selects or changes it. Every field goes
 through the :class:`~nafv_viewer.widgets.findings_panel.ReviewController`, so
 it is saved at once and undone with everything else; free text is committed
@@ -12,6 +12,7 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QVBoxLayout, QWidget
 
+from core_model.notice import NO_LESION_FOUND_SHORT, score_words
 from core_model.review import BIRADS, DENSITIES, SetAssessment, SetReader
 from nafv_viewer.widgets.findings_panel import ReviewController
 
@@ -22,13 +23,15 @@ NOT_GIVEN = "—"
 def ai_text(review, side: str) -> str:
     """What the AI said about this breast, worded as the AI's and not as a category."""
     p = review.ai.get("malignancy_probability")
+    if p is None and review.ai.get("lesion_found") is False:
+        return f"AI: {NO_LESION_FOUND_SHORT}, so no model score"
     if p is None:
         return "AI: no model score (no classifier ran)"
     if review.ai.get("affected_side") != side:
         return "AI: scored the other breast"
     mode = review.ai.get("classifier_mode") or "classifier"
     note = " — not validated, not for clinical use" if review.not_for_clinical_use else ""
-    return f"AI model score: {p:.2f} ({mode}; uncalibrated, not a probability of cancer){note}"
+    return f"AI model score: {p:.2f} ({mode}; {score_words(review.ai.get('models'))}){note}"
 
 
 class _FocusOut(QObject):

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from core_model.analysis import side_source_words
+from core_model.notice import NO_LESION_FOUND_SHORT, score_words
 from core_model.study import SIDE_NAMES, VIEW_KEYS, Study
 from nafv_viewer.state import COMPARE_MODES, LAYOUTS, PRESETS, ViewerState
 
@@ -36,7 +37,7 @@ LAYOUT_NAMES = {"4up": "4-up (one energy)", "8up": "8-up (LE and RC)", "1up": "1
 
 # The classifier's output is a score, not a calibrated probability: the shipped card
 # says so and its cross-validated AUC is about 0.6. The label says it every time.
-SCORE_LABEL = "Model score (uncalibrated; not a probability of cancer)"
+SCORE_LABEL = "Model score"
 
 
 def format_score(p: float | None) -> str:
@@ -343,16 +344,20 @@ class SidePanel(QScrollArea):
         side = analysis.affected_side
         side_name = escape(str(SIDE_NAMES.get(side, side)))
         source = side_source_words(str(analysis.affected_side_source))
-        side_text = f"{side_name} breast ({escape(source)})" if side else "undetermined"
-        lines = [f"<b>Affected breast:</b> {side_text}"]
-        if analysis.malignancy_probability is not None:
-            mode = f", {escape(str(analysis.classifier_mode))} classifier" if analysis.classifier_mode else ""
-            lines.append(
-                f"<b>{SCORE_LABEL}:</b> {format_score(analysis.malignancy_probability)} "
-                f"(for the {side_name} breast{mode}; not a diagnosis)"
-            )
+        if analysis.lesion_found is False and not side:
+            lines = [f"<b>AI finding:</b> {NO_LESION_FOUND_SHORT} (no contour reached the threshold)",
+                     f"<b>{SCORE_LABEL}:</b> not computed: there is no lesion to score"]
         else:
-            lines.append(f"<b>{SCORE_LABEL}:</b> no classifier result")
+            side_text = f"{side_name} breast ({escape(source)})" if side else "undetermined"
+            lines = [f"<b>Affected breast:</b> {side_text}"]
+            if analysis.malignancy_probability is not None:
+                mode = f", {escape(str(analysis.classifier_mode))} classifier" if analysis.classifier_mode else ""
+                lines.append(
+                    f"<b>{SCORE_LABEL}:</b> {format_score(analysis.malignancy_probability)} "
+                    f"({escape(score_words(analysis.models), quote=False)}; for the {side_name} breast{mode}; not a diagnosis)"
+                )
+            else:
+                lines.append(f"<b>{SCORE_LABEL}:</b> no classifier result")
         counts = ", ".join(f"{k.replace('_', '-')}: {len(v.lesions)}" for k, v in analysis.views.items())
         lines.append(f"<b>Contoured regions:</b> {counts or 'none'}")
         for w in analysis.warnings:
