@@ -53,7 +53,8 @@ from core_model.io.limits import (
 )
 from core_model.io.naming import slot_hints
 from core_model.notice import SYNTHETIC_MARK_RE
-from core_model.study import StudyImage
+from core_model.orientation import laterality_doubts
+from core_model.study import SIDE_NAMES, StudyImage
 
 SKIP = "skip"  # an energy rule result: an image kind the viewer does not show
 
@@ -265,7 +266,8 @@ def _free_text(ds: Dataset, path: Path) -> list[tuple[str, str]]:
     return texts
 
 
-def _side(ds: Dataset, path: Path) -> str:
+def _side(ds: Dataset, path: Path) -> tuple[str, str]:
+    """(side, what said it): the tag's keyword, or the free text and where it was found."""
     for keyword, value in (
         ("ImageLaterality", ds.get("ImageLaterality", "")),
         ("Laterality", ds.get("Laterality", "")),
@@ -273,13 +275,13 @@ def _side(ds: Dataset, path: Path) -> str:
     ):
         value = str(value or "").strip().upper()
         if value in ("L", "R"):
-            return value
+            return value, keyword
         if value:
             raise StudyLoadError(f"skipped, {keyword} is {value!r}; a mammogram slot needs L or R", path)
-    for _, text in _free_text(ds, path):
+    for keyword, text in _free_text(ds, path):
         sides = slot_hints(text)[0]
         if len(sides) == 1:
-            return sides.pop()
+            return sides.pop(), ("the file name" if keyword == "file name" else f"{keyword} {text!r}")
     raise StudyLoadError(
         "skipped, cannot tell the breast side: looked at ImageLaterality, Laterality, FrameLaterality, "
         "SeriesDescription, ProtocolName, ImageComments and the file name", path)
@@ -329,6 +331,7 @@ class DicomSlot:
     view: str
     energy: str
     warning: str | None = None
+    side_source: str = "ImageLaterality"  # what gave the side, for messages that question it
 
     @property
     def slot(self) -> tuple[str, str]:
@@ -363,7 +366,8 @@ def classify(path: Path, ds: Dataset) -> DicomSlot:
         raise StudyLoadError("skipped, its RescaleSlope is 0, which would make every pixel the same value "
                              "(a damaged or wrongly written file)", path)
     energy, warning = _energy(ds, path)
-    return DicomSlot(path, ds, _side(ds, path), _view(ds, path), energy, warning)
+    side, side_source = _side(ds, path)
+    return DicomSlot(path, ds, side, _view(ds, path), energy, warning, side_source)
 
 
 def _check_decoder(ds: Dataset, path: Path) -> None:
@@ -655,6 +659,7 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
         source=root,
         description=" ".join(_text(first, "StudyDescription")) or "DICOM study",
     )
+    loaded: list[tuple[DicomSlot, StudyImage]] = []
     for slot in studies[study_uid]:
         if slot.slot in study.images:
             warnings.append(f"{slot.path}: skipped, {slot.slot[0]} {slot.energy.upper()} is already taken by "
@@ -673,8 +678,37 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
         if slot.warning:
             warnings.append(slot.warning)
         study.add(image)
+        loaded.append((slot, image))
         marks = _text(slot.header, "SeriesDescription") + _text(slot.header, "ImageComments")
         if SYNTHETIC_MARK_RE.search(" ".join(marks)):
             study.synthetic = True
+    warnings.extend(laterality_warnings(loaded))
     return study
+
+
+def laterality_warnings(loaded: list[tuple[DicomSlot, StudyImage]]) -> list[str]:
+    """A warning per image whose side tag the image's storage contradicts (see :func:`laterality_doubts`).
+
+    The image stays where its tag puts it: moving it on the strength of the
+    outline would be a silent guess too. The reader is told what each source
+    says and decides.
+    """
+    doubts = laterality_doubts([(image.side, image.pixels, image.orientation) for _, image in loaded])
+    out = []
+    for i, stored, tags_agree in doubts:
+        slot, image = loaded[i]
+        said, seen = SIDE_NAMES[image.side], SIDE_NAMES[stored]
+        po = "\\".join(image.orientation) if image.orientation is not None else None  # as DICOM writes it: P\L
+        if tags_agree:
+            tags = f", and PatientOrientation {po} says the same"
+        elif po is None:
+            tags = "; the file has no PatientOrientation"
+        else:
+            tags = f"; PatientOrientation {po} does not say"
+        source = slot.side_source
+        short = source.split(" ")[0] if source != "the file name" else source
+        out.append(f"{slot.path}: {source} says {said} breast, but the image is stored as a {seen} breast is "
+                   f"(chest wall on the {seen} edge{tags}); shown as {said}, as {short} says: "
+                   "check which breast this is")
+    return out
 
