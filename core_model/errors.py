@@ -31,3 +31,16 @@ class Cancelled(NafvError):
 
     def __init__(self, message: str = "cancelled by the user"):
         super().__init__(message)
+
+
+def os_error_words(err: OSError) -> str:
+    """Why the system refused a file or folder, in words ("permission denied"), never "damaged".
+
+    An OSError with an errno comes from the operating system (no permission, a
+    vanished network drive, ...); the file itself may be fine.
+    """
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if err.errno is not None and err.strerror:
+        return err.strerror[:1].lower() + err.strerror[1:]
+    return str(err)

@@ -8,6 +8,8 @@ are allowed: a study with only the affected breast is common, and
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,23 @@ def split_view_key(key: str) -> tuple[str, str]:
 
 def contralateral(side: str) -> str:
     return {"L": "R", "R": "L"}[side]
+
+
+FILE_ID_MAX = 64  # characters; file systems allow 255 per name, paths get long
+
+
+def file_safe_id(text: str, limit: int = FILE_ID_MAX) -> str:
+    """A patient or study id made safe to name a file or folder: letters, digits, ``. _ -``, at most ``limit`` characters.
+
+    Ids come from the files and may hold separators, '..', or hundreds of
+    characters. A shortened id ends in 8 hex digits of a hash of the whole id,
+    so two long ids that differ only at the end still name two folders.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._") or "study"
+    if len(safe) <= limit:
+        return safe
+    digest = hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:8]
+    return f"{safe[: limit - 9].rstrip('._')}_{digest}"
 
 
 @dataclass

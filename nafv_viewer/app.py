@@ -197,11 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         reviews = Path(tempfile.mkdtemp(prefix="nafv-screenshot-reviews-"))
         window.review_flow.review_root = reviews
         try:
-            return _screenshot(window, app, path, Path(args.screenshot), args.analyze, args.patient, args.review_demo)
+            code = _screenshot(window, app, path, Path(args.screenshot), args.analyze, args.patient, args.review_demo)
         finally:
             window.shutdown()
             window.close()
             shutil.rmtree(reviews, ignore_errors=True)
+        _exit_past_stuck_threads(code)
+        return code
     window.show()
     if path is not None:
         if args.analyze:  # the study named on the command line only, not later opens
@@ -212,7 +214,23 @@ def main(argv: list[str] | None = None) -> int:
 
             window.study_ready.connect(analyze_once)
         window.open_study(path, args.patient)
-    return app.exec()
+    code = app.exec()  # closing the window cancelled and waited for its jobs
+    _exit_past_stuck_threads(code)
+    return code
+
+
+def _exit_past_stuck_threads(code: int) -> None:
+    """Leave at once when a job thread is still blocked after the window's wait.
+
+    Python would destroy that QThread on the way out, which aborts with a Qt
+    message instead of the program's exit code.
+    """
+    from nafv_viewer.worker import threads_still_running
+
+    if threads_still_running():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,14 @@ Each job is a QObject with ``started`` / ``progress`` / ``finished`` /
 ``errored`` (and ``cancelled``) signals whose work :func:`start_job` runs in
 its own QThread; connect the signals before starting. Cancellation goes
 through :class:`core_model.jobs.CancelToken`, which the analysis checks between
-steps. Errors the user can act on (NafvError) arrive as their plain message;
-anything else arrives as a short message too, with the traceback on stderr for
-the developer.
+steps and the study loader between files. Errors the user can act on
+(NafvError) arrive as their plain message; anything else arrives as a short
+message too, with the traceback on stderr for the developer.
+
+A QThread destroyed while it runs aborts the whole program, so a window never
+lets go of a job thread that is still running: it cancels the job and waits,
+and one still blocked after that (in a read of a lost network drive, say) is
+handed to :func:`keep_until_finished`.
 """
 
 from __future__ import annotations
@@ -28,22 +33,24 @@ StudyLoader = Callable[[Path], Study]
 AnalyzerFactory = Callable[[], Any]  # returns an object with .analyze(study, progress=, cancel=, affected_side=)
 
 
-def default_study_loader(path: Path, patient: str | None = None) -> Study:
+def default_study_loader(path: Path, patient: str | None = None, cancel: CancelToken | None = None) -> Study:
     from core_model.io import load_study  # imported late: the viewer starts before the loaders are needed
 
-    return load_study(path, patient=patient)
+    return load_study(path, patient=patient, cancel=cancel)
 
 
-def patients_in(path: Path) -> list[str]:
+def patients_in(path: Path, cancel: CancelToken | None = None) -> list[str]:
     from core_model.io import list_patients
 
     try:
-        return list_patients(path)
+        return list_patients(path, cancel=cancel)
+    except Cancelled:
+        raise
     except Exception:  # the study loader gives the real error message
         return []
 
 
-def preview_image(path: Path, energy: str):
+def preview_image(path: Path, energy: str, cancel: CancelToken | None = None):
     """The first image to show while a DICOM study loads, or None when in any doubt.
 
     Full-size DICOM studies take about a second to decode; showing R-CC (or
@@ -59,7 +66,7 @@ def preview_image(path: Path, energy: str):
         s = detect.scan(path)
         if s.kind != "dicom":
             return None  # JPEG/PNG studies load fast enough as a whole
-        slots = dicom.classify_all(s.dicom + s.dicom_maybe, [])
+        slots = dicom.classify_all(s.dicom + s.dicom_maybe, [], cancel)
         owners = {(dicom.patient_of(x.header), str(x.header.get("StudyInstanceUID", "") or "")) for x in slots}
         if len(owners) != 1:
             return None
@@ -71,6 +78,8 @@ def preview_image(path: Path, energy: str):
             if len(found) == 1:
                 return dicom.load_slot(found[0])
         return None
+    except Cancelled:
+        raise
     except Exception:  # the preview is optional; the full load reports real problems
         return None
 
@@ -83,7 +92,8 @@ def default_analyzer_factory() -> Any:
 
 def _unexpected(what: str, err: BaseException) -> str:
     traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
-    return f"{what} failed unexpectedly: {type(err).__name__}: {err}"
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{what} failed unexpectedly: {type(err).__name__}: {first}"
 
 
 class Job(QObject):
@@ -129,7 +139,7 @@ class StudyLoadJob(Job):
     def _load(self) -> Study:
         if self.custom_loader is not None:
             return self.custom_loader(self.path)
-        return default_study_loader(self.path, self.patient)
+        return default_study_loader(self.path, self.patient, self.token)
 
     @Slot()
     def run(self) -> None:
@@ -137,12 +147,13 @@ class StudyLoadJob(Job):
         try:
             preview = None
             if self.custom_loader is None and self.patient is None:
-                first = preview_image(self.path, self.first_energy)
+                first = preview_image(self.path, self.first_energy, self.token)
+                self.token.check()
                 if first is not None:
                     preview = build_display_image(first)
                     self.preview_ready.emit(preview)
                 elif self.path.is_dir():
-                    patients = patients_in(self.path)
+                    patients = patients_in(self.path, self.token)
                     if len(patients) > 1:
                         self.several_patients.emit(patients)
                         return
@@ -218,6 +229,25 @@ class JobThread(QThread):
 
     def run(self) -> None:
         self.job.run()
+
+
+# Job threads that outlived their window's wait: referenced here until they end,
+# because destroying a running QThread aborts the program.
+_UNFINISHED: set[QThread] = set()
+
+
+def keep_until_finished(thread: QThread) -> None:
+    """Keep a still-running job thread alive after its window is gone (its job is already cancelled)."""
+    thread.setParent(None)
+    _UNFINISHED.add(thread)
+    thread.finished.connect(lambda t=thread: _UNFINISHED.discard(t))
+    if thread.isFinished():  # ended between the wait and the connect
+        _UNFINISHED.discard(thread)
+
+
+def threads_still_running() -> bool:
+    """True while a thread handed to :func:`keep_until_finished` runs (the app then exits without joining it)."""
+    return any(t.isRunning() for t in list(_UNFINISHED))
 
 
 def start_job(job: Job, parent: QObject | None = None) -> QThread:

@@ -15,6 +15,7 @@ from pathlib import Path
 from core_model.errors import StudyLoadError
 from core_model.io.images import is_marked_synthetic, load_named_image
 from core_model.io.naming import NameInfo
+from core_model.jobs import CancelToken
 from core_model.study import Study
 
 COLLECTION = "CDD-CESM"
@@ -80,6 +81,7 @@ def load_named_study(
     *,
     cdd: bool,
     warnings: list[str],
+    cancel: CancelToken | None = None,
 ) -> Study:
     """One patient's study from named image files (CDD-CESM names when ``cdd``, else one patient per folder, see :func:`folder_patient_id`)."""
     by_patient: dict[str, list[tuple[Path, NameInfo]]] = {}
@@ -95,6 +97,8 @@ def load_named_study(
         description=f"{COLLECTION} images" if cdd else "image folder",
     )
     for path, info in by_patient[chosen]:
+        if cancel is not None:
+            cancel.check()
         slot = (f"{info.side}_{info.view}", info.energy)
         if slot in study.images:
             warnings.append(

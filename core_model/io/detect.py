@@ -5,7 +5,8 @@ hidden folders) and every file sorted into: DICOM, CDD-CESM-named image,
 otherwise-named image with side/view/energy in its name, a known non-image
 file (README.md, .csv, ...) that is ignored quietly, or something else, which
 is skipped with a warning. DICOM wins when present, then CDD-CESM names, then
-loose names.
+loose names. A folder or file the system will not let us read is named with
+the reason (permission denied, ...), never passed over in silence.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core_model.errors import StudyLoadError
+from core_model.errors import StudyLoadError, os_error_words
 from core_model.io import dicom
 from core_model.io.cdd_cesm import folder_patient_id, load_named_study, normalize_patient, patient_sort_key
 from core_model.io.images import IMAGE_SUFFIXES
 from core_model.io.naming import NameInfo, parse_cdd_cesm_name, parse_loose_name
+from core_model.jobs import CancelToken
 from core_model.study import ENERGIES, VIEW_KEYS, Study
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,17 @@ class Scan:
         return None
 
 
-def _walk(root: Path) -> list[Path]:
+def _walk(root: Path, warnings: list[str]) -> list[Path]:
     if root.is_file():
         return [root]
     files: list[Path] = []
     base_depth = len(root.parts)
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable_folder(err: OSError) -> None:
+        where = err.filename if err.filename is not None else root
+        warnings.append(str(StudyLoadError(f"skipped, the folder cannot be read ({os_error_words(err)})", where)))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable_folder):
         here = Path(dirpath)
         depth = len(here.parts) - base_depth
         dirnames[:] = sorted(
@@ -84,7 +91,7 @@ def scan(path: str | Path) -> Scan:
     if not root.exists():
         raise StudyLoadError("no such file or folder", root)
     out = Scan(root=root)
-    files = _walk(root)
+    files = _walk(root, out.warnings)
     if len(files) >= MAX_FILES:
         out.warnings.append(f"{root}: only the first {MAX_FILES} files were looked at")
     for f in files:
@@ -103,7 +110,12 @@ def scan(path: str | Path) -> Scan:
                 out.warnings.append(f"{f}: skipped, the file name does not say side (L/R), view (CC/MLO) "
                                     "and energy (low energy / recombined)")
             continue
-        if dicom.looks_like_dicom(f):
+        try:
+            is_dicom = dicom.has_preamble(f)
+        except OSError as err:
+            out.warnings.append(str(dicom.unreadable(f, err)))
+            continue
+        if is_dicom:
             out.dicom.append(f)
         elif suffix in DICOM_SUFFIXES or suffix == "":
             out.dicom_maybe.append(f)
@@ -130,13 +142,14 @@ def _finish(study: Study | None, s: Scan, warnings: list[str], patient: str | No
     return study
 
 
-def load_study(path: str | Path, patient: str | None = None) -> Study:
+def load_study(path: str | Path, patient: str | None = None, cancel: CancelToken | None = None) -> Study:
     """Open one patient's CEM study from a folder (or one file), choosing the loader from its contents.
 
     Raises StudyLoadError (a message for the user) when nothing usable is there,
     when the folder holds several patients and ``patient`` does not pick one, or
     when ``path`` does not exist. Files that cannot be used are skipped and
-    listed in ``Study.warnings``.
+    listed in ``Study.warnings``. ``cancel`` (checked between files) raises
+    :class:`core_model.errors.Cancelled` when the caller gives up.
     """
     s = scan(path)
     warnings = list(s.warnings)
@@ -146,23 +159,27 @@ def load_study(path: str | Path, patient: str | None = None) -> Study:
         ignored = len(s.cdd) + len(s.loose)
         if ignored:
             warnings.append(f"{s.root}: ignored {ignored} PNG/JPEG/TIFF file(s) beside the DICOM files")
-        study = dicom.load_dicom_study(s.dicom + s.dicom_maybe, s.root, patient, warnings)
+        study = dicom.load_dicom_study(s.dicom + s.dicom_maybe, s.root, patient, warnings, cancel)
     elif kind == "cdd":
         if s.loose:
             warnings.append(f"{s.root}: ignored {len(s.loose)} image(s) not named like the CDD-CESM files, "
                             f"e.g. {s.loose[0][0].name}")
-        study = load_named_study(s.cdd, s.root, patient, cdd=True, warnings=warnings)
+        study = load_named_study(s.cdd, s.root, patient, cdd=True, warnings=warnings, cancel=cancel)
     elif kind == "loose":
-        study = load_named_study(s.loose, s.root, patient, cdd=False, warnings=warnings)
+        study = load_named_study(s.loose, s.root, patient, cdd=False, warnings=warnings, cancel=cancel)
     return _finish(study, s, warnings, patient)
 
 
-def list_patients(path: str | Path) -> list[str]:
-    """Patient ids the folder holds, in a stable order (for batch processing)."""
+def list_patients(path: str | Path, cancel: CancelToken | None = None) -> list[str]:
+    """Patient ids the folder holds, in a stable order (for batch processing).
+
+    Reads DICOM headers only (remembered for the loads that follow); a file
+    that cannot be used costs itself, never the listing.
+    """
     s = scan(path)
     kind = s.kind
     if kind == "dicom":
-        return dicom.list_dicom_patients(s.dicom + s.dicom_maybe, s.root)
+        return dicom.list_dicom_patients(s.dicom + s.dicom_maybe, s.root, cancel)
     if kind == "cdd":
         return sorted({normalize_patient(i.patient_id) for _, i in s.cdd}, key=patient_sort_key)
     if kind == "loose":

@@ -16,7 +16,10 @@ warning. MONOCHROME1 is inverted (and its window with it). Pixel spacing
 prefers calibrated PixelSpacing, else ImagerPixelSpacing divided by
 EstimatedRadiographicMagnificationFactor. A malformed header value costs at
 most its own file (or only the window / spacing it carries), never the study. Header sizes are
-checked against :mod:`core_model.io.limits` before pixel data is decoded.
+checked against :mod:`core_model.io.limits` before pixel data is decoded, and
+the file itself before its header is parsed: its size against what a
+mammogram can need, and at most a capped number of header bytes read, so a
+damaged or zero-padded file of gigabytes costs a message, not minutes.
 
 Declared decoders (pyproject): JPEG 2000 via pylibjpeg-openjpeg, JPEG-LS via
 pyjpegls, JPEG lossless / baseline via pylibjpeg-libjpeg; RLE and deflate are
@@ -25,6 +28,7 @@ built into pydicom.
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +37,24 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_partial
 from pydicom.pixels import apply_modality_lut, get_decoder
 
-from core_model.errors import StudyLoadError
-from core_model.io.limits import size_problem
+from core_model.errors import StudyLoadError, os_error_words
+from core_model.jobs import CancelToken
+from core_model.io.images import nonfinite_problem
+from core_model.io.limits import (
+    DEFERRED_VALUE_BYTES,
+    MAX_DICOM_FILE_BYTES,
+    MAX_HEADER_BYTES,
+    SPARE_FILE_BYTES,
+    size_problem,
+    size_words,
+)
 from core_model.io.naming import slot_hints
 from core_model.notice import SYNTHETIC_MARK_RE
-from core_model.study import StudyImage
+from core_model.orientation import laterality_doubts
+from core_model.study import SIDE_NAMES, StudyImage
 
 SKIP = "skip"  # an energy rule result: an image kind the viewer does not show
 
@@ -89,30 +104,143 @@ _PLUGIN_HINT = (
 )
 
 
+_PREAMBLE = 132  # 128 bytes, then 'DICM'
+_HEADER_PROBE = 4096  # bytes looked at where the header should start
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(_PREAMBLE + _HEADER_PROBE)
+
+
+def _preamble(head: bytes) -> bool:
+    return len(head) >= _PREAMBLE and head[128:_PREAMBLE] == b"DICM"
+
+
+def has_preamble(path: Path) -> bool:
+    """True when the file has the DICOM preamble ('DICM' at byte 128); OSError when it cannot be read."""
+    return _preamble(_head(path))
+
+
 def looks_like_dicom(path: Path) -> bool:
-    """True when the file has the DICOM preamble ('DICM' at byte 128)."""
+    """:func:`has_preamble`, False for a file that cannot be read."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
+        return has_preamble(path)
     except OSError:
         return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def unreadable(path: Path, err: OSError) -> StudyLoadError:
+    """The message for a file the system would not let us read (the file itself may be fine)."""
+    return StudyLoadError(f"skipped, the file cannot be read ({os_error_words(err)})", path)
+
+
+class _CappedReader(io.BufferedReader):
+    """A file whose reads stop after ``budget`` bytes; seeks cost nothing.
+
+    pydicom parses a header element by element, about 0.3 s per MB, and a file
+    of zeros after its preamble parses as endless empty elements: a padded 2 GB
+    file would hold the loader for many minutes. With values above the defer
+    size skipped by seeking, only the small elements count against the budget;
+    ``exhausted`` says the budget, not the file, ended the read.
+    """
+
+    def __init__(self, path: Path, budget: int):
+        super().__init__(io.FileIO(str(path), "rb"))
+        self.left = budget
+        self.exhausted = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:  # "the rest of the file": the budget ends it if the file is longer
+            data = super().read(self.left + 1)
+            self.exhausted = self.exhausted or len(data) > self.left
+            data = data[: self.left]
+        else:
+            if size > self.left:
+                self.exhausted = True
+            data = super().read(min(size, self.left))
+        self.left -= len(data)
+        return data
+
+
+def _file_size_problem(ds: Dataset, size: int, header_end: int) -> str | None:
+    """Why a file is far bigger than the image its header describes (damaged or padded), else None."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+    except (AttributeError, ValueError, TypeError, KeyError):
+        return None  # classify names what is missing or malformed
+    if min(rows, cols, frames, samples, bits) <= 0:
+        return None
+    needed = rows * cols * max(frames, 1) * max(samples, 1) * ((bits + 7) // 8)
+    # Compressed pixel data are smaller than raw ones; allow twice raw plus trailing items.
+    if size <= header_end + 2 * needed + SPARE_FILE_BYTES:
+        return None
+    image = f"{rows} x {cols}" + (f" x {frames} frames" if frames > 1 else "")
+    return (f"the file is {size_words(size)} but its header describes a {image} image of about "
+            f"{size_words(needed)}; not read (a damaged or padded file)")
 
 
 def read_header(path: Path) -> Dataset:
-    """The file's data set without pixel data; StudyLoadError if it is not readable DICOM."""
+    """The file's data set without pixel data; StudyLoadError if it is not readable DICOM.
+
+    Checks the file size before parsing and reads at most
+    :data:`~core_model.io.limits.MAX_HEADER_BYTES` of header (larger values are
+    skipped unread), so a damaged file of any size answers within a second.
+    """
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not looks_like_dicom(path))
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as err:
+        size = path.stat().st_size
+    except OSError as err:
+        raise unreadable(path, err) from err
+    if size > MAX_DICOM_FILE_BYTES:
+        raise StudyLoadError(
+            f"skipped, the file is {size_words(size)}, more than any 2-D mammogram needs (at most "
+            f"{size_words(MAX_DICOM_FILE_BYTES)}); not read (a damaged or padded file, or a tomosynthesis volume?)",
+            path)
+    if size == 0:
+        raise StudyLoadError("skipped, the file is empty", path)
+    try:
+        head = _head(path)
+        force = not _preamble(head)
+        start = head[:_HEADER_PROBE] if force else head[_PREAMBLE:]
+        if not start.strip(b"\0"):
+            # Zeros parse as endless empty elements; no header begins that way.
+            raise StudyLoadError("skipped, not a readable DICOM file (only zeros where the header should be: "
+                                 "a damaged or padded file)", path)
+        with _CappedReader(path, MAX_HEADER_BYTES) as fh:
+            try:
+                ds = pydicom.dcmread(fh, defer_size=DEFERRED_VALUE_BYTES, stop_before_pixels=True, force=force)
+            except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, AttributeError, OSError):
+                if not fh.exhausted:
+                    raise
+            if fh.exhausted:
+                raise StudyLoadError(
+                    f"skipped, not a readable DICOM file (its header runs past {size_words(MAX_HEADER_BYTES)} "
+                    "without reaching the image: a damaged or padded file)", path)
+            header_end = fh.tell()
+    except StudyLoadError:
+        raise
+    except OSError as err:
+        if err.errno is not None:  # the system refused the read: name that, not damage
+            raise unreadable(path, err) from err
+        raise StudyLoadError(f"skipped, not a readable DICOM file (damaged or truncated: {err})", path) from err
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise StudyLoadError(f"skipped, not a readable DICOM file (damaged or truncated: {err})", path) from err
     # A forced read of arbitrary bytes "succeeds" with a near-empty data set.
     if not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "PatientID", "StudyInstanceUID")):
         raise StudyLoadError("skipped, not a readable DICOM file (no DICOM header found)", path)
+    problem = _file_size_problem(ds, size, header_end)
+    if problem:
+        raise StudyLoadError(f"skipped, {problem}", path)
     return ds
 
 
 def patient_of(ds: Dataset) -> str:
-    return str(ds.get("PatientID", "") or "").strip()
+    # PatientID has one value by the standard, but files with several exist: show
+    # them as DICOM writes them (A\B), never as a Python list.
+    return "\\".join(_text(ds, "PatientID"))
 
 
 def _text(ds: Dataset, keyword: str) -> list[str]:
@@ -138,7 +266,8 @@ def _free_text(ds: Dataset, path: Path) -> list[tuple[str, str]]:
     return texts
 
 
-def _side(ds: Dataset, path: Path) -> str:
+def _side(ds: Dataset, path: Path) -> tuple[str, str]:
+    """(side, what said it): the tag's keyword, or the free text and where it was found."""
     for keyword, value in (
         ("ImageLaterality", ds.get("ImageLaterality", "")),
         ("Laterality", ds.get("Laterality", "")),
@@ -146,13 +275,13 @@ def _side(ds: Dataset, path: Path) -> str:
     ):
         value = str(value or "").strip().upper()
         if value in ("L", "R"):
-            return value
+            return value, keyword
         if value:
             raise StudyLoadError(f"skipped, {keyword} is {value!r}; a mammogram slot needs L or R", path)
-    for _, text in _free_text(ds, path):
+    for keyword, text in _free_text(ds, path):
         sides = slot_hints(text)[0]
         if len(sides) == 1:
-            return sides.pop()
+            return sides.pop(), ("the file name" if keyword == "file name" else f"{keyword} {text!r}")
     raise StudyLoadError(
         "skipped, cannot tell the breast side: looked at ImageLaterality, Laterality, FrameLaterality, "
         "SeriesDescription, ProtocolName, ImageComments and the file name", path)
@@ -202,6 +331,7 @@ class DicomSlot:
     view: str
     energy: str
     warning: str | None = None
+    side_source: str = "ImageLaterality"  # what gave the side, for messages that question it
 
     @property
     def slot(self) -> tuple[str, str]:
@@ -231,8 +361,13 @@ def classify(path: Path, ds: Dataset) -> DicomSlot:
                              path)
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise StudyLoadError("skipped, a colour image; mammograms are greyscale", path)
+    if "ModalityLUTSequence" not in ds and _header_number(ds, "RescaleSlope", 1, path) == 0:
+        # Every stored value would map to the intercept: a flat grey image that looks like a real one.
+        raise StudyLoadError("skipped, its RescaleSlope is 0, which would make every pixel the same value "
+                             "(a damaged or wrongly written file)", path)
     energy, warning = _energy(ds, path)
-    return DicomSlot(path, ds, _side(ds, path), _view(ds, path), energy, warning)
+    side, side_source = _side(ds, path)
+    return DicomSlot(path, ds, side, _view(ds, path), energy, warning, side_source)
 
 
 def _check_decoder(ds: Dataset, path: Path) -> None:
@@ -258,7 +393,7 @@ def _modality_range(ds: Dataset, path: Path | None = None) -> tuple[float, float
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     else:
         lo, hi = 0, (1 << bits) - 1
-    slope = _header_number(ds, "RescaleSlope", 1, where) or 1.0
+    slope = _header_number(ds, "RescaleSlope", 1, where)
     intercept = _header_number(ds, "RescaleIntercept", 0, where)
     a, b = lo * slope + intercept, hi * slope + intercept
     return min(a, b), max(a, b)
@@ -377,16 +512,24 @@ def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage:
     path = slot.path
     _check_decoder(slot.header, path)
     try:
-        ds = pydicom.dcmread(path, force=not looks_like_dicom(path))
+        force = not has_preamble(path)
+        with open(path, "rb") as fh:
+            # Nothing after the pixel data is shown; stopping there keeps trailing padding unparsed.
+            ds = read_partial(fh, stop_when=_after_pixel_data, force=force)
         raw = ds.pixel_array
     except StudyLoadError:
         raise
+    except OSError as err:
+        if err.errno is not None:
+            raise unreadable(path, err) from err
+        raise StudyLoadError(f"skipped, the pixel data cannot be decoded (damaged or truncated file: {err})",
+                             path) from err
     except Exception as err:  # noqa: BLE001 - any decoder failure means this one file is unreadable
         raise StudyLoadError(f"skipped, the pixel data cannot be decoded (damaged or truncated file: {err})",
                              path) from err
     if raw.ndim != 2:
         raise StudyLoadError(f"skipped, expected one greyscale frame, got pixel array of shape {raw.shape}", path)
-    identity = ("ModalityLUTSequence" not in ds and (_header_number(ds, "RescaleSlope", 1, path) or 1.0) == 1.0
+    identity = ("ModalityLUTSequence" not in ds and _header_number(ds, "RescaleSlope", 1, path) == 1.0
                 and _header_number(ds, "RescaleIntercept", 0, path) == 0.0)
     # The usual MG file has an identity Modality LUT: keep the stored integers (no float copy).
     try:
@@ -404,6 +547,9 @@ def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage:
         if window is not None:
             window = (lo + hi - window[0], window[1])
     px = _as_compact(np.asarray(px), raw.dtype)
+    problem = nonfinite_problem(px)
+    if problem:
+        raise StudyLoadError(f"skipped, {problem}", path)
     spacing = pixel_spacing(ds, path, notes)
     orientation = None
     po = ds.get("PatientOrientation")
@@ -430,12 +576,16 @@ _CLASSIFIED: dict[tuple[str, int, int], DicomSlot | str] = {}
 _CLASSIFIED_MAX = 20_000
 
 
+def _after_pixel_data(tag, vr, length) -> bool:
+    return tag > 0x7FE00010
+
+
 def _classify_cached(path: Path) -> DicomSlot | str:
     try:
         st = path.stat()
         key = (str(path), st.st_mtime_ns, st.st_size)
     except OSError as err:
-        return str(StudyLoadError(f"skipped, the file cannot be read ({err.strerror})", path))
+        return str(unreadable(path, err))
     hit = _CLASSIFIED.get(key)
     if hit is None:
         try:
@@ -451,10 +601,15 @@ def _classify_cached(path: Path) -> DicomSlot | str:
     return hit
 
 
-def classify_all(paths: list[Path], warnings: list[str]) -> list[DicomSlot]:
-    """Slots of every usable file (headers only, nothing decoded); the others explained in ``warnings``."""
+def classify_all(paths: list[Path], warnings: list[str], cancel: CancelToken | None = None) -> list[DicomSlot]:
+    """Slots of every usable file (headers only, nothing decoded); the others explained in ``warnings``.
+
+    ``cancel`` is checked before each file, so a folder of many (or slow) files can be abandoned.
+    """
     slots = []
     for path in sorted(paths, key=str):
+        if cancel is not None:
+            cancel.check()
         hit = _classify_cached(path)
         if isinstance(hit, str):
             warnings.append(hit)
@@ -467,20 +622,22 @@ def _patient(slot: DicomSlot, root: Path) -> str:
     return patient_of(slot.header) or (root.name if root.is_dir() else root.parent.name)
 
 
-def list_dicom_patients(paths: list[Path], root: Path) -> list[str]:
-    return list(dict.fromkeys(_patient(s, root) for s in classify_all(paths, [])))
+def list_dicom_patients(paths: list[Path], root: Path, cancel: CancelToken | None = None) -> list[str]:
+    return list(dict.fromkeys(_patient(s, root) for s in classify_all(paths, [], cancel)))
 
 
-def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warnings: list[str]):
+def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warnings: list[str],
+                     cancel: CancelToken | None = None):
     """One patient's study from DICOM files; every skipped file is explained in ``warnings``.
 
     Only files that are usable mammograms count when telling patients apart, so
-    a CT of someone else in the folder does not block opening the study.
+    a CT of someone else in the folder does not block opening the study. Pixels
+    are decoded only for the files the study shows.
     """
     from core_model.io.cdd_cesm import choose_patient  # one wording for every loader
     from core_model.study import Study
 
-    slots = classify_all(paths, warnings)
+    slots = classify_all(paths, warnings, cancel)
     if not slots:
         return None
     patients = list(dict.fromkeys(_patient(s, root) for s in slots))
@@ -502,11 +659,14 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
         source=root,
         description=" ".join(_text(first, "StudyDescription")) or "DICOM study",
     )
+    loaded: list[tuple[DicomSlot, StudyImage]] = []
     for slot in studies[study_uid]:
         if slot.slot in study.images:
             warnings.append(f"{slot.path}: skipped, {slot.slot[0]} {slot.energy.upper()} is already taken by "
                             f"{study.images[slot.slot].source}; kept the first")
             continue
+        if cancel is not None:
+            cancel.check()
         try:
             image = load_slot(slot, warnings)
         except StudyLoadError as err:
@@ -518,8 +678,37 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
         if slot.warning:
             warnings.append(slot.warning)
         study.add(image)
+        loaded.append((slot, image))
         marks = _text(slot.header, "SeriesDescription") + _text(slot.header, "ImageComments")
         if SYNTHETIC_MARK_RE.search(" ".join(marks)):
             study.synthetic = True
+    warnings.extend(laterality_warnings(loaded))
     return study
+
+
+def laterality_warnings(loaded: list[tuple[DicomSlot, StudyImage]]) -> list[str]:
+    """A warning per image whose side tag the image's storage contradicts (see :func:`laterality_doubts`).
+
+    The image stays where its tag puts it: moving it on the strength of the
+    outline would be a silent guess too. The reader is told what each source
+    says and decides.
+    """
+    doubts = laterality_doubts([(image.side, image.pixels, image.orientation) for _, image in loaded])
+    out = []
+    for i, stored, tags_agree in doubts:
+        slot, image = loaded[i]
+        said, seen = SIDE_NAMES[image.side], SIDE_NAMES[stored]
+        po = "\\".join(image.orientation) if image.orientation is not None else None  # as DICOM writes it: P\L
+        if tags_agree:
+            tags = f", and PatientOrientation {po} says the same"
+        elif po is None:
+            tags = "; the file has no PatientOrientation"
+        else:
+            tags = f"; PatientOrientation {po} does not say"
+        source = slot.side_source
+        short = source.split(" ")[0] if source != "the file name" else source
+        out.append(f"{slot.path}: {source} says {said} breast, but the image is stored as a {seen} breast is "
+                   f"(chest wall on the {seen} edge{tags}); shown as {said}, as {short} says: "
+                   "check which breast this is")
+    return out
 

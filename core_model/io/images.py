@@ -3,7 +3,9 @@
 Serves both the CDD-CESM collection (``P12_L_DM_CC.jpg``) and plain folders
 (``left_cc_le.png``); :mod:`core_model.io.detect` decides which names apply.
 Pixels keep their bit depth: 8-bit files load as uint8, 16-bit PNG/TIFF as
-uint16. No pixel spacing is known for these formats.
+uint16. No pixel spacing is known for these formats. Float images (32-bit
+TIFF) must hold numbers only: a NaN or infinite pixel would turn every score
+computed from the image into NaN, so such a file is refused.
 """
 
 from __future__ import annotations
@@ -14,13 +16,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core_model.errors import StudyLoadError
+from core_model.errors import StudyLoadError, os_error_words
 from core_model.io.limits import size_problem
 from core_model.io.naming import NameInfo
 from core_model.notice import SYNTHETIC_MARK_RE
 from core_model.study import StudyImage
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+
+
+def nonfinite_problem(pixels: np.ndarray) -> str | None:
+    """Why an image holding NaN or infinite values cannot be used, or None (integer images never do)."""
+    if not np.issubdtype(pixels.dtype, np.floating):
+        return None
+    bad = int(pixels.size - np.count_nonzero(np.isfinite(pixels)))
+    if bad == 0:
+        return None
+    return (f"{bad:,} pixel value(s) are not a number (NaN or infinite); the image cannot be shown or "
+            "analysed (a damaged or wrongly converted file)")
 
 
 def read_raster(path: Path) -> tuple[np.ndarray, int]:
@@ -47,7 +60,11 @@ def read_raster(path: Path) -> tuple[np.ndarray, int]:
     except Image.DecompressionBombError as err:
         # Pillow refuses some sizes before it reports them; still a size problem, not damage.
         raise StudyLoadError(f"skipped, the image is too large to hold ({err})", path) from err
-    except (OSError, SyntaxError, ValueError) as err:
+    except OSError as err:
+        if err.errno is not None:  # refused by the system (permissions, a lost drive): the file may be fine
+            raise StudyLoadError(f"skipped, the file cannot be read ({os_error_words(err)})", path) from err
+        raise StudyLoadError(f"skipped, the image cannot be read (damaged or truncated file: {err})", path) from err
+    except (SyntaxError, ValueError) as err:
         raise StudyLoadError(f"skipped, the image cannot be read (damaged or truncated file: {err})", path) from err
     if px.ndim != 2:
         raise StudyLoadError(f"skipped, expected a greyscale image, got shape {px.shape}", path)
@@ -60,7 +77,11 @@ def read_raster(path: Path) -> tuple[np.ndarray, int]:
         if 0 <= lo and hi <= 65535:
             px = px.astype(np.uint16)
         return px, 16
-    return px.astype(np.float32), 32
+    px = px.astype(np.float32)
+    problem = nonfinite_problem(px)
+    if problem:
+        raise StudyLoadError(f"skipped, {problem}", path)
+    return px, 32
 
 
 def is_marked_synthetic(path: Path) -> bool:

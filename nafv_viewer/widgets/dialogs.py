@@ -30,8 +30,10 @@ class ShortcutsDialog(QDialog):
         return [(self.table.item(i, 0).text(), self.table.item(i, 1).text()) for i in range(self.table.rowCount())]
 
 
-def show_error(parent: QWidget, title: str, message: str) -> QMessageBox:
-    """Window-modal but non-blocking, so the app (and tests) keep running behind it."""
+def show_error(parent: QWidget, title: str, message: str, details: str | None = None) -> QMessageBox:
+    """Window-modal but non-blocking, so the app (and tests) keep running behind it; ``details`` behind a button."""
     box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, parent)
+    if details:
+        box.setDetailedText(details)
     box.open()
     return box

@@ -2,8 +2,9 @@
 
 Wiring only: loading and analysis run as jobs (nafv_viewer.worker) off the GUI
 thread; display choices live in ViewerState; the panels draw. Errors a reader
-can act on appear as a message box and in the status bar, and the window
-stays usable.
+can act on appear as a message box and in the status bar as one line (the
+files a failed open skipped go to the box's details), and the window stays
+usable. Closing cancels running jobs and joins their threads.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from nafv_viewer.widgets.review_editor import ReviewEditor
 from nafv_viewer.widgets.review_workflow import ReviewWorkflow
 from nafv_viewer.widgets.side_panel import SidePanel
 from nafv_viewer.widgets.view_grid import ViewGrid
-from nafv_viewer.worker import AnalysisJob, AnalyzerFactory, StudyLoader, StudyLoadJob, default_analyzer_factory, start_job
+from nafv_viewer.worker import (
+    AnalysisJob,
+    AnalyzerFactory,
+    StudyLoader,
+    StudyLoadJob,
+    default_analyzer_factory,
+    keep_until_finished,
+    start_job,
+)
 
 MAX_RECENT = 10
 
@@ -391,7 +400,7 @@ class MainWindow(QMainWindow):
         self.load_timings["all_images_s"] = time.perf_counter() - self._t_open
         msg = f"{study.summary()} — on screen in {self.load_timings['all_images_s']:.2f} s"
         if study.warnings:
-            msg += f"; {len(study.warnings)} file(s) skipped (see side panel)"
+            msg += f"; {len(study.warnings)} warning(s) (see side panel)"
         self.statusBar().showMessage(msg)
         review = self.review_flow.open(study, None)  # a saved review comes back without running the analysis
         if review is not None and review.ai.get("affected_side_source") == "caller":
@@ -407,7 +416,7 @@ class MainWindow(QMainWindow):
             return
         self._load_job = None
         self.show_error("Cannot open the study", message)
-        self.study_failed.emit(message)
+        self.study_failed.emit(self.last_error)
 
     @Slot(list)
     def _on_several_patients(self, patients: list) -> None:
@@ -426,9 +435,11 @@ class MainWindow(QMainWindow):
         self.patients_offered.emit(list(patients))
 
     def show_error(self, title: str, message: str) -> None:
-        self.last_error = message
-        self.statusBar().showMessage(f"{title}: {message}")
-        self.error_box = show_error(self, title, message)
+        """One line in the status bar and the box, as the CLI prints it; further lines (skipped files) as details."""
+        line, _, details = str(message).strip().partition("\n")
+        self.last_error = line
+        self.statusBar().showMessage(f"{title}: {line}")
+        self.error_box = show_error(self, title, line, details.strip() or None)
 
     # -- analysis -------------------------------------------------------------------------------
     def _cached_analyzer(self):
@@ -508,9 +519,9 @@ class MainWindow(QMainWindow):
         self._analysis_job = None
         self.side.set_running(False)
         self.side.stage_label.setText("failed")
-        self.side.show_analysis(None, f"Analysis failed: {message}")
         self.show_error("Analysis failed", message)
-        self.analysis_failed.emit(message)
+        self.side.show_analysis(None, f"Analysis failed: {self.last_error}")
+        self.analysis_failed.emit(self.last_error)
 
     @Slot()
     def _on_analysis_cancelled(self) -> None:
@@ -525,14 +536,21 @@ class MainWindow(QMainWindow):
 
     # -- shutdown ---------------------------------------------------------------------------------------
     def shutdown(self, timeout_ms: int = 10000) -> None:
-        """Cancel running jobs and wait for their threads (called on close)."""
+        """Cancel running jobs and wait for their threads (called on close).
+
+        Loading stops at the next file and the analysis at its next step, so the
+        wait is short. A thread still running after ``timeout_ms`` is kept alive
+        elsewhere rather than destroyed with the window, which would abort the program.
+        """
         for job in (self._load_job, self._analysis_job):
             if job is not None:
                 job.cancel()
         self.review_flow.wait_exports(timeout_ms)
         for t in list(self._threads):
             t.quit()
-            t.wait(timeout_ms)
+            if not t.wait(timeout_ms):
+                keep_until_finished(t)
+                self._threads.remove(t)
 
     def closeEvent(self, event) -> None:
         self.shutdown()

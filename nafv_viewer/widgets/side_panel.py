@@ -315,7 +315,8 @@ class SidePanel(QScrollArea):
         self.study_label.setTextFormat(Qt.TextFormat.RichText)
         self.study_label.setText(text)
         self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
-        self.warnings_label.setText("<br>".join(f"Skipped: {escape(breakable(str(w)))}" for w in study.warnings))
+        # Each warning says itself what happened (skipped, ignored, disagrees), so no prefix.
+        self.warnings_label.setText("<br>".join(escape(breakable(str(w))) for w in study.warnings))
         self.show_analysis(None)
         model = self.side_combo.model()
         for i in range(1, self.side_combo.count()):  # a breast without views cannot be chosen
