@@ -14,7 +14,7 @@ Each study's outputs are written whole or not at all
 (:func:`core_model.result_dir.staged_result_dir`): a failed rerun leaves the
 previous result as it was. A study given twice (the same path, or the same
 study found under another path) is said once on stderr and analysed once.
-Per-study folder names are cut to ``MAX_FOLDER_NAME`` characters, with a hash
+Per-study folder names are cut to ``core_model.study.FILE_ID_MAX`` characters, with a hash
 of the full patient id keeping cut ids apart.
 
 Exit codes: 0 all analysed; 1 some of several studies failed (named on
@@ -24,7 +24,6 @@ stderr); 2 bad input or options (one line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 from core_model.analysis import side_source_words
 from core_model.errors import NafvError
 from core_model.notice import NO_LESION_FOUND_SHORT, score_words
-from core_model.study import SIDE_NAMES
+from core_model.study import SIDE_NAMES, file_safe_id
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,23 +66,9 @@ def _one_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-MAX_FOLDER_NAME = 64  # file systems refuse names over 255 bytes, and long paths break other tools first
 
 # A DICOM StudyInstanceUID: unique worldwide, so equal UIDs are the same study.
 _UID = re.compile(r"\d+(?:\.\d+)+")
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
-
-
-def _folder_name(name: str) -> str:
-    """A per-study folder name: safe characters, at most MAX_FOLDER_NAME; a cut one ends in a hash of the whole id."""
-    safe = _safe(name)
-    if len(safe) <= MAX_FOLDER_NAME:
-        return safe
-    tag = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"{safe[:MAX_FOLDER_NAME - len(tag) - 1]}_{tag}"
 
 
 def _study_key(study) -> tuple:
@@ -212,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
                            f"{pid_shown}); analysed once", file=sys.stderr)
                 continue
             first_of[key] = label
-            name = _folder_name(study.patient_id or Path(path).name)
+            name = file_safe_id(study.patient_id or Path(path).name)
             if not single:
                 base, k = name, 2
                 while name in used:
