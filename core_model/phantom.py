@@ -311,6 +311,62 @@ def _draw_lesion_spec(rng: np.random.Generator, label: str, cfg: PhantomConfig) 
                        float(rc_contrast), float(rng.uniform(*cfg.le_contrast)), softness, calcs)
 
 
+def _log_likelihood(spec: _LesionSpec, label: str, cfg: PhantomConfig) -> float:
+    """log p(lesion features | label) under :func:`_draw_lesion_spec`, for the features it draws:
+    which class the look is taken from, distortion, calcifications, radius and enhancement strength
+    (margin, enhancement type, aspect and softness follow from the look alone, so they add nothing)."""
+    looks_mal = spec.margin in ("spiculated", "irregular")
+    a = cfg.ambiguity
+    mal = label == "malignant"
+    p_look = (1 - a if looks_mal else a) if mal else (a if looks_mal else 1 - a)
+    if p_look <= 0:
+        return -np.inf
+    ll = np.log(p_look)
+    if mal and looks_mal:
+        ll += np.log(cfg.distortion_prob if spec.distortion else 1 - cfg.distortion_prob)
+        ll += np.log(cfg.calcification_prob if spec.calcifications else 1 - cfg.calcification_prob)
+    elif spec.distortion or spec.calcifications:
+        return -np.inf  # only malignant-looking cancers get them
+    lo, hi = cfg.malignant_radius_mm if mal else cfg.benign_radius_mm
+    if not lo <= spec.radius_mm <= hi:
+        return -np.inf
+    ll += -np.log(spec.radius_mm * (np.log(hi) - np.log(lo)))  # log-uniform radius
+    k = 0.7 if mal else 1.4  # strength = u ** k
+    r0, r1 = cfg.rc_contrast
+    st = np.clip((spec.rc_contrast - r0) / max(r1 - r0, 1e-12), 1e-12, 1.0)
+    ll += np.log(1.0 / k) + (1.0 / k - 1.0) * np.log(st)
+    return float(ll)
+
+
+def ceiling_auc(config: PhantomConfig, n: int = 20000, seed: int = 0) -> float:
+    """The highest benign-vs-malignant ROC AUC the generator's ground truth allows: that of the
+    Bayes-optimal score of an oracle that sees every feature the generator draws for a lesion
+    (Monte Carlo over ``n`` lesions per class). A model reading the images can only do worse, since
+    density, noise and size at the model's resolution hide part of what the oracle sees."""
+    rng = np.random.default_rng(seed)
+    scores, labels = [], []
+    for label in LABELS:
+        for _ in range(n):
+            spec = _draw_lesion_spec(rng, label, config)
+            lm, lb = _log_likelihood(spec, "malignant", config), _log_likelihood(spec, "benign", config)
+            if np.isinf(lm) and np.isinf(lb):
+                d = 0.0
+            else:
+                d = float(np.clip(lm - lb, -1e6, 1e6))  # a feature only one class has decides outright
+            scores.append(d)
+            labels.append(label == "malignant")
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(1, len(s) + 1)
+    for v in np.unique(s):  # average ranks over ties
+        tie = s == v
+        if tie.sum() > 1:
+            ranks[tie] = ranks[tie].mean()
+    n1, n0 = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
 def _render_lesion(rng: np.random.Generator, spec: _LesionSpec, dx: np.ndarray, dy: np.ndarray,
                    size_factor: float, rotation: float, phase_shift: float, spacing: tuple[float, float]):
     """Body (soft 0..1), hard mask, spicule map and internal enhancement pattern on a local mm grid."""

@@ -10,12 +10,13 @@ loader and trainer that reads CDD-CESM reads it; see docs/phantom.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from core_model.errors import NafvError
-from core_model.phantom import DEFAULT_SIZE, DIFFICULTIES, PhantomConfig, write_dataset
+from core_model.phantom import DEFAULT_SIZE, DIFFICULTIES, PhantomConfig, ceiling_auc, write_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +53,15 @@ def main(argv: list[str] | None = None) -> int:
                   benign_fraction=args.benign_fraction, config=PhantomConfig.preset(args.difficulty),
                   progress=progress, first_id=args.first_id)
     dt = time.perf_counter() - t0
+    ceiling = ceiling_auc(PhantomConfig.preset(args.difficulty))
+    (args.out / "ceiling.json").write_text(json.dumps(
+        {"difficulty": args.difficulty, "ceiling_roc_auc": round(ceiling, 4),
+         "meaning": "benign-vs-malignant ROC AUC of the Bayes-optimal score of an oracle that sees every lesion "
+                    "feature the generator draws; no classifier of the images can do better"}, indent=2) + "\n")
     print(f"wrote {args.n} synthetic studies ({8 * args.n} images, {h}x{w}, difficulty {args.difficulty}) "
           f"to {args.out} in {dt:.1f} s; labels in {args.out / 'labels.csv'}")
+    print(f"ground-truth ceiling of the benign-vs-malignant ROC AUC at this difficulty: {ceiling:.3f} "
+          f"(an oracle that sees every lesion feature drawn; in {args.out / 'ceiling.json'})")
     return 0
 
 
