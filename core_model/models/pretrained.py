@@ -148,6 +148,11 @@ class TimmEncoder(nn.Module):
         self.name = name
         self.net = timm.create_model(name, pretrained=False, features_only=True, in_chans=in_chans,
                                      out_indices=tuple(range(n_stages)))
+        # timm keeps (and runs) every block after the last stage asked for: drop them, so they cost
+        # neither time nor bytes in the weights. Stage ids count the stem as 0, block i as i + 1.
+        stage_idx = getattr(self.net, "_stage_out_idx", None)
+        if stage_idx:
+            self.net.blocks = self.net.blocks[: max(stage_idx)]
         self.channels = tuple(self.net.feature_info.channels())
         self.num_features = self.channels[-1]
         self.reduction = int(self.net.feature_info.reduction()[-1])

@@ -161,3 +161,17 @@ def test_512_square_is_the_squashed_field():
     assert img.pixels.shape == (512, 512)
     sy, sx = img.pixel_spacing_mm
     assert sy == pytest.approx(240 / 512) and sx == pytest.approx(195 / 512)
+
+
+def test_generator_reports_the_ceiling_its_ground_truth_allows():
+    from core_model.phantom import PhantomConfig, ceiling_auc
+
+    easy = ceiling_auc(PhantomConfig.preset("easy"), n=1500)
+    medium = ceiling_auc(PhantomConfig.preset("medium"), n=1500)
+    hard = ceiling_auc(PhantomConfig.preset("hard"), n=1500)
+    assert easy == 1.0  # no ambiguous lesions: the look alone separates the classes
+    # an ambiguous lesion takes the other class's look, so about 1 - ambiguity is left from the look,
+    # a little more from the weak cues that stay with the label (size, enhancement, distortion)
+    assert 0.8 < medium < 0.97 and 0.65 < hard < medium
+    assert ceiling_auc(PhantomConfig(ambiguity=0.5, distortion_prob=0.0, calcification_prob=0.0,
+                                     benign_radius_mm=(5.0, 15.0), malignant_radius_mm=(5.0, 15.0)), n=1500) < 0.75
