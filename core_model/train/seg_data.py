@@ -30,6 +30,8 @@ from PIL import Image
 from core_model.errors import NafvError
 from core_model.io.cdd_collection import CddCollection, find_collection
 from core_model.io.naming import parse_cdd_cesm_name
+from core_model.model_inputs import flip_array
+from core_model.orientation import reading_flips
 from core_model.preprocess import Letterbox, normalize_image
 
 VIEWS = ("CC", "MLO")
@@ -162,18 +164,21 @@ def _pid_num(pid: str) -> int:
 
 
 def prepare_view(b: Breast, view: str, channels: tuple[str, ...], size: tuple[int, int]):
-    """(image [C, H, W] float32, letterbox) of one view, or (None, None) if it is missing."""
+    """(image [C, H, W] float32, letterbox, flips) of one view, or (None, None, None) if it is missing.
+
+    The image is brought to reading orientation as the analyzer does (the chest-wall detector of
+    :mod:`core_model.orientation`, both energies together; these files carry no orientation tags);
+    ``flips`` says how, so masks and predictions can follow."""
     if not b.has_view(view, channels):
-        return None, None
-    planes, lb = [], None
-    for e in channels:
-        px = read_gray(b.images[view][e])
-        if lb is None:
-            lb = Letterbox.fit(px.shape, size)
-        elif px.shape != lb.src_shape:
-            raise NafvError(f"{view} LE and RC images differ in size ({px.shape} vs {lb.src_shape})", b.images[view][e])
-        planes.append(lb.apply(normalize_image(px)))
-    return np.stack(planes), lb
+        return None, None, None
+    pixels = [read_gray(b.images[view][e]) for e in channels]
+    for e, px in zip(channels, pixels):
+        if px.shape != pixels[0].shape:
+            raise NafvError(f"{view} LE and RC images differ in size ({px.shape} vs {pixels[0].shape})", b.images[view][e])
+    flips = reading_flips(b.side, view, pixels[0], None, partner=pixels[1] if len(pixels) > 1 else None)
+    lb = Letterbox.fit(pixels[0].shape, size)
+    planes = [lb.apply(normalize_image(flip_array(px, flips))) for px in pixels]
+    return np.stack(planes), lb, flips
 
 
 def prepare_breast(b: Breast, contra: Breast | None, channels: tuple[str, ...], size: tuple[int, int]) -> dict:
@@ -185,17 +190,18 @@ def prepare_breast(b: Breast, contra: Breast | None, channels: tuple[str, ...], 
     cviews = np.zeros((2, C, H, W), np.float32)
     cpresent = np.zeros(2, bool)
     for i, v in enumerate(VIEWS):
-        img, lb = prepare_view(b, v, channels, size)
+        img, lb, flips = prepare_view(b, v, channels, size)
         if img is not None:
             views[i], present[i] = img, True
             if v in b.masks:
                 m = read_mask(b.masks[v])
                 if m.shape != lb.src_shape:
                     m = np.asarray(Image.fromarray(m).resize(lb.src_shape[::-1], Image.NEAREST))
+                m = flip_array(m, flips)
                 masks[i, 0] = lb.apply(m.astype(np.float32)) > 0.5
                 has_mask[i] = True
         if contra is not None:
-            cimg, _ = prepare_view(contra, v, channels, size)
+            cimg, _, _ = prepare_view(contra, v, channels, size)
             if cimg is not None:
                 cviews[i], cpresent[i] = cimg, True
     return {

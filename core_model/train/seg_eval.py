@@ -35,6 +35,7 @@ from core_model.checkpoint import load_checkpoint
 from core_model.errors import NafvError
 from core_model.models.segmentation import lesion_probability
 from core_model.train.common import write_json
+from core_model.model_inputs import flip_array
 from core_model.train.seg_data import VIEWS, patients_of, prepare_view, read_mask, scan_folder, select_breasts
 
 
@@ -114,19 +115,20 @@ def predict_breast(model, breast, contra, channels, flip_tta: bool = False) -> d
     present = torch.zeros(1, 2, dtype=torch.bool)
     cviews = torch.zeros(1, 2, C, *size)
     cpresent = torch.zeros(1, 2, dtype=torch.bool)
-    lbs = {}
+    lbs, flips = {}, {}
     for i, v in enumerate(VIEWS):
-        img, lb = prepare_view(breast, v, channels, size)
+        img, lb, f = prepare_view(breast, v, channels, size)
         if img is not None:
-            views[0, i], present[0, i], lbs[v] = torch.from_numpy(img), True, lb
+            views[0, i], present[0, i], lbs[v], flips[v] = torch.from_numpy(img), True, lb, f
         if contra is not None:
-            cimg, _ = prepare_view(contra, v, channels, size)
+            cimg, _, _ = prepare_view(contra, v, channels, size)
             if cimg is not None:
                 cviews[0, i], cpresent[0, i] = torch.from_numpy(cimg), True
     has_contra = bool(cpresent.any())
     prob = lesion_probability(model, views, cviews if has_contra else None, present,
                               cpresent if has_contra else None, flip_tta=flip_tta)[0].numpy()
-    return {v: (lbs[v].invert_map(prob[i]), lbs[v]) for i, v in enumerate(VIEWS) if v in lbs}
+    # back to the images as stored, where the masks are
+    return {v: (flip_array(lbs[v].invert_map(prob[i]), flips[v]), lbs[v]) for i, v in enumerate(VIEWS) if v in lbs}
 
 
 def patient_bootstrap_ci(rows: list[dict], key: str = "dice", n: int = 2000, seed: int = 0) -> list[float]:

@@ -75,3 +75,24 @@ def test_mirrored_and_unmirrored_storage_give_the_same_contours(demo):
             np.testing.assert_allclose(xs_b, xs, atol=1e-3)
         if va.heatmap is not None:
             np.testing.assert_allclose(flip_array(vb.heatmap, f), va.heatmap, atol=1e-4)
+
+
+def test_training_samples_are_in_reading_orientation_too(demo_dir, tmp_path):
+    """Segmentation training reads a breast stored mirrored exactly as the analyzer does: the same
+    sample (images and mask) as from the breast stored in reading orientation."""
+    from PIL import Image
+
+    from core_model.train.seg_data import prepare_breast, scan_folder
+
+    demo_masks = demo_dir.parent / "demo_masks"
+    for name, mirror in (("as_stored", False), ("mirrored", True)):
+        for sub, src in (("images", demo_dir), ("masks", demo_masks)):
+            (tmp_path / name / sub).mkdir(parents=True)
+            for p in sorted(src.glob("P66_R_*.jpg")):
+                im = Image.open(p)
+                (im.transpose(Image.FLIP_LEFT_RIGHT) if mirror else im).save(tmp_path / name / sub / p.name, quality=100)
+    a = prepare_breast(scan_folder(tmp_path / "as_stored")[("P66", "R")], None, ("le", "rc"), (64, 64))
+    b = prepare_breast(scan_folder(tmp_path / "mirrored")[("P66", "R")], None, ("le", "rc"), (64, 64))
+    assert a["masks"].sum() > 0
+    assert (a["views"] - b["views"]).abs().max() < 0.02  # JPEG re-encoding only
+    assert (a["masks"] != b["masks"]).float().mean() < 0.002
