@@ -159,3 +159,22 @@ def test_checkpoint_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.allclose(loaded.model(x, x), m(x, x))
     assert loaded.identity["trained_on"] == "test tensors" and loaded.identity["not_for_clinical_use"]
+
+
+def test_efficientnet_lite_backbone_gives_a_token_map_and_scores():
+    import torch
+
+    from core_model.models.registry import create_model
+
+    torch.manual_seed(0)
+    m = create_model("nafv_cls", backbone="tf_efficientnet_lite0", input_size=64, dims=(16, 24, 32),
+                     depths=(1, 1, 1), num_heads=(2, 2, 2)).eval()
+    assert m.is_cnn and m.token_grid == (4, 4) and m.backbone.num_features == 112
+    x = torch.rand(2, 2, 3, 64, 64)
+    tokens = m.embed(x)
+    assert tokens.shape == (2, 2, 112, 4, 4)
+    with torch.no_grad():
+        four, dual = m(x, x.flip(-1)), m(x)
+    assert four.shape == dual.shape == (2, 2) and torch.isfinite(four).all() and not torch.equal(four, dual)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        create_model("nafv_cls", backbone="tf_efficientnet_lite0", input_size=56)
