@@ -267,6 +267,9 @@ class Analyzer:
             self.init_warnings.append(
                 "no classifier weights: lesions are outlined but no malignancy probability is given"
             )
+        # A contour is kept only if its mean probability reaches this (the seg card's "inference", chosen
+        # on validation studies): faint outlines of normal tissue are what a reader must not be shown.
+        self.min_contour_score = float((self.seg.card.get("inference") or {}).get("min_contour_score", 0.0))
         # Temperature scaling fitted on the validation folds (model card "calibration"); 1 = raw softmax.
         calib = (self.cls.card.get("calibration") or {}) if self.cls is not None else {}
         self.temperature = float(calib.get("temperature", 1.0))
@@ -430,7 +433,7 @@ class Analyzer:
                 box = inputs[key][1]
                 full = np.clip(box.invert_map(p), 0.0, 1.0)
                 min_area = min_area_for_scale(float(box.scale_xy.mean()))
-                mask, lesions = lesions_from_probability(full, min_area_px=min_area)
+                mask, lesions = lesions_from_probability(full, min_area_px=min_area, min_score=self.min_contour_score)
                 result.views[key] = ViewResult(key=key, mask=mask, probability=full, lesions=lesions)
             if affected_side is not None and not any(k.startswith(affected_side + "_") for k in result.views):
                 raise AnalysisError(f"the {affected_side} breast was given as affected but this study has no analysable {affected_side} view")

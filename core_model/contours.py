@@ -34,8 +34,10 @@ def min_area_for_scale(scale: float) -> float:
     return MIN_LESION_AREA_INPUT_PX / max(scale, 1e-9) ** 2
 
 
-def lesion_mask(probability: np.ndarray, threshold: float = THRESHOLD, min_area_px: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
-    """Threshold and drop components smaller than ``min_area_px``.
+def lesion_mask(probability: np.ndarray, threshold: float = THRESHOLD, min_area_px: float = 0.0,
+                min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Threshold and drop components smaller than ``min_area_px`` or less certain than ``min_score``
+    (mean probability inside the component).
 
     Returns (mask uint8 {0,1}, component labels int32, number of components kept).
     """
@@ -45,6 +47,9 @@ def lesion_mask(probability: np.ndarray, threshold: float = THRESHOLD, min_area_
         return binary.astype(np.uint8), labels.astype(np.int32), 0
     areas = np.bincount(labels.ravel(), minlength=n + 1)
     keep = areas >= min_area_px
+    if min_score > 0:
+        sums = np.bincount(labels.ravel(), weights=probability.ravel().astype(np.float64), minlength=n + 1)
+        keep &= sums / np.maximum(areas, 1) >= min_score
     keep[0] = False
     # relabel kept components 1..k in order of first appearance
     new_ids = np.zeros(n + 1, np.int32)
@@ -110,6 +115,7 @@ def lesions_from_probability(
     threshold: float = THRESHOLD,
     min_area_px: float = 0.0,
     simplify_px: float = SIMPLIFY_TOLERANCE_PX,
+    min_score: float = 0.0,
 ) -> tuple[np.ndarray, list[Lesion]]:
     """Mask and lesions (largest first) from a probability map in original pixels.
 
@@ -118,7 +124,7 @@ def lesions_from_probability(
     probability over the component's pixels, ``area_px`` its pixel count.
     """
     probability = np.asarray(probability, dtype=np.float32)
-    mask, labels, n = lesion_mask(probability, threshold, min_area_px)
+    mask, labels, n = lesion_mask(probability, threshold, min_area_px, min_score)
     lesions: list[Lesion] = []
     if n == 0:
         return mask, lesions

@@ -74,3 +74,13 @@ def test_lesion_touching_the_edge_still_closes():
 def test_empty_map_gives_no_lesion():
     mask, lesions = lesions_from_probability(np.full((50, 60), 0.3, np.float32))
     assert mask.shape == (50, 60) and mask.sum() == 0 and lesions == []
+
+
+def test_faint_outlines_below_the_contour_score_are_dropped():
+    p = np.zeros((60, 60), np.float32)
+    p[5:25, 5:25] = 0.9  # a certain lesion
+    p[35:55, 35:55] = 0.55  # a faint outline, as of dense normal tissue
+    mask, lesions = lesions_from_probability(p, min_score=0.6)
+    assert len(lesions) == 1 and lesions[0].score == pytest.approx(0.9)
+    assert mask[10, 10] == 1 and mask[45, 45] == 0
+    assert len(lesions_from_probability(p)[1]) == 2  # kept without the cut
