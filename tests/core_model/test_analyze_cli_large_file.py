@@ -9,15 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from core_model.checkpoint import save_checkpoint
-from core_model.io import write_mg_dicom
-from core_model.io.naming import parse_cdd_cesm_name
 from core_model.models.registry import create_model
+from tests.study_files import seven_images_and_a_huge_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,18 +28,7 @@ def test_a_2gb_sparse_file_beside_seven_images(tmp_path, demo_dir):
         save_checkpoint(create_model(name), weights[key], {"architecture": {"name": name, "config": {}},
                                                            "trained_on": "untrained (test)"})
     study = tmp_path / "study"
-    study.mkdir()
-    for f in sorted(demo_dir.glob("P66_*.jpg")):
-        info = parse_cdd_cesm_name(f)
-        if (info.side, info.view, info.energy) == ("L", "MLO", "rc"):
-            continue
-        px = np.asarray(Image.open(f).convert("L").resize((200, 256), Image.BILINEAR))
-        write_mg_dicom(study / f"{f.stem}.dcm", px, side=info.side, view=info.view, energy=info.energy,
-                       patient_id="P66")
-    big = study / "big.dcm"
-    with open(big, "wb") as fh:
-        fh.write(b"\0" * 128 + b"DICM")
-        fh.truncate(2 * 1024**3)
+    big = seven_images_and_a_huge_file(study, demo_dir)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "core_model.analyze_cli", str(study), "--out", str(out),
            "--weights-seg", str(weights["seg"]), "--weights-cls", str(weights["cls"]),

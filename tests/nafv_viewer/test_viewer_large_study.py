@@ -12,32 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core_model.io import write_mg_dicom
-from core_model.io.naming import parse_cdd_cesm_name
+from tests.study_files import GIB, seven_images_and_a_huge_file
 
 REPO = Path(__file__).resolve().parents[2]
-GIB = 1024**3
-
-
-def _seven_and_a_huge_file(folder: Path, demo_dir: Path) -> Path:
-    """Seven small DICOM images of the demo patient (no L-MLO RC) and a 2 GB sparse file of zeros after a preamble."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in sorted(demo_dir.glob("P66_*.jpg")):
-        info = parse_cdd_cesm_name(f)
-        if (info.side, info.view, info.energy) == ("L", "MLO", "rc"):
-            continue
-        px = np.asarray(Image.open(f).convert("L").resize((200, 256), Image.BILINEAR))
-        write_mg_dicom(folder / f"{f.stem}.dcm", px, side=info.side, view=info.view, energy=info.energy,
-                       patient_id="P66")
-    big = folder / "big.dcm"
-    with open(big, "wb") as fh:
-        fh.write(b"\0" * 128 + b"DICM")
-        fh.truncate(2 * GIB)
-    return big
 
 
 def test_study_with_a_2gb_file_opens_and_the_window_closes_cleanly(make_window, qtbot, tmp_path, demo_dir):
-    big = _seven_and_a_huge_file(tmp_path / "study", demo_dir)
+    big = seven_images_and_a_huge_file(tmp_path / "study", demo_dir)
     w = make_window()
     t0 = time.perf_counter()
     with qtbot.waitSignal(w.study_ready, timeout=10000):
@@ -54,7 +35,7 @@ def test_study_with_a_2gb_file_opens_and_the_window_closes_cleanly(make_window, 
 def test_closing_while_a_study_loads_cancels_and_joins_the_loader(make_window, qtbot, tmp_path, demo_dir, monkeypatch):
     from core_model.io import dicom
 
-    _seven_and_a_huge_file(tmp_path / "study", demo_dir)
+    seven_images_and_a_huge_file(tmp_path / "study", demo_dir)
     real = dicom.read_header
     started = []
 
@@ -119,7 +100,7 @@ def test_open_error_is_one_line_with_the_skipped_files_as_details(make_window, q
 
 @pytest.mark.slow
 def test_viewer_process_on_a_study_with_a_2gb_file_exits_cleanly(tmp_path, demo_dir):
-    _seven_and_a_huge_file(tmp_path / "study", demo_dir)
+    seven_images_and_a_huge_file(tmp_path / "study", demo_dir)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", NAFV_DATA_DIR=str(tmp_path / "data"))
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "nafv_viewer.app", str(tmp_path / "study"), "--screenshot",

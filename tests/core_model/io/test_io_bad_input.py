@@ -10,6 +10,7 @@ from PIL import Image
 
 from core_model.errors import StudyLoadError
 from core_model.io import MAX_PIXELS, MAX_SIDE_PX, list_patients, load_study, write_mg_dicom
+from tests.study_files import set_raw_ds
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -155,22 +156,10 @@ def test_too_large_png_is_skipped(tmp_path, demo_small):
     assert f"L_CC_RC.png: skipped, image is 1 x {MAX_SIDE_PX + 10} pixels; the limit is" in study.warnings[0]
 
 
-def _set_raw(path, keyword: str, value: bytes) -> None:
-    """Store a malformed DS value as raw bytes (pydicom refuses to write it otherwise)."""
-    import pydicom
-    from pydicom.dataelem import RawDataElement
-    from pydicom.datadict import tag_for_keyword
-
-    ds = pydicom.dcmread(path)
-    tag = pydicom.tag.Tag(tag_for_keyword(keyword))
-    ds._dict[tag] = RawDataElement(tag, "DS", len(value), value, 0, False, True)
-    ds.save_as(path)
-
-
 def test_malformed_window_is_ignored_and_the_image_kept(dicom_study):
     folder, images = dicom_study
     victim = folder / "P66_L_CC_le.dcm"
-    _set_raw(victim, "WindowCenter", b"12a ")
+    set_raw_ds(victim, "WindowCenter", b"12a ")
     study = load_study(folder)
     assert study.complete
     img = study.get("L_CC", "le")
@@ -182,8 +171,8 @@ def test_malformed_window_is_ignored_and_the_image_kept(dicom_study):
 def test_malformed_rescale_skips_only_that_file(dicom_study):
     folder, _ = dicom_study
     victim = folder / "P66_R_MLO_rc.dcm"
-    _set_raw(victim, "RescaleSlope", b"two ")
-    _set_raw(victim, "RescaleIntercept", b"0 ")
+    set_raw_ds(victim, "RescaleSlope", b"two ")
+    set_raw_ds(victim, "RescaleIntercept", b"0 ")
     study = load_study(folder)
     assert len(study) == 7 and not study.has("R_MLO", "rc")
     assert "skipped, its RescaleSlope value 'two' is not a number" in _warning_for(study, "P66_R_MLO_rc.dcm")

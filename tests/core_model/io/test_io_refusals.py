@@ -13,8 +13,8 @@ from PIL import Image
 from core_model.errors import StudyLoadError
 from core_model.io import list_patients, load_study, write_mg_dicom
 from core_model.study import file_safe_id
+from tests.study_files import GIB, set_raw_ds
 
-GIB = 1024**3
 MIB = 1024**2
 
 
@@ -57,11 +57,13 @@ def test_huge_sparse_dicom_is_refused_quickly(seven_and_a_slot, demo_small, kind
         # A real L-MLO RC file (the free slot) padded with zeros after its pixel data.
         write_mg_dicom(big, demo_small[("L", "MLO", "rc")], side="L", view="MLO", energy="rc", patient_id="P66")
         _sparse(big, size, big.read_bytes())
-    t0 = time.perf_counter()
+    # CPU time, not wall time: other jobs on the machine must not fail the test; parsing the old
+    # way cost about 0.4 CPU-s per MB (over 20 s for the 64 MiB file, minutes for 2 GiB)
+    t0 = time.process_time()
     assert list_patients(folder) == ["P66"]
     study = load_study(folder)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5.0, f"took {elapsed:.1f} s"
+    elapsed = time.process_time() - t0
+    assert elapsed < 5.0, f"took {elapsed:.1f} CPU-s"
     assert len(study) == 7 and not study.has("L_MLO", "rc")
     msg = _warning_for(study, "big.dcm")
     assert msg.startswith(f"{big}: skipped") and "damaged or truncated" not in msg
@@ -87,22 +89,11 @@ def test_large_private_data_before_the_pixels_still_loads(tmp_path, demo_small):
     assert study.warnings == [] and np.array_equal(study.get("L_CC", "le").pixels, demo_small[("L", "CC", "le")])
 
 
-def _set_raw(path, keyword: str, value: bytes) -> None:
-    """Store a DS value as raw bytes, as a modality would have written it."""
-    from pydicom.datadict import tag_for_keyword
-    from pydicom.dataelem import RawDataElement
-
-    ds = pydicom.dcmread(path)
-    tag = pydicom.tag.Tag(tag_for_keyword(keyword))
-    ds._dict[tag] = RawDataElement(tag, "DS", len(value), value, 0, False, True)
-    ds.save_as(path)
-
-
 def test_rescale_slope_zero_is_refused_naming_the_tag(dicom_study):
     folder, images = dicom_study
     victim = folder / "P66_R_CC_le.dcm"
-    _set_raw(victim, "RescaleSlope", b"0 ")
-    _set_raw(victim, "RescaleIntercept", b"0 ")
+    set_raw_ds(victim, "RescaleSlope", b"0 ")
+    set_raw_ds(victim, "RescaleIntercept", b"0 ")
     study = load_study(folder)
     assert len(study) == 7 and not study.has("R_CC", "le")
     msg = _warning_for(study, "P66_R_CC_le.dcm")
