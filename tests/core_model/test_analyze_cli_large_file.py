@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -33,11 +33,14 @@ def test_a_2gb_sparse_file_beside_seven_images(tmp_path, demo_dir):
     cmd = [sys.executable, "-m", "core_model.analyze_cli", str(study), "--out", str(out),
            "--weights-seg", str(weights["seg"]), "--weights-cls", str(weights["cls"]),
            "--device", "cpu", "--threads", "1", "--no-explain"]
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=120)
-    elapsed = time.perf_counter() - t0
+    # CPU time of the child, so other jobs on the machine cannot fail the test; parsing the 2 GB
+    # file the old way cost minutes of CPU
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     assert r.returncode == 0, r.stderr
-    assert elapsed < 10.0, f"took {elapsed:.1f} s"
+    assert cpu < 10.0, f"took {cpu:.1f} CPU-s"
     assert str(big) in r.stderr  # the big file is named where the reader looks
     doc = json.loads((out / "analysis.json").read_text())
     assert any(str(big) in w for w in doc["warnings"])
