@@ -73,10 +73,6 @@ def metrics_text(metrics: Any, limit: int = 8) -> str:
     return ", ".join(parts)
 
 
-# How the classifier's output is labelled wherever a report prints it: the
-# softmax of an unvalidated model is a ranking score, not a calibrated risk.
-
-
 def model_lines(review: Review) -> list[str]:
     """One line per model that contributed: name, weights digest, training data, card status and validation metrics."""
     out = []

@@ -73,17 +73,20 @@ def export_evaluated(weights: str | Path, result: dict, out: Path, command: str)
 
     loaded = load_checkpoint(weights)
     card = {k: v for k, v in loaded.card.items() if k not in ("weights_file", "weights_sha256", "date")}
-    metrics = dict(card.get("metrics") or {})
-    metrics.update({
+    # The evaluated figures first (what the viewer and report show); the trainer's own validation
+    # figures (model input size, every training folder, synthetic ones included) kept apart.
+    trainer = {k: v for k, v in (card.get("metrics") or {}).items() if k != "training_validation"}
+    card["metrics"] = {
         "val_dice_source_resolution": result["dice"],
         "val_miou_source_resolution": result["miou"],
         "val_dice_ci95_patient_bootstrap": result["dice_ci95_patient_bootstrap"],
         "val_images": result["n_images"],
         "val_patients": result["n_patients"],
+        "evaluated_on": f"{Path(result['data']).name} ({result['split']} patients)",
         "source_resolution_definition": result["definition"],
         "evaluated_split": result["split"],
-    })
-    card["metrics"] = metrics
+        "training_validation": trainer,
+    }
     # How the analyzer must run these weights to reproduce the figures above.
     card["inference"] = {**(card.get("inference") or {}), "flip_tta": bool(result.get("flip_tta", False))}
     card["status"] = (f"research weights: validation Dice {result['dice']:.2f} on {result['n_patients']} patients of one "
@@ -182,6 +185,7 @@ def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all", flip
         "n_patients": len({r["patient"] for r in rows}),
         "dice_ci95_patient_bootstrap": patient_bootstrap_ci(rows),
         "split": split,
+        "data": str(data_dir),
         "flip_tta": flip_tta,
         "weights": str(weights),
         "weights_sha256": loaded.sha256,
