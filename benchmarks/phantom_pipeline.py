@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
@@ -123,8 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     rc = subprocess.run(cmd).returncode
     summary, rows = score(data, analyses)
-    summary.update(difficulty=args.difficulty, seed=args.seed, command=" ".join(cmd[1:]), nafv_analyze_exit=rc,
-                   seconds=round(time.time() - t0, 1))
+    difficulty, seed = args.difficulty, args.seed
+    if args.data is not None:  # what the folder says it was written with
+        if (data / "ceiling.json").is_file():
+            difficulty = json.loads((data / "ceiling.json").read_text())["difficulty"]
+        found = re.search(r"\(seed (\d+)", (data / "README.txt").read_text(encoding="utf-8"))
+        seed = int(found.group(1)) if found else None
+    summary.update(difficulty=difficulty, seed=seed, data=str(data), command="nafv-analyze " + " ".join(cmd[1:]),
+                   nafv_analyze_exit=rc, seconds=round(time.time() - t0, 1))
     (args.out / "summary.json").write_text(json_dumps(summary, indent=2) + "\n", encoding="utf-8")
     with open(args.out / "per_study.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -54,6 +54,7 @@ from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.augment.position_mask import DEFAULT_DECAY
 from core_model.jobs import CancelToken, ProgressCallback, report
 from core_model.model_inputs import in_reading_orientation, map_views_back, study_inputs
+from core_model.notice import SYNTHETIC_MARK_RE
 from core_model.models.segmentation import lesion_probability
 from core_model.preprocess import Letterbox, normalize_image
 from core_model.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
@@ -73,6 +74,10 @@ CLOSE_CALL_MARGIN = 0.1
 # The other breast's most certain contour must beat the reader's chosen one by this much to be said
 # to be surer: contour scores that differ in the second decimal are a tie, not a finding.
 _SURER_MARGIN = 0.02
+SYNTHETIC_CLASSIFIER_WARNING = (
+    "the classifier was trained on synthetic phantom studies only: its score on a patient's images is untested "
+    "and says nothing about this lesion"
+)
 NO_LESION_FOUND = ("no lesion found: no contour in either breast reached the segmentation threshold; "
                    "the malignancy score and heatmaps were not computed")
 
@@ -270,6 +275,9 @@ class Analyzer:
         # A contour is kept only if its mean probability reaches this (the seg card's "inference", chosen
         # on validation studies): faint outlines of normal tissue are what a reader must not be shown.
         self.min_contour_score = float((self.seg.card.get("inference") or {}).get("min_contour_score", 0.0))
+        # Weights that never saw a patient say so beside every score they give a patient.
+        self.cls_synthetic_only = self.cls is not None and bool(
+            SYNTHETIC_MARK_RE.search(str(self.cls.card.get("trained_on", ""))))
         # Temperature scaling fitted on the validation folds (model card "calibration"); 1 = raw softmax.
         calib = (self.cls.card.get("calibration") or {}) if self.cls is not None else {}
         self.temperature = float(calib.get("temperature", 1.0))
@@ -445,6 +453,8 @@ class Analyzer:
 
         if self.cls is not None and decision.side is not None:
             self._classify(study, result, decision.side, explain, clock, warnings)
+            if result.malignancy_probability is not None and not study.synthetic and self.cls_synthetic_only:
+                warnings.append(SYNTHETIC_CLASSIFIER_WARNING)
         map_views_back(result.views, flips)
         result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
         report(progress, "done", 1.0)

@@ -88,9 +88,11 @@ def prominent_warnings(analysis: Any) -> list[str]:
     """Warnings that change how far the score can be trusted, shown above the results.
 
     The dual-view path (contralateral views missing, or dual-view scoring on
-    four-view weights) is one: the paper reports lower accuracy for it.
+    four-view weights) is one: the paper reports lower accuracy for it. A
+    classifier that never saw a patient, scoring a patient, is another.
     """
-    return [str(w) for w in analysis.warnings if "dual-view" in str(w).lower()]
+    return [str(w) for w in analysis.warnings
+            if "dual-view" in str(w).lower() or "trained on synthetic phantom studies only" in str(w)]
 
 
 def clinical_notice(analysis: Any) -> str | None:

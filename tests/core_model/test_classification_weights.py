@@ -20,14 +20,17 @@ def test_shipped_card_is_honest_and_weights_small():
     assert "synthetic" in ident["trained_on"].lower()
     assert ident["not_for_clinical_use"] is True and "not for clinical use" in ident["notice"]
     assert "synthetic" in lm.card["status"] and "auc" in lm.card["metrics"]
-    assert "NOT DINOv2-pretrained" in lm.card["backbone"]
+    assert "ImageNet" in lm.card["backbone"] and lm.model.is_cnn
+    # the score is temperature-scaled, and the card says on what
+    cal = lm.card["calibration"]
+    assert cal["method"] == "temperature scaling" and cal["temperature"] > 0 and "validation" in cal["fitted_on"]
 
 
 def test_shipped_model_scores_demo_study(demo_dir):
     torch.set_num_threads(1)
     lm = load_checkpoint(WEIGHTS)
     m = lm.model
-    assert m.mode == "four-view" and m.input_size == 112 and m.channels == ("le", "le", "rc")
+    assert m.mode == "four-view" and m.input_size == 224 and m.channels == ("le", "le", "rc")
     study = load_study(demo_dir)
     masks = {f"L_{v}": np.asarray(Image.open(demo_dir.parent / "demo_masks" / f"P66_L_DM_{v}.jpg").convert("L")) > 127
              for v in ("CC", "MLO")}
