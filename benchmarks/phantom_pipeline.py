@@ -128,13 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is not None:  # what the folder says it was written with
         if (data / "ceiling.json").is_file():
             difficulty = json.loads((data / "ceiling.json").read_text())["difficulty"]
-        found = re.search(r"\(seed (\d+)", (data / "README.txt").read_text(encoding="utf-8"))
+        else:
+            difficulty = None  # not recorded by that folder
+        readme = data / "README.txt"
+        found = re.search(r"\(seed (\d+)", readme.read_text(encoding="utf-8")) if readme.is_file() else None
         seed = int(found.group(1)) if found else None
     summary.update(difficulty=difficulty, seed=seed, data=str(data), command="nafv-analyze " + " ".join(cmd[1:]),
                    nafv_analyze_exit=rc, seconds=round(time.time() - t0, 1))
     (args.out / "summary.json").write_text(json_dumps(summary, indent=2) + "\n", encoding="utf-8")
     with open(args.out / "per_study.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
         w.writerows(rows)
     print(json.dumps(summary, indent=2))

@@ -11,22 +11,23 @@ order (each timed, reported to ``progress`` and preceded by a cancel check):
 2. ``segmentation``: both breasts in one batch (study-level batching), each
    breast's CC+MLO with the other breast as contralateral input.
 3. ``contours``: probability maps back to original pixels, thresholded at 0.5,
-   specks removed (:data:`core_model.contours.MIN_LESION_AREA_INPUT_PX`),
-   polygons and per-lesion scores; then :func:`decide_affected_side` picks the
+   specks removed (:data:`core_model.contours.MIN_LESION_AREA_INPUT_PX`) and,
+   when the weights' card sets ``inference.min_contour_score``, outlines less
+   certain than that; polygons and per-lesion scores; then :func:`decide_affected_side` picks the
    breast whose contour is the most certain, or finds no lesion at all.
 4. ``classification``: only when a lesion was found (or the reader named the
    breast): the affected CC/MLO (and the contralateral pair when the
    classifier is four-view and it exists; else dual-view) times the position
    mask of the lesion (Eq. 8) -> malignancy score.
+5. ``explain``: Grad-CAM of the predicted class on the LE images of the
+   affected views (:mod:`core_model.explain`). It shares the classifier's
+   forward pass (one forward + one backward in all); ``timings_s`` books the
+   forward under ``classification`` and the backward and maps under ``explain``.
 
 Every image is brought to reading orientation before the models see it and
 the results are mapped back to the images as stored
 (:mod:`core_model.model_inputs`), so a study whose breasts are stored with
 both chest walls on one edge meets the contralateral fusion the right way round.
-5. ``explain``: Grad-CAM of the predicted class on the LE images of the
-   affected views (:mod:`core_model.explain`). It shares the classifier's
-   forward pass (one forward + one backward in all); ``timings_s`` books the
-   forward under ``classification`` and the backward and maps under ``explain``.
 
 Cancel is honoured within a second: the token is checked between stages and
 views, and inside every forward pass through hooks on the models' modules.
@@ -54,7 +55,7 @@ from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.augment.position_mask import DEFAULT_DECAY
 from core_model.jobs import CancelToken, ProgressCallback, report
 from core_model.model_inputs import in_reading_orientation, map_views_back, study_inputs
-from core_model.notice import SYNTHETIC_MARK_RE
+from core_model.notice import SYNTHETIC_CLASSIFIER_WARNING, SYNTHETIC_MARK_RE
 from core_model.models.segmentation import lesion_probability
 from core_model.preprocess import Letterbox, normalize_image
 from core_model.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
@@ -74,12 +75,8 @@ CLOSE_CALL_MARGIN = 0.1
 # The other breast's most certain contour must beat the reader's chosen one by this much to be said
 # to be surer: contour scores that differ in the second decimal are a tie, not a finding.
 _SURER_MARGIN = 0.02
-SYNTHETIC_CLASSIFIER_WARNING = (
-    "the classifier was trained on synthetic phantom studies only: its score on a patient's images is untested "
-    "and says nothing about this lesion"
-)
-NO_LESION_FOUND = ("no lesion found: no contour in either breast reached the segmentation threshold; "
-                   "the malignancy score and heatmaps were not computed")
+NO_LESION_FOUND = ("no lesion found: no contour in this study reached the segmentation threshold; "
+                   "no malignancy score or heatmap was computed")
 
 
 @dataclass
@@ -276,11 +273,15 @@ class Analyzer:
         # on validation studies): faint outlines of normal tissue are what a reader must not be shown.
         self.min_contour_score = float((self.seg.card.get("inference") or {}).get("min_contour_score", 0.0))
         # Weights that never saw a patient say so beside every score they give a patient.
-        self.cls_synthetic_only = self.cls is not None and bool(
-            SYNTHETIC_MARK_RE.search(str(self.cls.card.get("trained_on", ""))))
+        self.cls_synthetic_only = self.cls is not None and (
+            bool(self.cls.card.get("synthetic_only"))
+            or bool(SYNTHETIC_MARK_RE.search(str(self.cls.card.get("trained_on", "")))))
         # Temperature scaling fitted on the validation folds (model card "calibration"); 1 = raw softmax.
         calib = (self.cls.card.get("calibration") or {}) if self.cls is not None else {}
-        self.temperature = float(calib.get("temperature", 1.0))
+        try:
+            self.temperature = float(calib.get("temperature") or 1.0)
+        except (TypeError, ValueError):
+            self.temperature = float("nan")
         if not self.temperature > 0:
             raise ModelLoadError("the classifier card gives a non-positive calibration temperature", self.cls.weights_path)
 

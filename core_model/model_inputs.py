@@ -72,7 +72,9 @@ def in_reading_orientation(study: Study) -> tuple[Study, dict[str, Flips]]:
                 warnings=study.warnings, synthetic=study.synthetic, description=study.description)
     for (key, energy), im in study.images.items():
         f = flips.get(key, (False, False))
-        out.images[(key, energy)] = replace(im, pixels=flip_array(im.pixels, f)) if (f[0] or f[1]) else im
+        # the tags described the stored pixels, not the flipped ones: dropped, so nothing flips them twice
+        out.images[(key, energy)] = (replace(im, pixels=flip_array(im.pixels, f), orientation=None)
+                                     if (f[0] or f[1]) else im)
     return out, flips
 
 

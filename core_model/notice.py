@@ -16,10 +16,15 @@ SYNTHETIC_MARK_RE = re.compile(r"\bSYNTHETIC\b.*\b[Pp]hantom\b", re.DOTALL)
 
 
 # What the malignancy score is, in words, by whether its weights carry a calibration.
-UNCALIBRATED_SCORE = "uncalibrated model score (not a probability of cancer)"
-CALIBRATED_SCORE = ("model score, temperature-scaled on its training data's validation patients only "
-                    "(not a probability of cancer)")
-NO_LESION_FOUND_SHORT = "no lesion found in either breast"
+UNCALIBRATED_SCORE = "uncalibrated model score, not a probability of cancer"
+CALIBRATED_SCORE = ("model score temperature-scaled on its training data's validation studies only, "
+                    "not a probability of cancer")
+NO_LESION_FOUND_SHORT = "no lesion found"
+# Said beside every score that weights trained only on synthetic studies give a patient's images.
+SYNTHETIC_CLASSIFIER_WARNING = (
+    "the classifier was trained on synthetic phantom studies only: its score on a patient's images is untested "
+    "and says nothing about this lesion"
+)
 
 
 def score_words(models: dict | None) -> str:

@@ -4,7 +4,7 @@ Made to survive grey printing: each finding state has its own line style
 (accepted solid, edited dashed, reader-drawn dash-dot) over a white halo, and
 every contour carries its finding id, so nothing depends on colour. The
 classifier's output is printed beside the reader's BI-RADS call, labelled as
-the AI's uncalibrated model score (not a probability of cancer), never in its
+the AI's model score (worded by its weights' calibration; never a probability of cancer), never in its
 place. The model identity (with the card's status and validation metrics) and
 the not-for-clinical-use notice are on every page when the weights are not
 validated.
@@ -277,7 +277,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
         else:
             ai_side_text = (f"The AI took the {breast} breast as the affected one "
                             f"({side_source_words(review.ai.get('affected_side_source', 'segmentation'))}).")
-        ai_side_text += (f" The classifier's output is a {score_label}, shown for reference beside the "
+        ai_side_text += (f" The classifier's output ({score_label}) is shown for reference beside the "
                          "reader's category; it does not replace it.")
     elif no_lesion:
         ai_side_text = ("The AI found no lesion in either breast (no contour reached the segmentation threshold), "

@@ -113,8 +113,10 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nafv-train cls", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="study folder (images/ or the studies themselves, plus masks/), "
-                   "or the public CDD-CESM collection as downloaded")
+    p.add_argument("--data", required=True, action="append",
+                   help="study folder (images/ or the studies themselves, plus masks/), or the public CDD-CESM "
+                        "collection as downloaded; repeat to pool folders (e.g. easy and medium synthetic studies; "
+                        "their patient ids must differ)")
     p.add_argument("--labels", help="annotation CSV (CDD-CESM format) or the collection's .xlsx; default "
                    "DATA/labels.csv or DATA/annotations.csv, else the collection's 'Radiology manual annotations'")
     p.add_argument("--label-from", choices=("birads", "pathology"), default="birads",
@@ -141,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-data", help="study folder for --finetune-backbone (keep it disjoint from --data)")
     p.add_argument("--finetune-labels", help="annotation CSV for --finetune-data (default as for --labels)")
     p.add_argument("--finetune-lr", type=float, default=3e-4)
-    p.add_argument("--input-size", type=int, default=224, help="square input side in pixels (multiple of 14)")
+    p.add_argument("--input-size", type=int, default=224,
+                   help="square input side in pixels (a multiple of 14 for DINOv2, of 16 for EfficientNet-Lite)")
     p.add_argument("--channels", default="le,le,rc", help="energies filling the three input channels")
     p.add_argument("--position-decay", type=float, default=DEFAULT_DECAY, help="Eq. 8 decay, fraction of the image diagonal")
     p.add_argument("--adversarial-variants", type=int, default=0,
@@ -278,12 +281,12 @@ def predict(head, cache, idx, variant: dict, device, batch: int = 64, temperatur
     return 1.0 / (1.0 + np.exp(-margins(head, cache, idx, variant, device, batch) / temperature))
 
 
-def fit_temperature(margin: np.ndarray, y: np.ndarray) -> float:
+def fit_temperature(margin: np.ndarray, y: np.ndarray) -> float | None:
     """Temperature scaling (Guo et al. 2017): the T > 0 minimising the validation NLL of
     sigmoid(margin / T). One parameter, so it changes how sure the score sounds, never the ranking
     (the AUC); searched on a log grid, which is exact enough and cannot diverge."""
     if len(y) == 0 or len(set(np.asarray(y).tolist())) < 2:
-        return 1.0
+        return None  # nothing to fit on: no calibration, and none is claimed
     ts = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
     y = np.asarray(y, dtype=np.float64)
     nll = [float(np.mean(np.logaddexp(0.0, -margin / t) * y + np.logaddexp(0.0, margin / t) * (1 - y))) for t in ts]
@@ -329,6 +332,7 @@ def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dis
     use_adv = variant["adversarial"] and (fresh is not None or "adversarial" in cache)
     n_adv = cache["adversarial"].shape[1] if (use_adv and fresh is None) else 0
     train_idx = torch.as_tensor(train_idx)
+    train_idx = train_idx.long()
     pos = torch.full((len(labels),), -1, dtype=torch.long)
     pos[train_idx] = torch.arange(len(train_idx))  # case index -> row of this epoch's fresh samples
     done = st["bad"] >= args.patience  # resumed after early stopping: nothing left to train
@@ -429,7 +433,7 @@ def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, de
             info = train_head(head, cache, idx[0], idx[1], variant, args, device, dist, fdir,
                               f"{name} fold {f + 1}/{len(folds)}", fresh=fresh if variant["adversarial"] else None)
             # temperature fitted on the fold's validation patients, applied to its test patients
-            t = fit_temperature(margins(head, cache, idx[1], variant, device), cache["label"][idx[1]].numpy())
+            t = fit_temperature(margins(head, cache, idx[1], variant, device), cache["label"][idx[1]].numpy()) or 1.0
             m_test = margins(head, cache, idx[2], variant, device)
             p_raw = 1.0 / (1.0 + np.exp(-m_test))
             p_test = 1.0 / (1.0 + np.exp(-m_test / t))
@@ -523,11 +527,25 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
-    data = Path(args.data)
-    labels_csv = _default_labels(data, args.labels)
+    folders = [Path(d) for d in args.data]
+    if args.labels and len(folders) > 1:
+        raise NafvError("--labels names one label file: with several --data folders each uses its own")
+    labels_csvs = [_default_labels(d, args.labels) for d in folders]
+    data = folders[0] if len(folders) == 1 else Path(" + ".join(d.name for d in folders))  # shown, never opened
     cfg = model_config(args)
     variants = list(VARIANTS) if args.ablation else [
         "dual-view" if args.mode == "dual-view" else ("four-view-no-adversarial" if args.no_adversarial else "four-view")]
+    previous = out / "config.json"
+    if previous.is_file() and any((out / v).is_dir() for v in VARIANTS):
+        # a rerun resumes finished folds: only with the recipe they were made with
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        keys = ("model_config", "backbone", "backbone_weights", "adversarial_variants", "folds", "seed", "label_from",
+                "data", "lr", "epochs", "patience", "batch_size", "beta", "focal_alpha", "focal_gamma", "scratch")
+        now = json.loads(json.dumps(dict(vars(args), model_config=cfg), default=str))
+        changed = [k for k in keys if old.get(k) != now.get(k)]
+        if changed:
+            raise NafvError(f"this run folder holds folds trained with other settings ({', '.join(changed)}); "
+                            "use a new --out, or rerun with the same settings to resume", out)
     if dist.is_main:
         write_json(out / "config.json", dict(vars(args), model_config=cfg, variants=variants, world_size=dist.world_size))
 
@@ -536,7 +554,15 @@ def main(argv: list[str] | None = None) -> int:
 
     show = dist.is_main
     t0 = time.time()
-    cases, notes = load_cases(data, labels_csv, args.label_from)
+    cases, notes = [], []
+    for folder, labels_csv in zip(folders, labels_csvs):
+        got, more = load_cases(folder, labels_csv, args.label_from)
+        clash = sorted({c.patient_id for c in got} & {c.patient_id for c in cases})
+        if clash:
+            raise NafvError(f"patient ids {clash[:3]} occur in two --data folders; give each folder its own ids "
+                            "(nafv-train phantom --first-id)", folder)
+        cases += got
+        notes += more
     if not cases:
         raise NafvError("no labelled cases with lesion masks found", data)
     four = any(VARIANTS[v]["mode"] == "four-view" for v in variants)
@@ -594,8 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in model.backbone.parameters():
         p.requires_grad_(False)
 
-    data_id = hashlib.sha256(json.dumps([c.key for c in cases] + [str(data.resolve()), str(labels_csv.resolve()),
-                                                                  args.label_from]).encode()).hexdigest()
+    data_id = hashlib.sha256(json.dumps([c.key for c in cases] + [str(f.resolve()) for f in folders]
+                                        + [str(c.resolve()) for c in labels_csvs] + [args.label_from]).encode()).hexdigest()
     cache_path = out / "cache" / f"tokens-{_cache_key(args, cfg, backbone_id, data_id)}.safetensors"
     n_adv = args.adversarial_variants if any(VARIANTS[v]["adversarial"] for v in variants) else 0
     if not cache_path.is_file():
@@ -648,7 +674,8 @@ def _write_table(results, out: Path, args, n_cases: int, n_patients: int, backbo
     for r in results:
         lines.append(f"| {r['variant']} | {fmt(r['auc_mean'], r['auc_std'])} | {fmt(r['precision_mean'], r['precision_std'])} "
                      f"| {fmt(r['recall_mean'], r['recall_std'])} | {r['pooled_auc']:.3f} |")
-    head = (f"{args.folds}-fold patient-level CV on {n_cases} cases / {n_patients} patients from {args.data}; "
+    sources = " + ".join(str(d) for d in args.data)
+    head = (f"{args.folds}-fold patient-level CV on {n_cases} cases / {n_patients} patients from {sources}; "
             f"backbone: {backbone_desc}; input {args.input_size} px; seed {args.seed}\n\n")
     (out / "ablation.md" if len(results) > 1 else out / "results.md").write_text(head + "\n".join(lines) + "\n")
 
@@ -671,11 +698,12 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
         return
     m_val, y_val = margins(head, cache, idx_va, variant, device), cache["label"][idx_va].numpy()
     temperature = fit_temperature(m_val, y_val)
-    calibration = dict(method="temperature scaling", temperature=round(temperature, 4),
+    calibration = None if temperature is None else dict(method="temperature scaling", temperature=round(temperature, 4),
                        fitted_on=f"the final model's validation patients ({len(va)} patients, {len(idx_va)} cases) "
                                  f"of {data.name}",
                        ece_validation_uncalibrated=round(expected_calibration_error(y_val, 1 / (1 + np.exp(-m_val))), 4),
-                       ece_validation=round(expected_calibration_error(y_val, 1 / (1 + np.exp(-m_val / temperature))), 4),
+                       ece_validation=round(expected_calibration_error(y_val, 1 / (1 + np.exp(-m_val / (temperature or 1.0)))), 4),
+                       at_search_limit=bool(temperature is not None and not 0.05 < temperature < 20.0),
                        ece_cross_validation=(round(cv_summary["ece_mean"], 4)
                                              if not math.isnan(cv_summary.get("ece_mean", float("nan"))) else None),
                        meaning="calibrated on the training data's distribution only: on other data (real patients, "
@@ -714,6 +742,12 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
                      "contralateral side runs its dual-view path, which it was not trained for."),
         not_for_clinical_use=True,
     )
+    if calibration is None:
+        del card["calibration"]
+    from core_model.train.seg_data import is_synthetic_folder
+
+    # the analyzer warns beside every score such weights give a patient, whatever trained_on says
+    card["synthetic_only"] = all(is_synthetic_folder(Path(d)) for d in args.data)
     if args.status:
         card["status"] = args.status
     save_checkpoint(model, args.export, card)

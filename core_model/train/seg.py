@@ -293,8 +293,10 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
         val_p += vp
     gen = seed_everything(args.seed)
     model = create_model(args.arch, **model_kw).to(device)
-    encoder_init = "scratch"
-    if getattr(model, "backbone", None) is not None and not args.scratch and not args.resume:
+    encoder_init = "scratch" if getattr(model, "backbone", None) is not None else "scratch (conv encoder)"
+    if args.init:
+        encoder_init = f"from the --init weights ({Path(args.init).name})"
+    elif getattr(model, "backbone", None) is not None and not args.scratch and not args.resume:
         n_loaded = model.backbone.load_imagenet()
         encoder_init = f"ImageNet ({args.encoder}, {n_loaded} tensors from its package)"
         model.to(device)
@@ -367,7 +369,7 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             "trained_on": trained_on_text(args.data, sources, set(train_p), train_b, train_ds, args.channels),
             "data": {"dir": [str(d) for d in args.data],
                      "citation": "Khaled R. et al., CDD-CESM, TCIA 2021, DOI 10.7937/29kw-ae92"},
-            "encoder": {"name": args.encoder, "init": encoder_init},
+            "encoder": {"name": getattr(getattr(model, "cfg", None), "encoder", "conv"), "init": encoder_init},
             "split": split,
             "seed": args.seed,
             "epochs": epoch,

@@ -75,7 +75,8 @@ def export_evaluated(weights: str | Path, result: dict, out: Path, command: str)
     card = {k: v for k, v in loaded.card.items() if k not in ("weights_file", "weights_sha256", "date")}
     # The evaluated figures first (what the viewer and report show); the trainer's own validation
     # figures (model input size, every training folder, synthetic ones included) kept apart.
-    trainer = {k: v for k, v in (card.get("metrics") or {}).items() if k != "training_validation"}
+    old = card.get("metrics") or {}
+    trainer = old.get("training_validation") or {k: v for k, v in old.items() if k != "training_validation"}
     card["metrics"] = {
         "val_dice_source_resolution": result["dice"],
         "val_miou_source_resolution": result["miou"],
@@ -89,8 +90,8 @@ def export_evaluated(weights: str | Path, result: dict, out: Path, command: str)
     }
     # How the analyzer must run these weights to reproduce the figures above.
     card["inference"] = {**(card.get("inference") or {}), "flip_tta": bool(result.get("flip_tta", False))}
-    card["status"] = (f"research weights: validation Dice {result['dice']:.2f} on {result['n_patients']} patients of one "
-                      "public collection; not validated clinically")
+    card["status"] = (f"research weights: validation Dice {result['dice']:.2f} on {result['n_patients']} patients of "
+                      f"{Path(result['data']).name}; not validated clinically")
     card["reproduce"] = {"train": (card.get("reproduce") or {}).get("train", "see the run's config.json"),
                          "evaluate_and_export": command}
     epochs, planned = card.get("epochs"), card.get("epochs_planned")

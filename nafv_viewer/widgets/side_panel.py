@@ -28,15 +28,15 @@ from PySide6.QtWidgets import (
 )
 
 from core_model.analysis import side_source_words
-from core_model.notice import NO_LESION_FOUND_SHORT, score_words
+from core_model.notice import NO_LESION_FOUND_SHORT, SYNTHETIC_CLASSIFIER_WARNING, score_words
 from core_model.study import SIDE_NAMES, VIEW_KEYS, Study
 from nafv_viewer.state import COMPARE_MODES, LAYOUTS, PRESETS, ViewerState
 
 LAYOUT_NAMES = {"4up": "4-up (one energy)", "8up": "8-up (LE and RC)", "1up": "1-up (active view)"}
 
 
-# The classifier's output is a score, not a calibrated probability: the shipped card
-# says so and its cross-validated AUC is about 0.6. The label says it every time.
+# The classifier's output is a score, never a probability of cancer: the line that shows it says
+# so every time, in words chosen by whether its weights carry a calibration (core_model.notice).
 SCORE_LABEL = "Model score"
 
 
@@ -91,8 +91,7 @@ def prominent_warnings(analysis: Any) -> list[str]:
     four-view weights) is one: the paper reports lower accuracy for it. A
     classifier that never saw a patient, scoring a patient, is another.
     """
-    return [str(w) for w in analysis.warnings
-            if "dual-view" in str(w).lower() or "trained on synthetic phantom studies only" in str(w)]
+    return [str(w) for w in analysis.warnings if "dual-view" in str(w).lower() or str(w) == SYNTHETIC_CLASSIFIER_WARNING]
 
 
 def clinical_notice(analysis: Any) -> str | None:
@@ -349,7 +348,8 @@ class SidePanel(QScrollArea):
         source = side_source_words(str(analysis.affected_side_source))
         if analysis.lesion_found is False and not side:
             lines = [f"<b>AI finding:</b> {NO_LESION_FOUND_SHORT} (no contour reached the threshold)",
-                     f"<b>{SCORE_LABEL}:</b> not computed: there is no lesion to score"]
+                     f"<b>{SCORE_LABEL}:</b> not computed: there is no lesion to score"
+                     if "classifier" in analysis.models else f"<b>{SCORE_LABEL}:</b> no classifier result"]
         else:
             side_text = f"{side_name} breast ({escape(source)})" if side else "undetermined"
             lines = [f"<b>Affected breast:</b> {side_text}"]

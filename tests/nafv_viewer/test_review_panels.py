@@ -125,7 +125,7 @@ def test_invalid_edit_shows_message_and_changes_nothing(setup):
 def test_assessment_both_directions_ai_beside_reader_and_undo(setup, qtbot):
     store, study, c, _, panel = setup
     assert panel.birads["L"].currentText() == "—"  # the AI never pre-fills the reader's call
-    assert panel.ai["L"].text().startswith("AI model score: 0.71 (four-view; uncalibrated model score (not a probability of cancer))")
+    assert panel.ai["L"].text().startswith("AI model score: 0.71 (four-view; uncalibrated model score, not a probability of cancer)")
     assert "not for clinical use" in panel.ai["L"].text()
     assert panel.ai["R"].text() == "AI: scored the other breast"
     panel.birads["L"].setCurrentText("4B")

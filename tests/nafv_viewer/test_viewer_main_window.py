@@ -170,7 +170,7 @@ def test_analysis_overlays_and_side_panel(demo_window, qtbot):
     wd = w.grid.panels4["L_CC"].current.shape[1]
     assert curve.xData.min() == pytest.approx(0.3 * wd + 0.5, abs=1)
     text = w.side.result_label.text()
-    assert "Model score:</b> 0.73 on a 0–1 scale (uncalibrated model score (not a probability of cancer);" in text
+    assert "Model score:</b> 0.73 on a 0–1 scale (uncalibrated model score, not a probability of cancer;" in text
     assert "left breast" in text and "not a diagnosis" in text and "Malignancy probability" not in text and "%" not in text
     assert w.side.notice_label.isVisible() and "not for clinical use" in w.side.notice_label.text()
     assert "nafv_seg_test" in w.side.model_label.text() and "abababababab" in w.side.model_label.text()

@@ -41,7 +41,7 @@ def test_score_is_labelled_uncalibrated_with_card_status_and_metrics(panel):
     a.models["segmentation"]["metrics"] = {"val_dice": 0.5371586, "val_patients": 28, "best_epoch": 24}
     panel.show_analysis(a)
     text = panel.result_label.text()
-    assert "Model score:</b> 0.73 on a 0–1 scale (uncalibrated model score (not a probability of cancer);" in text
+    assert "Model score:</b> 0.73 on a 0–1 scale (uncalibrated model score, not a probability of cancer;" in text
     assert "probability:" not in text and "73 %" not in text
     seg_line, cls_line, device = panel.model_label.text().split("<br>")
     assert "validation: val_dice 0.537; on 28 validation patients" in seg_line and "best_epoch" not in seg_line
@@ -56,7 +56,7 @@ def test_a_calibrated_score_says_what_it_was_calibrated_on(panel):
     a.models["classifier"]["calibration"] = {"method": "temperature scaling", "temperature": 1.7}
     panel.show_analysis(a)
     text = panel.result_label.text()
-    assert "temperature-scaled on its training data's validation patients only (not a probability of cancer)" in text
+    assert "temperature-scaled on its training data's validation studies only, not a probability of cancer" in text
     assert "uncalibrated" not in text
 
 
@@ -65,7 +65,7 @@ def test_no_lesion_found_is_said_and_no_score_shown(panel):
     a.affected_side, a.lesion_found, a.malignancy_probability, a.classifier_mode = None, False, None, None
     panel.show_analysis(a)
     text = panel.result_label.text()
-    assert "<b>AI finding:</b> no lesion found in either breast" in text
+    assert "<b>AI finding:</b> no lesion found (no contour reached the threshold)" in text
     assert "not computed: there is no lesion to score" in text and "Affected breast" not in text
 
 

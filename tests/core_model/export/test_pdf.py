@@ -73,7 +73,7 @@ def test_report_content_rows(dicom_review):
     # AI beside the reader's call, labelled as a score, never as a probability of cancer
     assert c["assessment"][0][3] == "AI classifier score"
     assert c["assessment"][2] == ["left", "4C", "B",
-                                  "0.64: uncalibrated model score (not a probability of cancer), dual-view"]
+                                  "0.64: uncalibrated model score, not a probability of cancer, dual-view"]
     assert c["notes"] == [("Left", "Irregular enhancing mass with non-mass enhancement.")]
     anon = report_content(review, deidentify=True)
     assert anon["patient_id"].startswith("ANON-") and "P12" not in str(anon["identity"])

@@ -97,7 +97,7 @@ def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
     raw, cal = 1 / (1 + np.exp(-overconfident)), 1 / (1 + np.exp(-overconfident / t))
     assert expected_calibration_error(y, cal) < 0.5 * expected_calibration_error(y, raw)
     assert auc_score(y, cal) == pytest.approx(auc_score(y, raw))
-    assert fit_temperature(np.array([1.0, 2.0]), np.array([1, 1])) == 1.0  # one class: nothing to fit
+    assert fit_temperature(np.array([1.0, 2.0]), np.array([1, 1])) is None  # one class: nothing to fit, none claimed
 
 
 @pytest.mark.slow
@@ -116,4 +116,18 @@ def test_pretrained_backbone_fresh_adversarial_and_calibrated_export(phantom_dat
     assert all(r["temperature"] > 0 for r in rows)
     card = load_checkpoint(weights).card
     assert "ImageNet" in card["backbone"] and card["training"]["adversarial"] == "a new sample per case each epoch"
-    assert card["calibration"]["method"] == "temperature scaling" and card["calibration"]["temperature"] > 0
+    if card["training"]["final_val_auc"] < 0:  # a one-class validation split: nothing to fit, nothing claimed
+        assert "calibration" not in card
+    else:
+        assert card["calibration"]["method"] == "temperature scaling" and card["calibration"]["temperature"] > 0
+    assert card["synthetic_only"] is True  # phantom folders: the analyzer will say so beside patients' scores
+
+
+def test_a_rerun_with_other_settings_is_refused_not_mixed_into_the_folds(phantom_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["cls", "--data", str(phantom_data), "--label-from", "pathology", "--out", str(out), "--folds", "3",
+            "--epochs", "1", "--patience", "1"] + TINY
+    assert cli_main(args) == 0
+    assert cli_main(args + ["--lr", "3e-4"]) == 2  # finished folds were trained at lr 1e-3
+    assert "other settings (lr)" in capsys.readouterr().err
+    assert cli_main(args) == 0  # the same settings resume
