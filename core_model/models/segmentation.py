@@ -258,10 +258,12 @@ class NafvSegNet(nn.Module):
         d0, d1, d2, d3 = cfg.decoder_widths
         sk = cfg.skips
         self.up = nn.ModuleList([
-            UpBlock(cfg.dim, c_fused if sk else 0, d0),  # H/16 -> H/8
-            UpBlock(d0, w2 if sk else 0, d1),  # -> H/4
-            UpBlock(d1, w1 if sk else 0, d2),  # -> H/2
-            UpBlock(d2, w0 if sk else 0, d3),  # -> H
+            # each block upsamples to its skip's size: conv encoder H/16 -> H/8 -> H/4 -> H/2 -> H;
+            # pretrained encoder (tokens already at H/16) H/16 -> H/8 -> H/4 -> H/2, then a final resize to H
+            UpBlock(cfg.dim, c_fused if sk else 0, d0),
+            UpBlock(d0, w2 if sk else 0, d1),
+            UpBlock(d1, w1 if sk else 0, d2),
+            UpBlock(d2, w0 if sk else 0, d3),
         ])
         self.head = nn.Conv2d(d3, 1, 1)
 
