@@ -259,7 +259,7 @@ class NafvSegNet(nn.Module):
         sk = cfg.skips
         self.up = nn.ModuleList([
             # each block upsamples to its skip's size: conv encoder H/16 -> H/8 -> H/4 -> H/2 -> H;
-            # pretrained encoder (tokens already at H/16) H/16 -> H/8 -> H/4 -> H/2, then a final resize to H
+            # pretrained encoder: stays at H/16 (its skip is H/16 too) -> H/8 -> H/4 -> H/2, then a resize to H
             UpBlock(cfg.dim, c_fused if sk else 0, d0),
             UpBlock(d0, w2 if sk else 0, d1),
             UpBlock(d1, w1 if sk else 0, d2),
