@@ -17,7 +17,6 @@ import re
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -642,9 +642,11 @@ def main(argv: list[str] | None = None) -> int:
     if n_adv == 0 and any(VARIANTS[v]["adversarial"] for v in variants):
         from core_model.train.cls_data import embed_adversarial
 
-        def fresh(epoch: int, idx: torch.Tensor) -> torch.Tensor:
+        def draw_adversarial(epoch: int, idx: torch.Tensor) -> torch.Tensor:
             return embed_adversarial(model, [cases[i] for i in idx.tolist()], [int(i) for i in idx.tolist()],
                                      args.seed, epoch)
+
+        fresh = draw_adversarial
 
     folds = patient_kfold(patients, args.folds, args.seed)
     case_patients = [c.patient_id for c in cases]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.study_files import GIB, seven_images_and_a_huge_file
+from tests.study_files import seven_images_and_a_huge_file
 
 REPO = Path(__file__).resolve().parents[2]
 
