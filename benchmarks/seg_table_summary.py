@@ -1,6 +1,8 @@
-"""The segmentation table from a `scripts/seg_table_gpu.sh` runs folder: one row per variant and stage.
+"""The segmentation table from a runs folder of `scripts/seg_table_gpu.sh` or
+`scripts/seg_encoder_ablation.sh`: one row per variant and stage.
 
     .venv/bin/python benchmarks/seg_table_summary.py RUNS_DIR [--device "NVIDIA H100 ..."] [--json OUT.json]
+        [--stages adamw] [--what "the recipe"]
 
 Reads each variant's ``eval_{sgd,adamw}.json`` (``nafv-train evaluate-seg`` on the
 validation patients, source resolution) and its run cards (epochs really run,
@@ -25,10 +27,10 @@ from core_model.jsonsafe import dumps  # noqa: E402
 STAGES = ("sgd", "adamw")
 
 
-def rows_of(runs: Path) -> list[dict]:
+def rows_of(runs: Path, stages: tuple[str, ...] = STAGES) -> list[dict]:
     rows = []
     for vdir in sorted(p for p in runs.iterdir() if p.is_dir()):
-        for stage in STAGES:
+        for stage in stages:
             ev, card = vdir / f"eval_{stage}.json", vdir / stage / "last.json"
             row = {"variant": vdir.name, "stage": stage}
             if not ev.is_file() or not card.is_file():
@@ -40,6 +42,8 @@ def rows_of(runs: Path) -> list[dict]:
                          "arch": c["architecture"]["name"],
                          "channels": "+".join(cfg.get("channels", ["rc"])),
                          "size": cfg.get("input_size"),
+                         "encoder": cfg.get("encoder", "conv"),
+                         "encoder_init": (c.get("encoder") or {}).get("init", "scratch"),
                          "asym_fusion": cfg.get("asym_fusion"), "cross_attention": cfg.get("cross_attention"),
                          "seed": c["seed"],
                          "dice": round(e["dice"], 4), "dice_ci95": [round(x, 3) for x in e["dice_ci95_patient_bootstrap"]],
@@ -68,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", type=Path)
     ap.add_argument("--device", default=None, help="what trained the runs, for the record")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                    help="stages each variant ran (scripts/seg_encoder_ablation.sh runs adamw only)")
+    ap.add_argument("--what", default=None, help="the recipe, for the record (default: seg_table_gpu.sh's)")
     args = ap.parse_args(argv)
     if not args.runs.is_dir():
         print(f"seg_table_summary: no such folder: {args.runs}", file=sys.stderr)
         return 2
-    rows = rows_of(args.runs)
+    rows = rows_of(args.runs, tuple(args.stages))
     print("variant\tstage\tdice\tdice_ci95\tmiou\tepochs_run\tepochs_requested\tbest_epoch\ts_per_epoch")
     for r in rows:
         if "error" in r:
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['variant']}\t{r['stage']}\t{r['dice']:.4f}\t{ci}\t{r['miou']:.4f}\t{r['epochs_run']}\t"
               f"{r['epochs_requested']}\t{r['best_epoch']}\t{r['seconds_per_epoch']}")
     if args.json:
-        doc = {"what": "validation lesion Dice/mIoU at source resolution (nafv-train evaluate-seg --split val) of "
+        doc = {"what": args.what or "validation lesion Dice/mIoU at source resolution (nafv-train evaluate-seg --split val) of "
                        "every variant trained with scripts/seg_table_gpu.sh (SGD poly stage, then AdamW 3e-4 poly "
                        "from its best weights; each stage time-budgeted, so epochs_run varies)",
                "device": args.device, "rows": rows, "seed_means": seed_means(rows)}

@@ -62,3 +62,21 @@ def test_a_dice_that_could_not_be_computed_is_null_in_the_json(tmp_path, capsys)
     doc = json.loads(out.read_text(), parse_constant=refuse)
     assert doc["rows"][0]["dice"] is None and doc["seed_means"][0]["dice_mean"] is None
     assert "dice" in capsys.readouterr().err
+
+
+def test_single_stage_runs_of_the_encoder_ablation(tmp_path):
+    # scripts/seg_encoder_ablation.sh runs one AdamW stage per variant: no "sgd" error rows,
+    # and the rows say which encoder initialisation each variant had
+    mod = _load()
+    _run(tmp_path, "pretrained_s0", "adamw", 0.55, 8, 0)
+    _run(tmp_path, "scratch_s0", "adamw", 0.31, 8, 0)
+    card = tmp_path / "pretrained_s0" / "adamw" / "last.json"
+    doc = json.loads(card.read_text())
+    doc["encoder"] = {"name": "tf_efficientnet_lite0", "init": "ImageNet"}
+    card.write_text(json.dumps(doc))
+    out = tmp_path / "summary.json"
+    assert mod.main([str(tmp_path), "--stages", "adamw", "--json", str(out), "--what", "ablation recipe"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["what"] == "ablation recipe"
+    assert [(r["variant"], r["stage"]) for r in doc["rows"]] == [("pretrained_s0", "adamw"), ("scratch_s0", "adamw")]
+    assert [r["encoder_init"] for r in doc["rows"]] == ["ImageNet", "scratch"]
