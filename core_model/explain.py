@@ -51,17 +51,18 @@ CAM_METHODS = {
 # Defaults picked by measurement (benchmarks/cam_choice.py): 6 methods x 4
 # layers on 15 studies with ground-truth lesions (7 real CDD-CESM incl. the
 # demo, 8 phantoms), maps of the predicted class scored on the affected views,
-# for the shipped classifier (benchmarks/results/cam_choice.json) and another
-# head on the same backbone (cam_choice_other_classifier.json). GradCAM on
-# the classifier head's first stage (``head.stage1``: each view's 8x8 feature
-# map, before the views are mixed) was the class-discriminative choice that held
-# for both: on the 14 real views never empty / empty once, maximum on the lesion
-# in 79 % / 79 %, 38 % / 27 % of the map's mass on a lesion covering ~5 % of
-# the image; 0.1 s per study. GradCAM on backbone layers was often empty
-# (backbone.norm: 50 % of real views for the shipped head; blocks[-1].norm1,
-# the usual "before the last attention block": 10-29 %); EigenCAM put 50 % of
-# the mass on the lesion but is class-agnostic (it cannot show what drove
-# *this* score) and took 0.6-2.4 s per study.
+# for the ViT classifier shipped at the time (benchmarks/results/cam_choice.json)
+# and another head on the same backbone (cam_choice_other_classifier.json); not
+# re-measured with the EfficientNet classifier. GradCAM on the classifier head's
+# first stage (``head.stage1``: each view's feature map, before the views are
+# mixed) was the class-discriminative choice that held for both: on the 14 real
+# views never empty / empty once, maximum on the lesion in 79 % / 79 %, 38 % /
+# 27 % of the map's mass on lesions covering a median 6 % of the image; 0.1 s
+# per study. GradCAM on backbone layers was often empty (backbone.norm: 50 % of
+# real views for the first head; blocks[-1].norm1, the usual "before the last
+# attention block": 14-29 %); EigenCAM put 50 % of the mass on the lesion but is
+# class-agnostic (it cannot show what drove *this* score) and took 0.5-2.5 s
+# per study.
 DEFAULT_METHOD = "gradcam"
 DEFAULT_TARGET = "head.stage1"
 

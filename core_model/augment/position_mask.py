@@ -18,10 +18,10 @@ resolution. With the default ``decay=0.1`` the mask reaches 0 a tenth of the
 image diagonal outside the box (about 66 px on a 512 x 416 image, 16 px at a
 112 px network input): a spotlight of a few lesion radii around the mass, so
 the tissue around the lesion is kept and the rest of the breast is nearly black.
-A linear probe measured on 160 synthetic studies (frozen random backbone,
-distance then taken from the lesion centroid) preferred a short fall-off: ROC
-AUC 0.69 with decay 0.1, 0.65 with 0.2, 0.52 with 0.5 (a wide mask lets the
-normal breast dominate pooled features); see docs/classification.md.
+The value was chosen with a linear probe on synthetic studies (an earlier
+random backbone, distance then taken from the lesion centroid); that
+measurement was not kept and has not been repeated with the current backbone
+(docs/classification.md).
 
 An empty lesion mask (no lesion found) gives an all-ones mask: the image is
 passed unchanged, which is the honest thing to do when there is no position to

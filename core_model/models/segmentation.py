@@ -164,19 +164,17 @@ class NafvSegConfig:
     """NaFV-Net segmentation hyper-parameters. Where the paper is silent the values are
     chosen for training from scratch on a 2-core CPU in minutes per epoch:
 
-    - input_size 160: the machine that trains the shipped weights has 2 CPU cores
-      shared with other jobs; a step on 4 breasts (8 views) costs ~0.6 CPU-core
-      seconds at 160 (192 with a wider decoder: ~1.2 s), so an epoch of the
-      CDD-CESM-512 training split is ~20 core-seconds. Lesions (median 4 % of the
-      image, smallest 0.13 %) keep >= ~33 pixels.
+    - input_size 160: sized for training from scratch on 2 CPU cores shared with
+      other jobs (the shipped weights use 256 with a pretrained encoder). Lesions
+      (median 4 % of the image, smallest 0.13 %) keep >= ~33 pixels.
     - widths: stem + the paper's three encoder blocks (each halves the size, so the
       fused feature map is H/8); ``extra_convs`` stride-1 units per block.
     - patch 2 on the H/8 map -> P = 16 in image pixels, 10x10 = 100 tokens per view
       at 160 input, cheap enough for attention on a CPU.
     - dim 128, depth 2 per stream, 4 heads: a small transformer for ~100 training breasts.
     - skips: U-Net-style skip connections from the encoder to the decoder (the paper
-      describes only a decoder); kept because they measured better on CDD-CESM-512
-      (validation Dice 48.4 vs 40.5 at epoch 23, docs/segmentation.md).
+      describes only a decoder); ``skips=False`` (``--no-skips``) removes them. The
+      early run that compared the two on CDD-CESM-512 was not kept.
     """
 
     input_size: tuple[int, int] = (160, 160)
