@@ -354,6 +354,9 @@ class DicomWebServer:
                     raise self._error(err, "retrieving the study") from None
                 raise ServerError(f"the transfer from the PACS at {self.url} was cut after {i} of {n} images "
                                   f"({type(err).__name__}); nothing was kept, open the study again") from None
+            if not _complete(ds, sop_uid):
+                raise ServerError(f"the transfer from the PACS at {self.url} was cut after {i} of {n} images "
+                                  "(an image arrived incomplete); nothing was kept, open the study again")
             try:
                 ds.save_as(stage / f"{_check_uid(sop_uid)}.dcm", enforce_file_format=True)
             except OSError as err:
@@ -377,6 +380,22 @@ class DicomWebServer:
             raise ServerError(f"the PACS at {self.url} refused {len(failed)} of {len(paths)} object(s) "
                               f"(failure reason {', '.join(reasons)})")
         return len(list(getattr(answer, "ReferencedSOPSequence", None) or [])) or len(paths)
+
+
+def _complete(ds, sop_uid: str) -> bool:
+    """Whether a retrieved instance is the one asked for and, when uncompressed, holds all its pixels.
+
+    A response cut without a Content-Length still parses (the multipart
+    reader yields what arrived), so a short Pixel Data is the sign.
+    """
+    if str(getattr(ds, "SOPInstanceUID", "")) != sop_uid:
+        return False
+    if "PixelData" not in ds or ds.file_meta.get("TransferSyntaxUID") is None or ds.file_meta.TransferSyntaxUID.is_compressed:
+        return True
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    need = int(ds.Rows) * int(ds.Columns) * int(getattr(ds, "SamplesPerPixel", 1) or 1) * frames
+    need = need * int(ds.BitsAllocated) // 8 if int(ds.BitsAllocated) >= 8 else (need + 7) // 8
+    return len(ds.PixelData) >= need
 
 
 def _check_uid(uid: str) -> str:
