@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    server = _from_server(args)  # before the model imports: a PACS that cannot give the study says so at once
     from tqdm import tqdm
 
     from core_model.analysis_io import write_analysis
@@ -226,7 +227,6 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise NafvError("--threads must be at least 1")
-    server = _from_server(args)
     jobs, repeats = _drop_repeats(_jobs(args.studies, args.patient))
     single = len(jobs) == 1
     if single and jobs[0][2] is not None:
