@@ -22,7 +22,6 @@ down, access refused, no mammograms in the study, a transfer cut) is one
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -34,8 +33,6 @@ from urllib.parse import urlsplit
 
 from core_model.errors import StudyLoadError
 from core_model.jobs import CancelToken, ProgressCallback, report
-
-log = logging.getLogger(__name__)
 
 TOKEN_ENV = "NAFV_DICOMWEB_TOKEN"
 USER_ENV = "NAFV_DICOMWEB_USER"
@@ -319,7 +316,7 @@ class DicomWebServer:
         pairs = self.mg_instances(study_uid)
         if cancel is not None:
             cancel.check()
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # patient images: this user's eyes only
         _remove_stale_partials(self.cache_dir)
         stage = self.cache_dir / f"{PARTIAL_PREFIX}{study_uid}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         stage.mkdir()
