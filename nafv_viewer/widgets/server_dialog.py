@@ -254,18 +254,20 @@ class ServerDialog(QDialog):
 
     @Slot()
     def cancel(self) -> None:
+        """Stop now: the dialog is free at once; the job stops at its next image (or when a stalled
+        request times out) and removes what it fetched, and its result, if any, is ignored."""
         if self._job is not None:
             self._job.cancel()
-            self.status.setText("Cancelling …")
+            self._on_cancelled(current=True)
 
     @Slot()
-    def _on_cancelled(self) -> None:
-        if not self._current():
+    def _on_cancelled(self, current: bool = False) -> None:
+        if not (current or self._current()):
             return
         self._done()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        self.status.setText("Cancelled; nothing was kept")
+        self.status.setText("Cancelled; nothing from this transfer is kept")
 
     def done(self, result: int) -> None:  # closing cancels what runs: its result would go nowhere
         if self._job is not None:

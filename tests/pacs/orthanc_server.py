@@ -121,11 +121,13 @@ class CuttingProxy:
     """A TCP relay to Orthanc that closes every connection once ``cut_after`` response bytes have passed in all.
 
     A real server behind a network that drops mid-transfer: the client sees
-    the connection close in the middle of a response.
+    the connection close in the middle of a response. With ``hold`` (an
+    Event) the network stalls there instead, until the event is set.
     """
 
-    def __init__(self, port: int, cut_after: int):
-        self.port_to, self.cut_after, self.sent = port, cut_after, 0
+    def __init__(self, port: int, cut_after: int, hold: threading.Event | None = None):
+        self.port_to, self.cut_after, self.sent, self.hold = port, cut_after, 0, hold
+        self.stalled = threading.Event()
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -161,6 +163,9 @@ class CuttingProxy:
                     data = data[:room]
                 dst.sendall(data)
                 if counted and self.sent >= self.cut_after:
+                    if self.hold is not None:
+                        self.stalled.set()
+                        self.hold.wait(60)
                     break
         except OSError:
             pass

@@ -75,3 +75,34 @@ def test_viewer_refuses_server_with_screenshot_and_with_a_path(tmp_path, capsys)
     assert "cannot be used with --screenshot" in capsys.readouterr().err
     assert main([str(tmp_path), "--server", "http://127.0.0.1:1/dicom-web"]) == 2
     assert "give one of PATH, --demo or --server" in capsys.readouterr().err
+
+
+def test_cancel_during_a_stalled_transfer_frees_the_dialog_and_keeps_nothing(window, qtbot, orthanc, pacs_study,
+                                                                             tmp_path, monkeypatch):
+    import threading
+
+    from core_model.io.dicomweb import DicomWebServer
+    from nafv_viewer.worker import threads_still_running
+    from orthanc_server import CuttingProxy
+
+    monkeypatch.setenv("NAFV_DICOMWEB_USER", USER)
+    monkeypatch.setenv("NAFV_DICOMWEB_PASSWORD", PASSWORD)
+    release = threading.Event()
+    proxy = CuttingProxy(orthanc.port, cut_after=int(1.5 * pacs_study.files[0].stat().st_size), hold=release)
+    url = f"http://127.0.0.1:{proxy.port}/dicom-web"
+    try:
+        dialog = window.open_from_server(url)
+        dialog.retrieve(pacs_study.uid)
+        assert proxy.stalled.wait(30)  # the network hangs in the middle of the second image
+        qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=10000)
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+        assert dialog.search_button.isEnabled() and not dialog.cancel_button.isEnabled()
+        assert dialog.status.text().startswith("Cancelled") and dialog.isVisible()
+        release.set()  # the stalled request ends; the job sees the cancel and removes what it fetched
+        qtbot.waitUntil(lambda: not threads_still_running(), timeout=30000)
+    finally:
+        release.set()
+        proxy.close()
+    assert window.study is None
+    cache = DicomWebServer(url).cache_dir
+    assert not cache.exists() or list(cache.iterdir()) == []
