@@ -3,6 +3,7 @@
     nafv-analyze STUDY_PATH [STUDY_PATH ...] --out DIR [--weights-seg W] [--weights-cls W]
                  [--device cpu|cuda] [--affected L|R] [--patient ID] [--threads N] [--no-explain]
                  [--report [--deidentify]]
+    nafv-analyze --server URL --study STUDY_UID [--study UID ...] --out DIR [--report] [--store] [...]
 
 One study -> ``DIR/analysis.json``; several (several paths, or a folder that
 holds several patients) -> ``DIR/<patient>/analysis.json``, processed in turn
@@ -16,6 +17,12 @@ previous result as it was. A study given twice (the same path, or the same
 study found under another path) is said once on stderr and analysed once.
 Per-study folder names are cut to ``core_model.study.FILE_ID_MAX`` characters, with a hash
 of the full patient id keeping cut ids apart.
+
+With ``--server`` the studies come from a PACS over DICOMweb
+(:mod:`core_model.io.dicomweb`: retrieved into the local cache, so a second
+run reads them from disk); ``--store`` sends the report's DICOM SEG back with
+STOW-RS. Credentials come from the environment only (``NAFV_DICOMWEB_TOKEN``,
+or ``NAFV_DICOMWEB_USER`` / ``NAFV_DICOMWEB_PASSWORD``).
 
 Exit codes: 0 all analysed; 1 some of several studies failed (named on
 stderr); 2 bad input or options (one line on stderr, no traceback).
@@ -44,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nafv-analyze", description="Analyse CEM studies: lesion contours, affected side, malignancy probability, "
                 "Grad-CAM heatmaps; writes analysis.json + PNGs.",
                 epilog="Research software: not for clinical use.")
-    p.add_argument("studies", nargs="+", metavar="STUDY_PATH", help="a study folder (or a folder of studies, or a file)")
+    p.add_argument("studies", nargs="*", metavar="STUDY_PATH", help="a study folder (or a folder of studies, or a file)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--weights-seg", type=Path, default=None, metavar="W", help="segmentation weights (.safetensors); default: shipped")
     p.add_argument("--weights-cls", type=Path, default=None, metavar="W", help="classifier weights (.safetensors); default: shipped")
@@ -58,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true",
                    help="also write the unreviewed report: PDF, review JSON and DICOM SEG (AI proposals, marked as such)")
     p.add_argument("--deidentify", action="store_true", help="with --report: no patient identity in the PDF and JSON")
+    pacs = p.add_argument_group("PACS (DICOMweb)", "credentials only from the environment: NAFV_DICOMWEB_TOKEN, or "
+                                "NAFV_DICOMWEB_USER and NAFV_DICOMWEB_PASSWORD")
+    pacs.add_argument("--server", metavar="URL", help="DICOMweb address of the PACS, e.g. http://pacs:8042/dicom-web")
+    pacs.add_argument("--study", action="append", default=[], metavar="STUDY_UID",
+                      help="with --server: the StudyInstanceUID to retrieve and analyse (may be given several times)")
+    pacs.add_argument("--store", action="store_true",
+                      help="with --server: send the DICOM SEG of the report back to the PACS (implies --report)")
     return p
 
 
@@ -145,6 +159,47 @@ def _relocated(bundle, stage: Path, out: Path):
     return bundle
 
 
+def _from_server(args: argparse.Namespace):
+    """With ``--server``: retrieve each ``--study`` into the cache and analyse those folders; None without."""
+    if args.server is None:
+        if args.study or args.store:
+            raise NafvError("--study and --store need --server URL")
+        if not args.studies:
+            raise NafvError("give a STUDY_PATH, or --server URL --study STUDY_UID")
+        return None
+    if args.studies:
+        raise NafvError("give either STUDY_PATH or --server with --study, not both")
+    if not args.study:
+        raise NafvError("--server needs --study STUDY_UID (search for studies in the viewer: nafv-viewer --server URL)")
+    if args.store:
+        if args.deidentify:
+            raise NafvError("--store sends a DICOM SEG, which carries the patient's identity: not with --deidentify")
+        args.report = True
+    from tqdm import tqdm
+
+    from core_model.io.dicomweb import DicomWebServer
+
+    server = DicomWebServer(args.server)
+    for uid in args.study:
+        with tqdm(total=100, desc=f"retrieving {uid[-12:]}", unit="%", file=sys.stderr, leave=False,
+                  disable=None) as bar:
+            def progress(stage: str, fraction: float, bar=bar) -> None:
+                bar.n = round(100 * fraction)
+                bar.set_postfix_str(stage, refresh=True)
+
+            args.studies.append(str(server.retrieve_study(uid, progress=progress)))
+    return server
+
+
+def _store(server, bundle) -> str:
+    """Send the report's DICOM SEG files to the PACS; one line saying what went."""
+    files = list(bundle.seg.written.values()) if bundle is not None else []
+    if not files:
+        return "sent nothing to the PACS: no DICOM SEG was written (see above)"
+    n = server.store(files)
+    return f"sent {n} DICOM SEG object(s) to {server.url}"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -161,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    server = _from_server(args)  # before the model imports: a PACS that cannot give the study says so at once
     from tqdm import tqdm
 
     from core_model.analysis_io import write_analysis
@@ -215,6 +271,8 @@ def _run(args: argparse.Namespace) -> int:
             tqdm.write(_summary(study.patient_id or name, analysis, json_path), file=sys.stdout)
             for line in bundle.messages() if bundle is not None else []:
                 tqdm.write(f"  {line}", file=sys.stdout)
+            if server is not None and args.store:
+                tqdm.write(f"  {_store(server, bundle)}", file=sys.stdout)
         except NafvError as exc:
             if single:
                 raise

@@ -1,6 +1,6 @@
 """``nafv-viewer``: open the reading window, or render it headless to a PNG (--screenshot).
 
-    nafv-viewer [PATH [--patient ID] | --demo] [--analyze] [--layout 4up|8up|1up] [--energy le|rc]
+    nafv-viewer [PATH [--patient ID] | --demo | --server URL] [--analyze] [--layout 4up|8up|1up] [--energy le|rc]
                 [--screenshot OUT.png [--review-demo]] [--seg-weights F] [--cls-weights F]
 
 With --screenshot the window is rendered offscreen (when there is no display),
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --screenshot --analyze: show a review in progress (first finding edited, one rejected, "
                         "one selected); like every screenshot run, kept in a temporary folder, never in your saved reviews")
     p.add_argument("--size", default="1600x1000", help="window size for --screenshot, WxH (default 1600x1000)")
+    p.add_argument("--server", metavar="URL",
+                   help="search a PACS over DICOMweb (e.g. http://pacs:8042/dicom-web); credentials from "
+                        "NAFV_DICOMWEB_TOKEN or NAFV_DICOMWEB_USER/NAFV_DICOMWEB_PASSWORD, or asked for")
     p.add_argument("--seg-weights", help="segmentation weights (.safetensors with its .json card)")
     p.add_argument("--cls-weights", help="classifier weights (.safetensors with its .json card)")
     return p
@@ -146,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage line
         return int(exc.code or 0)
-    if args.demo and args.path:
-        print("nafv-viewer: give either PATH or --demo, not both", file=sys.stderr)
+    if sum(bool(x) for x in (args.demo, args.path, args.server)) > 1:
+        print("nafv-viewer: give one of PATH, --demo or --server", file=sys.stderr)
+        return 2
+    if args.server and args.screenshot:
+        print("nafv-viewer: --server opens a search dialog; it cannot be used with --screenshot", file=sys.stderr)
         return 2
     try:
         size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -205,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         _exit_past_stuck_threads(code)
         return code
     window.show()
+    if args.server:
+        window.open_from_server(args.server)
     if path is not None:
         if args.analyze:  # the study named on the command line only, not later opens
 

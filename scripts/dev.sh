@@ -50,6 +50,14 @@ case "$cmd" in
         if ! command -v pdftoppm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             (apt-get update -qq && apt-get install -y -qq poppler-utils) >/dev/null 2>&1 || echo "note: poppler-utils not installed; PDF rendering checks will skip" >&2
         fi
+        # The PACS tests start a real Orthanc with its DICOMweb plugin (Debian's orthanc and
+        # orthanc-dicomweb) on free ports of its own; without them those tests skip.
+        if ! { command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]; } || ! ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so >/dev/null 2>&1; then
+            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+                (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb) >/dev/null 2>&1 \
+                    || echo "note: orthanc not installed; PACS tests will skip" >&2
+            fi
+        fi
         QT_QPA_PLATFORM=offscreen exec "$VENV/bin/python" -m pytest -q "$@" ;;
     *) echo "usage: scripts/dev.sh [demo|test|setup]" >&2; exit 2 ;;
 esac

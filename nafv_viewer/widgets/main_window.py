@@ -214,6 +214,9 @@ class MainWindow(QMainWindow):
         demo = QAction("Open the demo study", self)
         demo.triggered.connect(_no_return(lambda: self.open_study(demo_path())))
         menus["file"].insertAction(menus["file"].actions()[1], demo)
+        remote = QAction("Open from server…", self)
+        remote.triggered.connect(_no_return(self.open_from_server))
+        menus["file"].insertAction(menus["file"].actions()[1], remote)
 
     def show_shortcuts(self) -> ShortcutsDialog:
         self.shortcuts_dialog = ShortcutsDialog(self.shortcut_rows, self)
@@ -313,6 +316,21 @@ class MainWindow(QMainWindow):
         path = QFileDialog.getExistingDirectory(self, "Open a study folder", start)
         if path:
             self.open_study(path)
+
+    def open_from_server(self, url: str = ""):
+        """Show the PACS search dialog; the study it retrieves opens from the local cache like any folder."""
+        from nafv_viewer.widgets.server_dialog import ServerDialog
+
+        dialog = ServerDialog(url or str(self.settings.value("server_url", "") or ""), self)
+
+        def retrieved(path) -> None:
+            self.settings.setValue("server_url", dialog.url.text().strip())  # the address only, never credentials
+            self.open_study(path)
+
+        dialog.study_retrieved.connect(retrieved)
+        dialog.show()
+        self.server_dialog = dialog
+        return dialog
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
