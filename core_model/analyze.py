@@ -141,9 +141,9 @@ def missing_inputs_message(study: Study, channels) -> str:
         words = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in absent)
         kind = (" this is a single-energy study (digital mammography without contrast), so it can be read "
                 "but not analysed") if absent == ["rc"] else " nothing was analysed"
-        return f"The analysis needs the {words} images of a contrast-enhanced study and found none;{kind}."
+        return f"the analysis needs the {words} images of a contrast-enhanced study and found none;{kind}."
     need = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in channels)
-    return f"The analysis needs the {need} images of one view together, and no view of this study has both; nothing was analysed."
+    return f"the analysis needs the {need} images of one view together, and no view of this study has both; nothing was analysed."
 
 
 def pick_device(device: str | None = None) -> torch.device:
