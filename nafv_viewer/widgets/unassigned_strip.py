@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QByteArray, QEvent, QMimeData, QObject, QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import QLabel, QListView, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from core_model.review import AssignImage
 from core_model.study import UnassignedImage
@@ -27,7 +27,7 @@ from nafv_viewer.hanging import view_flips
 MIME = "application/x-nafv-unassigned-image"  # payload: the image's SOP Instance UID (UTF-8)
 THUMB = 96  # pixels on the long side
 UID_ROLE = Qt.ItemDataRole.UserRole
-DROP_HINT = "No image of this view yet: drag one here from the unassigned images under the views"
+DROP_HINT = "drag one here from the images without a view, under the views"
 
 
 def thumbnail(image: UnassignedImage, size: int = THUMB) -> QPixmap:
@@ -46,34 +46,8 @@ def thumbnail(image: UnassignedImage, size: int = THUMB) -> QPixmap:
     return QPixmap.fromImage(qimg)
 
 
-class UnassignedStrip(QListWidget):
-    """Thumbnails of the unassigned images, each draggable onto a view panel; hidden when there are none."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setViewMode(QListView.ViewMode.IconMode)
-        self.setFlow(QListView.Flow.LeftToRight)
-        self.setWrapping(False)
-        self.setIconSize(QSize(THUMB, THUMB))
-        self.setFixedHeight(THUMB + 44)
-        self.setDragEnabled(True)
-        self.setDragDropMode(QListWidget.DragDropMode.DragOnly)
-        self.setToolTip("Images whose view the files do not say: drag each onto its view")
-        self.setStyleSheet("QListWidget { background: #262626; color: #dddddd; border: 1px solid #555; }")
-        self.hide()
-
-    def show_images(self, images: list[UnassignedImage]) -> None:
-        self.clear()
-        for image in images:
-            item = QListWidgetItem(QIcon(thumbnail(image)), f"{image.source.name} ({image.energy.upper()})")
-            item.setData(UID_ROLE, image.uid)
-            item.setToolTip(f"{image.source}\n{image.reason[:1].upper()}{image.reason[1:]}.\n"
-                            "Drag onto the view this image shows.")
-            self.addItem(item)
-        self.setVisible(bool(images))
-
-    def uids(self) -> list[str]:
-        return [self.item(i).data(UID_ROLE) for i in range(self.count())]
+class _ThumbList(QListWidget):
+    """The thumbnails; a drag carries the image's SOP Instance UID."""
 
     def mimeTypes(self) -> list[str]:
         return [MIME]
@@ -83,6 +57,50 @@ class UnassignedStrip(QListWidget):
         if items:
             data.setData(MIME, QByteArray(str(items[0].data(UID_ROLE)).encode("utf-8")))
         return data
+
+
+class UnassignedStrip(QWidget):
+    """Thumbnails of the unassigned images, each draggable onto a view panel; hidden when there are none."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.title = QLabel("Images without a view in their files: drag each onto the view it shows")
+        self.title.setStyleSheet("color: #e0b050; font-weight: bold; padding: 2px 4px;")
+        self.list = _ThumbList()
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setFlow(QListView.Flow.LeftToRight)
+        self.list.setWrapping(False)
+        self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setFixedHeight(THUMB + 36)
+        self.list.setDragEnabled(True)
+        self.list.setDragDropMode(QListWidget.DragDropMode.DragOnly)
+        self.list.setStyleSheet("QListWidget { background: #262626; color: #dddddd; border: 1px solid #555; }")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 2, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.title)
+        lay.addWidget(self.list)
+        self.hide()
+
+    def show_images(self, images: list[UnassignedImage]) -> None:
+        self.list.clear()
+        for image in images:
+            item = QListWidgetItem(QIcon(thumbnail(image)), f"{image.source.name} ({image.energy.upper()})")
+            item.setData(UID_ROLE, image.uid)
+            item.setToolTip(f"{image.source}\n{image.reason[:1].upper()}{image.reason[1:]}.\n"
+                            "Drag onto the view this image shows.")
+            self.list.addItem(item)
+        self.setVisible(bool(images))
+
+    def uids(self) -> list[str]:
+        return [self.list.item(i).data(UID_ROLE) for i in range(self.list.count())]
+
+    def count(self) -> int:
+        return self.list.count()
+
+    def drag_data(self, row: int) -> QMimeData:
+        """What dragging the thumbnail in ``row`` carries."""
+        return self.list.mimeData([self.list.item(row)])
 
 
 def dropped_uid(mime: QMimeData) -> str | None:
@@ -134,7 +152,7 @@ class UnassignedPlacement(QObject):
         self.strip.show_images(list(study.unassigned))
         if study.unassigned:
             for key, energy in study.missing():
-                reason = f"{DROP_HINT} ({energy.upper()})."
+                reason = f"No {energy.upper()} image of this view yet: {DROP_HINT}."
                 self.window.grid.panels4[key].set_missing(energy, reason)
                 self.window.grid.panels8[(key, energy)].set_missing(energy, reason)
 
@@ -166,7 +184,7 @@ class UnassignedPlacement(QObject):
         placed = {slot: study.images[slot] for _, slot in study.assigned.values() if slot in study.images}
         for slot in [s for s in self._hung if s not in placed]:
             key, energy = slot
-            reason = f"{DROP_HINT} ({energy.upper()})."
+            reason = f"No {energy.upper()} image of this view yet: {DROP_HINT}."
             self.window.grid.panels4[key].set_missing(energy, reason)
             self.window.grid.panels8[(key, energy)].set_missing(energy, reason)
             del self._hung[slot]

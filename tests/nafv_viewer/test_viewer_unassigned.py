@@ -35,7 +35,7 @@ def _enter(pos: QPoint, action, mime) -> QDragEnterEvent:
 
 def _drop(strip, row: int, target) -> bool:
     """What a drag from the strip's ``row`` released over ``target`` delivers: enter, then drop."""
-    mime = strip.mimeData([strip.item(row)])
+    mime = strip.drag_data(row)
     pos = QPointF(target.width() / 2, target.height() / 2)
     move, none = Qt.DropAction.MoveAction, Qt.KeyboardModifier.NoModifier
     enter = _enter(QPoint(int(pos.x()), int(pos.y())), move, mime)
@@ -64,10 +64,10 @@ def test_unplaced_image_is_dragged_to_its_view_and_hung_there_on_the_next_open(m
     w = make_window()
     _open(qtbot, w, tmp_path / "exam")
     strip, panel = w.unassigned_strip, w.grid.panels4["L_MLO"]
-    (uid,) = w.study.unassigned[0].uid,
+    uid = w.study.unassigned[0].uid
     assert uid in written
     assert strip.isVisible() and strip.uids() == [uid]
-    assert dropped_uid(strip.mimeData([strip.item(0)])) == uid and strip.mimeTypes() == [MIME]
+    assert dropped_uid(strip.drag_data(0)) == uid and strip.list.mimeTypes() == [MIME]
     assert not panel.has_image and "drag one here" in panel.empty_label.text()
 
     # The widget changes the state: a drop on the empty L-MLO panel places the image.
