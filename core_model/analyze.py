@@ -136,6 +136,11 @@ class AnalysisError(NafvError):
 
 def missing_inputs_message(study: Study, channels) -> str:
     """One sentence: what the segmentation needs and this study lacks (e.g. a low-energy-only study)."""
+    waiting = getattr(study, "unassigned", [])
+    if waiting:
+        return (f"the analysis needs images hung on their views, and {len(waiting)} image(s) of this study have no "
+                "view in their files: place them in the viewer (drag each from the strip under the views), then "
+                "analyse again.")
     absent = [e for e in channels if not any(study.has(k, e) for k in VIEW_KEYS)]
     if absent:
         words = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in absent)
@@ -427,6 +432,9 @@ class Analyzer:
             torch.set_num_threads(self.num_threads)
         clock = _Clock(progress, cancel)
         warnings = list(self.init_warnings) + list(study.warnings)
+        if getattr(study, "unassigned", None):
+            warnings.append(f"{len(study.unassigned)} image(s) without a view in their files were not analysed; "
+                            "place them in the viewer to include them")
         result = Analysis(
             models=self.identity,
             device=self.device_label,

@@ -66,3 +66,38 @@ def test_cli_prints_the_sentence_and_exits_2(which, ffdm_dir, demo_dir, weights,
     assert code == 2
     assert err == f"nafv-analyze: {SENTENCE}"
     assert not out.exists()  # nothing half-written
+
+
+def test_cli_hangs_images_the_reader_placed_before_analysing(demo_dir, weights, tmp_path, capsys, monkeypatch):
+    from core_model.review import AssignImage, ReviewSession
+    from core_model.review_store import ReviewStore
+
+    monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path / "data"))
+    study_dir = tmp_path / "exam"
+    cbis_ddsm_study(study_dir, demo_dir, views=(), unplaced=1)
+    argv = [str(study_dir), "--out", str(tmp_path / "out"), "--weights-seg", str(weights["seg"]),
+            "--weights-cls", str(weights["cls"]), "--device", "cpu", "--threads", "1"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        "nafv-analyze: the analysis needs images hung on their views, and 1 image(s) of this study have no view in "
+        "their files: place them in the viewer (drag each from the strip under the views), then analyse again.")
+
+    study = load_study(study_dir)  # what the viewer does when the reader drops the image on L-MLO
+    store = ReviewStore()
+    ReviewSession(store.open(study), store).do(AssignImage(study.unassigned[0].uid, "L_MLO", study))
+
+    assert main(argv) == 2  # now hung as L-MLO: what is still missing is the recombined image
+    assert capsys.readouterr().err.strip() == f"nafv-analyze: {SENTENCE}"
+
+
+def test_an_analysis_that_runs_names_the_images_it_left_out(demo_dir, weights):
+    from core_model.study import UnassignedImage
+
+    study = load_study(demo_dir)
+    extra = study.get("L_MLO", "le")
+    study.unassigned.append(UnassignedImage(uid="1.2.3", energy="le", pixels=extra.pixels, source=extra.source,
+                                            reason="no view"))
+    analysis = Analyzer(weights["seg"], weights["cls"], device="cpu", num_threads=1).analyze(study, explain=False)
+    assert set(analysis.views) == {"L_CC", "L_MLO", "R_CC", "R_MLO"}
+    assert ("1 image(s) without a view in their files were not analysed; place them in the viewer to include them"
+            in analysis.warnings)
