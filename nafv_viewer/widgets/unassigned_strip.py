@@ -120,7 +120,13 @@ class _PanelDrops(QObject):
             return False
         uid = dropped_uid(event.mimeData())
         if uid is None:
-            return False  # e.g. a folder dropped to open it: the window's business
+            # e.g. a folder dropped to open it: the window's business. Accepting drops here would
+            # otherwise stop it short of the window, so it is handed on.
+            top = self.panel.window()
+            if top is self.panel or not event.mimeData().hasUrls():
+                return False
+            (top.dropEvent if kind == QEvent.Type.Drop else top.dragEnterEvent)(event)
+            return event.isAccepted()
         event.setDropAction(Qt.DropAction.MoveAction)
         event.accept()
         if kind == QEvent.Type.Drop:

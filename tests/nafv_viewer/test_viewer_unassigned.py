@@ -110,8 +110,8 @@ def test_unplaced_image_is_dragged_to_its_view_and_hung_there_on_the_next_open(m
     assert w2.review_flow.controller.review.assignments == {uid: {"key": "L_MLO", "energy": "le"}}
 
 
-def test_drops_of_other_things_are_left_to_the_window(make_window, qtbot, tmp_path, demo_dir):
-    from PySide6.QtCore import QMimeData
+def test_other_drops_are_the_windows(make_window, qtbot, tmp_path, demo_dir):
+    from PySide6.QtCore import QMimeData, QUrl
 
     cbis_ddsm_study(tmp_path / "exam", demo_dir, views=THREE_VIEWS, unplaced=1)
     w = make_window()
@@ -123,6 +123,17 @@ def test_drops_of_other_things_are_left_to_the_window(make_window, qtbot, tmp_pa
     QApplication.sendEvent(target, enter)
     assert not enter.isAccepted()
     assert len(w.study.unassigned) == 1
+
+    # A folder dropped on a view still opens it, as anywhere else in the window.
+    folder = QMimeData()
+    folder.setUrls([QUrl.fromLocalFile(str(demo_dir))])
+    enter = _enter(QPoint(5, 5), Qt.DropAction.CopyAction, folder)
+    QApplication.sendEvent(target, enter)
+    assert enter.isAccepted()
+    with qtbot.waitSignal(w.study_ready, timeout=20000):
+        QApplication.sendEvent(target, QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, folder,
+                                                  Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+    assert w.study.patient_id == "P66" and not w.unassigned_strip.isVisible()
 
 
 def test_single_energy_study_opens_and_the_ai_action_says_what_it_lacks(make_window, qtbot, ffdm_dir, tmp_path):
