@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QEvent, QMimeData, QObject, QSize, Qt
+from PySide6.QtCore import QByteArray, QEvent, QMimeData, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import QLabel, QListView, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QListView, QListWidget, QListWidgetItem, QMenu, QVBoxLayout, QWidget
 
 from core_model.review import AssignImage
-from core_model.study import UnassignedImage
+from core_model.study import VIEW_KEYS, UnassignedImage
 from nafv_viewer.display import build_display_image
 from nafv_viewer.hanging import view_flips
 
@@ -60,7 +60,13 @@ class _ThumbList(QListWidget):
 
 
 class UnassignedStrip(QWidget):
-    """Thumbnails of the unassigned images, each draggable onto a view panel; hidden when there are none."""
+    """Thumbnails of the unassigned images, each draggable onto a view panel; hidden when there are none.
+
+    A right-click on a thumbnail offers the same placement as a menu (``place_requested(uid, key)``),
+    for readers who do not drag.
+    """
+
+    place_requested = Signal(str, str)  # SOP Instance UID, view key
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -75,6 +81,8 @@ class UnassignedStrip(QWidget):
         self.list.setDragEnabled(True)
         self.list.setDragDropMode(QListWidget.DragDropMode.DragOnly)
         self.list.setStyleSheet("QListWidget { background: #262626; color: #dddddd; border: 1px solid #555; }")
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._menu_at)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 2, 0, 0)
         lay.setSpacing(0)
@@ -97,6 +105,20 @@ class UnassignedStrip(QWidget):
 
     def count(self) -> int:
         return self.list.count()
+
+    def place_menu(self, row: int) -> QMenu:
+        """The menu of views to put the thumbnail in ``row`` on."""
+        uid = self.list.item(row).data(UID_ROLE)
+        menu = QMenu(self)
+        for key in VIEW_KEYS:
+            act = menu.addAction(f"Place on {key.replace('_', '-')}")
+            act.triggered.connect(lambda _=False, k=key: self.place_requested.emit(uid, k))
+        return menu
+
+    def _menu_at(self, pos) -> None:
+        item = self.list.itemAt(pos)
+        if item is not None:
+            self.place_menu(self.list.row(item)).popup(self.list.viewport().mapToGlobal(pos))
 
     def drag_data(self, row: int) -> QMimeData:
         """What dragging the thumbnail in ``row`` carries."""
@@ -147,6 +169,7 @@ class UnassignedPlacement(QObject):
                 w.setAcceptDrops(True)
                 w.installEventFilter(drops)
         window.review_flow.review_opened.connect(self._on_review_opened)
+        strip.place_requested.connect(self.place)
 
     def _on_review_opened(self, _review: Any) -> None:
         # Undo, redo and a reload from another viewer all arrive as the controller's "changed".

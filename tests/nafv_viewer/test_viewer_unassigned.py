@@ -97,6 +97,14 @@ def test_unplaced_image_is_dragged_to_its_view_and_hung_there_on_the_next_open(m
     assert w.review_flow.controller.push(AssignImage(uid, "L_MLO", w.study))
     QApplication.processEvents()
     assert panel.has_image and strip.count() == 0
+    # Without dragging: the thumbnail's menu places it the same way.
+    w.review_flow.undo()
+    QApplication.processEvents()
+    menu = strip.place_menu(0)
+    assert [a.text() for a in menu.actions()] == ["Place on R-CC", "Place on L-CC", "Place on R-MLO", "Place on L-MLO"]
+    menu.actions()[3].trigger()
+    QApplication.processEvents()
+    assert panel.has_image and strip.count() == 0
 
     # A new window opening the same study hangs the image where the reader put it.
     w.close()
