@@ -59,7 +59,7 @@ from core_model.notice import SYNTHETIC_CLASSIFIER_WARNING, SYNTHETIC_MARK_RE
 from core_model.models.segmentation import lesion_probability
 from core_model.preprocess import Letterbox, normalize_image
 from core_model.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
-from core_model.study import SIDE_NAMES, SIDES, Study, contralateral, view_key
+from core_model.study import ENERGY_NAMES, SIDE_NAMES, SIDES, VIEW_KEYS, Study, contralateral, view_key
 
 # Said whenever four-view classifier weights score a study without the other breast.
 DUAL_VIEW_ON_FOUR_VIEW_WARNING = (
@@ -132,6 +132,23 @@ def decide_affected_side(views: dict[str, ViewResult], given: str | None = None)
 
 class AnalysisError(NafvError):
     """A study that cannot be analysed (no image the models can read)."""
+
+
+def missing_inputs_message(study: Study, channels) -> str:
+    """One sentence: what the segmentation needs and this study lacks (e.g. a low-energy-only study)."""
+    waiting = getattr(study, "unassigned", [])
+    if waiting:
+        return (f"the analysis needs images hung on their views, and {len(waiting)} image(s) of this study have no "
+                "view in their files: place them in the viewer (drag each from the strip under the views), then "
+                "analyse again.")
+    absent = [e for e in channels if not any(study.has(k, e) for k in VIEW_KEYS)]
+    if absent:
+        words = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in absent)
+        kind = (" this is a single-energy study (digital mammography without contrast), so it can be read "
+                "but not analysed") if absent == ["rc"] else " nothing was analysed"
+        return f"the analysis needs the {words} images of a contrast-enhanced study and found none;{kind}."
+    need = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in channels)
+    return f"the analysis needs the {need} images of one view together, and no view of this study has both; nothing was analysed."
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -415,6 +432,9 @@ class Analyzer:
             torch.set_num_threads(self.num_threads)
         clock = _Clock(progress, cancel)
         warnings = list(self.init_warnings) + list(study.warnings)
+        if getattr(study, "unassigned", None):
+            warnings.append(f"{len(study.unassigned)} image(s) without a view in their files were not analysed; "
+                            "place them in the viewer to include them")
         result = Analysis(
             models=self.identity,
             device=self.device_label,
@@ -430,8 +450,7 @@ class Analyzer:
             study, flips = in_reading_orientation(study)
             inputs = self._seg_inputs(study, warnings)
             if not inputs:
-                need = "/".join(e.upper() for e in self.seg.model.channels)
-                raise AnalysisError(f"nothing to analyse: no view of this study has the {need} image the segmentation needs")
+                raise AnalysisError(missing_inputs_message(study, self.seg.model.channels))
 
         with clock.stage("segmentation"):
             probs = self._segment(inputs, clock)

@@ -246,6 +246,10 @@ def _run(args: argparse.Namespace) -> int:
             if err is not None:
                 raise NafvError(err)
             study = load_study(path, patient=pid)
+            if study.unassigned:  # images without a view: hang them where the reader placed them in the viewer
+                from core_model.review_store import ReviewStore
+
+                study.warnings.extend(ReviewStore().hang_saved_assignments(study))
             key = _study_key(study)
             if key in first_of:
                 pid_shown = study.patient_id if len(study.patient_id) <= 40 else study.patient_id[:39] + "…"

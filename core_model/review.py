@@ -155,6 +155,9 @@ class Review:
     ai: dict[str, Any] = field(default_factory=dict)
     # Per view key: {"shape": [rows, cols], "pixel_spacing_mm": [row, col] | None}
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Images the files gave no slot and the reader placed: SOP Instance UID -> {"key": "L_MLO", "energy": "le"}.
+    # Absent from files written before it existed: nothing placed.
+    assignments: dict[str, dict[str, str]] = field(default_factory=dict)
     next_number: int = 1
     revision: int = 0
     created: str = field(default_factory=_now)
@@ -212,6 +215,7 @@ class Review:
             "next_number": self.next_number,
             "ai": copy.deepcopy(self.ai),
             "images": copy.deepcopy(self.images),
+            "assignments": copy.deepcopy(self.assignments),
             "assessments": {s: a.to_dict() for s, a in self.assessments.items()},
             "findings": [f.to_dict() for f in self.findings.values()],
         }
@@ -228,6 +232,7 @@ class Review:
             reader=str(d.get("reader", "")),
             ai=dict(d.get("ai", {})),
             images=dict(d.get("images", {})),
+            assignments={str(u): dict(v) for u, v in (d.get("assignments") or {}).items()},
             next_number=int(d.get("next_number", len(findings) + 1)),
             revision=int(d.get("revision", 0)),
             created=str(d.get("created", "")),
@@ -237,7 +242,7 @@ class Review:
 
     def adopt(self, other: "Review") -> None:
         """Take ``other``'s saved content in place, so every holder of this object sees it."""
-        for name in ("identity", "findings", "assessments", "reader", "ai", "images", "next_number",
+        for name in ("identity", "findings", "assessments", "reader", "ai", "images", "assignments", "next_number",
                      "revision", "created", "modified"):
             setattr(self, name, getattr(other, name))
 
@@ -561,6 +566,50 @@ class SetAssessment(Command):
 
     def undo(self, review: Review) -> None:
         setattr(review.assessments[self.side], self.field_name, self._old)
+
+
+@dataclass
+class AssignImage(Command):
+    """The reader puts an image the files gave no slot onto ``key`` (drag from the unassigned strip).
+
+    Applied to the review and to the open ``study`` together, so undo and redo
+    move the image too. The review's identity is recomputed with the image
+    hung, so the next open, which hangs it before the review is restored,
+    finds the same images and raises no "images changed" warning.
+    """
+
+    uid: str
+    key: str
+    study: Any = field(repr=False, compare=False)
+    energy: str | None = None
+    text: str = "place image"
+
+    def __post_init__(self) -> None:
+        split_view_key(self.key)
+        self.text = f"place image on {self.key}"
+
+    def apply(self, review: Review) -> None:
+        from core_model.review_store import study_identity  # the store imports this module
+
+        try:
+            image = self.study.assign(self.uid, self.key, self.energy)
+        except ValueError as err:
+            raise ReviewError(str(err)) from None
+        self.energy = image.energy
+        self._old = (copy.deepcopy(review.identity), review.images.get(self.key))
+        review.assignments[self.uid] = {"key": self.key, "energy": image.energy}
+        review.identity = study_identity(self.study)
+        if self.key not in review.images:
+            sp = image.pixel_spacing_mm
+            review.images[self.key] = {"shape": list(image.shape),
+                                       "pixel_spacing_mm": None if sp is None else [float(sp[0]), float(sp[1])]}
+
+    def undo(self, review: Review) -> None:
+        self.study.unassign(self.uid)
+        review.assignments.pop(self.uid, None)
+        review.identity, images = self._old
+        if images is None:
+            review.images.pop(self.key, None)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from core_model.study import SIDES, VIEW_KEYS
+from core_model.study import ENERGIES, SIDES, VIEW_KEYS
 
 SCHEMA_VERSION = 1
 FORMAT = "nafv-review"
@@ -137,6 +137,15 @@ def _images(images: dict) -> None:
             _fail(f"{where}.shape", "is not two positive whole numbers")
 
 
+def _assignments(a: dict) -> None:
+    for uid, v in a.items():
+        where = f"assignments.{uid}"
+        if not isinstance(v, dict) or v.get("key") not in VIEW_KEYS:
+            _fail(where, f"is not a placement on one of {', '.join(VIEW_KEYS)}")
+        if v.get("energy", "le") not in ENERGIES:
+            _fail(f"{where}.energy", f"{v.get('energy')!r} is not le or rc")
+
+
 def _ai(ai: dict) -> None:
     # Shown as written (a NaN prints as "nan"): only a kind that cannot be printed as a score is damage.
     _optional(ai, "malignancy_probability", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -171,6 +180,7 @@ def check_review(d: Any) -> None:
     _optional(d, "next_number", lambda v: _is_int(v) and v >= 1, "a whole number")
     _ai(_object(d, "ai"))
     _images(_object(d, "images"))
+    _assignments(_object(d, "assignments"))
     _assessments(_object(d, "assessments"))
     findings = d.get("findings", [])
     if not isinstance(findings, list):

@@ -121,6 +121,12 @@ def safe_name(text: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-.")[:40] or "x"
 
 
+def review_key(study: Any) -> str:
+    """The review file's name stem: the patient and study ids only (a hash of both keeps ids that sanitise alike apart)."""
+    ids = hashlib.sha256(f"{study.patient_id}\0{study.study_id}".encode()).hexdigest()
+    return f"{safe_name(study.patient_id)}_{safe_name(study.study_id)}_{ids[:12]}"
+
+
 def study_identity(study: Any) -> dict[str, Any]:
     """patient id, study id, the file key, and pixel digests (per slot and over all slots).
 
@@ -136,13 +142,12 @@ def study_identity(study: Any) -> dict[str, Any]:
         pix = hashlib.sha256(px.tobytes() if px.flags.c_contiguous else px.copy(order="C").tobytes()).hexdigest()
         per_slot[f"{key} {energy}"] = pix
         h.update(f"{key}\0{energy}\0{px.shape}\0{px.dtype.str}\0{pix}\n".encode())
-    ids = hashlib.sha256(f"{study.patient_id}\0{study.study_id}".encode()).hexdigest()
     return {
         "patient_id": str(study.patient_id),
         "study_id": str(study.study_id),
         "digest": h.hexdigest(),
         "images": per_slot,
-        "key": f"{safe_name(study.patient_id)}_{safe_name(study.study_id)}_{ids[:12]}",
+        "key": review_key(study),
         "synthetic": bool(getattr(study, "synthetic", False)),  # reports must never pass a phantom off as a patient
     }
 
@@ -379,6 +384,27 @@ class ReviewStore:
         self.warnings.append(f"the saved review of this study was damaged ({_one_line(exc)}); it was moved aside to "
                              f"{backup.name} and a new review was started")
         return None
+
+    def hang_saved_assignments(self, study: Any) -> list[str]:
+        """Hang the images whose slot the reader chose in this study's saved review (before the review opens).
+
+        Reads the file by patient and study id only, without hashing pixels; a
+        missing, unreadable or damaged file places nothing here (:meth:`load`
+        reports it when the review opens). Returns a sentence per image that
+        could not be placed.
+        """
+        if not getattr(study, "unassigned", None):
+            return []
+        path = self.root / f"{review_key(study)}.review.json"
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+            check_review(data)
+        except (OSError, *DAMAGE):
+            return []
+        identity = data["identity"]
+        if identity.get("patient_id") != str(study.patient_id) or identity.get("study_id") != str(study.study_id):
+            return []
+        return study.apply_assignments(data.get("assignments") or {})
 
     def open(self, study: Any, analysis: Any = None) -> Review:
         """Restore this study's review, or start one from ``analysis`` and save it at once."""

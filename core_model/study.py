@@ -3,7 +3,10 @@
 One name per concept everywhere: view keys ``R_CC``, ``L_CC``, ``R_MLO``,
 ``L_MLO``; energies ``le`` (low energy) and ``rc`` (recombined). Missing images
 are allowed: a study with only the affected breast is common, and
-:meth:`Study.missing` says which slots are empty.
+:meth:`Study.missing` says which slots are empty. Images whose side or view no
+tag, description or file name gives wait in :attr:`Study.unassigned` until the
+reader puts each on a slot (:meth:`Study.assign`, kept in the review by SOP
+Instance UID so the next open hangs them the same way).
 """
 
 from __future__ import annotations
@@ -90,6 +93,10 @@ class StudyImage:
         return view_key(self.side, self.view)
 
     @property
+    def slot(self) -> tuple[str, str]:
+        return self.key, self.energy
+
+    @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.pixels.shape)  # type: ignore[return-value]
 
@@ -107,6 +114,33 @@ class StudyImage:
 
 
 @dataclass
+class UnassignedImage:
+    """An image of the study whose slot the files do not say; the reader chooses it.
+
+    ``uid`` is the SOP Instance UID (the file name when there is none): it keys
+    the reader's choice in the review. ``side`` is kept when only the view was
+    missing, as a hint.
+    """
+
+    uid: str
+    energy: str
+    pixels: np.ndarray = field(repr=False)
+    source: Path
+    reason: str  # what was missing, in words
+    side: str | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
+    bits_stored: int = 8
+    window: tuple[float, float] | None = None
+    orientation: tuple[str, str] | None = None
+
+    def hung_as(self, key: str, energy: str | None = None) -> StudyImage:
+        side, view = split_view_key(key)
+        return StudyImage(side=side, view=view, energy=energy or self.energy, pixels=self.pixels, source=self.source,
+                          pixel_spacing_mm=self.pixel_spacing_mm, bits_stored=self.bits_stored, window=self.window,
+                          orientation=self.orientation)
+
+
+@dataclass
 class Study:
     """Images of one patient's CEM examination plus identity and load warnings."""
 
@@ -117,6 +151,9 @@ class Study:
     warnings: list[str] = field(default_factory=list)
     synthetic: bool = False
     description: str = ""
+    unassigned: list[UnassignedImage] = field(default_factory=list)
+    # uid -> (the image as it waited, the slot the reader gave it), so an assignment can be undone.
+    assigned: dict[str, tuple[UnassignedImage, tuple[str, str]]] = field(default_factory=dict)
 
     def add(self, image: StudyImage) -> None:
         slot = (image.key, image.energy)
@@ -124,6 +161,47 @@ class Study:
             other = self.images[slot].source
             raise ValueError(f"two files claim {image.key} {image.energy.upper()}: {other.name} and {image.source.name}")
         self.images[slot] = image
+
+    def unassigned_image(self, uid: str) -> UnassignedImage | None:
+        return next((u for u in self.unassigned if u.uid == uid), None)
+
+    def assign(self, uid: str, key: str, energy: str | None = None) -> StudyImage:
+        """Hang the unassigned image ``uid`` on ``key`` (its own energy unless ``energy`` is given).
+
+        ValueError (a sentence for the reader) when there is no such image or the slot is taken.
+        """
+        waiting = self.unassigned_image(uid)
+        if waiting is None:
+            raise ValueError(f"no unassigned image {uid} in this study")
+        image = waiting.hung_as(key, energy)
+        if image.slot in self.images:
+            raise ValueError(f"{key} {image.energy.upper()} already holds {self.images[image.slot].source.name}; "
+                             "an image can only go to an empty slot")
+        self.images[image.slot] = image
+        self.unassigned.remove(waiting)
+        self.assigned[uid] = (waiting, image.slot)
+        return image
+
+    def unassign(self, uid: str) -> UnassignedImage:
+        """Take an image the reader hung back to the unassigned ones (undo of :meth:`assign`)."""
+        if uid not in self.assigned:
+            raise ValueError(f"image {uid} was not assigned by the reader")
+        waiting, slot = self.assigned.pop(uid)
+        self.images.pop(slot, None)
+        self.unassigned.append(waiting)
+        return waiting
+
+    def apply_assignments(self, assignments: dict[str, dict[str, str]]) -> list[str]:
+        """Hang the images a saved review placed (uid -> {"key", "energy"}); a sentence per one that could not be."""
+        notes = []
+        for uid, where in assignments.items():
+            if uid in self.assigned or self.unassigned_image(uid) is None:
+                continue  # already hung, or an image this study no longer holds
+            try:
+                self.assign(uid, where["key"], where.get("energy"))
+            except (ValueError, KeyError) as err:
+                notes.append(f"the saved review put image {uid} on {where.get('key')}, which is not possible now: {err}")
+        return notes
 
     def get(self, key: str, energy: str) -> StudyImage | None:
         return self.images.get((key, energy.lower()))
@@ -149,4 +227,5 @@ class Study:
 
     def summary(self) -> str:
         present = ", ".join(f"{k} {e.upper()}" for k in VIEW_KEYS for e in ENERGIES if (k, e) in self.images)
-        return f"patient {self.patient_id}, study {self.study_id}: {len(self)} of 8 images ({present})"
+        waiting = f"; {len(self.unassigned)} image(s) without a view, waiting to be placed" if self.unassigned else ""
+        return f"patient {self.patient_id}, study {self.study_id}: {len(self)} of 8 images ({present}){waiting}"

@@ -129,9 +129,13 @@ class StudyLoadJob(Job):
     image_ready = Signal(object)
     several_patients = Signal(list)  # the folder holds several patients and none was named: ends the job
 
-    def __init__(self, path: Path, loader: StudyLoader | None = None, first_energy: str = "le", patient: str | None = None) -> None:
+    def __init__(self, path: Path, loader: StudyLoader | None = None, first_energy: str = "le", patient: str | None = None,
+                 prepare: Callable[[Study], list[str]] | None = None) -> None:
         super().__init__()
         self.path = Path(path)
+        # Runs here, after the read and before the slots are announced: hangs the images the reader
+        # placed last time (returns a sentence per one it could not place).
+        self.prepare = prepare
         self.custom_loader = loader
         self.first_energy = first_energy
         self.patient = patient
@@ -159,6 +163,8 @@ class StudyLoadJob(Job):
                         return
             study = self._load()
             self.token.check()
+            if self.prepare is not None:
+                study.warnings.extend(self.prepare(study))
             self.study_loaded.emit(study)
             order = [self.first_energy] + [e for e in ENERGIES if e != self.first_energy]
             slots = [(k, e) for e in order for k in VIEW_KEYS if study.has(k, e)]

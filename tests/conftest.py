@@ -21,6 +21,7 @@ import core_model.io  # noqa: E402,F401
 DEMO_DIR = REPO / "resources" / "demo"
 DEMO_MASKS = REPO / "resources" / "demo_masks"
 CDD_TEST_DIR = REPO / "tests" / "data" / "cdd-cesm"
+FFDM_DIR = REPO / "tests" / "data" / "nyu-ffdm-4view"
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,12 @@ def demo_dir() -> Path:
 def cdd_test_dir() -> Path:
     """images/ + masks/ of three real CDD-CESM patients (P12, P102, P106)."""
     return CDD_TEST_DIR
+
+
+@pytest.fixture(scope="session")
+def ffdm_dir() -> Path:
+    """A real single-energy four-view exam (digital mammography, no recombined image), reduced 8x."""
+    return FFDM_DIR
 
 
 # ----------------------------------------------------------------------------- the public collection, replicated

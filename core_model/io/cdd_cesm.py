@@ -110,6 +110,8 @@ def load_named_study(
         except StudyLoadError as err:
             warnings.append(str(err))
             continue
+        if info.energy_assumed:
+            warnings.append(f"{path}: the file name gives no energy (low energy / recombined); shown as low energy")
         if not study.synthetic and is_marked_synthetic(path):
             study.synthetic = True
     return study

@@ -103,7 +103,7 @@ def scan(path: str | Path) -> Scan:
             if info is not None:
                 out.cdd.append((f, info))
                 continue
-            info = parse_loose_name(f)
+            info = parse_loose_name(f, assume_le=True)
             if info is not None:
                 out.loose.append((f, info))
             else:
@@ -125,7 +125,7 @@ def scan(path: str | Path) -> Scan:
 
 
 def _finish(study: Study | None, s: Scan, warnings: list[str], patient: str | None) -> Study:
-    if study is None or len(study) == 0:
+    if study is None or (len(study) == 0 and not study.unassigned):
         detail = ""
         if warnings:
             shown = "\n".join(f"- {w}" for w in warnings[:10])

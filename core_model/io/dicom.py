@@ -3,8 +3,11 @@
 Where each slot comes from, in order:
 
 - side: ImageLaterality, Laterality, FrameLaterality, then the words of
-  SeriesDescription / ProtocolName / ImageComments / the file name;
-- view: ViewPosition, ViewCodeSequence (SNOMED CT), then the same words;
+  SeriesDescription / ProtocolName / ImageComments / PatientID (CBIS-DDSM
+  names it ``Mass-Test_P_00173_LEFT_CC``) / the file name;
+- view: ViewPosition, ViewCodeSequence (SNOMED CT), then the same words.
+  An image whose side or view is still unknown is kept as a
+  :class:`~core_model.study.UnassignedImage` for the reader to place;
 - energy: the rules in :data:`ENERGY_RULES` (ImageType values first, then
   descriptions). Vendors name the CEM images differently; add a row there.
 
@@ -51,10 +54,10 @@ from core_model.io.limits import (
     size_problem,
     size_words,
 )
-from core_model.io.naming import slot_hints
+from core_model.io.naming import patient_without_view, slot_hints
 from core_model.notice import SYNTHETIC_MARK_RE
 from core_model.orientation import laterality_doubts
-from core_model.study import SIDE_NAMES, StudyImage
+from core_model.study import SIDE_NAMES, StudyImage, UnassignedImage
 
 SKIP = "skip"  # an energy rule result: an image kind the viewer does not show
 
@@ -261,13 +264,13 @@ def _frame_laterality(ds: Dataset) -> str:
 
 
 def _free_text(ds: Dataset, path: Path) -> list[tuple[str, str]]:
-    texts = [(kw, t) for kw in _DESCRIPTIONS for t in _text(ds, kw)]
+    texts = [(kw, t) for kw in _DESCRIPTIONS + ("PatientID",) for t in _text(ds, kw)]
     texts.append(("file name", path.stem))
     return texts
 
 
-def _side(ds: Dataset, path: Path) -> tuple[str, str]:
-    """(side, what said it): the tag's keyword, or the free text and where it was found."""
+def _side(ds: Dataset, path: Path) -> tuple[str | None, str]:
+    """(side or None, what said it): the tag's keyword, or the free text and where it was found."""
     for keyword, value in (
         ("ImageLaterality", ds.get("ImageLaterality", "")),
         ("Laterality", ds.get("Laterality", "")),
@@ -282,12 +285,15 @@ def _side(ds: Dataset, path: Path) -> tuple[str, str]:
         sides = slot_hints(text)[0]
         if len(sides) == 1:
             return sides.pop(), ("the file name" if keyword == "file name" else f"{keyword} {text!r}")
-    raise StudyLoadError(
-        "skipped, cannot tell the breast side: looked at ImageLaterality, Laterality, FrameLaterality, "
-        "SeriesDescription, ProtocolName, ImageComments and the file name", path)
+    return None, ("no breast side in ImageLaterality, Laterality, FrameLaterality, SeriesDescription, "
+                  "ProtocolName, ImageComments, PatientID or the file name")
 
 
-def _view(ds: Dataset, path: Path) -> str:
+_NO_VIEW = ("no view (CC or MLO) in ViewPosition, ViewCodeSequence, SeriesDescription, ProtocolName, "
+            "ImageComments, PatientID or the file name")
+
+
+def _view(ds: Dataset, path: Path) -> str | None:
     vp = str(ds.get("ViewPosition", "") or "").strip().upper()
     if vp in VIEW_POSITIONS:
         return VIEW_POSITIONS[vp]
@@ -304,9 +310,7 @@ def _view(ds: Dataset, path: Path) -> str:
         views = slot_hints(text)[1]
         if len(views) == 1:
             return views.pop()
-    raise StudyLoadError(
-        "skipped, cannot tell the view (CC or MLO): looked at ViewPosition, ViewCodeSequence, "
-        "SeriesDescription, ProtocolName, ImageComments and the file name", path)
+    return None
 
 
 def _energy(ds: Dataset, path: Path) -> tuple[str, str | None]:
@@ -327,15 +331,27 @@ def _energy(ds: Dataset, path: Path) -> tuple[str, str | None]:
 class DicomSlot:
     path: Path
     header: Dataset
-    side: str
-    view: str
+    side: str | None  # None (or view None): the reader places the image, see UnassignedImage
+    view: str | None
     energy: str
     warning: str | None = None
     side_source: str = "ImageLaterality"  # what gave the side, for messages that question it
 
     @property
+    def placed(self) -> bool:
+        return self.side is not None and self.view is not None
+
+    @property
     def slot(self) -> tuple[str, str]:
         return f"{self.side}_{self.view}", self.energy
+
+    @property
+    def uid(self) -> str:
+        return str(self.header.get("SOPInstanceUID", "") or "").strip() or self.path.name
+
+    @property
+    def unplaced_reason(self) -> str:
+        return self.side_source if self.side is None else _NO_VIEW
 
 
 def classify(path: Path, ds: Dataset) -> DicomSlot:
@@ -501,8 +517,8 @@ def _as_compact(arr: np.ndarray, stored_dtype: np.dtype) -> np.ndarray:
     return arr.astype(np.int32)
 
 
-def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage:
-    """Decode one classified file into a StudyImage.
+def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage | UnassignedImage:
+    """Decode one classified file into a StudyImage (an UnassignedImage when its side or view is unknown).
 
     A malformed header value the pixels depend on (rescale, bit depth) skips the
     file (StudyLoadError naming the tag); one they do not depend on (window,
@@ -555,17 +571,11 @@ def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage:
     po = ds.get("PatientOrientation")
     if po is not None and len(po) == 2:
         orientation = (str(po[0]), str(po[1]))
-    return StudyImage(
-        side=slot.side,
-        view=slot.view,
-        energy=slot.energy,
-        pixels=px,
-        source=path,
-        pixel_spacing_mm=spacing,
-        bits_stored=int(_header_number(ds, "BitsStored", 16, path)),
-        window=window,
-        orientation=orientation,
-    )
+    common = dict(energy=slot.energy, pixels=px, source=path, pixel_spacing_mm=spacing,
+                  bits_stored=int(_header_number(ds, "BitsStored", 16, path)), window=window, orientation=orientation)
+    if not slot.placed:
+        return UnassignedImage(uid=slot.uid, reason=slot.unplaced_reason, side=slot.side, **common)
+    return StudyImage(side=slot.side, view=slot.view, **common)
 
 
 # Batch runs call load_study(folder, patient=...) once per patient of a large
@@ -619,7 +629,7 @@ def classify_all(paths: list[Path], warnings: list[str], cancel: CancelToken | N
 
 
 def _patient(slot: DicomSlot, root: Path) -> str:
-    return patient_of(slot.header) or (root.name if root.is_dir() else root.parent.name)
+    return patient_without_view(patient_of(slot.header)) or (root.name if root.is_dir() else root.parent.name)
 
 
 def list_dicom_patients(paths: list[Path], root: Path, cancel: CancelToken | None = None) -> list[str]:
@@ -648,6 +658,7 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
     for s in mine:
         studies.setdefault(str(s.header.get("StudyInstanceUID", "") or ""), []).append(s)
     study_uid = max(studies, key=lambda uid: len(studies[uid]))
+    _join_split_examination(studies, study_uid, warnings)
     for uid, items in studies.items():
         if uid != study_uid:
             warnings.append(f"{items[0].path.parent}: skipped {len(items)} file(s) of another study of patient "
@@ -661,7 +672,7 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
     )
     loaded: list[tuple[DicomSlot, StudyImage]] = []
     for slot in studies[study_uid]:
-        if slot.slot in study.images:
+        if slot.placed and slot.slot in study.images:
             warnings.append(f"{slot.path}: skipped, {slot.slot[0]} {slot.energy.upper()} is already taken by "
                             f"{study.images[slot.slot].source}; kept the first")
             continue
@@ -677,6 +688,11 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
             continue
         if slot.warning:
             warnings.append(slot.warning)
+        if isinstance(image, UnassignedImage):
+            warnings.append(f"{slot.path}: {image.reason}; waits among the unassigned images for the reader to "
+                            "place it")
+            study.unassigned.append(image)
+            continue
         study.add(image)
         loaded.append((slot, image))
         marks = _text(slot.header, "SeriesDescription") + _text(slot.header, "ImageComments")
@@ -684,6 +700,34 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
             study.synthetic = True
     warnings.extend(laterality_warnings(loaded))
     return study
+
+
+def _join_split_examination(studies: dict[str, list[DicomSlot]], chosen: str, warnings: list[str]) -> None:
+    """Fold into ``chosen`` the other StudyInstanceUIDs that are the same examination split per image.
+
+    Some archives (CBIS-DDSM) give each image of one four-view exam its own
+    StudyInstanceUID. Another UID joins when it has the same StudyDate (or
+    none) and none of its images claims a slot ``chosen`` already has; a
+    prior examination repeats the views, so it stays apart.
+    """
+    def date(items: list[DicomSlot]) -> str:
+        return str(items[0].header.get("StudyDate", "") or "")
+
+    taken = {s.slot for s in studies[chosen] if s.placed}
+    joined = 0
+    for uid in [u for u in studies if u != chosen]:
+        items = studies[uid]
+        slots = {s.slot for s in items if s.placed}
+        if date(items) and date(studies[chosen]) and date(items) != date(studies[chosen]):
+            continue
+        if slots & taken:
+            continue
+        taken |= slots
+        joined += len(items)
+        studies[chosen].extend(studies.pop(uid))
+    if joined:
+        warnings.append(f"{studies[chosen][0].path.parent}: {joined} image(s) carry other StudyInstanceUIDs than "
+                        f"{chosen or 'missing'} but fill other slots of the same examination; shown together")
 
 
 def laterality_warnings(loaded: list[tuple[DicomSlot, StudyImage]]) -> list[str]:

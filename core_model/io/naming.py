@@ -3,7 +3,9 @@
 The CDD-CESM collection names files ``P{id}_{L|R}_{DM|CM}_{CC|MLO}`` (DM = low
 energy, CM = recombined/subtracted). Plain image folders use looser names such
 as ``left_cc_le.png`` or ``R-MLO-recombined.tif``; :func:`parse_loose_name`
-reads those.
+reads those. CBIS-DDSM and similar archives put side and view in the patient
+id (``Mass-Test_P_00173_LEFT_CC``); :func:`slot_hints` reads those words and
+:func:`patient_without_view` gives the patient id without them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class NameInfo:
     side: str
     view: str
     energy: str
+    energy_assumed: bool = False  # no energy word in the name: a single-energy mammogram, shown as low energy
 
 
 def parse_cdd_cesm_name(name: str | Path) -> NameInfo | None:
@@ -47,8 +50,13 @@ _ENERGY_TOKENS = {
 _COMPACT_RE = re.compile(r"^(?P<side>[LR])(?P<view>CC|MLO)$", re.IGNORECASE)
 
 
-def parse_loose_name(name: str | Path) -> NameInfo | None:
-    """Side, view and energy from tokens of a file name, or None if any is missing or ambiguous."""
+def parse_loose_name(name: str | Path, assume_le: bool = False) -> NameInfo | None:
+    """Side, view and energy from tokens of a file name, or None if any is missing or ambiguous.
+
+    With ``assume_le``, a name that gives side and view but no energy
+    (``L-CC.png``: digital mammography, no contrast) is read as low energy,
+    with ``energy_assumed`` set so the loader can say so.
+    """
     info = parse_cdd_cesm_name(name)
     if info is not None:
         return info
@@ -57,9 +65,13 @@ def parse_loose_name(name: str | Path) -> NameInfo | None:
     # A lone "low" in a file name ("L_CC_low.png") means low energy.
     if "le" not in energies and "low" in (t.lower() for t in _TOKEN_SPLIT.split(stem)):
         energies.add("le")
+    assumed = assume_le and not energies
+    if assumed:
+        energies = {"le"}
     if len(sides) != 1 or len(views) != 1 or len(energies) != 1:
         return None
-    return NameInfo(patient_id=None, side=sides.pop(), view=views.pop(), energy=energies.pop())
+    return NameInfo(patient_id=None, side=sides.pop(), view=views.pop(), energy=energies.pop(),
+                    energy_assumed=assumed)
 
 
 _TEXT_VIEW_RE = {
@@ -92,3 +104,18 @@ def slot_hints(text: str) -> tuple[set[str], set[str], set[str]]:
         if rx.search(text):
             views.add(view)
     return sides, views, energies
+
+
+# CBIS-DDSM names each image's patient id after its slot: Mass-Test_P_00173_LEFT_CC (ROI masks add _1, _2).
+_ID_SLOT_SUFFIX = re.compile(r"^(?P<patient>.+?)[\s_-]+(?:LEFT|RIGHT|L|R)[\s_-]*(?:CC|MLO)(?:[\s_-]+\d+)?$",
+                             re.IGNORECASE)
+
+
+def patient_without_view(patient_id: str) -> str:
+    """``patient_id`` without a trailing side and view (``Mass-Test_P_00173_LEFT_CC`` -> ``Mass-Test_P_00173``).
+
+    Archives that name each image's patient id after its slot would otherwise
+    split one examination into four patients.
+    """
+    m = _ID_SLOT_SUFFIX.match(patient_id.strip())
+    return m["patient"] if m else patient_id

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QSettings, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QSplitter, QTabWidget, QWidget
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from core_model.study import VIEW_KEYS, Study
 from nafv_viewer.display import DisplayImage, build_display_image
@@ -25,6 +25,7 @@ from nafv_viewer.state import PRESETS, ViewerState
 from nafv_viewer.widgets.dialogs import ShortcutsDialog, show_error
 from nafv_viewer.widgets.review_editor import ReviewEditor
 from nafv_viewer.widgets.review_workflow import ReviewWorkflow
+from nafv_viewer.widgets.unassigned_strip import UnassignedPlacement, UnassignedStrip
 from nafv_viewer.widgets.side_panel import SidePanel
 from nafv_viewer.widgets.view_grid import ViewGrid
 from nafv_viewer.worker import (
@@ -108,7 +109,14 @@ class MainWindow(QMainWindow):
         self.review_tabs = QTabWidget()
         self.review_tabs.setMinimumWidth(330)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.grid)
+        # Images whose view the files do not say wait under the views, to be dragged onto one.
+        self.unassigned_strip = UnassignedStrip()
+        views = QWidget()
+        views_lay = QVBoxLayout(views)
+        views_lay.setContentsMargins(0, 0, 0, 0)
+        views_lay.addWidget(self.grid, 1)
+        views_lay.addWidget(self.unassigned_strip)
+        split.addWidget(views)
         split.addWidget(self.side)
         split.addWidget(self.review_tabs)
         split.setStretchFactor(0, 1)
@@ -119,6 +127,7 @@ class MainWindow(QMainWindow):
         for p in self.grid.all_panels():
             self.editor.attach(p)
         self.review_flow = ReviewWorkflow(self)
+        self.placement = UnassignedPlacement(self, self.unassigned_strip)
         self.setCentralWidget(split)
         self.cursor_label = QLabel("")
         self.statusBar().addPermanentWidget(self.cursor_label)
@@ -353,7 +362,8 @@ class MainWindow(QMainWindow):
         self.load_timings = {}
         self._preview = None
         self.statusBar().showMessage(f"Opening {path} …")
-        job = StudyLoadJob(path, loader=self.study_loader, first_energy=self.state.energy, patient=patient)
+        job = StudyLoadJob(path, loader=self.study_loader, first_energy=self.state.energy, patient=patient,
+                           prepare=self.review_flow.hang_saved_assignments)
         self._load_job = job
         # Bound methods of this window: queued to the GUI thread. Signals of a
         # superseded job (a newer open replaced it) are ignored there.
@@ -398,6 +408,7 @@ class MainWindow(QMainWindow):
         self.review_flow.close()
         self.grid.begin_study(study, keep=self._preview)
         self.side.show_study(study)
+        self.placement.show_study(study)
         self.setWindowTitle(f"{APP_NAME} — {study.patient_id} ({path.name})")
         self._remember(path)  # the folder; a multi-patient folder asks again on reopening
         self.study_opened.emit(study)

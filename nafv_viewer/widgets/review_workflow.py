@@ -173,6 +173,10 @@ class ReviewWorkflow(QObject):
             return None
         return self.controller.review
 
+    def hang_saved_assignments(self, study) -> list[str]:
+        """Hang the images the reader placed in this study's saved review (runs in the loading thread)."""
+        return ReviewStore(self.review_root).hang_saved_assignments(study)
+
     def _add_ai(self, study, analysis) -> None:
         # Not an undoable edit: the AI's proposals arrive once, beside whatever the reader drew.
         review = self.controller.review

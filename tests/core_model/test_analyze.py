@@ -289,7 +289,7 @@ def test_weights_errors(weights, monkeypatch, tmp_path):
 
 def test_study_without_usable_image_is_a_clear_error(analyzer):
     st = _study({("L_CC", "le"): np.zeros((64, 64), np.uint8)})
-    with pytest.raises(NafvError, match="RC image"):
+    with pytest.raises(NafvError, match=r"needs the recombined \(RC\) images .* found none"):
         analyzer.analyze(st)
 
 

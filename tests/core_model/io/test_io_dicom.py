@@ -106,17 +106,18 @@ def test_no_energy_marker_is_low_energy_with_a_warning(tmp_path, demo_small):
     assert len(study.warnings) == 1 and "shown as low energy" in study.warnings[0]
 
 
-def test_missing_view_says_what_was_looked_at(tmp_path, demo_small):
+def test_missing_side_or_view_waits_unassigned_and_says_what_was_looked_at(tmp_path, demo_small):
     write_mg_dicom(tmp_path / "IMG1", demo_small[("L", "CC", "le")], side="L", view="CC", energy="le",
                    patient_id="P1", **NO_SLOT_TAGS)
     write_mg_dicom(tmp_path / "IMG2", demo_small[("L", "CC", "rc")], side="L", view="CC", energy="rc",
                    patient_id="P1", ViewPosition=None, ViewCodeSequence=None, SeriesDescription="L")
-    with pytest.raises(StudyLoadError) as info:
-        load_study(tmp_path)
-    msg = str(info.value)
-    assert "no usable mammogram" in msg
-    assert "IMG1: skipped, cannot tell the breast side: looked at ImageLaterality" in msg
-    assert "IMG2: skipped, cannot tell the view (CC or MLO): looked at ViewPosition, ViewCodeSequence" in msg
+    study = load_study(tmp_path)  # opens: the reader places the images
+    assert len(study) == 0
+    first, second = sorted(study.unassigned, key=lambda u: u.source.name)
+    assert (first.side, first.energy) == (None, "le") and (second.side, second.energy) == ("L", "rc")
+    assert first.reason.startswith("no breast side in ImageLaterality, Laterality, FrameLaterality")
+    assert second.reason.startswith("no view (CC or MLO) in ViewPosition, ViewCodeSequence")
+    assert "PatientID or the file name" in first.reason and "PatientID or the file name" in second.reason
 
 
 def test_high_energy_is_skipped_and_other_views_refused(tmp_path, demo_small):

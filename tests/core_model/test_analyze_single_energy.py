@@ -1,0 +1,103 @@
+"""A single-energy study (digital mammography, no recombined image): one sentence saying what is missing, no crash."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core_model.analyze import AnalysisError, Analyzer, missing_inputs_message
+from core_model.analyze_cli import main
+from core_model.checkpoint import save_checkpoint
+from core_model.io import load_study
+from core_model.models.registry import create_model
+from core_model.study import Study, StudyImage
+from tests.study_files import cbis_ddsm_study
+
+SENTENCE = ("the analysis needs the recombined (RC) images of a contrast-enhanced study and found none; this is a "
+            "single-energy study (digital mammography without contrast), so it can be read but not analysed.")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny_weights")
+    out = {}
+    for key, name in (("seg", "nafv_seg_tiny"), ("cls", "nafv_cls_tiny")):
+        torch.manual_seed(0)
+        out[key] = tmp / f"{name}.safetensors"
+        save_checkpoint(create_model(name), out[key], {"architecture": {"name": name, "config": {}},
+                                                       "trained_on": "untrained (test)"})
+    return out
+
+
+def test_core_api_says_what_a_single_energy_study_lacks(ffdm_dir, weights):
+    analyzer = Analyzer(weights["seg"], weights["cls"], device="cpu", num_threads=1)
+    with pytest.raises(AnalysisError) as info:
+        analyzer.analyze(load_study(ffdm_dir))
+    assert str(info.value) == SENTENCE
+    assert str(info.value).count(".") == 1  # one sentence
+
+
+def test_other_gaps_are_named_too():
+    px = np.zeros((8, 8), np.uint8)
+    rc_only = Study("P", "S")
+    rc_only.add(StudyImage("L", "CC", "rc", px, source=__file__))
+    assert missing_inputs_message(rc_only, ("le", "rc")).startswith(
+        "the analysis needs the low energy (LE) images of a contrast-enhanced study and found none; nothing")
+    unpaired = Study("P", "S")
+    unpaired.add(StudyImage("L", "CC", "rc", px, source=__file__))
+    unpaired.add(StudyImage("R", "CC", "le", px, source=__file__))
+    assert missing_inputs_message(unpaired, ("le", "rc")) == (
+        "the analysis needs the low energy (LE) and recombined (RC) images of one view together, and no view of "
+        "this study has both; nothing was analysed.")
+
+
+@pytest.mark.parametrize("which", ["png", "dicom"])
+def test_cli_prints_the_sentence_and_exits_2(which, ffdm_dir, demo_dir, weights, tmp_path, capsys):
+    if which == "png":
+        study = ffdm_dir
+    else:
+        study = tmp_path / "cbis"
+        cbis_ddsm_study(study, demo_dir)
+    out = tmp_path / "out"
+    code = main([str(study), "--out", str(out), "--weights-seg", str(weights["seg"]),
+                 "--weights-cls", str(weights["cls"]), "--device", "cpu", "--threads", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == f"nafv-analyze: {SENTENCE}"
+    assert not out.exists()  # nothing half-written
+
+
+def test_cli_hangs_images_the_reader_placed_before_analysing(demo_dir, weights, tmp_path, capsys, monkeypatch):
+    from core_model.review import AssignImage, ReviewSession
+    from core_model.review_store import ReviewStore
+
+    monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path / "data"))
+    study_dir = tmp_path / "exam"
+    cbis_ddsm_study(study_dir, demo_dir, views=(), unplaced=1)
+    argv = [str(study_dir), "--out", str(tmp_path / "out"), "--weights-seg", str(weights["seg"]),
+            "--weights-cls", str(weights["cls"]), "--device", "cpu", "--threads", "1"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        "nafv-analyze: the analysis needs images hung on their views, and 1 image(s) of this study have no view in "
+        "their files: place them in the viewer (drag each from the strip under the views), then analyse again.")
+
+    study = load_study(study_dir)  # what the viewer does when the reader drops the image on L-MLO
+    store = ReviewStore()
+    ReviewSession(store.open(study), store).do(AssignImage(study.unassigned[0].uid, "L_MLO", study))
+
+    assert main(argv) == 2  # now hung as L-MLO: what is still missing is the recombined image
+    assert capsys.readouterr().err.strip() == f"nafv-analyze: {SENTENCE}"
+
+
+def test_an_analysis_that_runs_names_the_images_it_left_out(demo_dir, weights):
+    from core_model.study import UnassignedImage
+
+    study = load_study(demo_dir)
+    extra = study.get("L_MLO", "le")
+    study.unassigned.append(UnassignedImage(uid="1.2.3", energy="le", pixels=extra.pixels, source=extra.source,
+                                            reason="no view"))
+    analysis = Analyzer(weights["seg"], weights["cls"], device="cpu", num_threads=1).analyze(study, explain=False)
+    assert set(analysis.views) == {"L_CC", "L_MLO", "R_CC", "R_MLO"}
+    assert ("1 image(s) without a view in their files were not analysed; place them in the viewer to include them"
+            in analysis.warnings)
