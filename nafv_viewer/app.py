@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         _exit_past_stuck_threads(code)
         return code
     window.show()
+    window.warm_analysis()  # weights and first passes while the reader looks at the images
     if path is not None:
         if args.analyze:  # the study named on the command line only, not later opens
 
