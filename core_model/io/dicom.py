@@ -28,6 +28,7 @@ built into pydicom.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -572,7 +573,11 @@ def _j2k_pyramid(ds: Dataset, path: Path) -> ImagePyramid | None:
             raise _decode_failed(path, err) from err
         return _presentation(raw, header, path)
 
-    return ImagePyramid(shape, decode, native)
+    # The lossless code stream plus the header values the pixels depend on identify the image.
+    mapping = "\0".join(str(header.get(k, "")) for k in ("RescaleSlope", "RescaleIntercept", "PhotometricInterpretation",
+                                                          "BitsStored", "ModalityLUTSequence"))
+    digest = hashlib.sha256(frame + b"\0" + mapping.encode()).hexdigest()
+    return ImagePyramid(shape, decode, native, content_digest=digest)
 
 
 def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage:

@@ -114,8 +114,11 @@ class ImagePyramid:
     makes directly; further levels are halved from the nearest one above.
     """
 
-    def __init__(self, full_shape: tuple[int, int], decode: Callable[[int], np.ndarray], native: int = 0):
+    def __init__(self, full_shape: tuple[int, int], decode: Callable[[int], np.ndarray], native: int = 0,
+                 content_digest: str | None = None):
         self.full_shape = (int(full_shape[0]), int(full_shape[1]))
+        # sha256 of what the levels are decoded from (with the value mapping), when that identifies the pixels
+        self.content_digest = content_digest
         self._decode = decode
         self.native = int(native)
         n = 1
@@ -211,6 +214,16 @@ class LevelledStudyImage(StudyImage):
     @property
     def shape(self) -> tuple[int, int]:
         return self.pyramid.full_shape
+
+    @property
+    def content_digest(self) -> str | None:
+        """Identifies the full-resolution pixels without decoding them (see ImagePyramid.content_digest)."""
+        return self.pyramid.content_digest
+
+    @property
+    def pixel_dtype(self) -> np.dtype:
+        decoded = self.pyramid.decoded_levels()
+        return self.pyramid.level(decoded[0] if decoded else self.pyramid.n_levels - 1).dtype
 
 
 def pyramid_of(image: StudyImage) -> ImagePyramid:

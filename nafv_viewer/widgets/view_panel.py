@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
@@ -24,6 +24,10 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 CONTOUR_COLOR = (255, 210, 0)
 _HEAT_LUT = None
+
+
+# A finer level is asked for once the zoom has rested this long.
+LEVEL_REQUEST_DELAY_MS = 120
 
 
 def heat_lut() -> np.ndarray:
@@ -136,6 +140,9 @@ class ViewPanel(QWidget):
         self.level_label.setStyleSheet("color: #00c8ff; background: rgba(0, 0, 0, 160); padding: 2px;")
         self.level_label.hide()
         self._wanted_level: tuple[DisplayImage, int] | None = None
+        self._level_timer = QTimer(self)
+        self._level_timer.setSingleShot(True)
+        self._level_timer.timeout.connect(self._request_wanted)
         levels = level_loader()
         levels.ready.connect(self._on_level_ready)
         levels.failed.connect(self._on_level_failed)
@@ -328,16 +335,37 @@ class ViewPanel(QWidget):
         self._update_swipe()
 
     def _want(self, img: DisplayImage, level: int | None) -> None:
-        """Ask for ``level`` of ``img`` to be decoded off the GUI thread (None: nothing is missing)."""
+        """Ask for ``level`` of ``img`` to be decoded off the GUI thread (None: nothing is missing).
+
+        The request waits for the zoom to settle (:data:`LEVEL_REQUEST_DELAY_MS`): a
+        wheel zoom passes through levels it does not stay at, and a panel being laid
+        out has ranges it never shows.
+        """
         self._wanted_level = None if level is None else (img, level)
         if level is None:
+            self._level_timer.stop()
             self.level_label.hide()
             return
+        self._level_timer.start(LEVEL_REQUEST_DELAY_MS)
+
+    def _request_wanted(self) -> None:
+        img = self.current
+        if img is None or self._wanted_level is None or not self.graphics.isVisible():
+            return
+        r = self.vb.viewRect()
+        level = img.pick_level(r.width(), self._screen_width())
+        if img.available(level) == level:
+            self._wanted_level = None
+            self.update_lod()
+            return
+        self._wanted_level = (img, level)
         level_loader().request(img, level)
         self.level_label.setText("Decoding full resolution…" if level == 0 else f"Decoding 1/{1 << level} resolution…")
         self.level_label.adjustSize()
         self.level_label.move(4, max(4, self.graphics.height() - self.level_label.height() - 4))
         self.level_label.show()
+        if img.levels[level] is not None:  # decoded between the check and the request
+            self._on_level_ready(img, level)
 
     @property
     def decoding_level(self) -> bool:
