@@ -30,6 +30,7 @@ from scipy import ndimage
 
 from core_model.analysis import Analysis, Lesion, ViewResult
 from core_model.checkpoint import NOT_FOR_CLINICAL_USE
+from core_model.colormap import jet
 from core_model.errors import NafvError
 from core_model.jsonsafe import dumps
 from core_model.preprocess import normalize_image
@@ -65,8 +66,6 @@ def overlay_image(base: np.ndarray, mask: np.ndarray | None, heatmap: np.ndarray
     Subsampled by an integer step to at most OVERLAY_MAX_SIDE pixels on the long
     side (full-size mammograms would take seconds per view for a picture).
     """
-    from matplotlib import colormaps  # colour maps only; no plotting backend is touched
-
     step = max(1, -(-max(base.shape) // OVERLAY_MAX_SIDE))
     base = base[::step, ::step]
     mask = mask[::step, ::step] if mask is not None else None
@@ -74,7 +73,7 @@ def overlay_image(base: np.ndarray, mask: np.ndarray | None, heatmap: np.ndarray
     g = normalize_image(base)
     rgb = np.repeat(g[..., None], 3, axis=2)
     if heatmap is not None and heatmap.shape == g.shape:
-        col = colormaps["jet"](heatmap)[..., :3]
+        col = jet(heatmap)
         alpha = (0.45 * np.clip((heatmap - 0.2) / 0.8, 0, 1))[..., None]
         rgb = rgb * (1 - alpha) + col * alpha
     rgb = _to_u8(rgb)
@@ -84,6 +83,19 @@ def overlay_image(base: np.ndarray, mask: np.ndarray | None, heatmap: np.ndarray
         edge = (mask > 0) & ~inner
         rgb[edge] = (255, 0, 0)
     return rgb
+
+
+def _overlay_inputs(base, vr: ViewResult):
+    """(pixels, mask, heatmap) for the quick look: a JPEG 2000 image gives its level of about
+    OVERLAY_MAX_SIDE pixels (no full decode for a picture), the maps sampled to match."""
+    from core_model.io.pyramid import LevelledStudyImage, pixels_for
+
+    if not isinstance(base, LevelledStudyImage):
+        return base.pixels, vr.mask, vr.heatmap
+    px, _ = pixels_for(base, OVERLAY_MAX_SIDE)
+    rows = (np.arange(px.shape[0]) * vr.mask.shape[0] // px.shape[0])[:, None]
+    cols = (np.arange(px.shape[1]) * vr.mask.shape[1] // px.shape[1])[None, :]
+    return px, vr.mask[rows, cols], None if vr.heatmap is None else vr.heatmap[rows, cols]
 
 
 def model_summary(models: dict[str, dict]) -> dict[str, Any]:
@@ -194,7 +206,7 @@ def write_analysis(analysis: Analysis, out_dir: str | Path, study: Study | None 
                 base = study.get(key, "le") or study.get(key, "rc")
                 if base is not None and base.shape == vr.mask.shape:
                     f["overlay"] = f"{key}_overlay.png"
-                    _png(overlay_image(base.pixels, vr.mask, vr.heatmap), out_dir / f["overlay"])
+                    _png(overlay_image(*_overlay_inputs(base, vr)), out_dir / f["overlay"])
             files[key] = f
         doc = analysis_to_dict(analysis, files, study)
         path = out_dir / "analysis.json"

@@ -6,7 +6,8 @@ an :class:`core_model.analysis.Analysis` in original image pixels. Stages, in
 order (each timed, reported to ``progress`` and preceded by a cancel check):
 
 1. ``preprocess``: every view with the images the segmentation needs is
-   normalised (:func:`core_model.preprocess.normalize_image`) and letterboxed
+   read at the level its input needs (:mod:`core_model.analysis_levels`;
+   results come back at full size), normalised (:func:`core_model.preprocess.normalize_image`) and letterboxed
    into the model input (aspect kept).
 2. ``segmentation``: both breasts in one batch (study-level batching), each
    breast's CC+MLO with the other breast as contralateral input.
@@ -48,6 +49,7 @@ import torch
 from scipy import ndimage
 
 from core_model.analysis import Analysis, ViewResult
+from core_model.analysis_levels import LEVEL_FACTOR, study_at_level, views_to_full_size
 from core_model.checkpoint import LoadedModel, load_checkpoint
 from core_model.contours import lesions_from_probability, min_area_for_scale
 from core_model.errors import ModelLoadError, NafvError
@@ -319,6 +321,14 @@ class Analyzer:
         return ids
 
     @property
+    def level_long_side(self) -> int:
+        """The long side of the image level the analysis reads (:mod:`core_model.analysis_levels`)."""
+        sizes = [max(_size2(self.seg.model.input_size))]
+        if self.cls is not None:
+            sizes.append(int(self.cls.model.input_size))
+        return LEVEL_FACTOR * max(sizes)
+
+    @property
     def device_label(self) -> str:
         if self.device.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)})"
@@ -446,7 +456,9 @@ class Analyzer:
         )
 
         with clock.stage("preprocess"):
-            # The models read reading orientation; results are mapped back to the stored images at the end.
+            # The models read the level their input needs (results come back at full size at the end)
+            # and reading orientation (results are mapped back to the images as stored).
+            study, full_shapes = study_at_level(study, self.level_long_side)
             study, flips = in_reading_orientation(study)
             inputs = self._seg_inputs(study, warnings)
             if not inputs:
@@ -476,6 +488,7 @@ class Analyzer:
             if result.malignancy_probability is not None and not study.synthetic and self.cls_synthetic_only:
                 warnings.append(SYNTHETIC_CLASSIFIER_WARNING)
         map_views_back(result.views, flips)
+        views_to_full_size(result.views, full_shapes, _size2(self.seg.model.input_size), self.min_contour_score)
         result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
         report(progress, "done", 1.0)
         return result

@@ -1,4 +1,4 @@
-"""Grad-CAM heatmaps for the four-view classifier (pytorch-grad-cam).
+"""Grad-CAM heatmaps for the four-view classifier (pytorch-grad-cam; the default method without it).
 
 Three things make the library work on this model:
 
@@ -38,15 +38,70 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+
+
+class _LazyCam:
+    """A pytorch-grad-cam method, imported when first used: the package pulls in scikit-learn,
+    matplotlib and OpenCV, a second of start-up that the default method does not need."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, **kwargs):
+        import pytorch_grad_cam
+
+        return getattr(pytorch_grad_cam, self.name)(**kwargs)
+
+
+class GradCAM:
+    """Grad-CAM (Selvaraju et al., ICCV 2017) computed exactly as pytorch-grad-cam's ``GradCAM``
+    (channel weights = mean gradient, ReLU, per-map min-max scaling, bilinear resize to the
+    input), without importing that package. ``tests/core_model/test_explain.py`` compares the two.
+    """
+
+    def __init__(self, model: torch.nn.Module, target_layers: Sequence[torch.nn.Module],
+                 reshape_transform: Callable | None = None):
+        self.model = model.eval()
+        self.target_layers = list(target_layers)
+        self.activations_and_grads = _AllCallsActivations(self.model, self.target_layers, reshape_transform)
+        self.outputs = None
+
+    @staticmethod
+    def _scale(cams: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+        cams = cams - cams.min(axis=(1, 2), keepdims=True)
+        cams = cams / (1e-7 + cams.max(axis=(1, 2), keepdims=True))
+        if size is not None and tuple(cams.shape[1:]) != tuple(size):
+            t = torch.from_numpy(np.ascontiguousarray(cams, dtype=np.float32))[:, None]
+            cams = torch.nn.functional.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)[:, 0].numpy()
+        return cams.astype(np.float32)
+
+    def __call__(self, input_tensor: torch.Tensor, targets: Sequence[Callable]) -> np.ndarray:
+        self.outputs = outputs = self.activations_and_grads(input_tensor)
+        self.model.zero_grad()
+        loss = sum(target(output) for target, output in zip(targets, outputs))
+        loss.backward(retain_graph=True)
+        size = tuple(input_tensor.shape[-2:])
+        maps = []
+        for acts, grads in zip(self.activations_and_grads.activations, self.activations_and_grads.gradients):
+            a, g = acts.numpy(), grads.numpy()
+            cam = (g.mean(axis=(2, 3))[:, :, None, None] * a).sum(axis=1)
+            maps.append(self._scale(np.maximum(cam, 0), size))
+        return self._scale(np.maximum(np.mean(np.stack(maps, axis=1), axis=1), 0), None)
+
+    def __enter__(self) -> "GradCAM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.activations_and_grads.release()
+
 
 CAM_METHODS = {
     "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "hirescam": HiResCAM,
-    "eigencam": EigenCAM,
+    "gradcam++": _LazyCam("GradCAMPlusPlus"),
+    "xgradcam": _LazyCam("XGradCAM"),
+    "layercam": _LazyCam("LayerCAM"),
+    "hirescam": _LazyCam("HiResCAM"),
+    "eigencam": _LazyCam("EigenCAM"),
 }
 # Defaults picked by measurement (benchmarks/cam_choice.py): 6 methods x 4
 # layers on 15 studies with ground-truth lesions (7 real CDD-CESM incl. the

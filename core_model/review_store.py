@@ -138,10 +138,16 @@ def study_identity(study: Any) -> dict[str, Any]:
     per_slot: dict[str, str] = {}
     for (key, energy) in sorted(study.images):
         img = study.images[(key, energy)]
-        px = img.pixels
-        pix = hashlib.sha256(px.tobytes() if px.flags.c_contiguous else px.copy(order="C").tobytes()).hexdigest()
+        coded = getattr(img, "content_digest", None)
+        if coded is not None:
+            # a losslessly coded image (JPEG 2000) is identified by its code stream: no full decode
+            pix, shape, dtype = coded, tuple(img.shape), img.pixel_dtype.str
+        else:
+            px = img.pixels
+            pix = hashlib.sha256(px.tobytes() if px.flags.c_contiguous else px.copy(order="C").tobytes()).hexdigest()
+            shape, dtype = px.shape, px.dtype.str
         per_slot[f"{key} {energy}"] = pix
-        h.update(f"{key}\0{energy}\0{px.shape}\0{px.dtype.str}\0{pix}\n".encode())
+        h.update(f"{key}\0{energy}\0{shape}\0{dtype}\0{pix}\n".encode())
     return {
         "patient_id": str(study.patient_id),
         "study_id": str(study.study_id),

@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         _exit_past_stuck_threads(code)
         return code
     window.show()
+    window.warm_analysis()  # weights and first passes while the reader looks at the images
     if args.server:
         window.open_from_server(args.server)
     if path is not None:

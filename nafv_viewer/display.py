@@ -6,6 +6,14 @@ pyramid of 2x block-mean levels, and a panel draws the level whose pixels are
 about the size of a screen pixel, cropped to what is visible; at high zoom
 that is level 0, i.e. full resolution. Building the pyramid is numpy only, so
 it runs in the loading worker thread.
+
+A JPEG 2000 image (:class:`core_model.io.pyramid.LevelledStudyImage`) is
+shown from its levels as the file gives them: the loading thread decodes only
+the levels from about screen size (:data:`SCREEN_LONG_SIDE`) down; a finer
+level, up to full resolution, is decoded when the zoom asks for it
+(:meth:`DisplayImage.ensure`, called off the GUI thread by
+:mod:`nafv_viewer.level_loader`), and until then the panel draws the nearest
+level it has.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core_model.io.pyramid import ImagePyramid, LevelledStudyImage
 from core_model.study import StudyImage
 from nafv_viewer.hanging import Flips, flips_for_image, tissue_bbox
 
@@ -22,6 +31,9 @@ from nafv_viewer.hanging import Flips, flips_for_image, tissue_bbox
 _COARSEST = 256
 # Levels with at most this many pixels are drawn whole; larger ones are cropped to the view.
 WHOLE_LEVEL_MAX_PIXELS = 1_500_000
+# A JPEG 2000 image is first decoded at the level with about this long side: what a 4-up panel
+# draws (0.02 s for a 3328x4096 frame, 1024 px would take 0.1 s); finer levels follow the zoom.
+SCREEN_LONG_SIDE = 512
 
 
 def _half(a: np.ndarray) -> np.ndarray:
@@ -47,17 +59,34 @@ class DisplayImage:
     key: str
     energy: str
     flips: Flips
-    levels: list[np.ndarray]  # levels[0] = flipped full-resolution view (no copy), then /2, /4, ...
+    levels: list[np.ndarray | None]  # levels[0] = flipped full-resolution view (no copy), then /2, /4, ...;
+    # None: a level of a JPEG 2000 image not decoded yet (see ensure)
     raw_range: tuple[float, float]  # raw values mapped to window 0 and 1
     source_shape: tuple[int, int]
     raw: np.ndarray = field(repr=False, default=None)  # original pixels, for values under the cursor
     tissue_box: tuple[float, float, float, float] | None = None  # breast extent, display coordinates
     source: object = None  # the file it came from (a preview is kept when the study brings the same file)
     spacing_mm: tuple[float, float] | None = None  # (row, column) pixel spacing when the file gives it
+    pyramid: ImagePyramid | None = field(repr=False, default=None)  # the file's levels, when decoded level by level
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.source_shape
+
+    def available(self, level: int) -> int:
+        """``level`` when it is decoded, else the nearest finer decoded level, else the nearest coarser one."""
+        level = max(0, min(level, len(self.levels) - 1))
+        if self.levels[level] is not None:
+            return level
+        finer = [k for k in range(level) if self.levels[k] is not None]
+        if finer:
+            return max(finer)
+        return min(k for k in range(level, len(self.levels)) if self.levels[k] is not None)
+
+    def ensure(self, level: int) -> None:
+        """Decode ``level`` (seconds for full resolution): call it off the GUI thread."""
+        if self.levels[level] is None and self.pyramid is not None:
+            self.levels[level] = self.flips.apply(self.pyramid.level(level))
 
     def levels_for(self, center: float, width: float) -> tuple[float, float]:
         """Window (centre, width in display-range units) -> raw (low, high) levels."""
@@ -66,7 +95,12 @@ class DisplayImage:
         return lo + (center - width / 2.0) * span, lo + (center + width / 2.0) * span
 
     def value_at(self, col: int, row: int) -> float:
-        return float(self.raw[row, col])
+        """The stored value at a source pixel (of the finest level decoded so far, for a JPEG 2000 image)."""
+        if self.raw is not None:
+            return float(self.raw[row, col])
+        k = min(j for j in range(len(self.levels)) if self.pyramid.decoded(j))
+        a = self.pyramid.level(k)
+        return float(a[min(row >> k, a.shape[0] - 1), min(col >> k, a.shape[1] - 1)])
 
     def pick_level(self, visible_width_px: float, screen_width_px: float) -> int:
         """The level whose pixels are closest to screen pixels (0 = full resolution)."""
@@ -116,16 +150,29 @@ def display_range(image: StudyImage, coarse: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def build_display_image(image: StudyImage, key: str | None = None, flips: Flips | None = None) -> DisplayImage:
+def build_display_image(image: StudyImage, key: str | None = None, flips: Flips | None = None,
+                        screen_long_side: int = SCREEN_LONG_SIDE) -> DisplayImage:
     """``flips`` overrides the hanging rules (the reader corrected a badly hung view)."""
     flips = flips or flips_for_image(image)
-    base = flips.apply(image.pixels)
-    levels = [base]
-    # First halving from the (possibly flipped) view; later ones from compact arrays.
-    while max(levels[-1].shape) > _COARSEST * 1.5:
-        levels.append(_half(levels[-1]))
+    source_shape = tuple(image.shape)
+    pyramid = image.pyramid if isinstance(image, LevelledStudyImage) else None
+    if pyramid is None:
+        base = flips.apply(image.pixels)
+        levels: list[np.ndarray | None] = [base]
+        # First halving from the (possibly flipped) view; later ones from compact arrays.
+        while max(levels[-1].shape) > _COARSEST * 1.5:
+            levels.append(_half(levels[-1]))
+    else:
+        n = 1
+        while max(pyramid.shape(n - 1)) > _COARSEST * 1.5:
+            n += 1
+        levels = [None] * n
+        first = min(pyramid.level_for(screen_long_side), n - 1)
+        levels[first] = flips.apply(pyramid.level(first))
+        for k in range(first + 1, n):  # coarser ones halved here: cheaper than decoding each again
+            levels[k] = _half(levels[k - 1])
     coarse = levels[-1]
-    f = image.pixels.shape[1] / coarse.shape[1], image.pixels.shape[0] / coarse.shape[0]
+    f = source_shape[1] / coarse.shape[1], source_shape[0] / coarse.shape[0]
     x0, y0, x1, y1 = tissue_bbox(coarse)
     return DisplayImage(
         tissue_box=(x0 * f[0], y0 * f[1], x1 * f[0], y1 * f[1]),
@@ -135,7 +182,8 @@ def build_display_image(image: StudyImage, key: str | None = None, flips: Flips 
         energy=image.energy,
         flips=flips,
         levels=levels,
-        raw_range=display_range(image, levels[-1]),
-        source_shape=tuple(image.pixels.shape),
-        raw=image.pixels,
+        raw_range=display_range(image, coarse),
+        source_shape=source_shape,
+        raw=image.pixels if pyramid is None else None,
+        pyramid=pyramid,
     )

@@ -124,10 +124,17 @@ def hanging_flips(side: str, view: str, pixels: np.ndarray, orientation: tuple[s
     return Flips(chest_wall_side_pair(pixels, partner) != wanted, False, "content")
 
 
+def _outline_pixels(image) -> np.ndarray:
+    # The chest wall is found on a few hundred pixels: a JPEG 2000 image gives a reduced level (no full decode).
+    from core_model.io.pyramid import LevelledStudyImage, pixels_for
+
+    return pixels_for(image, 512)[0] if isinstance(image, LevelledStudyImage) else image.pixels
+
+
 def flips_for_image(image, partner=None) -> Flips:
     """:func:`hanging_flips` for a :class:`core_model.study.StudyImage` (``partner``: the other energy's)."""
-    return hanging_flips(image.side, image.view, image.pixels, image.orientation,
-                         None if partner is None else partner.pixels)
+    return hanging_flips(image.side, image.view, _outline_pixels(image), image.orientation,
+                         None if partner is None else _outline_pixels(partner))
 
 
 def view_flips(study, key: str) -> dict[str, Flips]:

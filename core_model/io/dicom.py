@@ -31,6 +31,7 @@ built into pydicom.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.pixels import apply_modality_lut, get_decoder
@@ -55,6 +57,15 @@ from core_model.io.limits import (
     size_words,
 )
 from core_model.io.naming import patient_without_view, slot_hints
+from core_model.io.pyramid import (
+    J2K_SYNTAXES,
+    ImagePyramid,
+    LevelledStudyImage,
+    decode_j2k,
+    j2k_info,
+    j2k_native_levels,
+    pixels_for,
+)
 from core_model.notice import SYNTHETIC_MARK_RE
 from core_model.orientation import laterality_doubts
 from core_model.study import SIDE_NAMES, StudyImage, UnassignedImage
@@ -517,34 +528,12 @@ def _as_compact(arr: np.ndarray, stored_dtype: np.dtype) -> np.ndarray:
     return arr.astype(np.int32)
 
 
-def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage | UnassignedImage:
-    """Decode one classified file into a StudyImage (an UnassignedImage when its side or view is unknown).
+def _presentation(raw: np.ndarray, ds: Dataset, path: Path) -> np.ndarray:
+    """Stored values -> the pixels shown: Modality LUT, MONOCHROME1 inverted, compact dtype.
 
-    A malformed header value the pixels depend on (rescale, bit depth) skips the
-    file (StudyLoadError naming the tag); one they do not depend on (window,
-    spacing, orientation) is ignored and explained in ``warnings``.
+    Applied alike to every resolution level of an image, so windowing and grey
+    values agree between levels.
     """
-    notes = warnings if warnings is not None else []
-    path = slot.path
-    _check_decoder(slot.header, path)
-    try:
-        force = not has_preamble(path)
-        with open(path, "rb") as fh:
-            # Nothing after the pixel data is shown; stopping there keeps trailing padding unparsed.
-            ds = read_partial(fh, stop_when=_after_pixel_data, force=force)
-        raw = ds.pixel_array
-    except StudyLoadError:
-        raise
-    except OSError as err:
-        if err.errno is not None:
-            raise unreadable(path, err) from err
-        raise StudyLoadError(f"skipped, the pixel data cannot be decoded (damaged or truncated file: {err})",
-                             path) from err
-    except Exception as err:  # noqa: BLE001 - any decoder failure means this one file is unreadable
-        raise StudyLoadError(f"skipped, the pixel data cannot be decoded (damaged or truncated file: {err})",
-                             path) from err
-    if raw.ndim != 2:
-        raise StudyLoadError(f"skipped, expected one greyscale frame, got pixel array of shape {raw.shape}", path)
     identity = ("ModalityLUTSequence" not in ds and _header_number(ds, "RescaleSlope", 1, path) == 1.0
                 and _header_number(ds, "RescaleIntercept", 0, path) == 0.0)
     # The usual MG file has an identity Modality LUT: keep the stored integers (no float copy).
@@ -552,30 +541,116 @@ def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage 
         px = raw if identity else apply_modality_lut(raw, ds)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
         raise StudyLoadError(f"skipped, its Modality LUT cannot be applied ({err})", path) from err
-    window = _window(ds, path, notes)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+    if _monochrome1(ds):
         # Invert within the Modality LUT output range so that bright means dense, as in MONOCHROME2.
         lo, hi = _modality_range(ds, path)
         if identity and raw.dtype.kind == "u":
             px = (np.asarray(int(lo + hi), dtype=raw.dtype) - raw).astype(raw.dtype)
         else:
             px = (lo + hi) - px.astype(np.float64)
-        if window is not None:
-            window = (lo + hi - window[0], window[1])
     px = _as_compact(np.asarray(px), raw.dtype)
     problem = nonfinite_problem(px)
     if problem:
         raise StudyLoadError(f"skipped, {problem}", path)
+    return px
+
+
+def _monochrome1(ds: Dataset) -> bool:
+    return str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
+
+
+def _decode_failed(path: Path, err: BaseException) -> StudyLoadError:
+    return StudyLoadError(f"skipped, the pixel data cannot be decoded (damaged or truncated file: {err})", path)
+
+
+def _j2k_pyramid(ds: Dataset, path: Path) -> ImagePyramid | None:
+    """Levels decoded straight from a single-frame unsigned JPEG 2000 file; None for anything else."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if (syntax not in J2K_SYNTAXES or int(ds.get("NumberOfFrames", 1) or 1) != 1
+            or int(ds.get("SamplesPerPixel", 1) or 1) != 1 or int(ds.get("PixelRepresentation", 0) or 0) != 0
+            or "PixelData" not in ds):
+        return None
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+        bits, signed, _ = j2k_info(frame)
+        shape = (int(ds.Rows), int(ds.Columns))
+        native = j2k_native_levels(frame, shape)
+    except Exception:  # noqa: BLE001 - pydicom's own decoders then say what is wrong
+        return None
+    if signed or bits > 16:
+        return None
+    header = ds.copy()
+    del header.PixelData  # the code stream is kept once, in ``frame``
+
+    def decode(k: int) -> np.ndarray:
+        try:
+            raw = decode_j2k(frame, k)
+        except Exception as err:  # noqa: BLE001 - a damaged code stream costs this file only
+            raise _decode_failed(path, err) from err
+        return _presentation(raw, header, path)
+
+    # The lossless code stream plus the header values the pixels depend on identify the image.
+    mapping = "\0".join(str(header.get(k, "")) for k in ("RescaleSlope", "RescaleIntercept", "PhotometricInterpretation",
+                                                          "BitsStored", "ModalityLUTSequence"))
+    digest = hashlib.sha256(frame + b"\0" + mapping.encode()).hexdigest()
+    return ImagePyramid(shape, decode, native, content_digest=digest)
+
+
+def load_slot(slot: DicomSlot, warnings: list[str] | None = None) -> StudyImage | UnassignedImage:
+    """Decode one classified file into a StudyImage (an UnassignedImage when its side or view is unknown).
+
+    A JPEG 2000 file gives a :class:`~core_model.io.pyramid.LevelledStudyImage`:
+    only its coarsest directly decodable level is decoded here (which also
+    checks the code stream), the full resolution when something reads
+    ``pixels``. A malformed header value the pixels depend on (rescale, bit
+    depth) skips the file (StudyLoadError naming the tag); one they do not
+    depend on (window, spacing, orientation) is ignored and explained in
+    ``warnings``.
+    """
+    notes = warnings if warnings is not None else []
+    path = slot.path
+    _check_decoder(slot.header, path)
+    pyramid = None
+    try:
+        force = not has_preamble(path)
+        with open(path, "rb") as fh:
+            # Nothing after the pixel data is shown; stopping there keeps trailing padding unparsed.
+            ds = read_partial(fh, stop_when=_after_pixel_data, force=force)
+        pyramid = _j2k_pyramid(ds, path)
+        if pyramid is not None:
+            pyramid.level(pyramid.native)
+            raw = None
+        else:
+            raw = ds.pixel_array
+    except StudyLoadError:
+        raise
+    except OSError as err:
+        if err.errno is not None:
+            raise unreadable(path, err) from err
+        raise _decode_failed(path, err) from err
+    except Exception as err:  # noqa: BLE001 - any decoder failure means this one file is unreadable
+        raise _decode_failed(path, err) from err
+    if raw is not None and raw.ndim != 2:
+        raise StudyLoadError(f"skipped, expected one greyscale frame, got pixel array of shape {raw.shape}", path)
+    window = _window(ds, path, notes)
+    if _monochrome1(ds) and window is not None:
+        lo, hi = _modality_range(ds, path)
+        window = (lo + hi - window[0], window[1])
     spacing = pixel_spacing(ds, path, notes)
     orientation = None
     po = ds.get("PatientOrientation")
     if po is not None and len(po) == 2:
         orientation = (str(po[0]), str(po[1]))
-    common = dict(energy=slot.energy, pixels=px, source=path, pixel_spacing_mm=spacing,
-                  bits_stored=int(_header_number(ds, "BitsStored", 16, path)), window=window, orientation=orientation)
+    common = dict(energy=slot.energy, source=path, pixel_spacing_mm=spacing,
+                  bits_stored=int(_header_number(ds, "BitsStored", 16, path)), window=window,
+                  orientation=orientation)
     if not slot.placed:
-        return UnassignedImage(uid=slot.uid, reason=slot.unplaced_reason, side=slot.side, **common)
-    return StudyImage(side=slot.side, view=slot.view, **common)
+        # rare; the reader hangs it by hand, so the full resolution is decoded now
+        px = pyramid.level(0) if pyramid is not None else _presentation(raw, ds, path)
+        return UnassignedImage(uid=slot.uid, reason=slot.unplaced_reason, side=slot.side, pixels=px, **common)
+    if pyramid is not None:
+        return LevelledStudyImage(side=slot.side, view=slot.view, pixels=pyramid, **common)
+    return StudyImage(side=slot.side, view=slot.view, pixels=_presentation(raw, ds, path), **common)
 
 
 # Batch runs call load_study(folder, patient=...) once per patient of a large
@@ -737,7 +812,8 @@ def laterality_warnings(loaded: list[tuple[DicomSlot, StudyImage]]) -> list[str]
     outline would be a silent guess too. The reader is told what each source
     says and decides.
     """
-    doubts = laterality_doubts([(image.side, image.pixels, image.orientation) for _, image in loaded])
+    # The outline is judged on a few hundred pixels: a reduced level serves (no full decode).
+    doubts = laterality_doubts([(image.side, (pixels_for(image, 512)[0] if isinstance(image, LevelledStudyImage) else image.pixels), image.orientation) for _, image in loaded])
     out = []
     for i, stored, tags_agree in doubts:
         slot, image = loaded[i]

@@ -145,6 +145,30 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self.warmup = threading.Thread(target=_warm_imports, name="nafv-warm-imports", daemon=True)
         self.warmup.start()
+        self.analysis_warmup: threading.Thread | None = None
+
+    def warm_analysis(self) -> threading.Thread:
+        """Load the weights and run one small analysis in a background thread (see core_model.warmup).
+
+        Called at start-up by the application, so the reader's first analysis runs
+        at warm speed; an analysis asked for meanwhile waits for it (its progress
+        says "loading the model"). Any failure is left for the real run to report.
+        """
+        if self.analysis_warmup is None:
+            def work() -> None:
+                try:
+                    from core_model.warmup import warm_up
+
+                    with self._analyzer_lock:
+                        if self._analyzer is None:
+                            self._analyzer = self._analyzer_factory()
+                        warm_up(self._analyzer)
+                except Exception:  # noqa: BLE001 - the real analysis reports it
+                    pass
+
+            self.analysis_warmup = threading.Thread(target=work, name="nafv-warm-analysis", daemon=True)
+            self.analysis_warmup.start()
+        return self.analysis_warmup
 
     # -- actions and shortcuts --------------------------------------------------------
     def _shortcut_table(self) -> list[tuple[str, str, str, Callable[[], Any]]]:
@@ -575,6 +599,8 @@ class MainWindow(QMainWindow):
             if job is not None:
                 job.cancel()
         self.review_flow.wait_exports(timeout_ms)
+        if self.analysis_warmup is not None:
+            self.analysis_warmup.join(timeout_ms / 1000)  # torch must not be mid-call when the process ends
         for t in list(self._threads):
             t.quit()
             if not t.wait(timeout_ms):

@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from core_model.study import split_view_key
 from nafv_viewer.display import DisplayImage
+from nafv_viewer.level_loader import loader as level_loader
 from nafv_viewer.state import ViewerState
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 CONTOUR_COLOR = (255, 210, 0)
 _HEAT_LUT = None
+
+
+# A finer level is asked for once the zoom has rested this long.
+LEVEL_REQUEST_DELAY_MS = 120
 
 
 def heat_lut() -> np.ndarray:
@@ -130,6 +135,17 @@ class ViewPanel(QWidget):
         self.magnifier.setFixedSize(180, 180)
         self.magnifier.setStyleSheet("border: 2px solid #00c8ff;")
         self.magnifier.hide()
+        # A finer level being decoded for the zoom (JPEG 2000): said in the corner until it is drawn.
+        self.level_label = QLabel(self.graphics)
+        self.level_label.setStyleSheet("color: #00c8ff; background: rgba(0, 0, 0, 160); padding: 2px;")
+        self.level_label.hide()
+        self._wanted_level: tuple[DisplayImage, int] | None = None
+        self._level_timer = QTimer(self)
+        self._level_timer.setSingleShot(True)
+        self._level_timer.timeout.connect(self._request_wanted)
+        levels = level_loader()
+        levels.ready.connect(self._on_level_ready)
+        levels.failed.connect(self._on_level_failed)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(1, 1, 1, 1)
@@ -306,7 +322,9 @@ class ViewPanel(QWidget):
         if img is None or not self.graphics.isVisible() and self._lod_key is not None:
             return
         r = self.vb.viewRect()
-        level = img.pick_level(r.width(), self._screen_width())
+        wanted = img.pick_level(r.width(), self._screen_width())
+        level = img.available(wanted)  # the nearest decoded level until the wanted one is (worker thread)
+        self._want(img, wanted if level != wanted else None)
         key = self._lod_key
         if key is not None and key[0] is img and key[1] == level and key[2].contains(r.intersected(QRectF(0, 0, img.shape[1], img.shape[0]))):
             return
@@ -315,6 +333,59 @@ class ViewPanel(QWidget):
         self.image_item.setRect(QRectF(sx, sy, sw, sh))
         self._lod_key = (img, level, QRectF(sx, sy, sw, sh))
         self._update_swipe()
+
+    def _want(self, img: DisplayImage, level: int | None) -> None:
+        """Ask for ``level`` of ``img`` to be decoded off the GUI thread (None: nothing is missing).
+
+        The request waits for the zoom to settle (:data:`LEVEL_REQUEST_DELAY_MS`): a
+        wheel zoom passes through levels it does not stay at, and a panel being laid
+        out has ranges it never shows.
+        """
+        self._wanted_level = None if level is None else (img, level)
+        if level is None:
+            self._level_timer.stop()
+            self.level_label.hide()
+            return
+        self._level_timer.start(LEVEL_REQUEST_DELAY_MS)
+
+    def _request_wanted(self) -> None:
+        img = self.current
+        if img is None or self._wanted_level is None or not self.graphics.isVisible():
+            return
+        r = self.vb.viewRect()
+        level = img.pick_level(r.width(), self._screen_width())
+        if img.available(level) == level:
+            self._wanted_level = None
+            self.update_lod()
+            return
+        self._wanted_level = (img, level)
+        level_loader().request(img, level)
+        self.level_label.setText("Decoding full resolution…" if level == 0 else f"Decoding 1/{1 << level} resolution…")
+        self.level_label.adjustSize()
+        self.level_label.move(4, max(4, self.graphics.height() - self.level_label.height() - 4))
+        self.level_label.show()
+        if img.levels[level] is not None:  # decoded between the check and the request
+            self._on_level_ready(img, level)
+
+    @property
+    def decoding_level(self) -> bool:
+        """A finer level is being decoded for the current zoom."""
+        return self._wanted_level is not None
+
+    def _on_level_ready(self, img, level: int) -> None:
+        if self._wanted_level is not None and self._wanted_level[0] is img and img is self.current:
+            self._lod_key = None
+            self.update_lod()
+        elif any(img is i for i in self.images.values()):
+            self._swipe_key = None
+            self._update_swipe()
+
+    def _on_level_failed(self, img, level: int, message: str) -> None:
+        if self._wanted_level is not None and self._wanted_level[0] is img:
+            self._wanted_level = None
+            self.level_label.setText(f"Full resolution unavailable: {message.splitlines()[0] if message else ''}")
+            self.level_label.adjustSize()
+            self.level_label.show()
 
     # -- window / level -----------------------------------------------------------
     def _levels(self, img: DisplayImage) -> tuple[float, float]:
@@ -345,7 +416,8 @@ class ViewPanel(QWidget):
             self.swipe_item.setLevels(self._levels(other))
             return
         level = self._lod_key[1] if self._lod_key else len(other.levels) - 1
-        arr = other.levels[min(level, len(other.levels) - 1)]
+        level = other.available(min(level, len(other.levels) - 1))
+        arr = other.levels[level]
         # The pixels right of the divider show the other energy (same geometry).
         lh, lw = arr.shape
         c0 = int(round(x * lw / w))
@@ -456,7 +528,11 @@ class ViewPanel(QWidget):
             self.magnifier.hide()
             return
         win = self.state.windows[img.energy]
-        crop = np.ascontiguousarray(img.windowed_uint8(img.levels[0][y0:y1, x0:x1], win.center, win.width, self.state.invert))
+        k = img.available(0)  # full resolution once decoded; until then the finest level there is
+        lv = img.levels[k]
+        fy, fx = lv.shape[0] / h, lv.shape[1] / w
+        part = lv[int(y0 * fy):max(int(y0 * fy) + 1, int(np.ceil(y1 * fy))), int(x0 * fx):max(int(x0 * fx) + 1, int(np.ceil(x1 * fx)))]
+        crop = np.ascontiguousarray(img.windowed_uint8(part, win.center, win.width, self.state.invert))
         qimg = QImage(crop.data, crop.shape[1], crop.shape[0], crop.strides[0], QImage.Format.Format_Grayscale8)
         pix = QPixmap.fromImage(qimg.copy()).scaled(
             self.magnifier.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation

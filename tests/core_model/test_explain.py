@@ -125,3 +125,31 @@ def test_head_maps_follow_the_view_order(tiny_cls):
 def test_unknown_method_is_refused(tiny_cls):
     with pytest.raises(ValueError, match="unknown CAM method"):
         gradcam_views(tiny_cls, torch.rand(2, 3, 56, 56), method="nope")
+
+
+@pytest.mark.parametrize("target", ["head.stage1", "backbone.blocks[-1].norm1"])
+def test_own_gradcam_equals_the_library_gradcam(target, tiny_cls, monkeypatch):
+    """The default method is computed without importing pytorch-grad-cam; it must give the library's maps."""
+    import pytorch_grad_cam
+
+    from core_model import explain
+
+    torch.manual_seed(1)
+    views = torch.rand(4, 3, 56, 56)
+    ours = explain.explain_views(tiny_cls, views, 1, method="gradcam", target=target)
+    monkeypatch.setitem(explain.CAM_METHODS, "gradcam", pytorch_grad_cam.GradCAM)
+    lib = explain.explain_views(tiny_cls, views, 1, method="gradcam", target=target)
+    assert ours.maps.shape == lib.maps.shape == (4, 56, 56)
+    assert float(ours.maps.max()) > 0
+    np.testing.assert_allclose(ours.maps, lib.maps, atol=1e-4)
+    assert torch.allclose(ours.logits, lib.logits)
+
+
+def test_analysis_modules_do_not_import_the_cam_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, core_model.analyze, core_model.analyze_cli; "
+            "print(sorted(m for m in ('pytorch_grad_cam', 'sklearn', 'matplotlib', 'cv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
