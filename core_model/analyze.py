@@ -54,6 +54,7 @@ from core_model.errors import ModelLoadError, NafvError
 from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.augment.position_mask import DEFAULT_DECAY
 from core_model.jobs import CancelToken, ProgressCallback, report
+from core_model.location import locate_analysis
 from core_model.model_inputs import in_reading_orientation, map_views_back, study_inputs
 from core_model.notice import SYNTHETIC_CLASSIFIER_WARNING, SYNTHETIC_MARK_RE
 from core_model.models.segmentation import lesion_probability
@@ -427,6 +428,7 @@ class Analyzer:
 
         with clock.stage("preprocess"):
             # The models read reading orientation; results are mapped back to the stored images at the end.
+            stored = study
             study, flips = in_reading_orientation(study)
             inputs = self._seg_inputs(study, warnings)
             if not inputs:
@@ -457,6 +459,8 @@ class Analyzer:
             if result.malignancy_probability is not None and not study.synthetic and self.cls_synthetic_only:
                 warnings.append(SYNTHETIC_CLASSIFIER_WARNING)
         map_views_back(result.views, flips)
+        with clock.stage("location"):
+            locate_analysis(stored, result)
         result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
         report(progress, "done", 1.0)
         return result
