@@ -14,7 +14,7 @@ not trained on, their cards list 101 and 102), runs ``nafv-analyze --report`` on
   within 10 mm of the generator's;
 - ``both``: share with both. The goal of issue 15 is >= 90 % of the lesions found.
 
-Figures, not assertions: benchmarks/results/phantom_location.json (and OUT/per_lesion.csv).
+Figures, not assertions: benchmarks/results/phantom_location.json (and ..._per_lesion.csv beside it).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                    command="nafv-analyze " + " ".join(cmd[3:]), nafv_analyze_exit=rc, seconds=round(time.time() - t0, 1))
     args.result.parent.mkdir(parents=True, exist_ok=True)
     args.result.write_text(json_dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with open(args.out / "per_lesion.csv", "w", newline="", encoding="utf-8") as f:
+    with open(args.result.with_name(args.result.stem + "_per_lesion.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
         w.writerows(rows)

@@ -44,6 +44,7 @@ DEPTHS = ("anterior", "middle", "posterior")
 # Within this share of the half-height of the nipple axis on both views the lesion is behind the nipple.
 CENTRAL_FRACTION = 0.12
 NO_SPACING = "in pixels, no spacing in the file"
+MAX_SIZE_RATIO = 3.0  # CC and MLO contours of one lesion differ in size by less than this
 
 
 @dataclass
@@ -238,7 +239,9 @@ def propose_pairs(cc: Sequence[Place], mlo: Sequence[Place]) -> list[tuple[int, 
     """(CC index, MLO index) of findings taken for the same lesion: similar nipple distance and size.
 
     Greedy on the cost; a pair is proposed only when the distances differ by less than 30 % (at
-    least 15 mm) and the sizes by less than a factor 2.5.
+    least 15 mm) and the sizes by less than a factor 3: one lesion's outline differs more between
+    the views than its distance from the nipple does (compression, projection, what the
+    segmentation took in), so the distance carries the pairing and the size only vetoes.
     """
     cand = []
     for i, a in enumerate(cc):
@@ -248,7 +251,7 @@ def propose_pairs(cc: Sequence[Place], mlo: Sequence[Place]) -> list[tuple[int, 
             scale = 15.0 if a.unit == "mm" else 30.0
             gap = abs(a.nipple_distance - b.nipple_distance)
             ratio = max(a.size, b.size, 1e-6) / max(min(a.size, b.size), 1e-6)
-            if gap > max(scale, 0.3 * max(a.nipple_distance, b.nipple_distance)) or ratio > 2.5:
+            if gap > max(scale, 0.3 * max(a.nipple_distance, b.nipple_distance)) or ratio > MAX_SIZE_RATIO:
                 continue
             cand.append((gap / max(a.nipple_distance, b.nipple_distance, scale) + 0.5 * math.log(ratio), i, j))
     used_i, used_j, out = set(), set(), []

@@ -24,6 +24,7 @@ not-for-clinical-use notice goes into the series description when it applies.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,10 +179,13 @@ def export_dicom_sr(review: Review, study: Any, path: str | Path, *, energy: str
                                      imaging_measurements=groups, title=codes.cid7021.ImagingMeasurementReport)
     unreviewed = any(f.state == PROPOSED for f in findings)
     try:
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=evidence, content=report, series_instance_uid=generate_uid(), series_number=902,
-            sop_instance_uid=generate_uid(), instance_number=1, manufacturer="NaFV Viewer",
-            is_complete=True, is_final=False, is_verified=False)
+        with warnings.catch_warnings():
+            # highdicom warns about single-component patient names copied from the source; not ours to fix
+            warnings.filterwarnings("ignore", message=".*person name.*", category=UserWarning)
+            sr = hd.sr.Comprehensive3DSR(
+                evidence=evidence, content=report, series_instance_uid=generate_uid(), series_number=902,
+                sop_instance_uid=generate_uid(), instance_number=1, manufacturer="NaFV Viewer",
+                is_complete=True, is_final=False, is_verified=False)
     except (ValueError, TypeError, AttributeError) as exc:
         raise SrExportError(f"the DICOM SR could not be built ({exc})", path) from None
     sr.SeriesDescription = (("NaFV AI findings (not all reviewed)" if unreviewed else "NaFV review findings")
