@@ -311,19 +311,20 @@ def locate(landmarks: dict[str, ViewLandmarks], polygons: dict[str, list], links
 
 
 def location_words(loc: dict[str, Any] | None) -> str:
-    """One line for a report: "10:30, upper outer, 42 mm from the nipple, middle third"."""
+    """One short line for a report: "10:30 upper outer, 42 mm from nipple, middle third".
+
+    Without a linked CC + MLO pair there is no clock face, and the line says only distance and depth.
+    """
     if not loc:
         return "not located (no breast outline found)"
     parts = []
     if loc.get("clock") is not None:
-        parts.append(f"{clock_text(loc['clock'])}, {loc['quadrant']}")
+        parts.append(f"{clock_text(loc['clock'])} {loc['quadrant']}")
     if loc.get("nipple_distance_mm") is not None:
-        parts.append(f"{loc['nipple_distance_mm']:.0f} mm from the nipple")
+        parts.append(f"{loc['nipple_distance_mm']:.0f} mm from nipple")
     elif loc.get("nipple_distance_px") is not None:
-        parts.append(f"{loc['nipple_distance_px']:.0f} px from the nipple ({NO_SPACING})")
+        parts.append(f"{loc['nipple_distance_px']:.0f} px from nipple")
     parts.append(f"{loc['depth']} third")
-    if loc.get("clock") is None:
-        parts.append("clock face needs the linked CC and MLO")
     return ", ".join(parts)
 
 

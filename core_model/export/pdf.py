@@ -233,10 +233,10 @@ def _fmt_prob(p: Any) -> str:
 
 
 def finding_size_text(review: Review, f: Finding) -> str:
-    """"12.3 mm (95 mm²)" from the view's pixel spacing; in pixels, said so, only when the file has none."""
+    """"12.3 mm, 95 mm²" from the view's pixel spacing; in pixels, said so, only when the file has none."""
     sz = size_dict(review, f)
     if sz is not None:
-        return f"{sz['max_diameter_mm']:.1f} mm ({sz['area_mm2']:.0f} mm²)"
+        return f"{sz['max_diameter_mm']:.1f} mm, {sz['area_mm2']:.0f} mm²"
     from core_model.location import NO_SPACING, size_of
 
     return f"{size_of(f.polygon, None)['max_diameter_px']:.0f} px ({NO_SPACING})"
@@ -375,12 +375,11 @@ def export_pdf(
     rows = content["findings"] if len(content["findings"]) > 1 else content["findings"] + [["", "", "", "no findings", "", "", "", ""]]
     rows = rows[:1] + [r[:3] + [P(r[3], small)] + r[4:] for r in rows[1:]]  # size and location wrap in their cell
     story.append(Paragraph("Findings", h2))
-    story.append(Table(rows, colWidths=[10 * mm, 14 * mm, 11 * mm, 67 * mm, 18 * mm, 13 * mm, 16 * mm, 31 * mm], style=tstyle,
+    story.append(Table(rows, colWidths=[8 * mm, 12 * mm, 10 * mm, 74 * mm, 17 * mm, 12 * mm, 14 * mm, 26 * mm], style=tstyle,
                        hAlign="LEFT", repeatRows=1))
     story.append(P("AI score: mean segmentation probability inside the AI contour (0-1), not a probability of cancer. "
-                   "Sizes are measured on the contour in the image plane of that view. Location: distance from the nipple "
-                   "on that view, depth as the third of the nipple-to-chest-wall distance (chest wall: the image edge, also "
-                   "on MLO), clock face and quadrant from the linked CC and MLO contours of the same lesion.", small))
+                   "Sizes are measured on the contour in the image plane of that view, and so is the distance from the nipple; "
+                   "clock face from the linked CC and MLO.", small))
 
     # the AI's score sits beside the reader's call, in its own labelled column
     assess = [Paragraph("Assessment", h2),
