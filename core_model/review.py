@@ -323,6 +323,17 @@ def review_from_analysis(analysis: Any, study: Any, identity: dict[str, str]) ->
     return review
 
 
+def add_ai_findings(review: Review, fresh: Review) -> None:
+    """Add the AI proposals of ``fresh`` (a :func:`review_from_analysis`) to ``review`` under new ids,
+    beside whatever the reader already drew; the proposed CC/MLO links follow their findings."""
+    renamed: dict[str, str] = {}
+    for f in fresh.findings.values():
+        renamed[f.id] = review.new_id()
+    for old, f in list(fresh.findings.items()):
+        f.id, f.link = renamed[old], (renamed.get(f.link) if f.link else None)
+        review.findings[f.id] = f
+
+
 # ------------------------------------------------------------------ geometry
 def polygon_area(poly: list[Point], spacing: tuple[float, float] = (1.0, 1.0)) -> float:
     """Shoelace area; ``spacing`` is (row, column) so x scales by column spacing."""
