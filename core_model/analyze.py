@@ -460,7 +460,10 @@ class Analyzer:
                 warnings.append(SYNTHETIC_CLASSIFIER_WARNING)
         map_views_back(result.views, flips)
         with clock.stage("location"):
-            locate_analysis(stored, result)
+            try:
+                locate_analysis(stored, result)
+            except (ValueError, IndexError) as exc:  # a location is an aid: its failure must not cost the contours
+                warnings.append(f"the findings could not be located (nipple, clock face): {exc}")
         result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
         report(progress, "done", 1.0)
         return result
