@@ -83,6 +83,13 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
     found = [r for r in rows if r["found"]]
     ok_clock = [r["clock_gap_h"] is not None and r["clock_gap_h"] <= 1.0 for r in found]
     ok_dist = [r["nipple_gap_mm"] is not None and r["nipple_gap_mm"] <= 10.0 for r in found]
+    # a clock face needs the lesion on both views: the share over lesions the segmentation found on both
+    views_found: dict[str, int] = {}
+    for r in found:
+        views_found[r["patient"]] = views_found.get(r["patient"], 0) + 1
+    both_views = [r for r in found if views_found[r["patient"]] == 2]
+    ok_both_views = [r["clock_gap_h"] is not None and r["clock_gap_h"] <= 1.0 and r["nipple_gap_mm"] <= 10.0
+                     for r in both_views]
     gaps_c = [r["clock_gap_h"] for r in found if r["clock_gap_h"] is not None]
     gaps_d = [r["nipple_gap_mm"] for r in found if r["nipple_gap_mm"] is not None]
     summary = dict(
@@ -91,6 +98,8 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
         nipple_within_10mm=float(np.mean(ok_dist)) if found else None,
         both=float(np.mean([a and b for a, b in zip(ok_clock, ok_dist)])) if found else None,
         found_without_clock=sum(r["clock_gap_h"] is None for r in found),
+        found_on_both_views=len(both_views),
+        both_over_lesions_found_on_both_views=float(np.mean(ok_both_views)) if both_views else None,
         clock_gap_h_median=float(np.median(gaps_c)) if gaps_c else None,
         clock_gap_h_max=float(np.max(gaps_c)) if gaps_c else None,
         nipple_gap_mm_median=float(np.median(gaps_d)) if gaps_d else None,
@@ -109,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="score an existing phantom folder (written with --dicom) instead")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--result", type=Path, default=RESULT)
+    ap.add_argument("--score-only", action="store_true", help="score OUT/analyses as they are (no new analysis)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -120,11 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "core_model.analyze_cli", str(data / "dicom"), "--out", str(analyses), "--no-overlays",
            "--no-explain", "--report", "--threads", str(args.threads)]
     t0 = time.time()
-    rc = subprocess.run(cmd, env=env).returncode
+    rc = None if args.score_only else subprocess.run(cmd, env=env).returncode
     summary, rows = score(data, analyses)
     summary.update(difficulty=args.difficulty if args.data is None else None, seed=args.seed if args.data is None else None,
                    studies=args.n if args.data is None else None, data=str(data),
-                   command="nafv-analyze " + " ".join(cmd[3:]), nafv_analyze_exit=rc, seconds=round(time.time() - t0, 1))
+                   command="nafv-analyze " + " ".join(cmd[3:]))
+    if not args.score_only:
+        summary.update(nafv_analyze_exit=rc, seconds=round(time.time() - t0, 1))
+    elif args.result.is_file():  # keep the figures of the run that made the analyses
+        before = json.loads(args.result.read_text(encoding="utf-8"))
+        summary.update({k: before[k] for k in ("nafv_analyze_exit", "seconds") if k in before})
     args.result.parent.mkdir(parents=True, exist_ok=True)
     args.result.write_text(json_dumps(summary, indent=2) + "\n", encoding="utf-8")
     with open(args.result.with_name(args.result.stem + "_per_lesion.csv"), "w", newline="", encoding="utf-8") as f:
