@@ -18,6 +18,11 @@ class Lesion:
     score: float  # mean segmentation probability inside the contour, 0..1
     area_px: float
     bbox: tuple[float, float, float, float]  # x0, y0, x1, y1 in original pixels
+    # {clock, quadrant, depth, nipple_distance_mm} (core_model.location); clock and quadrant only
+    # when paired with the other view's contour of the same lesion; None when not located
+    location: dict[str, Any] | None = None
+    size: dict[str, Any] | None = None  # longest diameter and area, mm (or px, said so)
+    pair: str | None = None  # "<view key>:<index>" of the same lesion on the other view of the breast
 
 
 @dataclass
@@ -27,6 +32,7 @@ class ViewResult:
     probability: np.ndarray | None = None  # float32 0..1 segmentation probability, original size
     heatmap: np.ndarray | None = None  # float32 0..1 Grad-CAM on the LE image, original size
     lesions: list[Lesion] = field(default_factory=list)
+    landmarks: dict[str, Any] | None = None  # nipple (stored pixels) and chest wall, core_model.location
 
 
 # How the affected side was chosen, as a reader reads it (side panel, report).

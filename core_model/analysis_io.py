@@ -139,12 +139,18 @@ def analysis_to_dict(analysis: Analysis, files: dict[str, dict[str, str | None]]
         entry: dict[str, Any] = {
             "analysed": True,
             "image_size": [w, h],
+            "landmarks": vr.landmarks,
             "lesions": [
                 {
                     "polygon": [[_r(x, 2), _r(y, 2)] for x, y in np.asarray(les.polygon, dtype=float)],
                     "score": _r(les.score),
                     "area_px": _r(les.area_px, 1),
                     "bbox": [_r(v, 1) for v in les.bbox],
+                    # size in mm from the view's pixel spacing (else in pixels, said so) and where the
+                    # lesion lies: {clock, quadrant, depth, nipple_distance_mm} (core_model.location)
+                    "size": les.size,
+                    "location": les.location,
+                    "pair": les.pair,
                 }
                 for les in vr.lesions
             ],
@@ -250,10 +256,12 @@ def read_analysis(path: str | Path) -> Analysis:
         heat = _read_png(base / v["heatmap_png"], shape).astype(np.float32) / 255.0 if v.get("heatmap_png") else None
         lesions = [
             Lesion(polygon=np.asarray(les["polygon"], dtype=np.float32).reshape(-1, 2), score=float(les["score"]),
-                   area_px=float(les.get("area_px", 0.0)), bbox=tuple(float(x) for x in les.get("bbox", (0, 0, 0, 0))))
+                   area_px=float(les.get("area_px", 0.0)), bbox=tuple(float(x) for x in les.get("bbox", (0, 0, 0, 0))),
+                   location=les.get("location"), size=les.get("size"), pair=les.get("pair"))
             for les in v.get("lesions", [])
         ]
-        views[key] = ViewResult(key=key, mask=mask, probability=prob, heatmap=heat, lesions=lesions)
+        views[key] = ViewResult(key=key, mask=mask, probability=prob, heatmap=heat, lesions=lesions,
+                                landmarks=v.get("landmarks"))
     return Analysis(
         models=doc.get("models", {}),
         device=doc.get("device", ""),

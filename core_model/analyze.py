@@ -56,6 +56,7 @@ from core_model.errors import ModelLoadError, NafvError
 from core_model.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.augment.position_mask import DEFAULT_DECAY
 from core_model.jobs import CancelToken, ProgressCallback, report
+from core_model.location import locate_analysis
 from core_model.model_inputs import in_reading_orientation, map_views_back, study_inputs
 from core_model.notice import SYNTHETIC_CLASSIFIER_WARNING, SYNTHETIC_MARK_RE
 from core_model.models.segmentation import lesion_probability
@@ -458,6 +459,7 @@ class Analyzer:
         with clock.stage("preprocess"):
             # The models read the level their input needs (results come back at full size at the end)
             # and reading orientation (results are mapped back to the images as stored).
+            stored = study
             study, full_shapes = study_at_level(study, self.level_long_side)
             study, flips = in_reading_orientation(study)
             inputs = self._seg_inputs(study, warnings)
@@ -489,6 +491,11 @@ class Analyzer:
                 warnings.append(SYNTHETIC_CLASSIFIER_WARNING)
         map_views_back(result.views, flips)
         views_to_full_size(result.views, full_shapes, _size2(self.seg.model.input_size), self.min_contour_score)
+        with clock.stage("location"):
+            try:
+                locate_analysis(stored, result)
+            except (ValueError, IndexError) as exc:  # a location is an aid: its failure must not cost the contours
+                warnings.append(f"the findings could not be located (nipple, clock face): {exc}")
         result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
         report(progress, "done", 1.0)
         return result

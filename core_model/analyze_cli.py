@@ -9,7 +9,7 @@ One study -> ``DIR/analysis.json``; several (several paths, or a folder that
 holds several patients) -> ``DIR/<patient>/analysis.json``, processed in turn
 with a progress bar; one failure does not stop the rest. ``--report`` adds
 the unreviewed report of :func:`core_model.export.bundle.export_ai_report`
-(PDF, review JSON, DICOM SEG; every contour marked as an AI proposal).
+(PDF, review JSON, DICOM SEG and DICOM SR; every contour marked as an AI proposal).
 
 Each study's outputs are written whole or not at all
 (:func:`core_model.result_dir.staged_result_dir`): a failed rerun leaves the
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-explain", action="store_true", help="skip the Grad-CAM heatmaps")
     p.add_argument("--no-overlays", action="store_true", help="do not write the *_overlay.png quick-look images")
     p.add_argument("--report", action="store_true",
-                   help="also write the unreviewed report: PDF, review JSON and DICOM SEG (AI proposals, marked as such)")
+                   help="also write the unreviewed report: PDF, review JSON, DICOM SEG and SR (AI proposals, marked as such)")
     p.add_argument("--deidentify", action="store_true", help="with --report: no patient identity in the PDF and JSON")
     pacs = p.add_argument_group("PACS (DICOMweb)", "credentials only from the environment: NAFV_DICOMWEB_TOKEN, or "
                                 "NAFV_DICOMWEB_USER and NAFV_DICOMWEB_PASSWORD")
@@ -156,6 +156,8 @@ def _relocated(bundle, stage: Path, out: Path):
 
     bundle.pdf, bundle.json = move(bundle.pdf), move(bundle.json)
     bundle.seg.written = {k: move(p) for k, p in bundle.seg.written.items()}
+    if bundle.sr.written is not None:
+        bundle.sr.written = move(bundle.sr.written)
     return bundle
 
 

@@ -26,11 +26,24 @@ _END_FRACTION = 0.15
 _TISSUE_LEVEL = 0.03
 
 
-def _tissue_mask(pixels: np.ndarray) -> np.ndarray:
+def tissue_mask(pixels: np.ndarray) -> tuple[np.ndarray, int]:
+    """(breast outline mask, step): the mask is sampled every ``step`` pixels of ``pixels``.
+
+    The one breast mask of the project: the chest-wall detector here and the
+    landmarks of :mod:`core_model.location` both read it.
+    """
     px = np.asarray(pixels)
     if px.ndim != 2:
         raise ValueError(f"expected a 2-D greyscale image, got shape {px.shape}")
     step = max(1, int(np.ceil(max(px.shape) / _WORK_SIZE)))
+    return _tissue_mask(px, step), step
+
+
+def _tissue_mask(pixels: np.ndarray, step: int | None = None) -> np.ndarray:
+    px = np.asarray(pixels)
+    if px.ndim != 2:
+        raise ValueError(f"expected a 2-D greyscale image, got shape {px.shape}")
+    step = step or max(1, int(np.ceil(max(px.shape) / _WORK_SIZE)))
     # Subsample before converting: a full-field image as float32 would be 50 MB for nothing.
     small = px[::step, ::step].astype(np.float32)
     lo, hi = np.percentile(small, [1.0, 99.5])

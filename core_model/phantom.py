@@ -46,6 +46,7 @@ BITS_STORED = 12
 MAX_VALUE = (1 << BITS_STORED) - 1
 FIELD_MM = (240.0, 195.0)  # detector field (height, width) the image samples, whatever its pixel size
 DEFAULT_SIZE = (512, 416)
+NIPPLE_REACH_MM = 4.5  # a nipple drawn in profile reaches this far beyond the skin line (centre 1 mm + half-length 3.5 mm)
 PATIENT_NUMBER_BASE = 900000  # file names P{900000 + n}: numeric so the CDD-CESM pattern parses
 DENSITIES = ("A", "B", "C", "D")
 DENSE_FRACTION = {"A": 0.08, "B": 0.25, "C": 0.5, "D": 0.75}  # share of breast area that is fibroglandular
@@ -111,6 +112,8 @@ class PhantomLesion:
     enhancement: str  # homogeneous / heterogeneous / rim
     distortion: bool
     calcifications: int = 0  # number of fine calcifications drawn on LE (not in the mask)
+    # straight distance on this view from the nipple (its tip when drawn in profile) to the lesion centre
+    nipple_distance_mm: float = 0.0
 
 
 @dataclass
@@ -606,7 +609,8 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
         le = le * _sigmoid((1.0 - rho) / 0.004)  # air outside the breast stays black
         # nipple in profile (most views): a small bump beyond the skin line, dense on LE and bright on RC
         nipple = np.zeros((h, w))
-        if rng.random() < 0.75:
+        in_profile = rng.random() < 0.75
+        if in_profile:
             nipple = _sigmoid((1.0 - ((x - b.depth - 1.0) / 3.5) ** 2 - ((y - b.nipple_y) / 5.0) ** 2) / 0.15)
             le = np.maximum(le, 0.3 * nipple)
 
@@ -649,13 +653,14 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
             if flip:
                 nip_col, xm_col = w - 1 - nip_col, w - 1 - xm_col
             r_eff = spec.radius_mm * sf
+            tip = b.depth + (NIPPLE_REACH_MM if in_profile else 0.0)
             lesions.append(PhantomLesion(
                 view_key=key, center=(float(ym / sy - 0.5), float(xm_col)),
                 radius_px=(float(r_eff / sy), float(r_eff / sx)), radius_mm=float(r_eff),
                 box=(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1),
                 nipple=(float(b.nipple_y / sy - 0.5), float(nip_col)), depth_mm=float(depth_mm), clock=clock,
                 margin=spec.margin, enhancement=spec.enhancement, distortion=spec.distortion,
-                calcifications=spec.calcifications))
+                calcifications=spec.calcifications, nipple_distance_mm=float(math.hypot(xm - tip, ym - b.nipple_y))))
 
     birads = int(rng.choice([2, 3])) if label == "benign" else int(rng.choice([4, 5]))
     shape_word = {"circumscribed": "oval circumscribed", "lobulated": "lobulated circumscribed",
@@ -675,10 +680,11 @@ def generate_case(seed: int, size: tuple[int, int] = DEFAULT_SIZE, label: str | 
 # --------------------------------------------------------------------------- files
 
 LABEL_COLUMNS = ("Image_name", "Patient_ID", "Side", "Type", "Age", "Breast density (ACR)", "BIRADS", "Findings",
-                 "View", "Tags", "Machine", "Pathology Classification/ Follow up")
+                 "View", "Tags", "Machine", "Pathology Classification/ Follow up", "Clock", "Nipple distance (mm)")
 LESION_COLUMNS = ("Image_name", "Patient_ID", "seed", "label", "view_key", "center_row", "center_col", "radius_mm",
                   "radius_px_row", "radius_px_col", "box_row0", "box_col0", "box_row1", "box_col1", "nipple_row",
-                  "nipple_col", "depth_mm", "clock", "margin", "enhancement", "distortion", "calcifications", "density", "bpe")
+                  "nipple_col", "depth_mm", "clock", "margin", "enhancement", "distortion", "calcifications", "density", "bpe",
+                  "nipple_distance_mm")
 CDD_KIND = {"le": "DM", "rc": "CM"}
 
 
@@ -695,9 +701,11 @@ def case_seed(seed: int, index: int) -> int:
 
 def _label_rows(case: PhantomCase) -> list[dict[str, str]]:
     rows = []
+    lesion_of = {les.view_key: les for les in case.lesions}
     for key in VIEW_KEYS:
         side, view = key.split("_")
         affected = side == case.affected_side
+        les = lesion_of.get(key)
         for energy in ("le", "rc"):
             if affected:
                 tags = f"synthetic, {case.label}, mass, {case.lesions[0].margin}"
@@ -718,6 +726,10 @@ def _label_rows(case: PhantomCase) -> list[dict[str, str]]:
                 "Tags": tags,
                 "Machine": "synthetic",
                 "Pathology Classification/ Follow up": pathology,
+                # where the lesion lies (ground truth of the geometry): clock hours facing the patient, and
+                # the straight distance on this view from the nipple to the lesion centre; empty without one
+                "Clock": f"{les.clock:.2f}" if les is not None else "",
+                "Nipple distance (mm)": f"{les.nipple_distance_mm:.1f}" if les is not None else "",
             })
     return rows
 
@@ -734,6 +746,7 @@ def _lesion_rows(case: PhantomCase) -> list[dict[str, str]]:
             "nipple_row": f"{les.nipple[0]:.2f}", "nipple_col": f"{les.nipple[1]:.2f}", "depth_mm": f"{les.depth_mm:.2f}",
             "clock": f"{les.clock:.2f}", "margin": les.margin, "enhancement": les.enhancement,
             "distortion": str(int(les.distortion)), "calcifications": str(les.calcifications), "density": case.density, "bpe": case.bpe,
+            "nipple_distance_mm": f"{les.nipple_distance_mm:.2f}",
         })
     return rows
 

@@ -247,6 +247,42 @@ class Review:
             setattr(self, name, getattr(other, name))
 
 
+def image_geometry(study: Any) -> dict[str, dict[str, Any]]:
+    """Per view key: image shape and pixel spacing, from whichever energy's file gives a spacing
+    (one vendor's recombined image may carry it while its low-energy file does not)."""
+    images: dict[str, dict[str, Any]] = {}
+    for key in VIEW_KEYS:
+        imgs = [i for i in (study.get(key, "le"), study.get(key, "rc")) if i is not None]
+        if not imgs:
+            continue
+        img = next((i for i in imgs if i.pixel_spacing_mm is not None and i.shape == imgs[0].shape), imgs[0])
+        sp = img.pixel_spacing_mm
+        images[key] = {"shape": list(img.shape), "pixel_spacing_mm": None if sp is None else [float(sp[0]), float(sp[1])]}
+    return images
+
+
+def with_study_spacing(review: Review, study: Any) -> Review:
+    """``review`` as exports should measure it: a view whose saved entry has no pixel spacing takes the
+    study's, when the study's image of that view has the same size (a review saved from a copy of the
+    study that lost its spacing, or before spacing was read, must not print sizes in pixels forever).
+    A shallow copy; the review itself is not changed."""
+    fresh = image_geometry(study)
+    images = copy.deepcopy(review.images)
+    changed = False
+    for key, geo in fresh.items():
+        saved = images.get(key)
+        if geo["pixel_spacing_mm"] is None or (saved is not None and saved.get("pixel_spacing_mm") is not None):
+            continue
+        if saved is None or list(saved.get("shape", [])) == geo["shape"]:
+            images[key] = geo
+            changed = True
+    if not changed:
+        return review
+    out = copy.copy(review)
+    out.images = images
+    return out
+
+
 def review_from_analysis(analysis: Any, study: Any, identity: dict[str, str]) -> Review:
     """A fresh review: every AI lesion becomes a *proposed* finding, nothing decided yet.
 
@@ -254,12 +290,7 @@ def review_from_analysis(analysis: Any, study: Any, identity: dict[str, str]) ->
     model ran: the reader then draws findings alone); ``study`` gives image
     shapes and pixel spacing so sizes in mm survive without the images.
     """
-    images: dict[str, dict[str, Any]] = {}
-    for key in VIEW_KEYS:
-        img = study.get(key, "le") or study.get(key, "rc")
-        if img is not None:
-            sp = img.pixel_spacing_mm
-            images[key] = {"shape": list(img.shape), "pixel_spacing_mm": None if sp is None else [float(sp[0]), float(sp[1])]}
+    images = image_geometry(study)
     ai: dict[str, Any] = {"ran": analysis is not None, "not_for_clinical_use": True}
     review = Review(identity=dict(identity), images=images, ai=ai)
     if analysis is None:
@@ -274,18 +305,38 @@ def review_from_analysis(analysis: Any, study: Any, identity: dict[str, str]) ->
         not_for_clinical_use=bool(analysis.not_for_clinical_use),
         warnings=list(analysis.warnings),
     )
+    made: dict[str, str] = {}  # "<view key>:<index>" -> finding id
     for key in VIEW_KEYS:
         vr = analysis.views.get(key)
         if vr is None:
             continue
-        for lesion in vr.lesions:
+        for i, lesion in enumerate(vr.lesions):
             poly = _as_polygon(lesion.polygon.tolist())
             fid = review.new_id()
+            made[f"{key}:{i}"] = fid
             review.findings[fid] = Finding(
                 id=fid, key=key, polygon=poly, state=PROPOSED, origin="ai", ai_polygon=list(poly),
                 ai_score=float(lesion.score) if math.isfinite(lesion.score) else None,
             )
+    # the CC/MLO pairs the analysis proposed (core_model.location) start linked; the reader can change them
+    for key in VIEW_KEYS:
+        vr = analysis.views.get(key)
+        for i, lesion in enumerate(vr.lesions if vr is not None else []):
+            other = made.get(getattr(lesion, "pair", None) or "")
+            if other is not None:
+                review.findings[made[f"{key}:{i}"]].link = other
     return review
+
+
+def add_ai_findings(review: Review, fresh: Review) -> None:
+    """Add the AI proposals of ``fresh`` (a :func:`review_from_analysis`) to ``review`` under new ids,
+    beside whatever the reader already drew; the proposed CC/MLO links follow their findings."""
+    renamed: dict[str, str] = {}
+    for f in fresh.findings.values():
+        renamed[f.id] = review.new_id()
+    for old, f in list(fresh.findings.items()):
+        f.id, f.link = renamed[old], (renamed.get(f.link) if f.link else None)
+        review.findings[f.id] = f
 
 
 # ------------------------------------------------------------------ geometry

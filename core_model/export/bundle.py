@@ -1,4 +1,4 @@
-"""Batch export straight from the AI output: the PDF, JSON and DICOM SEG of an unreviewed study.
+"""Batch export straight from the AI output: the PDF, JSON, DICOM SEG and DICOM SR of an unreviewed study.
 
 For ``nafv-analyze ... --report``: no reader has looked, so every AI contour
 is a *proposal* and the exports say so (dotted in the PDF, AUTOMATIC segments
@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from core_model.export.dicom_seg import SegExport, export_dicom_seg
+from core_model.export.dicom_sr import SrExport, export_dicom_sr
 from core_model.export.pdf import export_pdf, heatmaps_from
 from core_model.export.review_json import export_review_json
-from core_model.review import Review, review_from_analysis
+from core_model.review import Review, review_from_analysis, with_study_spacing
 from core_model.review_store import safe_name, study_identity
 
 
@@ -24,12 +25,15 @@ class ReportBundle:
     pdf: Path
     json: Path
     seg: SegExport = field(default_factory=SegExport)
+    sr: SrExport = field(default_factory=SrExport)
 
     def messages(self) -> list[str]:
         """Lines for a CLI or a dialog: what was written and what was not, and why."""
         out = [f"wrote {self.pdf}", f"wrote {self.json}"]
         out += [f"wrote {p}" for p in self.seg.written.values()]
         out += [f"DICOM SEG: {m}" for m in self.seg.skipped]
+        out += [f"wrote {self.sr.written}"] if self.sr.written is not None else []
+        out += [f"DICOM SR: {m}" for m in self.sr.skipped]
         return out
 
 
@@ -61,6 +65,9 @@ def export_ai_report(
     if deidentify:
         seg = SegExport(skipped=["not written: a DICOM SEG must carry the patient's identity to attach to the "
                                  "images, and this report was de-identified"])
+        sr = SrExport(skipped=["not written: a DICOM SR must carry the patient's identity to attach to the "
+                               "images, and this report was de-identified"])
     else:
         seg = export_dicom_seg(review, study, out_dir / f"{stem}_seg", include_proposed=True)
-    return ReportBundle(pdf=pdf, json=js, seg=seg)
+        sr = export_dicom_sr(with_study_spacing(review, study), study, out_dir / f"{stem}_sr.dcm", include_proposed=True)
+    return ReportBundle(pdf=pdf, json=js, seg=seg, sr=sr)

@@ -232,8 +232,22 @@ def _fmt_prob(p: Any) -> str:
     return "—" if p is None else f"{float(p):.2f}"
 
 
-def report_content(review: Review, *, deidentify: bool = False, created: str | None = None) -> dict[str, Any]:
-    """Every text the report prints, as plain rows: what the tests check and the PDF lays out."""
+def finding_size_text(review: Review, f: Finding) -> str:
+    """"12.3 mm, 95 mm²" from the view's pixel spacing; in pixels, said so, only when the file has none."""
+    sz = size_dict(review, f)
+    if sz is not None:
+        return f"{sz['max_diameter_mm']:.1f} mm, {sz['area_mm2']:.0f} mm²"
+    from core_model.location import NO_SPACING, size_of
+
+    return f"{size_of(f.polygon, None)['max_diameter_px']:.0f} px ({NO_SPACING})"
+
+
+def report_content(review: Review, *, deidentify: bool = False, created: str | None = None,
+                   locations: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every text the report prints, as plain rows: what the tests check and the PDF lays out.
+
+    ``locations``: finding id -> location (:func:`core_model.location.locate_review`), printed
+    with the size; without it the findings say only their size."""
     pid, sid = (_cut(i) for i in shown_ids(review, deidentify))
     created = created or now_utc()
     ident_rows = [
@@ -243,10 +257,13 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
         ["Reader", review.reader or "(not given)", "Software", SOFTWARE],
     ]
     models = model_lines(review) if review.ai.get("ran", False) else ["none ran on this study: every finding is the reader's"]
-    findings = [["#", "Breast", "View", "Size (longest, area)", "State", "From", "AI score", "Same lesion as"]]
+    findings = [["#", "Breast", "View", "Size (longest, area); location", "State", "From", "AI score", "Same lesion as"]]
     for f in review.findings.values():
-        sz = size_dict(review, f)
-        size = f"{sz['max_diameter_mm']:.1f} mm, {sz['area_mm2']:.0f} mm²" if sz else "no pixel spacing"
+        size = finding_size_text(review, f)
+        if locations is not None:
+            from core_model.location import location_words
+
+            size += "; " + location_words(locations.get(f.id))
         findings.append([f.id, SIDE_NAMES[f.side], f.view, size, f.state, "AI" if f.origin == "ai" else "reader",
                          _fmt_prob(f.ai_score), f.link or ""])
     ai_side = review.ai.get("affected_side")
@@ -314,7 +331,11 @@ def export_pdf(
                           borderPadding=4, backColor=colors.Color(0.93, 0.93, 0.93), spaceBefore=2, spaceAfter=8)
     P = lambda text, st=body: Paragraph(escape(str(text)).replace("\n", "<br/>"), st)  # noqa: E731
 
-    content = report_content(review, deidentify=deidentify)
+    from core_model.location import locate_review
+    from core_model.review import with_study_spacing
+
+    review = with_study_spacing(review, study)
+    content = report_content(review, deidentify=deidentify, locations=locate_review(review, study))
     pid, sid, note, created = content["patient_id"], content["study_id"], content["notice"], content["created"]
     unreviewed = include_proposed and not review.confirmed()
     title = "AI output, not reviewed by a reader" if unreviewed else "review report"
@@ -352,11 +373,13 @@ def export_pdf(
         ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
     ])
     rows = content["findings"] if len(content["findings"]) > 1 else content["findings"] + [["", "", "", "no findings", "", "", "", ""]]
+    rows = rows[:1] + [r[:3] + [P(r[3], small)] + r[4:] for r in rows[1:]]  # size and location wrap in their cell
     story.append(Paragraph("Findings", h2))
-    story.append(Table(rows, colWidths=[10 * mm, 15 * mm, 12 * mm, 40 * mm, 20 * mm, 15 * mm, 17 * mm, 25 * mm], style=tstyle,
+    story.append(Table(rows, colWidths=[8 * mm, 12 * mm, 10 * mm, 74 * mm, 17 * mm, 12 * mm, 14 * mm, 26 * mm], style=tstyle,
                        hAlign="LEFT", repeatRows=1))
     story.append(P("AI score: mean segmentation probability inside the AI contour (0-1), not a probability of cancer. "
-                   "Sizes are measured on the contour in the image plane of that view.", small))
+                   "Sizes are measured on the contour in the image plane of that view, and so is the distance from the nipple; "
+                   "clock face from the linked CC and MLO.", small))
 
     # the AI's score sits beside the reader's call, in its own labelled column
     assess = [Paragraph("Assessment", h2),

@@ -22,7 +22,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from core_model.errors import NafvError
-from core_model.review import Review, ReviewSession, review_from_analysis
+from core_model.review import Review, ReviewSession, add_ai_findings, review_from_analysis
 from core_model.review_store import ReviewStore, study_identity
 from nafv_viewer.widgets.assessment_panel import AssessmentPanel
 from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
@@ -181,9 +181,7 @@ class ReviewWorkflow(QObject):
         # Not an undoable edit: the AI's proposals arrive once, beside whatever the reader drew.
         review = self.controller.review
         fresh = review_from_analysis(analysis, study, review.identity)
-        for f in fresh.findings.values():
-            f.id = review.new_id()
-            review.findings[f.id] = f
+        add_ai_findings(review, fresh)
         review.ai = fresh.ai
         review.touch()
         self.store.save(review)

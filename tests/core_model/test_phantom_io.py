@@ -38,7 +38,7 @@ def test_layout_names_and_labels(dataset):
     assert {i.patient_id for i in infos} == {"P900000", "P900001", "P900002", "P900003"}
     with open(dataset / "labels.csv", newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        assert reader.fieldnames == CDD_COLUMNS
+        assert reader.fieldnames == CDD_COLUMNS + ["Clock", "Nipple distance (mm)"]
         rows = list(reader)
     assert len(rows) == 32 and {r["Image_name"] + ".png" for r in rows} == {p.name for p in images}
     assert all("synthetic" in r["Tags"] and "synthetic" in r["Findings"] for r in rows)
@@ -54,6 +54,27 @@ def test_layout_names_and_labels(dataset):
     # each patient has one affected side and one label; exactly half of 4 are benign
     assert all(len(v) == 1 for v in by_patient.values())
     assert sorted(v.pop() for v in by_patient.values()) == ["Benign", "Benign", "Malignant", "Malignant"]
+
+
+def test_labels_give_each_lesion_clock_and_nipple_distance_from_the_geometry(dataset):
+    with open(dataset / "labels.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(dataset / "lesions.csv", newline="", encoding="utf-8") as fh:
+        lesions = {r["Image_name"]: r for r in csv.DictReader(fh)}
+    spacing = 240.0 / SIZE[0], 195.0 / SIZE[1]
+    for r in rows:
+        if r["Pathology Classification/ Follow up"] == "Normal":
+            assert r["Clock"] == "" and r["Nipple distance (mm)"] == ""
+            continue
+        clock, dist = float(r["Clock"]), float(r["Nipple distance (mm)"])
+        assert 0 < clock <= 12
+        les = lesions[r["Image_name"].replace("_DM_", "_CM_")]
+        assert float(les["clock"]) == pytest.approx(clock)
+        # the lesion centre lies about that far from the nipple; the nipple tip drawn in profile
+        # reaches up to 4.5 mm beyond the skin-line point of lesions.csv
+        skin = np.hypot((float(les["center_row"]) - float(les["nipple_row"])) * spacing[0],
+                        (float(les["center_col"]) - float(les["nipple_col"])) * spacing[1])
+        assert skin - 1.0 <= dist <= skin + 5.0
 
 
 def test_png_files_load_losslessly_through_load_study(dataset):

@@ -156,7 +156,7 @@ def test_demo_study_without_pixel_spacing_says_so(demo_dir, tmp_path):
     study = load_study(demo_dir)
     review = review_from_analysis(stand_in_analysis(study), study, study_identity(study))
     c = report_content(review)
-    assert len(c["findings"]) > 2 and all(r[3] == "no pixel spacing" and r[6] == "—" for r in c["findings"][1:])
+    assert len(c["findings"]) > 2 and all(r[3].endswith(" px (in pixels, no spacing in the file)") and r[6] == "—" for r in c["findings"][1:])
     assert "stand-in" in c["models"][0]
     assert _pages(export_pdf(review, study, tmp_path / "demo.pdf").read_bytes()) == 1
 
