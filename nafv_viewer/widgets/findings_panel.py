@@ -10,7 +10,7 @@ guard flag against update loops.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -40,8 +40,9 @@ from core_model.review import (
     accept,
     reject,
 )
-from core_model.study import SIDE_NAMES
 
+# Keys the list keeps for itself while it has the focus.
+LIST_KEYS = (Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown)
 # Text marks as well as colour, so the list reads the same in grey or for colour-blind readers.
 STATE_TEXT = {PROPOSED: "? proposed", ACCEPTED: "✓ accepted", EDITED: "✎ edited", REJECTED: "✗ rejected"}
 
@@ -177,12 +178,13 @@ class ReviewController(QObject):
 class FindingsPanel(QWidget):
     """Table of findings with Accept (A), Reject (R), Delete (Del), Link and Unlink; Undo/Redo keys."""
 
-    COLUMNS = ("#", "Breast", "View", "State", "AI score", "Linked")
+    COLUMNS = ("#", "Side", "View", "State", "AI score", "Linked")
 
     def __init__(self, controller: ReviewController, parent: QWidget | None = None):
         super().__init__(parent)
         self.controller = controller
         self._updating = False  # guard: refreshing the table must not feed back into the controller
+        self._from_table = False  # the selection change comes from the list itself
 
         self.table = QTableWidget(0, len(self.COLUMNS), self)
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
@@ -190,7 +192,11 @@ class FindingsPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # the state column takes what is left (and elides), so "Linked" is never cut off the right edge
+        header.setSectionResizeMode(self.COLUMNS.index("State"), QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(24)
 
         self.accept_btn = QPushButton("Accept (A)")
         self.reject_btn = QPushButton("Reject (R)")
@@ -236,6 +242,13 @@ class FindingsPanel(QWidget):
         self.refresh()
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        if obj is self.table and event.type() == QEvent.Type.ShortcutOverride and Qt.Key(event.key()) in LIST_KEYS \
+                and event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.ShiftModifier,
+                                          Qt.KeyboardModifier.KeypadModifier):
+            # With the list focused, the arrows move its selection: the window's window/level and
+            # pan shortcuts on the same keys must not take them.
+            event.accept()
+            return True
         if obj is self.table and event.type() == QEvent.Type.KeyPress:
             if event.matches(QKeySequence.StandardKey.Undo):
                 self.controller.undo()
@@ -260,7 +273,7 @@ class FindingsPanel(QWidget):
             for row, f in enumerate(review.findings.values()):
                 cells = (
                     f.id,
-                    SIDE_NAMES[f.side],
+                    f.side,
                     f.view,
                     STATE_TEXT[f.state] + (" (reader)" if f.origin == "reader" else ""),
                     "—" if f.ai_score is None else f"{f.ai_score:.2f}",
@@ -283,9 +296,18 @@ class FindingsPanel(QWidget):
         was, self._updating = self._updating, True
         try:
             ids = list(self.controller.review.findings)
-            if fid in ids and fid not in self.selected_ids():
-                self.table.selectRow(ids.index(fid))
-            elif not fid:
+            if self._from_table and fid in self.selected_ids():
+                pass  # the reader's own (possibly two-row, for linking) selection in the list stays
+            elif fid in ids:
+                # Exactly this row, whatever modifier keys are down (selectRow would add to the
+                # selection while Ctrl is held, e.g. right after Ctrl+Z).
+                row = ids.index(fid)
+                model = self.table.selectionModel()
+                flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+                model.select(self.table.model().index(row, 0), flags)
+                model.setCurrentIndex(self.table.model().index(row, 0), QItemSelectionModel.SelectionFlag.NoUpdate)
+                self.table.scrollToItem(self.table.item(row, 0))
+            else:
                 self.table.clearSelection()
         finally:
             self._updating = was
@@ -302,7 +324,13 @@ class FindingsPanel(QWidget):
         if self._updating:
             return
         ids = self.selected_ids()
-        self.controller.select(ids[-1] if ids else "")
+        current = self.table.currentRow()
+        cur_id = self.table.item(current, 0).data(Qt.ItemDataRole.UserRole) if self.table.item(current, 0) else ""
+        self._from_table = True
+        try:
+            self.controller.select(cur_id if cur_id in ids else (ids[-1] if ids else ""))
+        finally:
+            self._from_table = False
 
     def link_selected(self) -> bool:
         ids = self.selected_ids()

@@ -150,7 +150,7 @@ class MainWindow(QMainWindow):
             ("view", "Tab", "Next view (active view for 1-up)", self.next_view),
             ("view", "Y", "Sync zoom/pan across views on/off", lambda: s.toggle("sync")),
             ("view", "I", "Invert grey levels", lambda: s.toggle("invert")),
-            ("view", "R", "Reject the selected finding (nothing selected: reset zoom, pan, window/level and invert)", self._key_r),
+            ("view", "Home", "Reset zoom, pan, window/level and invert", self.reset_view),
             ("view", "M", "Magnifier on/off", lambda: s.toggle("magnifier")),
             ("view", "B", "Blink LE/RC of each view", lambda: self._toggle_compare("blink")),
             ("view", "W", "Swipe LE/RC (divider follows the cursor)", lambda: self._toggle_compare("swipe")),
@@ -170,7 +170,7 @@ class MainWindow(QMainWindow):
         for i in range(4):
             rows.append(("view", f"F{i + 5}", f"Window preset {i + 1} (per energy)", lambda i=i: self.preset(i)))
         rows += [
-            ("analysis", "A", "Accept the selected finding (nothing selected: run the AI analysis)", self._key_a),
+            ("analysis", "Ctrl+Return", "Run the AI analysis", self.run_analysis),
             ("analysis", "Esc", "Cancel the contour being drawn, else the running analysis", self._key_escape),
             ("analysis", "C", "Lesion contours on/off", lambda: s.toggle("show_contours")),
             ("analysis", "H", "Heatmap on/off", lambda: s.toggle("show_heatmap")),
@@ -219,14 +219,6 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog = ShortcutsDialog(self.shortcut_rows, self)
         self.shortcuts_dialog.open()
         return self.shortcuts_dialog
-
-    def _key_a(self) -> None:
-        if not self.review_flow.accept_selected():
-            self.run_analysis()
-
-    def _key_r(self) -> None:
-        if not self.review_flow.reject_selected():
-            self.reset_view()
 
     def _key_escape(self) -> None:
         if not self.editor.cancel_draw():

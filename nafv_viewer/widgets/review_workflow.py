@@ -17,6 +17,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMessageBox
@@ -102,6 +104,10 @@ class ReviewWorkflow(QObject):
     def shortcut_rows(self) -> list[tuple[str, str, str, Any]]:
         ed = self.window.editor
         return [
+            ("review", "A", "Accept the selected finding", self.accept_selected),
+            ("review", "R", "Reject the selected finding", self.reject_selected),
+            ("review", "N", "Next finding: select it and zoom to it", lambda: self.step_finding(1)),
+            ("review", "P", "Previous finding: select it and zoom to it", lambda: self.step_finding(-1)),
             ("review", "D", "Draw a new contour on a view (click its points)", ed.start_draw),
             ("review", "Return", "Close the contour being drawn", ed.finish_draw),
             ("review", "Delete", "Delete the selected finding", lambda: self.controller and self.controller.delete_selected()),
@@ -123,6 +129,7 @@ class ReviewWorkflow(QObject):
             ("Shift+click a contour on the other view", "Link it with the selected one (same lesion in CC and MLO)"),
             ("Ctrl+click / right-click a handle", "Remove that vertex"),
             ("D, clicks, Enter / double-click", "Draw a finding the AI missed; Esc cancels"),
+            ("Findings list: Up / Down", "Move the selection (the list must have the focus)"),
             ("Findings list: A / R / Delete", "Accept / reject / delete; Link CC+MLO with two rows selected"),
         ]
 
@@ -233,11 +240,51 @@ class ReviewWorkflow(QObject):
         return None if self.controller is None else self.store.path_for(self.controller.review.identity)
 
     # -- actions ----------------------------------------------------------------------
+    def _has_selection(self) -> bool:
+        if self.controller is not None and self.controller.selected:
+            return True
+        self.window.statusBar().showMessage("Select a finding first: click its contour, or N / P to step through them", 8000)
+        return False
+
     def accept_selected(self) -> bool:
-        return self.controller is not None and bool(self.controller.selected) and (self.controller.accept_selected() or True)
+        return self._has_selection() and self.controller.accept_selected()
 
     def reject_selected(self) -> bool:
-        return self.controller is not None and bool(self.controller.selected) and (self.controller.reject_selected() or True)
+        return self._has_selection() and self.controller.reject_selected()
+
+    def step_finding(self, step: int) -> str:
+        """Select the next (``step`` 1) or previous (-1) finding in list order and zoom every view
+        that shows it onto it; hidden rejected findings are skipped. Returns the id, "" for none."""
+        if self.controller is None:
+            return ""
+        review = self.controller.review
+        shown = self.window.editor.show_rejected
+        ids = [f.id for f in review.findings.values() if shown or f.state != "rejected"]
+        if not ids:
+            self.window.statusBar().showMessage("No finding to step to", 5000)
+            return ""
+        cur = self.controller.selected
+        i = ids.index(cur) + step if cur in ids else (0 if step > 0 else len(ids) - 1)
+        fid = ids[i % len(ids)]
+        self.controller.select(fid)
+        self.zoom_to_finding(fid)
+        return fid
+
+    def zoom_to_finding(self, fid: str) -> None:
+        f = self.controller.review.findings.get(fid)
+        if f is None:
+            return
+        for p in self.window.grid.visible_panels():  # hidden panels of the same view follow through the grid's sync
+            img = p.current
+            if p.key != f.key or img is None:
+                continue
+            pts = img.flips.to_display(np.asarray(f.polygon, dtype=float), img.shape)
+            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+            # the lesion at a third of the view, so its margin and the tissue around it are both seen
+            half = max(x1 - x0, y1 - y0, 0.05 * max(img.shape)) * 1.5
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            p.vb.setRange(xRange=(cx - half, cx + half), yRange=(cy - half, cy + half), padding=0)
+            p._on_manual_range()
 
     def undo(self) -> None:
         if self.controller is not None:

@@ -128,11 +128,11 @@ def test_click_selects_then_accept_reject_keys_undo_redo(reviewed, qtbot):
     assert f.state == PROPOSED and _saved(w)[f.id]["state"] == PROPOSED
     _key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert f.state == ACCEPTED and _saved(w)[f.id]["state"] == ACCEPTED
-    # A click on empty image clears the selection; then R resets the view, as before.
+    # A click on empty image clears the selection; then R does nothing but say how to select.
     _click(qtbot, p, pts.mean(axis=0) + np.array([0.0, 0.3 * p.current.shape[0]]))
     assert ctl.selected == ""
     _key(qtbot, w, Qt.Key.Key_R)
-    assert f.state == ACCEPTED
+    assert f.state == ACCEPTED and "Select a finding first" in w.statusBar().currentMessage()
     # Rejected contours can be hidden.
     ctl.select(f.id)
     _key(qtbot, w, Qt.Key.Key_R)

@@ -1,0 +1,130 @@
+"""The reading keys: one meaning per key, N/P through the findings, arrows in the list, one highlight."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from core_model.review import ACCEPTED, PROPOSED, REJECTED
+
+pytestmark = pytest.mark.qt
+NONE = Qt.KeyboardModifier.NoModifier
+CTRL = Qt.KeyboardModifier.ControlModifier
+
+
+@pytest.fixture
+def reviewed(demo_window, qtbot):
+    w = demo_window
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.run_analysis()
+    QApplication.processEvents()
+    return w
+
+
+def _key(qtbot, widget, key, modifier=NONE):
+    qtbot.keyClick(widget, key, modifier)
+    QApplication.processEvents()
+
+
+def _rows(panel) -> list[int]:
+    return sorted({i.row() for i in panel.table.selectedIndexes()})
+
+
+def test_no_key_of_the_map_has_two_meanings(reviewed):
+    keys = [k for k, _ in reviewed.shortcut_rows]
+    mapped = [k for k in keys if k in reviewed.actions_by_key]
+    assert len(mapped) == len(set(mapped))
+    rows = dict(reviewed.shortcut_rows)
+    assert rows["R"] == "Reject the selected finding" and rows["A"] == "Accept the selected finding"
+    assert "Reset" in rows["Home"] and rows["Ctrl+Return"] == "Run the AI analysis"
+
+
+def test_r_with_a_finding_selected_rejects_it_and_resets_nothing(reviewed, qtbot):
+    w = reviewed
+    ctl = w.review_flow.controller
+    fid = next(iter(ctl.review.findings))
+    w.state.invert = True
+    w.zoom(0.5)
+    p = w.grid.panel(w.state.active_view)
+    before = p.vb.viewRect()
+    ctl.select(fid)
+    _key(qtbot, w, Qt.Key.Key_R)
+    assert ctl.review.findings[fid].state == REJECTED
+    assert w.state.invert  # not reset
+    assert p.vb.viewRect() == before
+    # Home resets the view and touches no finding.
+    _key(qtbot, w, Qt.Key.Key_Home)
+    assert not w.state.invert and ctl.review.findings[fid].state == REJECTED
+    # A accepts only; with nothing selected it neither accepts nor runs the analysis.
+    ctl.select("")
+    _key(qtbot, w, Qt.Key.Key_A)
+    assert not w.analysis_running and [f.state for f in ctl.review.findings.values()].count(PROPOSED) == 3
+    ctl.select(fid)
+    _key(qtbot, w, Qt.Key.Key_A)
+    assert ctl.review.findings[fid].state == ACCEPTED
+
+
+def test_n_and_p_step_through_the_findings_and_zoom_to_each(reviewed, qtbot):
+    w = reviewed
+    ctl = w.review_flow.controller
+    ids = list(ctl.review.findings)
+    seen = []
+    for _ in range(len(ids) + 1):
+        _key(qtbot, w, Qt.Key.Key_N)
+        seen.append(ctl.selected)
+    assert seen == ids + ids[:1]  # wraps round
+    f = ctl.review.findings[ids[0]]
+    assert w.state.active_view == f.key
+    p = w.grid.panels4[f.key]
+    r = p.vb.viewRect()
+    h, wd = p.current.shape
+    assert r.width() < 0.6 * wd  # zoomed in on the finding
+    pts = p.current.flips.to_display(__import__("numpy").asarray(f.polygon, dtype=float), p.current.shape)
+    assert r.contains(float(pts[:, 0].mean()), float(pts[:, 1].mean()))
+    _key(qtbot, w, Qt.Key.Key_P)
+    assert ctl.selected == ids[-1]
+    assert w.review_flow.findings_panel.selected_ids() == [ids[-1]]
+
+
+def test_arrows_move_the_list_selection_when_the_list_has_focus(reviewed, qtbot):
+    w = reviewed
+    ctl = w.review_flow.controller
+    panel = w.review_flow.findings_panel
+    ids = list(ctl.review.findings)
+    ctl.select(ids[0])
+    panel.table.setFocus()
+    window_before = (w.state.windows[w.state.energy].center, w.state.windows[w.state.energy].width)
+    _key(qtbot, panel.table, Qt.Key.Key_Down)
+    assert ctl.selected == ids[1] and _rows(panel) == [1]
+    _key(qtbot, panel.table, Qt.Key.Key_Down)
+    _key(qtbot, panel.table, Qt.Key.Key_Up)
+    assert ctl.selected == ids[1]
+    assert (w.state.windows[w.state.energy].center, w.state.windows[w.state.energy].width) == window_before
+    # Focus on the window, not the list: the arrows are window/level again.
+    w.grid.setFocus()
+    _key(qtbot, w, Qt.Key.Key_Up)
+    assert w.state.windows[w.state.energy].center != window_before[0]
+
+
+def test_list_highlight_equals_the_selection_after_undo_and_redo(reviewed, qtbot):
+    w = reviewed
+    ctl = w.review_flow.controller
+    panel = w.review_flow.findings_panel
+    ids = list(ctl.review.findings)
+    ctl.select(ids[0])
+    _key(qtbot, w, Qt.Key.Key_A)
+    ctl.select(ids[2])
+    _key(qtbot, w, Qt.Key.Key_R)
+    _key(qtbot, w, Qt.Key.Key_Z, CTRL)
+    _key(qtbot, w, Qt.Key.Key_Z, CTRL | Qt.KeyboardModifier.ShiftModifier)
+    assert _rows(panel) == [ids.index(ctl.selected)] == [2]
+    ctl.select(ids[1])
+    _key(qtbot, w, Qt.Key.Key_Z, CTRL)
+    assert _rows(panel) == [1] and ctl.selected == ids[1]
+    # the view's contours agree: only the selected one is drawn thick
+    for p in w.grid.all_panels():
+        for item in p.contour_items:
+            fid = getattr(item, "finding_id", None)
+            if fid is not None:
+                assert (item.opts["pen"].width() == 4) == (fid == ctl.selected)
