@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
 from core_model.errors import NafvError
+from core_model import review_signoff as signoff
 from core_model.review_schema import BIRADS, DENSITIES, ORIGINS, SCHEMA_VERSION, STATES, check_review
 from core_model.study import SIDES, VIEW_KEYS, split_view_key
 
@@ -155,6 +156,8 @@ class Review:
     ai: dict[str, Any] = field(default_factory=dict)
     # Per view key: {"shape": [rows, cols], "pixel_spacing_mm": [row, col] | None}
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Finalised by whom and when, and the addenda after it (see core_model.review_signoff).
+    signoff: dict[str, Any] = field(default_factory=signoff.empty_signoff)
     next_number: int = 1
     revision: int = 0
     created: str = field(default_factory=_now)
@@ -214,6 +217,7 @@ class Review:
             "images": copy.deepcopy(self.images),
             "assessments": {s: a.to_dict() for s, a in self.assessments.items()},
             "findings": [f.to_dict() for f in self.findings.values()],
+            "signoff": copy.deepcopy(self.signoff),
         }
 
     @classmethod
@@ -232,13 +236,14 @@ class Review:
             revision=int(d.get("revision", 0)),
             created=str(d.get("created", "")),
             modified=str(d.get("modified", "")),
+            signoff=copy.deepcopy(d.get("signoff") or signoff.empty_signoff()),
         )
         return r
 
     def adopt(self, other: "Review") -> None:
         """Take ``other``'s saved content in place, so every holder of this object sees it."""
         for name in ("identity", "findings", "assessments", "reader", "ai", "images", "next_number",
-                     "revision", "created", "modified"):
+                     "revision", "created", "modified", "signoff"):
             setattr(self, name, getattr(other, name))
 
 
@@ -633,12 +638,28 @@ class ReviewSession:
             fn(self.review, cmd, how)
 
     def apply(self, cmd: Command, how: str = "do") -> None:
+        signoff.check_editable(self.review, cmd)  # a finalised review changes only through an addendum
+        before = copy.deepcopy(self.review.signoff)
         cmd.apply(self.review)
-        self._commit(cmd, how)
+        signoff.note_change(self.review, cmd, how)
+        self._commit_keeping(cmd, how, before)
 
     def revert(self, cmd: Command) -> None:
+        if isinstance(cmd, signoff.SignoffCommand):
+            raise signoff.ReviewLockedError("A signature is not withdrawn: open an addendum to change the review.")
+        signoff.check_editable(self.review, cmd)
+        before = copy.deepcopy(self.review.signoff)
         cmd.undo(self.review)
-        self._commit(cmd, "undo")
+        signoff.note_change(self.review, cmd, "undo")
+        self._commit_keeping(cmd, "undo", before)
+
+    def _commit_keeping(self, cmd: Command, how: str, signoff_before: dict[str, Any]) -> None:
+        try:
+            self._commit(cmd, how)
+        except Exception as err:
+            if getattr(err, "reload", None) is None:  # rolled back: so is the addendum's list of changes
+                self.review.signoff = signoff_before
+            raise
 
     def do(self, cmd: Command) -> Command:
         self.apply(cmd)
@@ -649,8 +670,9 @@ class ReviewSession:
     def undo(self) -> Command | None:
         if not self._undo:
             return None
-        cmd = self._undo.pop()
+        cmd = self._undo[-1]
         self.revert(cmd)
+        self._undo.pop()
         self._redo.append(cmd)
         return cmd
 

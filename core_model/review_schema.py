@@ -172,6 +172,13 @@ def check_review(d: Any) -> None:
     _ai(_object(d, "ai"))
     _images(_object(d, "images"))
     _assessments(_object(d, "assessments"))
+    if d.get("signoff") is not None:
+        from core_model.review_signoff import check_signoff
+
+        try:
+            check_signoff(d["signoff"])
+        except ValueError as err:
+            raise ReviewSchemaError(str(err)) from None
     findings = d.get("findings", [])
     if not isinstance(findings, list):
         _fail("findings", "is not a list")

@@ -13,6 +13,7 @@ from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QVBoxLayout, QWidget
 
 from core_model.notice import NO_LESION_FOUND_SHORT, score_words
+from core_model.review_signoff import is_locked, status_text
 from core_model.review import BIRADS, DENSITIES, SetAssessment, SetReader
 from nafv_viewer.widgets.findings_panel import ReviewController
 
@@ -56,6 +57,10 @@ class AssessmentPanel(QWidget):
         self.ai: dict[str, QLabel] = {}
 
         lay = QVBoxLayout(self)
+        self.signoff_label = QLabel(self)  # who signed and when; empty while the review is being read
+        self.signoff_label.setWordWrap(True)
+        self.signoff_label.setObjectName("signoff")
+        lay.addWidget(self.signoff_label)
         for side, title in SIDES:
             box = QGroupBox(title, self)
             form = QFormLayout(box)
@@ -102,6 +107,11 @@ class AssessmentPanel(QWidget):
                 self.ai[side].setText(ai_text(review, side))
             if self.reader.text() != review.reader:
                 self.reader.setText(review.reader)
+            said = status_text(review)
+            if is_locked(review):
+                said += " — locked (Ctrl+Shift+A opens an addendum)"
+            self.signoff_label.setText(said)
+            self.signoff_label.setVisible(bool(said))
         finally:
             self._updating = False
 

@@ -41,6 +41,8 @@ from core_model.review import (
     reject,
 )
 
+from core_model.review_signoff import SignoffCommand
+
 # Keys the list keeps for itself while it has the focus.
 LIST_KEYS = (Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown)
 # Text marks as well as colour, so the list reads the same in grey or for colour-blind readers.
@@ -91,6 +93,7 @@ class ReviewController(QObject):
         self.session = session
         self.stack = QUndoStack(self)
         self.selected: str = ""
+        self.last_error = ""
         self._failed: tuple[_UndoEntry, str] | None = None
         self._reloaded = False
         session.subscribe(self._on_commit)
@@ -122,9 +125,14 @@ class ReviewController(QObject):
             self.session.apply(cmd)
         except NafvError as err:
             self._drop_history_if_reloaded()
+            self.last_error = str(err)
             self.error.emit(str(err))
             return False
-        self.stack.push(_UndoEntry(self, cmd))
+        if isinstance(cmd, SignoffCommand):
+            # A signature is not undone, and the edits before it are now part of what was signed.
+            self.stack.clear()
+        else:
+            self.stack.push(_UndoEntry(self, cmd))
         return True
 
     def _run(self, entry: _UndoEntry, fn) -> None:

@@ -21,10 +21,11 @@ import numpy as np
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from core_model.errors import NafvError
 from core_model.review import Review, ReviewSession, review_from_analysis
+from core_model.review_signoff import Finalise, OpenAddendum, status_text
 from core_model.review_store import ReviewStore, study_identity
 from nafv_viewer.widgets.assessment_panel import AssessmentPanel
 from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
@@ -114,6 +115,8 @@ class ReviewWorkflow(QObject):
             ("review", "Ctrl+Z", "Undo the last review change", self.undo),
             ("review", "Ctrl+Shift+Z", "Redo", self.redo),
             ("review", "Shift+C", "Rejected contours shown faint / hidden", lambda: ed.set_show_rejected(not ed.show_rejected)),
+            ("review", "Ctrl+Shift+F", "Finalise (sign) the review, or the open addendum: it is then locked", self.finalise),
+            ("review", "Ctrl+Shift+A", "Open an addendum to change a finalised review…", self.start_addendum),
             ("file", "Ctrl+P", "Export the PDF report…", lambda: self.export("pdf")),
             ("file", "Ctrl+Shift+S", "Export DICOM SEG of accepted/edited contours…", lambda: self.export("seg")),
             ("file", "Ctrl+J", "Export the review as JSON…", lambda: self.export("json")),
@@ -285,6 +288,30 @@ class ReviewWorkflow(QObject):
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
             p.vb.setRange(xRange=(cx - half, cx + half), yRange=(cy - half, cy + half), padding=0)
             p._on_manual_range()
+
+    def finalise(self) -> bool:
+        """Sign the review (or its open addendum) with the reader name of the Assessment tab."""
+        if self.controller is None:
+            return False
+        if self.controller.push(Finalise(self.controller.review.reader)):
+            self.window.statusBar().showMessage(status_text(self.controller.review), 15000)
+            return True
+        self.window.show_error("Not finalised", self.controller.last_error)
+        return False
+
+    def start_addendum(self, reason: str | None = None) -> bool:
+        """Unlock a finalised review for an addendum; asks for the reason when ``reason`` is None."""
+        if self.controller is None:
+            return False
+        if reason is None:
+            reason, ok = QInputDialog.getText(self.window, "Addendum", "Reason for the addendum (printed in the report):")
+            if not ok:
+                return False
+        if self.controller.push(OpenAddendum(self.controller.review.reader, reason)):
+            self.window.statusBar().showMessage(status_text(self.controller.review), 15000)
+            return True
+        self.window.show_error("No addendum opened", self.controller.last_error)
+        return False
 
     def undo(self) -> None:
         if self.controller is not None:

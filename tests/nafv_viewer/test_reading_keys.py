@@ -128,3 +128,40 @@ def test_list_highlight_equals_the_selection_after_undo_and_redo(reviewed, qtbot
             fid = getattr(item, "finding_id", None)
             if fid is not None:
                 assert (item.opts["pen"].width() == 4) == (fid == ctl.selected)
+
+
+def test_finalise_locks_the_review_in_the_viewer_and_an_addendum_reopens_it(reviewed, qtbot):
+    w = reviewed
+    ctl = w.review_flow.controller
+    ap = w.review_flow.assessment_panel
+    ids = list(ctl.review.findings)
+    ctl.select(ids[0])
+    _key(qtbot, w, Qt.Key.Key_A)
+    # no reader name yet: refused, said why
+    _key(qtbot, w, Qt.Key.Key_F, CTRL | Qt.KeyboardModifier.ShiftModifier)
+    assert not ctl.review.signoff["finalised"] and "reader's name" in w.last_error
+    w.error_box.done(0)
+    w.activateWindow()  # the closed message box leaves no window active for the shortcuts
+    QApplication.processEvents()
+    ap.reader.setText("Dr Q")
+    ap.commit_reader()
+    _key(qtbot, w, Qt.Key.Key_F, CTRL | Qt.KeyboardModifier.ShiftModifier)
+    assert ctl.review.signoff["finalised"]["reader"] == "Dr Q"
+    assert ap.signoff_label.text().startswith("Finalised by Dr Q") and "locked" in ap.signoff_label.text()
+    # every edit is refused with the reason, and the widgets show the unchanged review
+    ctl.select(ids[1])
+    _key(qtbot, w, Qt.Key.Key_R)
+    assert ctl.review.findings[ids[1]].state == PROPOSED
+    assert "finalised by Dr Q" in w.statusBar().currentMessage() and "addendum" in w.statusBar().currentMessage()
+    ap.birads["L"].setCurrentText("5")
+    assert ctl.review.assessments["L"].birads is None and ap.birads["L"].currentText() == "—"
+    _key(qtbot, w, Qt.Key.Key_Z, CTRL)  # the signed edits cannot be undone
+    assert ctl.review.findings[ids[0]].state == ACCEPTED
+    # an addendum: the change is allowed, listed, and signed
+    assert w.review_flow.start_addendum("enhancement seen on second look")
+    _key(qtbot, w, Qt.Key.Key_R)
+    assert ctl.review.findings[ids[1]].state == REJECTED
+    _key(qtbot, w, Qt.Key.Key_F, CTRL | Qt.KeyboardModifier.ShiftModifier)
+    add = ctl.review.signoff["addenda"][0]
+    assert add["signed"] and add["changes"] == [f"reject {ids[1]}"] and add["reason"] == "enhancement seen on second look"
+    assert "1 addendum" in ap.signoff_label.text()
