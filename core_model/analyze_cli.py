@@ -2,7 +2,7 @@
 
     nafv-analyze STUDY_PATH [STUDY_PATH ...] --out DIR [--weights-seg W] [--weights-cls W]
                  [--device cpu|cuda] [--affected L|R] [--patient ID] [--threads N] [--no-explain]
-                 [--report [--deidentify]]
+                 [--report [--deidentify] [--overwrite]]
 
 One study -> ``DIR/analysis.json``; several (several paths, or a folder that
 holds several patients) -> ``DIR/<patient>/analysis.json``, processed in turn
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true",
                    help="also write the unreviewed report: PDF, review JSON and DICOM SEG (AI proposals, marked as such)")
     p.add_argument("--deidentify", action="store_true", help="with --report: no patient identity in the PDF and JSON")
+    p.add_argument("--overwrite", action="store_true", help="with --report: replace a report already in the output folder")
     return p
 
 
@@ -204,6 +205,12 @@ def _run(args: argparse.Namespace) -> int:
                     name, k = f"{base}_{k}", k + 1
                 used.add(name)
             out = args.out if single else args.out / name
+            if args.report and not args.overwrite and out.is_dir():
+                # a report already there (perhaps another patient's, or a reader's copy) is never replaced unasked
+                there = sorted(p.name for p in out.glob("*report.pdf"))
+                if there:
+                    raise NafvError(f"{out / there[0]} already exists: nothing was written; give --overwrite to "
+                                    "replace it, or another --out")
             analysis = analyzer.analyze(study, affected_side=affected, explain=not args.no_explain)
             bundle = None
             with staged_result_dir(out) as stage:

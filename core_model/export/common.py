@@ -5,9 +5,13 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from pathlib import Path
+
 from core_model import __version__
+from core_model.errors import NafvError
 from core_model.notice import NOT_FOR_CLINICAL_USE
 from core_model.review import Finding, Review, finding_size_mm
+from core_model.study import file_safe_id
 
 SOFTWARE = f"NaFV Viewer {__version__}"
 
@@ -94,3 +98,29 @@ def ai_summary(review: Review) -> dict[str, Any]:
         "malignancy_probability": review.ai.get("malignancy_probability"),
         "classifier_mode": review.ai.get("classifier_mode"),
     }
+
+
+class ExportExistsError(NafvError):
+    """An export would replace a file that is already there (perhaps another patient's report)."""
+
+
+def export_stem(review: Review, deidentify: bool) -> str:
+    """The start of every export's file name: patient and study, so reports of two studies never share a name.
+
+    A de-identified export uses the pseudonym, never the patient id.
+    """
+    pid, sid = shown_ids(review, deidentify)
+    if deidentify:
+        return file_safe_id(pid, 40)
+    return f"{file_safe_id(pid or 'patient', 40)}_{file_safe_id(sid or 'study', 40)}"
+
+
+def refuse_overwrite(paths: list[Path] | tuple[Path, ...], overwrite: bool) -> None:
+    """Raise :class:`ExportExistsError` naming the first of ``paths`` that exists, unless ``overwrite``."""
+    if overwrite:
+        return
+    for p in paths:
+        p = Path(p)
+        if p.exists():
+            raise ExportExistsError(f"{p.name} already exists in {p.parent}: nothing was written. "
+                                    "Choose another folder or name, or allow overwriting it")

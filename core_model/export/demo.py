@@ -1,12 +1,13 @@
 """Export a report for the demo study end to end: load, analyse, review (accept, edit, draw, assess), export.
 
-    python -m core_model.export.demo OUT_DIR [--seg-weights W] [--cls-weights W] [--heatmaps] [--deidentify]
+    python -m core_model.export.demo OUT_DIR [--seg-weights W] [--cls-weights W] [--heatmaps] [--deidentify] [--overwrite]
 
 With segmentation weights (given, or the shipped default when present) the
 NaFV-Net analysis runs; without them the "AI" contours are stand-ins made
 from the collection's ground-truth masks in ``resources/demo_masks`` and the
 report says so in its model section. The review store is the usual one
-(``NAFV_DATA_DIR`` to redirect it). Writes ``report.pdf``, ``review.json``
+(``NAFV_DATA_DIR`` to redirect it). Writes ``<patient>_<study>_report.pdf``, ``..._review.json``
+(an existing one only with ``--overwrite``)
 and, when the sources are DICOM, ``*_seg.dcm``; prints what it wrote and
 what it skipped.
 """
@@ -75,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cls-weights", type=Path)
     ap.add_argument("--heatmaps", action="store_true")
     ap.add_argument("--deidentify", action="store_true")
+    ap.add_argument("--overwrite", action="store_true", help="replace this study's exports already in OUT_DIR")
     args = ap.parse_args(argv)
     try:
+        from core_model.export.common import export_stem, refuse_overwrite
         from core_model.export.dicom_seg import export_dicom_seg
         from core_model.export.pdf import export_pdf, heatmaps_from
         from core_model.export.review_json import export_review_json
@@ -116,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                                             "edited by dragging one vertex outward, CC and MLO linked per breast."))
         args.out.mkdir(parents=True, exist_ok=True)
         heat = heatmaps_from(analysis) if args.heatmaps else None
-        pdf = export_pdf(review, study, args.out / "report.pdf", deidentify=args.deidentify, heatmaps=heat)
-        js = export_review_json(review, args.out / "review.json", deidentify=args.deidentify)
+        stem = export_stem(review, args.deidentify)
+        pdf, js = args.out / f"{stem}_report.pdf", args.out / f"{stem}_review.json"
+        refuse_overwrite([pdf, js], args.overwrite)  # before writing either: all or nothing
+        pdf = export_pdf(review, study, pdf, deidentify=args.deidentify, heatmaps=heat, overwrite=args.overwrite)
+        js = export_review_json(review, js, deidentify=args.deidentify, overwrite=args.overwrite)
         seg = export_dicom_seg(review, study, args.out)
         print(f"wrote {pdf}\nwrote {js}")
         for p in seg.written.values():

@@ -30,7 +30,7 @@ from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTempl
 from core_model.analysis import side_source_words
 from core_model.errors import NafvError
 from core_model.orientation import flip_points, reading_flips
-from core_model.export.common import SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
+from core_model.export.common import SOFTWARE, model_lines, notice, now_utc, refuse_overwrite, shown_ids, size_dict
 from core_model.notice import NO_LESION_FOUND_SHORT, score_words
 from core_model.review import ACCEPTED, CONFIRMED, EDITED, PROPOSED, Finding, Review
 from core_model.study import ENERGY_NAMES, SIDE_NAMES, VIEW_KEYS
@@ -297,6 +297,7 @@ def export_pdf(
     heatmaps: dict[str, np.ndarray] | None = None,
     energy: str = "rc",
     include_proposed: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write the report; ``heatmaps`` (view key -> 0..1 array, original size) are blended in when given.
 
@@ -304,6 +305,7 @@ def export_pdf(
     for batch reports made straight from the AI output.
     """
     path = Path(path)
+    refuse_overwrite([path], overwrite)  # never another patient's report replaced without being asked
     regular, bold = _fonts()
     ss = getSampleStyleSheet()
     body = ParagraphStyle("body", parent=ss["BodyText"], fontName=regular, fontSize=9, leading=11.5)

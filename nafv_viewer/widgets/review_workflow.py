@@ -24,6 +24,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from core_model.errors import NafvError
+from core_model.export.common import export_stem, refuse_overwrite
 from core_model.review import Review, ReviewSession, review_from_analysis
 from core_model.review_signoff import Finalise, OpenAddendum, status_text
 from core_model.review_store import ReviewStore, study_identity
@@ -37,10 +38,12 @@ EXPORT_KINDS = ("pdf", "seg", "json", "all")
 class ExportJob(Job):
     """Writes the chosen exports of a snapshot of the review; ``finished(list of message lines)``."""
 
-    def __init__(self, kind: str, review: Review, study: Any, analysis: Any, out_dir: Path, deidentify: bool, heatmaps: bool):
+    def __init__(self, kind: str, review: Review, study: Any, analysis: Any, out_dir: Path, deidentify: bool, heatmaps: bool,
+                 overwrite: bool = False):
         super().__init__()
         self.kind, self.review, self.study, self.analysis = kind, review, study, analysis
         self.out_dir, self.deidentify, self.heatmaps = Path(out_dir), deidentify, heatmaps
+        self.overwrite = overwrite
 
     @Slot()
     def run(self) -> None:
@@ -57,22 +60,37 @@ class ExportJob(Job):
         from core_model.export.review_json import export_review_json
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        targets = export_targets(self.review, self.out_dir, self.kind, self.deidentify)
+        refuse_overwrite(list(targets.values()), self.overwrite)  # checked again here: the folder may have changed
         lines: list[str] = []
         if self.kind in ("pdf", "all"):
             heat = heatmaps_from(self.analysis) if (self.heatmaps and self.analysis is not None) else None
             if self.heatmaps and not heat:
                 lines.append("PDF: no heatmaps to include (the analysis has not run in this session)")
-            p = export_pdf(self.review, self.study, self.out_dir / "report.pdf", deidentify=self.deidentify, heatmaps=heat or None)
+            p = export_pdf(self.review, self.study, targets["pdf"], deidentify=self.deidentify, heatmaps=heat or None,
+                           overwrite=self.overwrite)
             lines.insert(0, f"wrote {p}")
         if self.kind in ("json", "all"):
-            lines.append(f"wrote {export_review_json(self.review, self.out_dir / 'review.json', deidentify=self.deidentify)}")
+            lines.append(f"wrote {export_review_json(self.review, targets['json'], deidentify=self.deidentify, overwrite=self.overwrite)}")
         if self.kind in ("seg", "all"):
-            seg = export_dicom_seg(self.review, self.study, self.out_dir / "seg")
+            seg = export_dicom_seg(self.review, self.study, targets["seg"])
             lines += [f"wrote {p}" for p in seg.written.values()]
             lines += [f"DICOM SEG: {m}" for m in seg.skipped]
             if not seg.written and not seg.skipped:
                 lines.append("DICOM SEG: no accepted or edited finding to export")
         return lines
+
+
+def export_targets(review: Review, out_dir: Path, kind: str, deidentify: bool) -> dict[str, Path]:
+    """What an export of ``kind`` writes into ``out_dir``: names carry the patient and the study."""
+    stem = export_stem(review, deidentify)
+    every = {"pdf": out_dir / f"{stem}_report.pdf", "json": out_dir / f"{stem}_review.json", "seg": out_dir / f"{stem}_seg"}
+    return every if kind == "all" else {kind: every[kind]}
+
+
+def program_folder() -> Path:
+    """The folder the program runs from (a checkout or an installed package): no place for a patient's report."""
+    return Path(__file__).resolve().parents[2]
 
 
 class ReviewWorkflow(QObject):
@@ -322,8 +340,22 @@ class ReviewWorkflow(QObject):
             self.controller.redo()
 
     # -- exports -------------------------------------------------------------------------
-    def export(self, kind: str, out_dir: str | Path | None = None) -> ExportJob | None:
-        """Export into ``out_dir`` (asked for when None), off the GUI thread; see ``export_finished``."""
+    def export_start_dir(self) -> Path:
+        """Where the folder dialog opens: the last export folder, else beside the study, never inside the program."""
+        if self.last_export_dir is not None:
+            return self.last_export_dir
+        study_path = self.window.study_path
+        if study_path is not None:
+            try:
+                Path(study_path).resolve().relative_to(program_folder())
+            except ValueError:
+                return Path(study_path).parent
+        return Path.home()
+
+    def export(self, kind: str, out_dir: str | Path | None = None, overwrite: bool | None = None) -> ExportJob | None:
+        """Export into ``out_dir`` (asked for when None), off the GUI thread; see ``export_finished``.
+
+        Files already there are replaced only when the reader says so (``overwrite`` None: asked)."""
         if kind not in EXPORT_KINDS:
             raise ValueError(kind)
         if self.controller is None or self.study is None:
@@ -333,14 +365,24 @@ class ReviewWorkflow(QObject):
             self.window.statusBar().showMessage("An export is still running…")
             return None
         if out_dir is None:
-            start = str(self.last_export_dir or (self.window.study_path or Path.home()))
-            chosen = QFileDialog.getExistingDirectory(self.window, "Export into folder", start)
+            chosen = QFileDialog.getExistingDirectory(self.window, "Export into folder", str(self.export_start_dir()))
             if not chosen:
                 return None
             out_dir = chosen
+        deidentify = self.deidentify_action.isChecked()
+        there = [p for p in export_targets(self.controller.review, Path(out_dir), kind, deidentify).values() if p.exists()]
+        if there and overwrite is None:
+            answer = QMessageBox.question(
+                self.window, "Replace existing files?",
+                f"{', '.join(p.name for p in there)} already exist{'s' if len(there) == 1 else ''} in {out_dir}. Replace?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            overwrite = answer == QMessageBox.StandardButton.Yes
+        if there and not overwrite:
+            self.window.statusBar().showMessage(f"Export cancelled: {there[0].name} already exists in {out_dir}", 15000)
+            return None
         self.last_export_dir = Path(out_dir)
         job = ExportJob(kind, copy.deepcopy(self.controller.review), self.study, self.window.analysis, Path(out_dir),
-                        self.deidentify_action.isChecked(), self.heatmaps_action.isChecked())
+                        deidentify, self.heatmaps_action.isChecked(), overwrite=bool(overwrite))
         self._export_job = job
         job.finished.connect(self._on_export_done)
         job.errored.connect(self._on_export_error)

@@ -165,3 +165,33 @@ def test_finalise_locks_the_review_in_the_viewer_and_an_addendum_reopens_it(revi
     add = ctl.review.signoff["addenda"][0]
     assert add["signed"] and add["changes"] == [f"reject {ids[1]}"] and add["reason"] == "enhancement seen on second look"
     assert "1 addendum" in ap.signoff_label.text()
+
+
+def test_export_names_carry_patient_and_study_and_never_overwrite_unasked(reviewed, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    w = reviewed
+    flow = w.review_flow
+    # the demo lives inside the program's folder: the dialog must not open there
+    assert w.study_path is not None and not str(flow.export_start_dir()).startswith(str(w.study_path.parent))
+    out = tmp_path / "exports"
+    with qtbot.waitSignal(flow.export_finished, timeout=30000):
+        flow.export("pdf", out)
+    pdf = out / "P66_CDD-CESM-P66_report.pdf"
+    assert pdf.is_file()
+    pdf.write_bytes(b"another report")
+    asked = []
+
+    def no(*args, **kw):
+        asked.append(args[2])
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr("nafv_viewer.widgets.review_workflow.QMessageBox.question", no)
+    assert flow.export("pdf", out) is None
+    assert pdf.read_bytes() == b"another report" and "already exist" in asked[0] and pdf.name in asked[0]
+    assert "Export cancelled" in w.statusBar().currentMessage()
+    monkeypatch.setattr("nafv_viewer.widgets.review_workflow.QMessageBox.question",
+                        lambda *a, **k: QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(flow.export_finished, timeout=30000):
+        flow.export("pdf", out)
+    assert pdf.read_bytes()[:5] == b"%PDF-"

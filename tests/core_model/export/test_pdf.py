@@ -167,18 +167,25 @@ def test_demo_command_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path / "data"))
     assert main([str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert (tmp_path / "out" / "report.pdf").is_file() and (tmp_path / "out" / "review.json").is_file()
+    stem = "P66_CDD-CESM-P66"
+    assert (tmp_path / "out" / f"{stem}_report.pdf").is_file() and (tmp_path / "out" / f"{stem}_review.json").is_file()
     assert "is not DICOM" in out
     import json
 
-    d = json.loads((tmp_path / "out" / "review.json").read_text())
+    d = json.loads((tmp_path / "out" / f"{stem}_review.json").read_text())
     assert sorted({f["state"] for f in d["findings"]}) == ["accepted", "edited"]
     # the demo links one CC and one MLO finding per breast (the AI may propose more than one per view)
     sides = {f["key"][0] for f in d["findings"]}
     assert sides and all(any(f["link"] for f in d["findings"] if f["key"][0] == s) for s in sides)
     # run again: the saved review is restored, not redone
     assert main([str(tmp_path / "out2")]) == 0
-    assert json.loads((tmp_path / "out2" / "review.json").read_text())["revision"] == d["revision"]
+    assert json.loads((tmp_path / "out2" / f"{stem}_review.json").read_text())["revision"] == d["revision"]
+    # the same folder again: refused, nothing replaced, unless --overwrite
+    before = (tmp_path / "out" / f"{stem}_report.pdf").read_bytes()
+    assert main([str(tmp_path / "out")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "out" / f"{stem}_report.pdf").read_bytes() == before
+    assert main([str(tmp_path / "out"), "--overwrite"]) == 0
 
 
 def test_model_block_shows_card_status_and_validation_metrics(dicom_review):
@@ -230,3 +237,22 @@ def test_very_long_patient_id_is_cut_and_overprints_nothing(dicom_review, tmp_pa
     for i, (t1, y1, l1, r1) in enumerate(drawn):  # nor over another string on the same line
         for t2, y2, l2, r2 in drawn[i + 1:]:
             assert not (y1 == y2 and l1 < r2 - 0.5 and l2 < r1 - 0.5), (t1[:30], t2[:30])
+
+
+def test_export_refuses_to_overwrite_an_existing_report(dicom_review, tmp_path):
+    from core_model.export.common import ExportExistsError, export_stem
+    from core_model.export.review_json import export_review_json
+
+    study, review = _reviewed(dicom_review)
+    target = tmp_path / f"{export_stem(review, False)}_report.pdf"
+    assert target.name.startswith(review.identity["patient_id"])
+    target.write_bytes(b"another patient's report")
+    with pytest.raises(ExportExistsError, match="already exists"):
+        export_pdf(review, study, target)
+    assert target.read_bytes() == b"another patient's report"
+    js = tmp_path / "r.json"
+    js.write_text("{}")
+    with pytest.raises(ExportExistsError):
+        export_review_json(review, js)
+    assert js.read_text() == "{}"
+    assert export_pdf(review, study, target, overwrite=True).read_bytes()[:5] == b"%PDF-"
