@@ -195,3 +195,13 @@ def test_export_names_carry_patient_and_study_and_never_overwrite_unasked(review
     with qtbot.waitSignal(flow.export_finished, timeout=30000):
         flow.export("pdf", out)
     assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_report_contours_use_the_viewers_colours():
+    from core_model.export.pdf import STYLE
+    from core_model.review import EDITED
+    from nafv_viewer.widgets.review_editor import STATE_PENS
+
+    for state in (ACCEPTED, EDITED, PROPOSED):
+        rgb = tuple(round(v * 255) for v in STYLE[state][0])
+        assert rgb == tuple(STATE_PENS[state]["color"][:3]), state

@@ -63,17 +63,24 @@ def test_report_content_rows(dicom_review):
     # the fixture's card states neither: the report says so rather than staying silent
     assert "status: not stated on the model card" in c["models"][0]
     assert "validation: no metrics on the model card" in c["models"][0]
+    # one row per lesion: F1 (accepted) and F2 (edited) are linked, so they are one lesion
     rows = {r[0]: r for r in c["findings"][1:]}
-    f1 = review.findings["F1"]
-    d_mm, area_mm2 = 0.1 * max_diameter(f1.polygon), 0.01 * polygon_area(f1.polygon)
-    assert rows["F1"] == ["F1", "left", "CC", f"{d_mm:.1f} mm, {area_mm2:.0f} mm²", "accepted", "AI", "0.80", "F2"]
-    assert rows["F2"][4] == "edited" and rows["F2"][7] == "F1"
-    assert rows["F3"][4:6] == ["rejected", "reader"] and rows["F3"][6] == "—"
-    assert c["assessment"][1] == ["right", "not given", "not given", "— (scored for the affected breast only)"]
-    # AI beside the reader's call, labelled as a score, never as a probability of cancer
-    assert c["assessment"][0][3] == "AI classifier score"
-    assert c["assessment"][2] == ["left", "4C", "B",
+    f1, f2 = review.findings["F1"], review.findings["F2"]
+    d1, a1 = 0.1 * max_diameter(f1.polygon), 0.01 * polygon_area(f1.polygon)
+    d2, a2 = 0.1 * max_diameter(f2.polygon), 0.01 * polygon_area(f2.polygon)
+    assert rows["F1 + F2"] == ["F1 + F2", "left CC + MLO", "—",
+                               f"CC {d1:.1f} mm, {a1:.0f} mm²; MLO {d2:.1f} mm, {a2:.0f} mm²", "—",
+                               "AI contour accepted; AI contour edited", "0.80 / " + f"{f2.ai_score:.2f}"]
+    assert "F3" not in str(c["findings"])  # drawn, then withdrawn by the reader
+    assert c["assessment"][0] == ["Breast", "BI-RADS (reader)", "Recommendation", "Density (reader)", "AI classifier score"]
+    assert c["assessment"][1] == ["right", "not given", "—", "not given", "— (scored for the affected breast only)"]
+    # AI beside the reader's call, labelled as a score, never as a probability of cancer; BI-RADS with its name
+    assert c["assessment"][2] == ["left", "4C — Suspicious (high suspicion for malignancy)", "Tissue diagnosis",
+                                  "ACR B — scattered areas of fibroglandular density",
                                   "0.64: uncalibrated model score, not a probability of cancer, dual-view"]
+    assert c["impression"] == ("BI-RADS 4C — Suspicious (high suspicion for malignancy). "
+                               "Recommendation: Tissue diagnosis.")
+    assert c["reviewed"] and c["signoff"] == "" and c["dismissed"] == [c["dismissed"][0]]
     assert c["notes"] == [("Left", "Irregular enhancing mass with non-mass enhancement.")]
     anon = report_content(review, deidentify=True)
     assert anon["patient_id"].startswith("ANON-") and "P12" not in str(anon["identity"])
@@ -99,31 +106,37 @@ def test_report_says_who_chose_the_affected_breast_and_carries_the_ai_notes(dico
     assert "The AI took the left breast as the affected one" in text
 
 
-def test_pdf_is_one_page_and_draws_the_confirmed_contours(dicom_review, tmp_path):
+def test_pdf_is_a_page_and_an_appendix_and_draws_the_confirmed_contours_in_the_viewers_colours(dicom_review, tmp_path):
     study, review = _reviewed(dicom_review)
     path = export_pdf(review, study, tmp_path / "report.pdf")
     pdf = path.read_bytes()
-    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF") and _pages(pdf) == 1
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF") and _pages(pdf) == 2
     assert not list(tmp_path.glob(".*.tmp"))
     if not HAVE_POPPLER:
         pytest.skip("poppler-utils (pdftoppm/pdftotext) not installed: rendering checks skipped")
-    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
-    for needle in ("P12", "Dr. Ünal", "4C", "0.64: uncalibrated model score", "not for clinical use", "edited", "rejected",
-                   "status: not stated"):
-        assert needle in text, needle
-    # the same review with every finding back to proposed draws no contour: the pages must differ where F1 is
+    pages = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout.split("\f")
+    page1, appendix = pages[0], pages[1]
+    for needle in ("P12", "Dr. Ünal", "4C — Suspicious", "Tissue diagnosis", "0.64: uncalibrated", "edited",
+                   "Key images", "Impression", "Not finalised"):
+        assert needle in page1, needle
+    # model identity and validation figures are in the appendix, not before the clinical content
+    assert "status: not stated" in appendix and "status: not stated" not in page1 and "sha256" not in page1
+    for page in pages[:2]:  # the notice in the header and the footer of every page
+        assert page.lower().count("not for clinical use") >= 2
+    assert "choose" not in " ".join(pages).lower()  # no software instruction in a report
+    # the same review with every finding back to proposed draws no contour on page 1; the reviewed one
+    # draws its accepted contour in the viewer's green (nafv_viewer.widgets.review_editor.STATE_PENS)
+    ACCEPTED_RGB = (60, 220, 90)  # STATE_PENS[ACCEPTED] of the viewer; tests/nafv_viewer checks that they agree
+
     for fid in list(review.findings):
         review.findings[fid].state = "proposed"
     bare = export_pdf(review, study, tmp_path / "bare.pdf")
-    imgs = []
+    green = []
     for p in (path, bare):
-        subprocess.run(["pdftoppm", "-r", "40", "-gray", "-png", "-singlefile", str(p), str(p.with_suffix(""))], check=True)
-        imgs.append(np.array(Image.open(p.with_suffix(".png")).convert("L"), dtype=np.int16))
-    diff = np.abs(imgs[0] - imgs[1]) > 60
-    rows, cols = np.nonzero(diff[: diff.shape[0] * 2 // 3])  # the view grid: upper two thirds
-    assert diff.sum() > 50
-    # the differences are in the right-hand column (left breast, L_CC and L_MLO), not in the right-breast cells
-    assert np.median(cols) > diff.shape[1] / 2
+        subprocess.run(["pdftoppm", "-r", "60", "-png", "-singlefile", str(p), str(p.with_suffix(""))], check=True)
+        rgb = np.array(Image.open(p.with_suffix(".png")).convert("RGB"), dtype=np.int16)
+        green.append(int((np.abs(rgb - np.array(ACCEPTED_RGB)).max(axis=2) < 40).sum()))
+    assert green[0] > 30 and green[1] == 0
 
 
 def test_deidentified_pdf_and_heatmap_option(dicom_review, tmp_path):
@@ -132,7 +145,7 @@ def test_deidentified_pdf_and_heatmap_option(dicom_review, tmp_path):
     heat[100:300, 150:350] = np.linspace(0.3, 1.0, 200)[None, :]  # a Grad-CAM-like ramp
     path = export_pdf(review, study, tmp_path / "anon.pdf", deidentify=True, heatmaps={"L_CC": heat})
     pdf = path.read_bytes()
-    assert _pages(pdf) == 1 and b"P12" not in pdf  # not even in the document metadata
+    assert _pages(pdf) == 2 and b"P12" not in pdf  # not even in the document metadata
     if not HAVE_POPPLER:
         pytest.skip("poppler-utils not installed")
     text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
@@ -140,7 +153,9 @@ def test_deidentified_pdf_and_heatmap_option(dicom_review, tmp_path):
     plain = export_pdf(review, study, tmp_path / "plain.pdf", deidentify=True)
     colourful = []
     for p in (path, plain):
-        subprocess.run(["pdftoppm", "-r", "40", "-png", "-singlefile", str(p), str(p.with_suffix(""))], check=True)
+        # the heatmaps are in the appendix (page 2)
+        subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", "2", "-l", "2", "-singlefile", str(p), str(p.with_suffix(""))],
+                       check=True)
         rgb = np.array(Image.open(p.with_suffix(".png")).convert("RGB"), dtype=np.int16)
         colourful.append(int((np.abs(rgb[..., 0] - rgb[..., 2]) > 60).sum()))
     # the heat overlay adds colour (contours are coloured in both); without heatmaps the views are grey
@@ -156,9 +171,16 @@ def test_demo_study_without_pixel_spacing_says_so(demo_dir, tmp_path):
     study = load_study(demo_dir)
     review = review_from_analysis(stand_in_analysis(study), study, study_identity(study))
     c = report_content(review)
-    assert len(c["findings"]) > 2 and all(r[3] == "no pixel spacing" and r[6] == "—" for r in c["findings"][1:])
+    assert len(c["findings"]) == 1 and not c["reviewed"]  # nothing confirmed by a reader yet
+    assert len(c["dismissed"]) > 2 and all(r[4] == "not reviewed" and r[3] == "—" for r in c["dismissed"][1:])
+    s = ReviewSession(review)
+    for fid in list(review.findings):
+        s.do(accept(fid))
+    c = report_content(review)
+    assert len(c["findings"]) > 2
+    assert all(r[3] == "not measured: no pixel spacing in the files" and r[6] == "—" for r in c["findings"][1:])
     assert "stand-in" in c["models"][0]
-    assert _pages(export_pdf(review, study, tmp_path / "demo.pdf").read_bytes()) == 1
+    assert _pages(export_pdf(review, study, tmp_path / "demo.pdf").read_bytes()) == 2
 
 
 def test_demo_command_end_to_end(tmp_path, monkeypatch, capsys):
@@ -226,17 +248,17 @@ def test_very_long_patient_id_is_cut_and_overprints_nothing(dicom_review, tmp_pa
             a, b, c, d, e, f = self._currentMatrix
             w = stringWidth(str(text), self._fontname, self._fontsize)
             left = x - {"drawString": 0, "drawRightString": w, "drawCentredString": w / 2}[_name]
-            drawn.append((str(text), round(b * x + d * y + f, 1), a * left + e, a * (left + w) + e))
+            drawn.append((str(text), round(b * x + d * y + f, 1), a * left + e, a * (left + w) + e, self.getPageNumber()))
             return _real(self, x, y, text, *args, **kw)
 
         monkeypatch.setattr(Canvas, name, spy)
     export_pdf(review, study, tmp_path / "r.pdf")
     assert drawn
     right = A4[0] - 15 * mm
-    assert [t for t, _, _, x1 in drawn if x1 > right + 0.5] == []  # nothing runs past the margin
-    for i, (t1, y1, l1, r1) in enumerate(drawn):  # nor over another string on the same line
-        for t2, y2, l2, r2 in drawn[i + 1:]:
-            assert not (y1 == y2 and l1 < r2 - 0.5 and l2 < r1 - 0.5), (t1[:30], t2[:30])
+    assert [t for t, _, _, x1, _ in drawn if x1 > right + 0.5] == []  # nothing runs past the margin
+    for i, (t1, y1, l1, r1, p1) in enumerate(drawn):  # nor over another string on the same line of the page
+        for t2, y2, l2, r2, p2 in drawn[i + 1:]:
+            assert not (p1 == p2 and y1 == y2 and l1 < r2 - 0.5 and l2 < r1 - 0.5), (t1[:30], t2[:30])
 
 
 def test_export_refuses_to_overwrite_an_existing_report(dicom_review, tmp_path):
@@ -256,3 +278,29 @@ def test_export_refuses_to_overwrite_an_existing_report(dicom_review, tmp_path):
         export_review_json(review, js)
     assert js.read_text() == "{}"
     assert export_pdf(review, study, target, overwrite=True).read_bytes()[:5] == b"%PDF-"
+
+
+def test_unreviewed_export_is_titled_as_ai_output_and_a_signed_one_carries_its_addenda(dicom_review, tmp_path):
+    from core_model.review_signoff import Finalise, OpenAddendum
+
+    study, review = dicom_review
+    if not HAVE_POPPLER:
+        pytest.skip("poppler-utils not installed")
+
+    def page1(p):
+        return " ".join(subprocess.run(["pdftotext", "-l", "1", str(p), "-"], capture_output=True, text=True,
+                                       check=True).stdout.split())
+
+    text = page1(export_pdf(review, study, tmp_path / "ai.pdf"))
+    assert "AI output, not reviewed by a reader" in text and "Contrast-enhanced mammography report" not in text
+    study, review = _reviewed((study, review))
+    s = ReviewSession(review)
+    s.do(Finalise("Dr. Ünal"))
+    s.do(OpenAddendum("Dr. Ünal", reason="prior study compared"))
+    s.do(SetAssessment("L", "birads", "5"))
+    s.do(Finalise("Dr. Ünal"))
+    text = page1(export_pdf(review, study, tmp_path / "signed.pdf"))
+    assert "AI output, not reviewed" not in text and "Contrast-enhanced mammography report" in text
+    assert "Finalised by Dr. Ünal on " in text and "1 addendum" in text
+    assert "Addendum 1 by Dr. Ünal" in text and "Reason: prior study compared." in text and "set L birads" in text
+    assert "5 — Highly suggestive of malignancy" in text
