@@ -33,6 +33,7 @@ from core_model.review import (
     accept,
     polygon_area,
 )
+from core_model.review_signoff import Finalise
 from core_model.review_store import ReviewStore
 
 from core_model.resources import DEFAULT_SEG_WEIGHTS, DEMO_DIR, DEMO_MASKS  # no torch import
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             s.do(SetAssessment("R", "birads", by_side.get("R") and "4B" or "1"))
             s.do(SetAssessment("L", "text", "Demo review of the workflow: every proposed contour accepted, the largest "
                                             "edited by dragging one vertex outward, CC and MLO linked per breast."))
+            s.do(Finalise("Demo Reader"))  # signed: the report shows who and when, and the review is locked
         args.out.mkdir(parents=True, exist_ok=True)
         heat = heatmaps_from(analysis) if args.heatmaps else None
         stem = export_stem(review, args.deidentify)

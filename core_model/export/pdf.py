@@ -88,18 +88,34 @@ def _style_of(f: Finding):
     return STYLE["reader"] if f.origin == "reader" and f.state != REJECTED else STYLE[f.state]
 
 
-def _view_image(img, heatmap: np.ndarray | None) -> Image.Image:
-    """The view as an 8-bit PIL image (RGB when a heatmap is blended in), downsampled for embedding."""
+def tissue_box(grey: np.ndarray) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1) around the breast with a small margin: the black around it is left out
+    so the tissue fills the printed cell."""
+    h, w = grey.shape
+    mask = grey > 0.05
+    rows = np.nonzero(mask.mean(axis=1) > 0.01)[0]
+    cols = np.nonzero(mask.mean(axis=0) > 0.01)[0]
+    if rows.size == 0 or cols.size == 0:
+        return 0, h, 0, w
+    pad = int(0.02 * max(h, w))
+    return max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad), max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)
+
+
+def _view_image(img, heatmap: np.ndarray | None, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """The view (cut to ``box``) as an 8-bit PIL image (RGB when a heatmap is blended in), downsampled for embedding."""
     grey = img.normalized()
+    r0, r1, c0, c1 = box or (0, grey.shape[0], 0, grey.shape[1])
     if heatmap is not None and heatmap.shape == grey.shape:
         from matplotlib import colormaps
 
+        heatmap = heatmap[r0:r1, c0:c1]
+        grey = grey[r0:r1, c0:c1]
         heat = colormaps["inferno"](np.clip(heatmap, 0, 1))[..., :3]
         alpha = 0.45 * np.clip(heatmap, 0, 1)[..., None]  # cold areas stay the plain image
         rgb = grey[..., None] * (1 - alpha) + heat * alpha
         pil = Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
     else:
-        pil = Image.fromarray((grey * 255).astype(np.uint8), "L")
+        pil = Image.fromarray((grey[r0:r1, c0:c1] * 255).astype(np.uint8), "L")
     scale = MAX_EMBED_PX / max(pil.size)
     if scale < 1:
         pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.LANCZOS)
@@ -153,6 +169,14 @@ class ViewGrid(Flowable):
                 return img, e
         return None, None
 
+    def _box(self, key: str, img) -> tuple[int, int, int, int]:
+        """The tissue box of view ``key``: the union over its energies (``img``'s whole frame if their sizes differ)."""
+        both = [self.study.get(key, e) for e in ("le", "rc") if self.study.get(key, e) is not None]
+        if len({i.shape for i in both}) != 1:
+            return 0, img.shape[0], 0, img.shape[1]
+        boxes = [tissue_box(i.normalized()) for i in both]
+        return min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes)
+
     def flips(self, key: str, energy: str | None = None) -> tuple[bool, bool]:
         """Flips that hang view ``key`` as the viewer does (tags, else the chest wall of both energies)."""
         img, energy = self._image_for(key, energy)
@@ -182,13 +206,16 @@ class ViewGrid(Flowable):
             ids = [f.id for f in self.review.on_view(key) if f.state in self.states]
             title = f"{label} ({ENERGY_NAMES[energy]})" + (f": {', '.join(ids)}" if ids else "")
             c.drawString(x, y_top - 3.5 * mm, _fit(title, self.font, 8 if self.cols <= 2 else 7, self.cell_w))
-            pil = _view_image(img, self.heatmaps.get(key))
+            # both energies of a view cut to the same box, so LE and RC stay comparable side by side
+            box = self._box(key, img)
+            pil = _view_image(img, self.heatmaps.get(key), box)
             flips = self.flips(key, energy)
             if flips[0]:
                 pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
             if flips[1]:
                 pil = pil.transpose(Image.FLIP_TOP_BOTTOM)
-            h_px, w_px = img.shape
+            r0, r1, c0, c1 = box
+            h_px, w_px = r1 - r0, c1 - c0
             s = min(self.cell_w / w_px, self.cell_h / h_px)
             w, h = w_px * s, h_px * s
             x0 = x + (self.cell_w - w) / 2
@@ -200,7 +227,8 @@ class ViewGrid(Flowable):
             # dismissed marks under the reader's, so a confirmed contour is never hidden
             for f in sorted(self.review.on_view(key), key=lambda f: f.state != REJECTED):
                 if f.state in self.states:
-                    self._contour(f, page_points(f.polygon, img.shape, flips, x0, y0 + h, s))
+                    poly = [(x - c0, y - r0) for x, y in f.polygon]
+                    self._contour(f, page_points(poly, (h_px, w_px), flips, x0, y0 + h, s))
 
     def _contour(self, f: Finding, pts: list[tuple[float, float]]) -> None:
         c = self.canv
