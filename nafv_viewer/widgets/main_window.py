@@ -26,6 +26,7 @@ from nafv_viewer.widgets.dialogs import ShortcutsDialog, show_error
 from nafv_viewer.widgets.review_editor import ReviewEditor
 from nafv_viewer.widgets.review_workflow import ReviewWorkflow
 from nafv_viewer.widgets.side_panel import SidePanel
+from nafv_viewer.widgets.theme import DARK_QSS
 from nafv_viewer.widgets.view_grid import ViewGrid
 from nafv_viewer.worker import (
     AnalysisJob,
@@ -125,8 +126,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
         self.resize(1600, 1000)
-        self.setStyleSheet("QMainWindow, QScrollArea, QScrollArea > QWidget > QWidget { background: #202020; color: #dddddd; }"
-                           " QGroupBox { color: #dddddd; } QLabel, QCheckBox { color: #dddddd; }")
+        self.setStyleSheet(DARK_QSS)  # children and the dialogs the window opens inherit it
 
         for p in self.grid.all_panels():
             p.cursor_info.connect(self.cursor_label.setText)
@@ -395,6 +395,8 @@ class MainWindow(QMainWindow):
             msg += f"; {len(study.warnings)} warning(s) (see side panel)"
         self.statusBar().showMessage(msg)
         review = self.review_flow.open(study, None)  # a saved review comes back without running the analysis
+        if review is not None and review.ai.get("ran"):
+            self.side.show_saved_ai(review)  # the side panel says what the Assessment tab shows
         if review is not None and review.ai.get("affected_side_source") == "caller":
             # the reader chose the breast last time: the next run (auto-analyse too) keeps that choice
             self.side.set_affected_side_choice(review.ai.get("affected_side"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
@@ -205,3 +206,96 @@ def test_report_contours_use_the_viewers_colours():
     for state in (ACCEPTED, EDITED, PROPOSED):
         rgb = tuple(round(v * 255) for v in STYLE[state][0])
         assert rgb == tuple(STATE_PENS[state]["color"][:3]), state
+
+
+def _draw(qtbot, w, panel, corners):
+    from test_review_gui import _click
+
+    _key(qtbot, w, Qt.Key.Key_D)
+    for c in corners:
+        _click(qtbot, panel, c)
+    _key(qtbot, w, Qt.Key.Key_Return)
+
+
+def test_a_contour_drawn_outside_the_breast_is_kept_only_when_confirmed(reviewed, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from nafv_viewer.widgets.review_editor import on_tissue_fraction
+
+    w = reviewed
+    p = w.grid.panels4["L_CC"]
+    img = p.current
+    h, wd = img.shape
+    # the display's background column: the side away from the chest wall, far out
+    x0, y0, x1, y1 = img.tissue_box
+    bg_x = x1 + 0.5 * (wd - x1) if wd - x1 > x0 else 0.5 * x0
+    outside = [(bg_x - 5, 0.1 * h), (bg_x + 5, 0.1 * h), (bg_x + 5, 0.1 * h + 10), (bg_x - 5, 0.1 * h + 10)]
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    inside = [(cx - 20, cy - 20), (cx + 20, cy - 20), (cx + 20, cy + 20), (cx - 20, cy + 20)]
+    n0 = len(w.review_flow.controller.review.findings)
+    asked = []
+    monkeypatch.setattr("nafv_viewer.widgets.review_editor.QMessageBox.question",
+                        lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No)
+    _draw(qtbot, w, p, outside)
+    assert asked and "outside the breast" in asked[0]
+    assert len(w.review_flow.controller.review.findings) == n0 and w.editor.mode == "select"
+    assert "discarded" in w.statusBar().currentMessage()
+    _draw(qtbot, w, p, inside)  # on the breast: no question
+    assert len(asked) == 1 and len(w.review_flow.controller.review.findings) == n0 + 1
+    monkeypatch.setattr("nafv_viewer.widgets.review_editor.QMessageBox.question",
+                        lambda *a, **k: QMessageBox.StandardButton.Yes)
+    _draw(qtbot, w, p, outside)
+    assert len(w.review_flow.controller.review.findings) == n0 + 2
+    # the measure itself, on original coordinates
+    from nafv_viewer.widgets.review_editor import to_original
+
+    orig_in = to_original(img.flips, np.array(inside), img.shape)
+    orig_out = to_original(img.flips, np.array(outside), img.shape)
+    assert on_tissue_fraction(img, orig_in) == 1.0 and on_tissue_fraction(img, orig_out) == 0.0
+
+
+def test_a_reopened_review_shows_its_saved_ai_result_in_the_side_panel_too(reviewed, make_window, qtbot, demo_dir):
+    w = reviewed
+    ctl = w.review_flow.controller
+    ctl.select(next(iter(ctl.review.findings)))
+    _key(qtbot, w, Qt.Key.Key_A)
+    w2 = make_window()
+    with qtbot.waitSignal(w2.study_ready, timeout=20000):
+        w2.open_study(demo_dir)
+    QApplication.processEvents()
+    assert w2.analysis is None  # not run in this window
+    side = w2.side.result_label.text()
+    assessment = w2.review_flow.assessment_panel.ai["L"].text()
+    assert "Not analysed yet" not in side and "saved review" in side
+    assert "0.73" in side and "0.73" in assessment  # the same score in both places
+    assert w2.side.notice_label.isVisibleTo(w2.side)
+
+
+def test_assessment_tab_and_message_boxes_are_dark_with_light_text(reviewed, qtbot):
+    w = reviewed
+    w.show_error("Export failed", "the disk is full")
+    box = w.error_box
+    qtbot.waitExposed(box)
+    img = box.grab().toImage()
+    bg = img.pixelColor(3, 3)
+    assert bg.lightness() < 80  # a dark box...
+    label = next(lb for lb in box.findChildren(__import__("PySide6.QtWidgets", fromlist=["QLabel"]).QLabel)
+                 if "disk is full" in lb.text())
+    assert label.palette().color(label.foregroundRole()).lightness() > 180  # ...with light text
+    box.done(0)
+    ap = w.review_flow.assessment_panel
+    w.review_tabs.setCurrentWidget(ap)
+    QApplication.processEvents()
+    shot = ap.grab().toImage()
+    assert shot.pixelColor(shot.width() - 3, shot.height() - 3).lightness() < 80
+    combo = ap.birads["L"]
+    assert combo.palette().color(combo.foregroundRole()).lightness() > 180
+
+
+def test_findings_columns_fit_the_panel(reviewed):
+    panel = reviewed.review_flow.findings_panel
+    table = panel.table
+    header = table.horizontalHeader()
+    last = table.columnCount() - 1
+    assert table.horizontalHeaderItem(last).text() == "Linked"
+    assert header.sectionViewportPosition(last) + header.sectionSize(last) <= table.viewport().width()
