@@ -16,6 +16,7 @@ from core_model.notice import NO_LESION_FOUND_SHORT, score_words
 from core_model.review_signoff import is_locked, status_text
 from core_model.review import BIRADS, DENSITIES, SetAssessment, SetReader
 from nafv_viewer.widgets.findings_panel import ReviewController
+from nafv_viewer.widgets.theme import style_as_page
 
 SIDES = (("R", "Right breast"), ("L", "Left breast"))
 NOT_GIVEN = "—"
@@ -89,7 +90,9 @@ class AssessmentPanel(QWidget):
         reader_form = QFormLayout()
         reader_form.addRow("Reader", self.reader)
         lay.addLayout(reader_form)
+        lay.addStretch(1)  # spare height below the fields, not inside the forms
         self.reader.editingFinished.connect(self.commit_reader)
+        style_as_page(self)
         controller.changed.connect(lambda _how: self.refresh())
         self.refresh()
 

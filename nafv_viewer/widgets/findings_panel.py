@@ -42,6 +42,7 @@ from core_model.review import (
 )
 
 from core_model.review_signoff import SignoffCommand
+from nafv_viewer.widgets.theme import style_as_page
 
 # Keys the list keeps for itself while it has the focus.
 LIST_KEYS = (Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown)
@@ -238,6 +239,7 @@ class FindingsPanel(QWidget):
         # actions from controller.stack.createUndoAction without both firing.
         self.table.installEventFilter(self)
 
+        style_as_page(self)
         self.table.itemSelectionChanged.connect(self._on_table_selection)
         controller.changed.connect(lambda _how: self.refresh())
         controller.selection_changed.connect(self._show_selection)

@@ -18,7 +18,10 @@ DARK_QSS = f"""
 QMainWindow, QScrollArea, QScrollArea > QWidget > QWidget, QTabWidget > QWidget, QStackedWidget > QWidget,
 QDialog, QMessageBox, QInputDialog {{ background: {BG}; color: {TEXT}; }}
 QWidget {{ color: {TEXT}; }}
+QWidget#reviewPage {{ background: {BG}; }}
 QLabel, QCheckBox, QRadioButton, QGroupBox {{ color: {TEXT}; background: transparent; }}
+QCheckBox::indicator {{ width: 12px; height: 12px; border: 1px solid #9a9a9a; border-radius: 2px; background: {FIELD}; }}
+QCheckBox::indicator:checked {{ background: #4a90d9; border-color: #8cc0f0; }}
 QGroupBox {{ border: 1px solid {BORDER}; border-radius: 3px; margin-top: 1.2em; padding-top: 0.3em; }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 8px; padding: 0 3px; }}
 QTabWidget::pane {{ border: 1px solid {BORDER}; background: {BG}; }}
@@ -40,3 +43,12 @@ QStatusBar {{ background: {PANEL}; color: {TEXT}; }}
 QProgressBar {{ background: {FIELD}; color: {TEXT}; border: 1px solid {BORDER}; text-align: center; }}
 QToolTip {{ background: #333333; color: {TEXT}; border: 1px solid {BORDER}; }}
 """
+
+
+def style_as_page(widget) -> None:
+    """Let a plain QWidget subclass (a tab's page) paint the theme's background: without the attribute,
+    Qt draws no style-sheet background for it and the platform's white shows through."""
+    from PySide6.QtCore import Qt
+
+    widget.setObjectName("reviewPage")
+    widget.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)

@@ -286,8 +286,10 @@ def test_assessment_tab_and_message_boxes_are_dark_with_light_text(reviewed, qtb
     ap = w.review_flow.assessment_panel
     w.review_tabs.setCurrentWidget(ap)
     QApplication.processEvents()
-    shot = ap.grab().toImage()
-    assert shot.pixelColor(shot.width() - 3, shot.height() - 3).lightness() < 80
+    shot = w.grab().toImage()  # as the window paints it, not the page on its own
+    for x, y in ((ap.width() - 4, ap.height() - 4), (4, ap.height() // 2)):
+        corner = ap.mapTo(w, __import__("PySide6.QtCore", fromlist=["QPoint"]).QPoint(x, y))
+        assert shot.pixelColor(corner).lightness() < 80
     combo = ap.birads["L"]
     assert combo.palette().color(combo.foregroundRole()).lightness() > 180
 
