@@ -23,13 +23,14 @@ from typing import Any, Callable, Iterable, Protocol
 
 from core_model.errors import NafvError
 from core_model import review_signoff as signoff
+from core_model.lexicon import BPE, FIELD_NAMES, check_term
 from core_model.review_schema import BIRADS, DENSITIES, ORIGINS, SCHEMA_VERSION, STATES, check_review
 from core_model.study import SIDES, VIEW_KEYS, split_view_key
 
 PROPOSED, ACCEPTED, EDITED, REJECTED = STATES
 # States whose contour the reader stands behind: the only ones exported as findings.
 CONFIRMED = (ACCEPTED, EDITED)
-ASSESSMENT_FIELDS = ("birads", "density", "text")
+ASSESSMENT_FIELDS = ("birads", "density", "text", "bpe")
 
 
 class ReviewError(NafvError):
@@ -64,6 +65,8 @@ class Finding:
     ai_score: float | None = None  # mean segmentation probability inside the AI contour
     ai_polygon: list[Point] | None = None  # the AI's contour as proposed, kept for audit
     link: str | None = None  # id of the same lesion's finding on the other view of the breast
+    # The reader's BI-RADS lexicon terms (core_model.lexicon.FINDING_TERMS); only the ones set.
+    descriptors: dict[str, str] = field(default_factory=dict)
 
     @property
     def side(self) -> str:
@@ -87,6 +90,7 @@ class Finding:
             "ai_score": self.ai_score,
             "ai_polygon": None if self.ai_polygon is None else [list(p) for p in self.ai_polygon],
             "link": self.link,
+            "descriptors": dict(self.descriptors),
         }
 
     @classmethod
@@ -100,6 +104,7 @@ class Finding:
             ai_score=None if d.get("ai_score") is None else float(d["ai_score"]),
             ai_polygon=None if d.get("ai_polygon") is None else [(float(x), float(y)) for x, y in d["ai_polygon"]],
             link=d.get("link"),
+            descriptors={str(k): str(v) for k, v in (d.get("descriptors") or {}).items()},
         )
         split_view_key(f.key)
         if f.state not in STATES or f.origin not in ORIGINS:
@@ -112,15 +117,16 @@ class BreastAssessment:
     """The reader's call for one breast; every field empty until the reader sets it."""
 
     birads: str | None = None
-    density: str | None = None
+    density: str | None = None  # breast composition, ACR a-d
     text: str = ""
+    bpe: str | None = None  # background parenchymal enhancement on the recombined images
 
     def to_dict(self) -> dict[str, Any]:
-        return {"birads": self.birads, "density": self.density, "text": self.text}
+        return {"birads": self.birads, "density": self.density, "text": self.text, "bpe": self.bpe}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BreastAssessment":
-        return cls(birads=d.get("birads"), density=d.get("density"), text=str(d.get("text", "")))
+        return cls(birads=d.get("birads"), density=d.get("density"), text=str(d.get("text", "")), bpe=d.get("bpe"))
 
 
 def validate_assessment(field_name: str, value: Any) -> Any:
@@ -140,6 +146,13 @@ def validate_assessment(field_name: str, value: Any) -> Any:
         return v
     if field_name == "text":
         return "" if value is None else str(value)
+    if field_name == "bpe":
+        if value is None:
+            return None
+        v = str(value).strip().lower()
+        if v not in BPE:
+            raise ReviewError(f"background parenchymal enhancement must be one of {', '.join(BPE)}, not {value!r}")
+        return v
     raise ReviewError(f"unknown assessment field {field_name!r}")
 
 
@@ -566,6 +579,39 @@ class SetAssessment(Command):
 
     def undo(self, review: Review) -> None:
         setattr(review.assessments[self.side], self.field_name, self._old)
+
+
+@dataclass
+class SetDescriptor(Command):
+    """Set (or clear, with None) one lexicon term of a lesion: on the finding and its linked other view."""
+
+    fid: str
+    field_name: str
+    value: str | None
+    text: str = "descriptor"
+
+    def __post_init__(self) -> None:
+        try:
+            self.value = check_term(self.field_name, self.value)
+        except ValueError as err:
+            raise ReviewError(str(err)) from None
+        self.text = f"set {self.fid} {FIELD_NAMES[self.field_name]}"
+
+    def apply(self, review: Review) -> None:
+        f = review.finding(self.fid)
+        ids = [self.fid] + ([f.link] if f.link in review.findings else [])
+        self._old = {i: dict(review.findings[i].descriptors) for i in ids}
+        for i in ids:
+            d = review.findings[i].descriptors
+            if self.value is None:
+                d.pop(self.field_name, None)
+            else:
+                d[self.field_name] = self.value
+
+    def undo(self, review: Review) -> None:
+        for i, d in self._old.items():
+            if i in review.findings:
+                review.findings[i].descriptors = dict(d)
 
 
 @dataclass

@@ -316,8 +316,12 @@ LEXICON_FIELDS = ("type", "shape", "margin", "internal_enhancement")
 
 def _descriptor_text(d: dict[str, Any]) -> str:
     """BI-RADS lexicon descriptors the reader recorded for the finding, '—' when none."""
-    lex = d.get("lexicon") if isinstance(d.get("lexicon"), dict) else d
-    parts = [str(lex[k]).replace("_", " ") for k in LEXICON_FIELDS if isinstance(lex.get(k), str) and lex.get(k)]
+    lex = d.get("descriptors") if isinstance(d.get("descriptors"), dict) else {}
+    parts = []
+    for k in LEXICON_FIELDS:
+        if lex.get(k):
+            parts.append(f"{lex[k]} margin" if k == "margin" else f"{lex[k]} internal enhancement"
+                         if k == "internal_enhancement" and "enhancement" not in lex[k] else f"{lex[k]}")
     return ", ".join(parts) or "—"
 
 
@@ -400,7 +404,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
     ai_p = review.ai.get("malignancy_probability")
     score_label = score_words(review.ai.get("models"))
     no_lesion = review.ai.get("ran", False) and review.ai.get("lesion_found") is False and ai_side is None
-    assessment = [["Breast", "BI-RADS (reader)", "Recommendation", "Density (reader)", "AI classifier score"]]
+    assessment = [["Breast", "BI-RADS (reader)", "Recommendation", "Composition, BPE (reader)", "AI classifier score"]]
     for side, name in (("R", "right"), ("L", "left")):
         a = review.assessments[side]
         if ai_p is None and no_lesion:
@@ -413,7 +417,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
         else:
             ai_cell = "— (scored for the affected breast only)"
         assessment.append([name, birads.category_text(a.birads), birads.recommendation(a.birads) or "—",
-                           birads.density_text(a.density), ai_cell])
+                           birads.density_text(a.density) + f"; BPE {a.bpe or 'not given'}", ai_cell])
     top = birads.overall([review.assessments[s].birads for s in ("R", "L")])
     impression = (f"BI-RADS {birads.category_text(top)}. Recommendation: {birads.recommendation(top)}."
                   if top else "No BI-RADS category given by the reader.")

@@ -17,6 +17,7 @@ from core_model.review import (
     MoveVertex,
     ReviewSession,
     SetAssessment,
+    SetDescriptor,
     SetReader,
     accept,
     max_diameter,
@@ -38,6 +39,11 @@ def _reviewed(dicom_review):
     s.do(SetAssessment("L", "birads", "4C"))
     s.do(SetAssessment("L", "density", "b"))
     s.do(SetAssessment("L", "text", "Irregular enhancing mass with non-mass enhancement."))
+    s.do(SetAssessment("L", "bpe", "mild"))
+    s.do(SetDescriptor("F1", "type", "mass"))
+    s.do(SetDescriptor("F1", "shape", "irregular"))
+    s.do(SetDescriptor("F1", "margin", "spiculated"))
+    s.do(SetDescriptor("F1", "internal_enhancement", "heterogeneous"))
     s.do(SetReader("Dr. Ünal"))
     return study, review
 
@@ -69,14 +75,17 @@ def test_report_content_rows(dicom_review):
     d1, a1 = 0.1 * max_diameter(f1.polygon), 0.01 * polygon_area(f1.polygon)
     d2, a2 = 0.1 * max_diameter(f2.polygon), 0.01 * polygon_area(f2.polygon)
     assert rows["F1 + F2"] == ["F1 + F2", "left CC + MLO", "—",
-                               f"CC {d1:.1f} mm, {a1:.0f} mm²; MLO {d2:.1f} mm, {a2:.0f} mm²", "—",
+                               f"CC {d1:.1f} mm, {a1:.0f} mm²; MLO {d2:.1f} mm, {a2:.0f} mm²",
+                               "mass, irregular, spiculated margin, heterogeneous internal enhancement",
                                "AI contour accepted; AI contour edited", "0.80 / " + f"{f2.ai_score:.2f}"]
     assert "F3" not in str(c["findings"])  # drawn, then withdrawn by the reader
-    assert c["assessment"][0] == ["Breast", "BI-RADS (reader)", "Recommendation", "Density (reader)", "AI classifier score"]
-    assert c["assessment"][1] == ["right", "not given", "—", "not given", "— (scored for the affected breast only)"]
+    assert c["assessment"][0] == ["Breast", "BI-RADS (reader)", "Recommendation", "Composition, BPE (reader)",
+                                  "AI classifier score"]
+    assert c["assessment"][1] == ["right", "not given", "—", "not given; BPE not given",
+                                  "— (scored for the affected breast only)"]
     # AI beside the reader's call, labelled as a score, never as a probability of cancer; BI-RADS with its name
     assert c["assessment"][2] == ["left", "4C — Suspicious (high suspicion for malignancy)", "Tissue diagnosis",
-                                  "ACR B — scattered areas of fibroglandular density",
+                                  "ACR B — scattered areas of fibroglandular density; BPE mild",
                                   "0.64: uncalibrated model score, not a probability of cancer, dual-view"]
     assert c["impression"] == ("BI-RADS 4C — Suspicious (high suspicion for malignancy). "
                                "Recommendation: Tissue diagnosis.")
