@@ -14,6 +14,8 @@ from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
+    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -36,18 +38,42 @@ from core_model.review import (
     Link,
     Review,
     ReviewSession,
+    SetDescriptor,
     Unlink,
     accept,
     reject,
 )
 
+from core_model.lexicon import FIELD_NAMES, FINDING_TERMS
 from core_model.review_signoff import SignoffCommand
 from nafv_viewer.widgets.theme import style_as_page
 
+NOT_GIVEN = "—"
 # Keys the list keeps for itself while it has the focus.
 LIST_KEYS = (Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown)
 # Text marks as well as colour, so the list reads the same in grey or for colour-blind readers.
 STATE_TEXT = {PROPOSED: "? proposed", ACCEPTED: "✓ accepted", EDITED: "✎ edited", REJECTED: "✗ rejected"}
+
+
+class _KeepKeys(QObject):
+    """A focused choice box keeps its navigation keys (arrows, Home/End, letters to jump to a term):
+    the window's one-letter and arrow shortcuts must not take them while the reader fills a field."""
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ShortcutOverride and event.modifiers() in (
+                Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.ShiftModifier, Qt.KeyboardModifier.KeypadModifier):
+            key = Qt.Key(event.key())
+            if key in LIST_KEYS or key in (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Space) or \
+                    (event.text() and event.text().isprintable()):
+                event.accept()
+                return True
+        return False
+
+
+def keep_keys(widget) -> None:
+    """Let ``widget`` (a combo box) keep its keys while it has the focus (see :class:`_KeepKeys`)."""
+    f = _KeepKeys(widget)
+    widget.installEventFilter(f)
 
 
 class _UndoEntry(QUndoCommand):
@@ -217,6 +243,17 @@ class FindingsPanel(QWidget):
         self.message = QLabel("")
         self.message.setWordWrap(True)
 
+        # the selected lesion's lexicon terms (shared with its linked other view); Tab reaches each
+        self.descriptors: dict[str, QComboBox] = {}
+        terms = QFormLayout()
+        for name, choices in FINDING_TERMS.items():
+            combo = QComboBox(self)
+            combo.addItems([NOT_GIVEN, *choices])
+            combo.currentTextChanged.connect(lambda v, n=name: self._set_descriptor(n, v))
+            keep_keys(combo)
+            terms.addRow(FIELD_NAMES[name].capitalize(), combo)
+            self.descriptors[name] = combo
+
         row1, row2 = QHBoxLayout(), QHBoxLayout()
         for b in (self.accept_btn, self.reject_btn, self.delete_btn):
             row1.addWidget(b)
@@ -224,6 +261,7 @@ class FindingsPanel(QWidget):
             row2.addWidget(b)
         lay = QVBoxLayout(self)
         lay.addWidget(self.table)
+        lay.addLayout(terms)
         lay.addLayout(row1)
         lay.addLayout(row2)
         lay.addWidget(self.message)
@@ -298,6 +336,7 @@ class FindingsPanel(QWidget):
                         item.setFont(font)
                     self.table.setItem(row, col, item)
             self._show_selection(self.controller.selected)
+            self._show_descriptors()
         finally:
             self._updating = False
         self.message.setText("")
@@ -324,6 +363,26 @@ class FindingsPanel(QWidget):
         has = bool(fid)
         for b in (self.accept_btn, self.reject_btn, self.delete_btn, self.unlink_btn):
             b.setEnabled(has)
+        self._show_descriptors()
+
+    def _show_descriptors(self) -> None:
+        f = self.controller.review.findings.get(self.controller.selected)
+        was, self._updating = self._updating, True
+        try:
+            for name, combo in self.descriptors.items():
+                combo.setEnabled(f is not None)
+                combo.setCurrentText((f.descriptors.get(name) if f is not None else None) or NOT_GIVEN)
+        finally:
+            self._updating = was
+
+    def _set_descriptor(self, name: str, text: str) -> None:
+        fid = self.controller.selected
+        f = self.controller.review.findings.get(fid)
+        value = None if text == NOT_GIVEN else text
+        if self._updating or f is None or f.descriptors.get(name) == value:
+            return
+        if not self.controller.push(SetDescriptor(fid, name, value)):
+            self._show_descriptors()
 
     # ---- widget -> controller
     def selected_ids(self) -> list[str]:

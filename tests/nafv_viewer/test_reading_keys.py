@@ -301,3 +301,48 @@ def test_findings_columns_fit_the_panel(reviewed):
     last = table.columnCount() - 1
     assert table.horizontalHeaderItem(last).text() == "Linked"
     assert header.sectionViewportPosition(last) + header.sectionSize(last) <= table.viewport().width()
+
+
+def test_lexicon_terms_and_bpe_are_set_from_the_panels_and_follow_the_selection(reviewed, qtbot):
+    w = reviewed
+    ctl = w.review_flow.controller
+    panel = w.review_flow.findings_panel
+    ids = list(ctl.review.findings)
+    assert not panel.descriptors["margin"].isEnabled()  # nothing selected
+    ctl.select(ids[0])
+    panel.descriptors["type"].setCurrentText("mass")
+    panel.descriptors["margin"].setCurrentText("spiculated")
+    assert ctl.review.findings[ids[0]].descriptors == {"type": "mass", "margin": "spiculated"}
+    ctl.select(ids[1])
+    assert panel.descriptors["margin"].currentText() == "—"  # the other finding's (none)
+    ctl.select(ids[0])
+    assert panel.descriptors["margin"].currentText() == "spiculated"
+    _key(qtbot, w, Qt.Key.Key_Z, CTRL)
+    assert ctl.review.findings[ids[0]].descriptors == {"type": "mass"} and panel.descriptors["margin"].currentText() == "—"
+    ap = w.review_flow.assessment_panel
+    ap.bpe["L"].setCurrentText("marked")
+    assert ctl.review.assessments["L"].bpe == "marked"
+    _key(qtbot, w, Qt.Key.Key_Z, CTRL)
+    assert ctl.review.assessments["L"].bpe is None and ap.bpe["L"].currentText() == "—"
+
+
+def test_fields_are_filled_from_the_keyboard_without_the_window_shortcuts_taking_the_keys(reviewed, qtbot):
+    w = reviewed
+    ctl = w.review_flow.controller
+    fid = next(iter(ctl.review.findings))
+    ctl.select(fid)
+    panel = w.review_flow.findings_panel
+    combo = panel.descriptors["shape"]
+    combo.setFocus()
+    window_before = w.state.windows[w.state.energy].center
+    _key(qtbot, combo, Qt.Key.Key_Down)
+    _key(qtbot, combo, Qt.Key.Key_Down)
+    assert ctl.review.findings[fid].descriptors == {"shape": "round"}
+    assert w.state.windows[w.state.energy].center == window_before  # not window/level
+    _key(qtbot, combo, Qt.Key.Key_I)  # a letter jumps to the term, and does not invert the image
+    assert ctl.review.findings[fid].descriptors["shape"] == "irregular" and not w.state.invert
+    ap = w.review_flow.assessment_panel
+    ap.bpe["R"].setFocus()
+    _key(qtbot, ap.bpe["R"], Qt.Key.Key_M)
+    assert ctl.review.assessments["R"].bpe in ("minimal", "mild", "moderate", "marked")
+    assert ctl.review.findings[fid].state == PROPOSED  # no accept/reject either
