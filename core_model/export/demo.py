@@ -29,6 +29,7 @@ from core_model.review import (
     MoveVertex,
     ReviewSession,
     SetAssessment,
+    SetDescriptor,
     SetReader,
     accept,
     polygon_area,
@@ -113,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                 if "CC" in views and "MLO" in views:
                     s.do(Link(views["CC"], views["MLO"]))
                     s.do(SetAssessment(side, "birads", "4B"))
+                    for name, term in (("type", "mass"), ("shape", "irregular"), ("margin", "indistinct"),
+                                       ("internal_enhancement", "heterogeneous")):
+                        s.do(SetDescriptor(views["CC"], name, term))  # the linked MLO contour takes them too
+                s.do(SetAssessment(side, "bpe", "mild"))
             s.do(SetAssessment("L", "density", "c"))
             s.do(SetAssessment("R", "density", "c"))
             s.do(SetAssessment("R", "birads", by_side.get("R") and "4B" or "1"))

@@ -404,7 +404,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
     ai_p = review.ai.get("malignancy_probability")
     score_label = score_words(review.ai.get("models"))
     no_lesion = review.ai.get("ran", False) and review.ai.get("lesion_found") is False and ai_side is None
-    assessment = [["Breast", "BI-RADS (reader)", "Recommendation", "Composition, BPE (reader)", "AI classifier score"]]
+    assessment = [["Breast", "BI-RADS (reader)", "Recommendation", "Composition, BPE", "AI classifier score"]]
     for side, name in (("R", "right"), ("L", "left")):
         a = review.assessments[side]
         if ai_p is None and no_lesion:
@@ -548,7 +548,7 @@ def export_pdf(
 
     assess = [Paragraph("Impression", h2), P(content["impression"], strong), Spacer(1, 1.2 * mm),
               Table(content["assessment"][:1] + [row[:1] + [P(v, tcell) for v in row[1:]] for row in content["assessment"][1:]],
-                    colWidths=[14 * mm, 44 * mm, 34 * mm, 40 * mm, 48 * mm], style=tstyle, hAlign="LEFT")]
+                    colWidths=[13 * mm, 42 * mm, 30 * mm, 45 * mm, 50 * mm], style=tstyle, hAlign="LEFT")]
     assess.append(P("The AI classifier score is shown for reference beside the reader's category; it does not replace it.",
                     small))
     sign = content["signoff"] or "Not finalised: draft, not signed by the reader."

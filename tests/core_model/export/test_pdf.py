@@ -79,8 +79,7 @@ def test_report_content_rows(dicom_review):
                                "mass, irregular, spiculated margin, heterogeneous internal enhancement",
                                "AI contour accepted; AI contour edited", "0.80 / " + f"{f2.ai_score:.2f}"]
     assert "F3" not in str(c["findings"])  # drawn, then withdrawn by the reader
-    assert c["assessment"][0] == ["Breast", "BI-RADS (reader)", "Recommendation", "Composition, BPE (reader)",
-                                  "AI classifier score"]
+    assert c["assessment"][0] == ["Breast", "BI-RADS (reader)", "Recommendation", "Composition, BPE", "AI classifier score"]
     assert c["assessment"][1] == ["right", "not given", "—", "not given; BPE not given",
                                   "— (scored for the affected breast only)"]
     # AI beside the reader's call, labelled as a score, never as a probability of cancer; BI-RADS with its name
