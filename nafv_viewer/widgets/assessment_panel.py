@@ -9,11 +9,12 @@ when the field loses focus (one undo step per edit, not per keystroke).
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QObject, Signal
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QPushButton, QVBoxLayout, QWidget)
 
 from core_model.notice import NO_LESION_FOUND_SHORT, score_words
-from core_model.review_signoff import is_locked, status_text
+from core_model.review_signoff import is_locked, open_addendum, status_text
 from core_model.lexicon import BPE
 from core_model.review import BIRADS, DENSITIES, SetAssessment, SetReader
 from nafv_viewer.widgets.findings_panel import ReviewController, keep_keys
@@ -49,6 +50,7 @@ class _FocusOut(QObject):
 
 
 class AssessmentPanel(QWidget):
+    finalise_requested = Signal()  # the window's finalise action does it (and says why when it cannot)
     def __init__(self, controller: ReviewController, parent: QWidget | None = None):
         super().__init__(parent)
         self.controller = controller
@@ -99,6 +101,10 @@ class AssessmentPanel(QWidget):
         reader_form = QFormLayout()
         reader_form.addRow("Reader", self.reader)
         lay.addLayout(reader_form)
+        self.finalise_btn = QPushButton("Finalise (Ctrl+Shift+F)", self)
+        self.finalise_btn.setToolTip("Sign the review (or the open addendum) with the reader's name: it is then locked")
+        self.finalise_btn.clicked.connect(self.finalise_requested)
+        lay.addWidget(self.finalise_btn)
         lay.addStretch(1)  # spare height below the fields, not inside the forms
         self.reader.editingFinished.connect(self.commit_reader)
         style_as_page(self)
@@ -125,6 +131,9 @@ class AssessmentPanel(QWidget):
                 said += " — locked (Ctrl+Shift+A opens an addendum)"
             self.signoff_label.setText(said)
             self.signoff_label.setVisible(bool(said))
+            self.finalise_btn.setEnabled(not is_locked(review))
+            self.finalise_btn.setText("Sign the addendum (Ctrl+Shift+F)" if open_addendum(review) is not None
+                                      else "Finalise (Ctrl+Shift+F)")
         finally:
             self._updating = False
 

@@ -242,6 +242,7 @@ class ReviewWorkflow(QObject):
         self.controller = ReviewController(ReviewSession(review, self.store), self)
         self.findings_panel = FindingsPanel(self.controller)
         self.assessment_panel = AssessmentPanel(self.controller)
+        self.assessment_panel.finalise_requested.connect(self.finalise)
         tabs = self.window.review_tabs
         tabs.addTab(self.findings_panel, "Findings")
         tabs.addTab(self.assessment_panel, "Assessment")

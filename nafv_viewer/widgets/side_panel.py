@@ -186,6 +186,7 @@ class SidePanel(QScrollArea):
         v.addLayout(side_row)
         row = QHBoxLayout()
         self.run_button = QPushButton("Run analysis")
+        self.run_button.setToolTip("Run the AI analysis (Ctrl+Return)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         row.addWidget(self.run_button)

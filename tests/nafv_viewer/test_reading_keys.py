@@ -159,13 +159,15 @@ def test_finalise_locks_the_review_in_the_viewer_and_an_addendum_reopens_it(revi
     _key(qtbot, w, Qt.Key.Key_Z, CTRL)  # the signed edits cannot be undone
     assert ctl.review.findings[ids[0]].state == ACCEPTED
     # an addendum: the change is allowed, listed, and signed
+    assert not ap.finalise_btn.isEnabled()
     assert w.review_flow.start_addendum("enhancement seen on second look")
+    assert ap.finalise_btn.isEnabled() and ap.finalise_btn.text().startswith("Sign the addendum")
     _key(qtbot, w, Qt.Key.Key_R)
     assert ctl.review.findings[ids[1]].state == REJECTED
-    _key(qtbot, w, Qt.Key.Key_F, CTRL | Qt.KeyboardModifier.ShiftModifier)
+    ap.finalise_btn.click()  # the panel's button does what the key does
     add = ctl.review.signoff["addenda"][0]
     assert add["signed"] and add["changes"] == [f"reject {ids[1]}"] and add["reason"] == "enhancement seen on second look"
-    assert "1 addendum" in ap.signoff_label.text()
+    assert "1 addendum" in ap.signoff_label.text() and not ap.finalise_btn.isEnabled()
 
 
 def test_export_names_carry_patient_and_study_and_never_overwrite_unasked(reviewed, qtbot, tmp_path, monkeypatch):
