@@ -26,7 +26,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 from core_model.errors import NafvError
 from core_model.export.common import export_stem, refuse_overwrite
 from core_model.review import Review, ReviewSession, review_from_analysis
-from core_model.review_signoff import Finalise, OpenAddendum, status_text
+from core_model.review_signoff import Finalise, OpenAddendum, is_locked, status_text
 from core_model.review_store import ReviewStore, study_identity
 from nafv_viewer.widgets.assessment_panel import AssessmentPanel
 from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
@@ -192,6 +192,11 @@ class ReviewWorkflow(QObject):
                         w[:1].upper() + w[1:] for w in review.restore_warnings))
                 elif review.revision > 0 and (review.findings or review.reader):
                     self.window.statusBar().showMessage(f"Saved review restored ({len(review.findings)} finding(s))", 8000)
+            elif analysis is not None and is_locked(self.controller.review):
+                # what was signed stays as signed: a new run changes neither the findings nor the AI summary
+                self.window.statusBar().showMessage(
+                    "The review is finalised: the new analysis is shown on the images, the signed review is unchanged "
+                    "(open an addendum to change it)", 12000)
             elif analysis is not None and not self.controller.review.ai.get("ran"):
                 self._add_ai(study, analysis)
             elif analysis is not None:

@@ -348,3 +348,26 @@ def test_fields_are_filled_from_the_keyboard_without_the_window_shortcuts_taking
     _key(qtbot, ap.bpe["R"], Qt.Key.Key_M)
     assert ctl.review.assessments["R"].bpe in ("minimal", "mild", "moderate", "marked")
     assert ctl.review.findings[fid].state == PROPOSED  # no accept/reject either
+
+
+def test_a_new_analysis_leaves_a_finalised_review_as_signed(reviewed, qtbot, monkeypatch):
+    w = reviewed
+    first = w._analyzer.analyze
+
+    def another_score(*a, **k):  # the next run says something else
+        result = first(*a, **k)
+        result.malignancy_probability = 0.2
+        return result
+
+    monkeypatch.setattr(w._analyzer, "analyze", another_score)
+    ctl = w.review_flow.controller
+    ap = w.review_flow.assessment_panel
+    ap.reader.setText("Dr Q")
+    ap.commit_reader()
+    assert w.review_flow.finalise()
+    before = ctl.review.to_dict()
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.run_analysis()
+    QApplication.processEvents()
+    assert ctl.review.to_dict() == before
+    assert "finalised" in w.statusBar().currentMessage()
