@@ -312,3 +312,25 @@ def test_unreviewed_export_is_titled_as_ai_output_and_a_signed_one_carries_its_a
     assert "Finalised by Dr. Ünal on " in text and "1 addendum" in text
     assert "Addendum 1 by Dr. Ünal" in text and "Reason: prior study compared." in text and "set L birads" in text
     assert "5 — Highly suggestive of malignancy" in text
+
+
+def test_identification_takes_study_date_and_age_from_the_dicom_header(dicom_review, tmp_path):
+    import pydicom
+
+    from core_model.export.common import study_facts
+
+    study, review = dicom_review
+    first = next(img.source for img in study.images.values())
+    ds = pydicom.dcmread(first)
+    date = str(ds.StudyDate)
+    for img in study.images.values():  # every file of the study says the same
+        d = pydicom.dcmread(img.source)
+        d.PatientAge = "052Y"
+        d.save_as(img.source)
+    facts = study_facts(study)
+    assert facts["study_date"] == f"{date[:4]}-{date[4:6]}-{date[6:8]}" and facts["age"] == "52 years"
+    assert facts["technique"].startswith("Contrast-enhanced mammography") or "Contrast-enhanced mammography" in facts["technique"]
+    anon = study_facts(study, deidentify=True)
+    assert anon["study_date"] == "" and anon["age"] == "52 years"
+    rows = report_content(review, facts=facts)["identity"]
+    assert rows[1][2:] == ["Study date", facts["study_date"]] and rows[2][2:] == ["Age", "52 years"]
