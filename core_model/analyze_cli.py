@@ -2,7 +2,7 @@
 
     nafv-analyze STUDY_PATH [STUDY_PATH ...] --out DIR [--weights-seg W] [--weights-cls W]
                  [--device cpu|cuda] [--affected L|R] [--patient ID] [--threads N] [--no-explain]
-                 [--report [--deidentify]]
+                 [--report [--deidentify] [--overwrite]]
     nafv-analyze --server URL --study STUDY_UID [--study UID ...] --out DIR [--report] [--store] [...]
 
 One study -> ``DIR/analysis.json``; several (several paths, or a folder that
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --server: the StudyInstanceUID to retrieve and analyse (may be given several times)")
     pacs.add_argument("--store", action="store_true",
                       help="with --server: send the DICOM SEG of the report back to the PACS (implies --report)")
+    p.add_argument("--overwrite", action="store_true", help="with --report: replace a report already in the output folder")
     return p
 
 
@@ -266,6 +267,12 @@ def _run(args: argparse.Namespace) -> int:
                     name, k = f"{base}_{k}", k + 1
                 used.add(name)
             out = args.out if single else args.out / name
+            if args.report and not args.overwrite and out.is_dir():
+                # a report already there (perhaps another patient's, or a reader's copy) is never replaced unasked
+                there = sorted(p.name for p in out.glob("*report.pdf"))
+                if there:
+                    raise NafvError(f"{out / there[0]} already exists: nothing was written; give --overwrite to "
+                                    "replace it, or another --out")
             analysis = analyzer.analyze(study, affected_side=affected, explain=not args.no_explain)
             bundle = None
             with staged_result_dir(out) as stage:

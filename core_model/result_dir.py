@@ -30,7 +30,7 @@ from core_model.errors import NafvError
 # previous result is whatever matches, so a rerun also drops files the new run
 # does not write (heatmaps of a run with Grad-CAM, another patient's report).
 _RESULT = (r"analysis\.json|[LR]_(?:CC|MLO)_(?:mask|probability|heatmap|overlay)\.png"
-           r"|(?:[A-Za-z0-9._-]{1,40}_)?report(?:\.pdf|\.json|_seg)")
+           r"|(?:[A-Za-z0-9._-]{1,81}_)?report(?:\.pdf|\.json|_seg)")
 RESULT_NAME = re.compile(rf"\.?(?:{_RESULT})(?:\.\d+)?(?:\.tmp)?")
 
 

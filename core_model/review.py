@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
 from core_model.errors import NafvError
+from core_model import review_signoff as signoff
+from core_model.lexicon import BPE, FIELD_NAMES, check_term
 from core_model.review_schema import BIRADS, DENSITIES, ORIGINS, SCHEMA_VERSION, STATES, check_review
 from core_model.study import SIDES, VIEW_KEYS, split_view_key
 
 PROPOSED, ACCEPTED, EDITED, REJECTED = STATES
 # States whose contour the reader stands behind: the only ones exported as findings.
 CONFIRMED = (ACCEPTED, EDITED)
-ASSESSMENT_FIELDS = ("birads", "density", "text")
+ASSESSMENT_FIELDS = ("birads", "density", "text", "bpe")
 
 
 class ReviewError(NafvError):
@@ -63,6 +65,8 @@ class Finding:
     ai_score: float | None = None  # mean segmentation probability inside the AI contour
     ai_polygon: list[Point] | None = None  # the AI's contour as proposed, kept for audit
     link: str | None = None  # id of the same lesion's finding on the other view of the breast
+    # The reader's BI-RADS lexicon terms (core_model.lexicon.FINDING_TERMS); only the ones set.
+    descriptors: dict[str, str] = field(default_factory=dict)
 
     @property
     def side(self) -> str:
@@ -86,6 +90,7 @@ class Finding:
             "ai_score": self.ai_score,
             "ai_polygon": None if self.ai_polygon is None else [list(p) for p in self.ai_polygon],
             "link": self.link,
+            "descriptors": dict(self.descriptors),
         }
 
     @classmethod
@@ -99,6 +104,7 @@ class Finding:
             ai_score=None if d.get("ai_score") is None else float(d["ai_score"]),
             ai_polygon=None if d.get("ai_polygon") is None else [(float(x), float(y)) for x, y in d["ai_polygon"]],
             link=d.get("link"),
+            descriptors={str(k): str(v) for k, v in (d.get("descriptors") or {}).items()},
         )
         split_view_key(f.key)
         if f.state not in STATES or f.origin not in ORIGINS:
@@ -111,15 +117,16 @@ class BreastAssessment:
     """The reader's call for one breast; every field empty until the reader sets it."""
 
     birads: str | None = None
-    density: str | None = None
+    density: str | None = None  # breast composition, ACR a-d
     text: str = ""
+    bpe: str | None = None  # background parenchymal enhancement on the recombined images
 
     def to_dict(self) -> dict[str, Any]:
-        return {"birads": self.birads, "density": self.density, "text": self.text}
+        return {"birads": self.birads, "density": self.density, "text": self.text, "bpe": self.bpe}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BreastAssessment":
-        return cls(birads=d.get("birads"), density=d.get("density"), text=str(d.get("text", "")))
+        return cls(birads=d.get("birads"), density=d.get("density"), text=str(d.get("text", "")), bpe=d.get("bpe"))
 
 
 def validate_assessment(field_name: str, value: Any) -> Any:
@@ -139,6 +146,13 @@ def validate_assessment(field_name: str, value: Any) -> Any:
         return v
     if field_name == "text":
         return "" if value is None else str(value)
+    if field_name == "bpe":
+        if value is None:
+            return None
+        v = str(value).strip().lower()
+        if v not in BPE:
+            raise ReviewError(f"background parenchymal enhancement must be one of {', '.join(BPE)}, not {value!r}")
+        return v
     raise ReviewError(f"unknown assessment field {field_name!r}")
 
 
@@ -158,6 +172,8 @@ class Review:
     # Images the files gave no slot and the reader placed: SOP Instance UID -> {"key": "L_MLO", "energy": "le"}.
     # Absent from files written before it existed: nothing placed.
     assignments: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Finalised by whom and when, and the addenda after it (see core_model.review_signoff).
+    signoff: dict[str, Any] = field(default_factory=signoff.empty_signoff)
     next_number: int = 1
     revision: int = 0
     created: str = field(default_factory=_now)
@@ -218,6 +234,7 @@ class Review:
             "assignments": copy.deepcopy(self.assignments),
             "assessments": {s: a.to_dict() for s, a in self.assessments.items()},
             "findings": [f.to_dict() for f in self.findings.values()],
+            "signoff": copy.deepcopy(self.signoff),
         }
 
     @classmethod
@@ -237,13 +254,14 @@ class Review:
             revision=int(d.get("revision", 0)),
             created=str(d.get("created", "")),
             modified=str(d.get("modified", "")),
+            signoff=copy.deepcopy(d.get("signoff") or signoff.empty_signoff()),
         )
         return r
 
     def adopt(self, other: "Review") -> None:
         """Take ``other``'s saved content in place, so every holder of this object sees it."""
         for name in ("identity", "findings", "assessments", "reader", "ai", "images", "assignments", "next_number",
-                     "revision", "created", "modified"):
+                     "revision", "created", "modified", "signoff"):
             setattr(self, name, getattr(other, name))
 
 
@@ -664,6 +682,39 @@ class AssignImage(Command):
 
 
 @dataclass
+class SetDescriptor(Command):
+    """Set (or clear, with None) one lexicon term of a lesion: on the finding and its linked other view."""
+
+    fid: str
+    field_name: str
+    value: str | None
+    text: str = "descriptor"
+
+    def __post_init__(self) -> None:
+        try:
+            self.value = check_term(self.field_name, self.value)
+        except ValueError as err:
+            raise ReviewError(str(err)) from None
+        self.text = f"set {self.fid} {FIELD_NAMES[self.field_name]}"
+
+    def apply(self, review: Review) -> None:
+        f = review.finding(self.fid)
+        ids = [self.fid] + ([f.link] if f.link in review.findings else [])
+        self._old = {i: dict(review.findings[i].descriptors) for i in ids}
+        for i in ids:
+            d = review.findings[i].descriptors
+            if self.value is None:
+                d.pop(self.field_name, None)
+            else:
+                d[self.field_name] = self.value
+
+    def undo(self, review: Review) -> None:
+        for i, d in self._old.items():
+            if i in review.findings:
+                review.findings[i].descriptors = dict(d)
+
+
+@dataclass
 class SetReader(Command):
     name: str
     text: str = "reader name"
@@ -733,12 +784,28 @@ class ReviewSession:
             fn(self.review, cmd, how)
 
     def apply(self, cmd: Command, how: str = "do") -> None:
+        signoff.check_editable(self.review, cmd)  # a finalised review changes only through an addendum
+        before = copy.deepcopy(self.review.signoff)
         cmd.apply(self.review)
-        self._commit(cmd, how)
+        signoff.note_change(self.review, cmd, how)
+        self._commit_keeping(cmd, how, before)
 
     def revert(self, cmd: Command) -> None:
+        if isinstance(cmd, signoff.SignoffCommand):
+            raise signoff.ReviewLockedError("A signature is not withdrawn: open an addendum to change the review.")
+        signoff.check_editable(self.review, cmd)
+        before = copy.deepcopy(self.review.signoff)
         cmd.undo(self.review)
-        self._commit(cmd, "undo")
+        signoff.note_change(self.review, cmd, "undo")
+        self._commit_keeping(cmd, "undo", before)
+
+    def _commit_keeping(self, cmd: Command, how: str, signoff_before: dict[str, Any]) -> None:
+        try:
+            self._commit(cmd, how)
+        except Exception as err:
+            if getattr(err, "reload", None) is None:  # rolled back: so is the addendum's list of changes
+                self.review.signoff = signoff_before
+            raise
 
     def do(self, cmd: Command) -> Command:
         self.apply(cmd)
@@ -749,8 +816,9 @@ class ReviewSession:
     def undo(self) -> Command | None:
         if not self._undo:
             return None
-        cmd = self._undo.pop()
+        cmd = self._undo[-1]
         self.revert(cmd)
+        self._undo.pop()
         self._redo.append(cmd)
         return cmd
 

@@ -22,8 +22,8 @@ from core_model.study import SIDE_NAMES, SIDES
 
 # Whole-value fields, in the words the message uses.
 WHOLE_FIELDS = {"reader": "the reader name", "identity": "the study identity", "ai": "the AI summary",
-                "images": "the image sizes", "assignments": "the placed images"}
-ASSESSMENT_WORDS = {"birads": "BI-RADS", "density": "density", "text": "findings text"}
+                "images": "the image sizes", "assignments": "the placed images", "signoff": "the sign-off"}
+ASSESSMENT_WORDS = {"birads": "BI-RADS", "density": "density", "text": "findings text", "bpe": "BPE"}
 
 
 class MergeConflict(Exception):

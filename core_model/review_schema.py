@@ -107,6 +107,8 @@ def _finding(f: Any, where: str) -> str:
     if f.get("ai_polygon") is not None:
         _polygon(f["ai_polygon"], f"{where}.ai_polygon")
     _optional(f, "link", lambda v: isinstance(v, str), "a finding id", f"{where}.")
+    _optional(f, "descriptors", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+              "an object of lexicon terms", f"{where}.")
     return fid
 
 
@@ -122,6 +124,8 @@ def _assessments(a: dict) -> None:
         if v.get("density") is not None and v["density"] not in DENSITIES:
             _fail(f"{where}.density", f"{v['density']!r} is not an ACR density (a-d)")
         _optional(v, "text", lambda t: isinstance(t, str), "text", f"{where}.")
+        if v.get("bpe") is not None and v["bpe"] not in ("minimal", "mild", "moderate", "marked"):
+            _fail(f"{where}.bpe", f"{v['bpe']!r} is not a BPE level (minimal, mild, moderate, marked)")
 
 
 def _images(images: dict) -> None:
@@ -182,6 +186,13 @@ def check_review(d: Any) -> None:
     _images(_object(d, "images"))
     _assignments(_object(d, "assignments"))
     _assessments(_object(d, "assessments"))
+    if d.get("signoff") is not None:
+        from core_model.review_signoff import check_signoff
+
+        try:
+            check_signoff(d["signoff"])
+        except ValueError as err:
+            raise ReviewSchemaError(str(err)) from None
     findings = d.get("findings", [])
     if not isinstance(findings, list):
         _fail("findings", "is not a list")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core_model.export.common import export_stem
 from core_model.export.dicom_seg import SegExport, export_dicom_seg
 from core_model.export.dicom_sr import SrExport, export_dicom_sr
 from core_model.export.pdf import export_pdf, heatmaps_from
@@ -54,11 +55,11 @@ def export_ai_report(
     proposals are still drawn, dotted). ``deidentify`` applies to the PDF and
     JSON and skips the SEG (said in :meth:`ReportBundle.messages`): a SEG
     carries its source images' patient identity, which is what lets an archive
-    attach it to them. The patient id in file names is sanitised.
+    attach it to them. The patient and study ids in file names are sanitised.
     """
     out_dir = Path(out_dir)
     review = review or review_from_analysis(analysis, study, study_identity(study))
-    stem = stem or ("report" if deidentify else f"{safe_name(review.identity.get('patient_id', 'study'))}_report")
+    stem = stem or ("report" if deidentify else f"{export_stem(review, False)}_report")
     heat = heatmaps_from(analysis) if (heatmaps and analysis is not None) else None
     pdf = export_pdf(review, study, out_dir / f"{stem}.pdf", deidentify=deidentify, heatmaps=heat or None, include_proposed=True)
     js = export_review_json(review, out_dir / f"{stem}.json", deidentify=deidentify)

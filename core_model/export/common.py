@@ -5,9 +5,13 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from pathlib import Path
+
 from core_model import __version__
+from core_model.errors import NafvError
 from core_model.notice import NOT_FOR_CLINICAL_USE
 from core_model.review import Finding, Review, finding_size_mm
+from core_model.study import file_safe_id
 
 SOFTWARE = f"NaFV Viewer {__version__}"
 
@@ -94,3 +98,85 @@ def ai_summary(review: Review) -> dict[str, Any]:
         "malignancy_probability": review.ai.get("malignancy_probability"),
         "classifier_mode": review.ai.get("classifier_mode"),
     }
+
+
+class ExportExistsError(NafvError):
+    """An export would replace a file that is already there (perhaps another patient's report)."""
+
+
+def export_stem(review: Review, deidentify: bool) -> str:
+    """The start of every export's file name: patient and study, so reports of two studies never share a name.
+
+    A de-identified export uses the pseudonym, never the patient id.
+    """
+    pid, sid = shown_ids(review, deidentify)
+    if deidentify:
+        return file_safe_id(pid, 40)
+    return f"{file_safe_id(pid or 'patient', 40)}_{file_safe_id(sid or 'study', 40)}"
+
+
+def refuse_overwrite(paths: list[Path] | tuple[Path, ...], overwrite: bool) -> None:
+    """Raise :class:`ExportExistsError` naming the first of ``paths`` that exists, unless ``overwrite``."""
+    if overwrite:
+        return
+    for p in paths:
+        p = Path(p)
+        if p.exists():
+            raise ExportExistsError(f"{p.name} already exists in {p.parent}: nothing was written. "
+                                    "Choose another folder or name, or allow overwriting it")
+
+
+def _dicom_date(v: Any) -> str:
+    v = str(v or "").strip()
+    return f"{v[:4]}-{v[4:6]}-{v[6:8]}" if len(v) >= 8 and v[:8].isdigit() else ""
+
+
+def _age(header: Any, study_date: str) -> str:
+    age = str(getattr(header, "PatientAge", "") or "").strip().upper()  # "052Y", "011M"
+    if len(age) == 4 and age[:3].isdigit() and age[3] in "YMWD":
+        n, unit = int(age[:3]), {"Y": "years", "M": "months", "W": "weeks", "D": "days"}[age[3]]
+        return f"{n} {unit}"
+    birth = _dicom_date(getattr(header, "PatientBirthDate", ""))
+    if birth and study_date:
+        y0, m0, d0 = (int(x) for x in birth.split("-"))
+        y1, m1, d1 = (int(x) for x in study_date.split("-"))
+        return f"{y1 - y0 - ((m1, d1) < (m0, d0))} years"
+    return ""
+
+
+def study_facts(study: Any, deidentify: bool = False) -> dict[str, str]:
+    """What the files say about the examination: study date, patient age, indication, technique.
+
+    Read from the first DICOM header of the study (without the pixels); '' where
+    the files do not say (JPEG/PNG collections carry none of it). A de-identified
+    report leaves the study date out and keeps only the age.
+    """
+    facts = {"study_date": "", "age": "", "indication": "", "technique": ""}
+    if study is None:
+        return facts
+    views = sorted({k for k, _ in study.images})
+    energies = sorted({e for _, e in study.images})
+    words = {"le": "low-energy", "rc": "recombined"}
+    facts["technique"] = ("Contrast-enhanced mammography, " + " and ".join(words.get(e, e) for e in energies)
+                          + " images; views " + ", ".join(v.replace("_", "-") for v in views))
+    sources = [img.source for img in study.images.values() if str(img.source).lower().endswith((".dcm", ".dicom"))]
+    if not sources:
+        return facts
+    try:
+        import pydicom
+
+        h = pydicom.dcmread(str(sources[0]), stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - an unreadable header only leaves the facts out
+        return facts
+    date = _dicom_date(getattr(h, "StudyDate", ""))
+    facts["age"] = _age(h, date)
+    facts["study_date"] = "" if deidentify else date
+    for tag in ("ReasonForTheRequestedProcedure", "ReasonForStudy", "RequestedProcedureDescription"):
+        v = str(getattr(h, tag, "") or "").strip()
+        if v:
+            facts["indication"] = v
+            break
+    desc = str(getattr(h, "StudyDescription", "") or "").strip()
+    if desc and not deidentify:
+        facts["technique"] = f"{desc}. " + facts["technique"]
+    return facts

@@ -1,12 +1,13 @@
 """Export a report for the demo study end to end: load, analyse, review (accept, edit, draw, assess), export.
 
-    python -m core_model.export.demo OUT_DIR [--seg-weights W] [--cls-weights W] [--heatmaps] [--deidentify]
+    python -m core_model.export.demo OUT_DIR [--seg-weights W] [--cls-weights W] [--heatmaps] [--deidentify] [--overwrite]
 
 With segmentation weights (given, or the shipped default when present) the
 NaFV-Net analysis runs; without them the "AI" contours are stand-ins made
 from the collection's ground-truth masks in ``resources/demo_masks`` and the
 report says so in its model section. The review store is the usual one
-(``NAFV_DATA_DIR`` to redirect it). Writes ``report.pdf``, ``review.json``
+(``NAFV_DATA_DIR`` to redirect it). Writes ``<patient>_<study>_report.pdf``, ``..._review.json``
+(an existing one only with ``--overwrite``)
 and, when the sources are DICOM, ``*_seg.dcm``; prints what it wrote and
 what it skipped.
 """
@@ -28,10 +29,12 @@ from core_model.review import (
     MoveVertex,
     ReviewSession,
     SetAssessment,
+    SetDescriptor,
     SetReader,
     accept,
     polygon_area,
 )
+from core_model.review_signoff import Finalise
 from core_model.review_store import ReviewStore
 
 from core_model.resources import DEFAULT_SEG_WEIGHTS, DEMO_DIR, DEMO_MASKS  # no torch import
@@ -75,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cls-weights", type=Path)
     ap.add_argument("--heatmaps", action="store_true")
     ap.add_argument("--deidentify", action="store_true")
+    ap.add_argument("--overwrite", action="store_true", help="replace this study's exports already in OUT_DIR")
     args = ap.parse_args(argv)
     try:
+        from core_model.export.common import export_stem, refuse_overwrite
         from core_model.export.dicom_seg import export_dicom_seg
         from core_model.export.pdf import export_pdf, heatmaps_from
         from core_model.export.review_json import export_review_json
@@ -109,15 +114,23 @@ def main(argv: list[str] | None = None) -> int:
                 if "CC" in views and "MLO" in views:
                     s.do(Link(views["CC"], views["MLO"]))
                     s.do(SetAssessment(side, "birads", "4B"))
+                    for name, term in (("type", "mass"), ("shape", "irregular"), ("margin", "indistinct"),
+                                       ("internal_enhancement", "heterogeneous")):
+                        s.do(SetDescriptor(views["CC"], name, term))  # the linked MLO contour takes them too
+                s.do(SetAssessment(side, "bpe", "mild"))
             s.do(SetAssessment("L", "density", "c"))
             s.do(SetAssessment("R", "density", "c"))
             s.do(SetAssessment("R", "birads", by_side.get("R") and "4B" or "1"))
             s.do(SetAssessment("L", "text", "Demo review of the workflow: every proposed contour accepted, the largest "
                                             "edited by dragging one vertex outward, CC and MLO linked per breast."))
+            s.do(Finalise("Demo Reader"))  # signed: the report shows who and when, and the review is locked
         args.out.mkdir(parents=True, exist_ok=True)
         heat = heatmaps_from(analysis) if args.heatmaps else None
-        pdf = export_pdf(review, study, args.out / "report.pdf", deidentify=args.deidentify, heatmaps=heat)
-        js = export_review_json(review, args.out / "review.json", deidentify=args.deidentify)
+        stem = export_stem(review, args.deidentify)
+        pdf, js = args.out / f"{stem}_report.pdf", args.out / f"{stem}_review.json"
+        refuse_overwrite([pdf, js], args.overwrite)  # before writing either: all or nothing
+        pdf = export_pdf(review, study, pdf, deidentify=args.deidentify, heatmaps=heat, overwrite=args.overwrite)
+        js = export_review_json(review, js, deidentify=args.deidentify, overwrite=args.overwrite)
         seg = export_dicom_seg(review, study, args.out)
         print(f"wrote {pdf}\nwrote {js}")
         for p in seg.written.values():

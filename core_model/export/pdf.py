@@ -1,17 +1,27 @@
-"""PDF report of a review (reportlab): identifiers, four views with the reader's contours, findings, assessment.
+"""PDF report of a review (reportlab): a page a radiologist signs, then an appendix with the AI's output.
+
+Page 1: identification (patient, study, study date and age where the files
+give them, technique), the reader's findings one row per lesion (location,
+size, descriptors, the AI score beside the reader's call), key images (LE
+and RC of the views with findings) with the contours in the viewer's
+colours, the impression (BI-RADS with its name and standard
+recommendation), and the sign-off with any addenda. The appendix holds the
+AI marks the reader dismissed or did not review, the model identity with its
+validation figures, and the four views with every AI mark (and heatmaps when
+asked). The not-for-clinical-use notice is in the header and footer of every
+page. An export no reader has touched is titled "AI output, not reviewed by
+a reader".
 
 Made to survive grey printing: each finding state has its own line style
-(accepted solid, edited dashed, reader-drawn dash-dot) over a white halo, and
+(accepted solid, edited dashed, reader-drawn dash-dot) over a dark halo, and
 every contour carries its finding id, so nothing depends on colour. The
-classifier's output is printed beside the reader's BI-RADS call, labelled as
-the AI's model score (worded by its weights' calibration; never a probability of cancer), never in its
-place. The model identity (with the card's status and validation metrics) and
-the not-for-clinical-use notice are on every page when the weights are not
-validated.
+classifier's output is labelled as the AI's model score (worded by its
+weights' calibration; never a probability of cancer), never in the reader's place.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -25,24 +35,30 @@ from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from core_model.analysis import side_source_words
 from core_model.errors import NafvError
 from core_model.orientation import flip_points, reading_flips
-from core_model.export.common import SOFTWARE, model_lines, notice, now_utc, shown_ids, size_dict
+from core_model import birads
+from core_model.export.common import (SOFTWARE, model_lines, notice, now_utc, refuse_overwrite, shown_ids, size_dict,
+                                      study_facts)
+from core_model.review_signoff import addendum_lines, status_text
 from core_model.notice import NO_LESION_FOUND_SHORT, score_words
-from core_model.review import ACCEPTED, CONFIRMED, EDITED, PROPOSED, Finding, Review
+from core_model.review import ACCEPTED, CONFIRMED, EDITED, PROPOSED, REJECTED, Finding, Review
 from core_model.study import ENERGY_NAMES, SIDE_NAMES, VIEW_KEYS
 
 MAX_EMBED_PX = 900  # longest side of an embedded view: sharp in print, small file
 
+# Colours as the viewer draws each state (nafv_viewer.widgets.review_editor.STATE_PENS), so the
+# report and the screen agree; the dash pattern differs too, so the states also read in grey.
 # state/origin -> (RGB, dash pattern in points, legend text)
 STYLE = {
-    ACCEPTED: ((0.85, 0.1, 0.1), None, "accepted AI contour (solid)"),
-    EDITED: ((0.1, 0.3, 0.95), (4, 2.5), "edited AI contour (dashed)"),
-    "reader": ((0.0, 0.6, 0.2), (5, 2, 1, 2), "drawn by the reader (dash-dot)"),
-    PROPOSED: ((0.95, 0.55, 0.0), (1, 2), "AI proposal, not reviewed (dotted)"),
+    ACCEPTED: ((60 / 255, 220 / 255, 90 / 255), None, "accepted AI contour (green, solid)"),
+    EDITED: ((0.0, 210 / 255, 1.0), (4, 2.5), "AI contour edited by the reader (cyan, dashed)"),
+    "reader": ((60 / 255, 220 / 255, 90 / 255), (5, 2, 1, 2), "drawn by the reader (green, dash-dot)"),
+    PROPOSED: ((1.0, 210 / 255, 0.0), (1, 2), "AI proposal, not reviewed (yellow, dotted)"),
+    REJECTED: ((0.65, 0.65, 0.65), (1, 2), "AI mark the reader dismissed (grey, dotted)"),
 }
 
 
@@ -69,21 +85,37 @@ def _fonts() -> tuple[str, str]:
 
 
 def _style_of(f: Finding):
-    return STYLE["reader"] if f.origin == "reader" else STYLE[f.state]
+    return STYLE["reader"] if f.origin == "reader" and f.state != REJECTED else STYLE[f.state]
 
 
-def _view_image(img, heatmap: np.ndarray | None) -> Image.Image:
-    """The view as an 8-bit PIL image (RGB when a heatmap is blended in), downsampled for embedding."""
+def tissue_box(grey: np.ndarray) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1) around the breast with a small margin: the black around it is left out
+    so the tissue fills the printed cell."""
+    h, w = grey.shape
+    mask = grey > 0.05
+    rows = np.nonzero(mask.mean(axis=1) > 0.01)[0]
+    cols = np.nonzero(mask.mean(axis=0) > 0.01)[0]
+    if rows.size == 0 or cols.size == 0:
+        return 0, h, 0, w
+    pad = int(0.02 * max(h, w))
+    return max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad), max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)
+
+
+def _view_image(img, heatmap: np.ndarray | None, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """The view (cut to ``box``) as an 8-bit PIL image (RGB when a heatmap is blended in), downsampled for embedding."""
     grey = img.normalized()
+    r0, r1, c0, c1 = box or (0, grey.shape[0], 0, grey.shape[1])
     if heatmap is not None and heatmap.shape == grey.shape:
         from matplotlib import colormaps
 
+        heatmap = heatmap[r0:r1, c0:c1]
+        grey = grey[r0:r1, c0:c1]
         heat = colormaps["inferno"](np.clip(heatmap, 0, 1))[..., :3]
         alpha = 0.45 * np.clip(heatmap, 0, 1)[..., None]  # cold areas stay the plain image
         rgb = grey[..., None] * (1 - alpha) + heat * alpha
         pil = Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
     else:
-        pil = Image.fromarray((grey * 255).astype(np.uint8), "L")
+        pil = Image.fromarray((grey[r0:r1, c0:c1] * 255).astype(np.uint8), "L")
     scale = MAX_EMBED_PX / max(pil.size)
     if scale < 1:
         pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.LANCZOS)
@@ -102,36 +134,52 @@ def page_points(polygon, shape: tuple[int, int], flips: tuple[bool, bool], left:
 
 
 class ViewGrid(Flowable):
-    """R-CC | L-CC over R-MLO | L-MLO, each image with the confirmed contours drawn as vectors.
+    """Images in a grid, each with the contours of the chosen states drawn as vectors.
 
-    Views hang as in the viewer (:func:`core_model.orientation.reading_flips`):
-    right breast on the left, chest walls in the middle; contours flip with them.
+    ``cells`` lists (view key, energy) in reading order, ``cols`` per row (the
+    default is R-CC | L-CC over R-MLO | L-MLO in ``energy``). Views hang as in
+    the viewer (:func:`core_model.orientation.reading_flips`): right breast on
+    the left, chest walls in the middle; contours flip with them.
     """
 
     def __init__(self, review: Review, study: Any, width: float, energy: str, heatmaps: dict[str, np.ndarray] | None, font: str,
-                 states: tuple[str, ...] = CONFIRMED):
+                 states: tuple[str, ...] = CONFIRMED, cells: list[tuple[str, str]] | None = None, cols: int = 2,
+                 cell_h: float | None = None):
         super().__init__()
         self.review, self.study, self.energy, self.heatmaps, self.font = review, study, energy, heatmaps or {}, font
         self.states = states
+        self.cells = cells or [(k, energy) for k in VIEW_KEYS]
+        self.cols = cols
+        self.gap = 4 * mm if cols <= 2 else 2.5 * mm
         self.width = width
-        self.cell_w = (width - 4 * mm) / 2
-        self.cell_h = self.cell_w * 0.62  # keeps views, findings and assessment on one page
+        self.cell_w = (width - (cols - 1) * self.gap) / cols
+        self.cell_h = cell_h or self.cell_w * 0.62
         self.label_h = 5 * mm
-        self.height = 2 * (self.cell_h + self.label_h) + 3 * mm
+        self.rows = (len(self.cells) + cols - 1) // cols
+        self.height = self.rows * (self.cell_h + self.label_h) + (self.rows - 1) * 3 * mm
 
     def wrap(self, availWidth, availHeight):  # noqa: N803 - reportlab's signature
         return self.width, self.height
 
-    def _image_for(self, key: str):
-        for e in (self.energy, "le" if self.energy == "rc" else "rc"):
+    def _image_for(self, key: str, energy: str | None = None):
+        energy = energy or self.energy
+        for e in (energy, "le" if energy == "rc" else "rc"):
             img = self.study.get(key, e) if self.study is not None else None
             if img is not None:
                 return img, e
         return None, None
 
-    def flips(self, key: str) -> tuple[bool, bool]:
+    def _box(self, key: str, img) -> tuple[int, int, int, int]:
+        """The tissue box of view ``key``: the union over its energies (``img``'s whole frame if their sizes differ)."""
+        both = [self.study.get(key, e) for e in ("le", "rc") if self.study.get(key, e) is not None]
+        if len({i.shape for i in both}) != 1:
+            return 0, img.shape[0], 0, img.shape[1]
+        boxes = [tissue_box(i.normalized()) for i in both]
+        return min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes)
+
+    def flips(self, key: str, energy: str | None = None) -> tuple[bool, bool]:
         """Flips that hang view ``key`` as the viewer does (tags, else the chest wall of both energies)."""
-        img, energy = self._image_for(key)
+        img, energy = self._image_for(key, energy)
         if img is None:
             return False, False
         other = self.study.get(key, "le" if energy == "rc" else "rc")
@@ -140,13 +188,13 @@ class ViewGrid(Flowable):
 
     def draw(self) -> None:
         c = self.canv
-        for i, key in enumerate(VIEW_KEYS):
-            col, row = i % 2, i // 2
-            x = col * (self.cell_w + 4 * mm)
+        for i, (key, want) in enumerate(self.cells):
+            col, row = i % self.cols, i // self.cols
+            x = col * (self.cell_w + self.gap)
             y_top = self.height - row * (self.cell_h + self.label_h + 3 * mm)
-            img, energy = self._image_for(key)
+            img, energy = self._image_for(key, want)
             label = key.replace("_", " ")
-            c.setFont(self.font, 8)
+            c.setFont(self.font, 8 if self.cols <= 2 else 7)
             c.setFillColor(colors.black)
             if img is None:
                 c.drawString(x, y_top - 3.5 * mm, f"{label}: not in this study")
@@ -156,15 +204,18 @@ class ViewGrid(Flowable):
                 c.setDash()
                 continue
             ids = [f.id for f in self.review.on_view(key) if f.state in self.states]
-            none = ": no confirmed finding" if PROPOSED not in self.states else ": no finding"
-            c.drawString(x, y_top - 3.5 * mm, f"{label} ({ENERGY_NAMES[energy]})" + (f": {', '.join(ids)}" if ids else none))
-            pil = _view_image(img, self.heatmaps.get(key))
-            flips = self.flips(key)
+            title = f"{label} ({ENERGY_NAMES[energy]})" + (f": {', '.join(ids)}" if ids else "")
+            c.drawString(x, y_top - 3.5 * mm, _fit(title, self.font, 8 if self.cols <= 2 else 7, self.cell_w))
+            # both energies of a view cut to the same box, so LE and RC stay comparable side by side
+            box = self._box(key, img)
+            pil = _view_image(img, self.heatmaps.get(key), box)
+            flips = self.flips(key, energy)
             if flips[0]:
                 pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
             if flips[1]:
                 pil = pil.transpose(Image.FLIP_TOP_BOTTOM)
-            h_px, w_px = img.shape
+            r0, r1, c0, c1 = box
+            h_px, w_px = r1 - r0, c1 - c0
             s = min(self.cell_w / w_px, self.cell_h / h_px)
             w, h = w_px * s, h_px * s
             x0 = x + (self.cell_w - w) / 2
@@ -173,9 +224,11 @@ class ViewGrid(Flowable):
             c.setStrokeColor(colors.black)
             c.setLineWidth(0.5)
             c.rect(x0, y0, w, h)
-            for f in self.review.on_view(key):
+            # dismissed marks under the reader's, so a confirmed contour is never hidden
+            for f in sorted(self.review.on_view(key), key=lambda f: f.state != REJECTED):
                 if f.state in self.states:
-                    self._contour(f, page_points(f.polygon, img.shape, flips, x0, y0 + h, s))
+                    poly = [(x - c0, y - r0) for x, y in f.polygon]
+                    self._contour(f, page_points(poly, (h_px, w_px), flips, x0, y0 + h, s))
 
     def _contour(self, f: Finding, pts: list[tuple[float, float]]) -> None:
         c = self.canv
@@ -187,11 +240,11 @@ class ViewGrid(Flowable):
         path.close()
         c.saveState()
         c.setLineJoin(1)
-        c.setStrokeColor(colors.white)  # halo: the line reads on dark and on bright tissue
-        c.setLineWidth(2.6)
+        c.setStrokeColor(colors.black)  # dark halo: the viewer's bright colours read on bright tissue too
+        c.setLineWidth(2.4)
         c.drawPath(path, stroke=1, fill=0)
         c.setStrokeColorRGB(*rgb)
-        c.setLineWidth(1.3)
+        c.setLineWidth(1.2)
         if dash:
             c.setDash(*dash) if len(dash) == 2 else c.setDash(list(dash), 0)
         c.drawPath(path, stroke=1, fill=0)
@@ -242,35 +295,134 @@ def finding_size_text(review: Review, f: Finding) -> str:
     return f"{size_of(f.polygon, None)['max_diameter_px']:.0f} px ({NO_SPACING})"
 
 
+# Software advice that analysis notes may carry (for the viewer's user); a report states findings only.
+_ADVICE = re.compile(r"\s*[—-]+\s*check, or choose the affected breast explicitly", re.IGNORECASE)
+
+
+def _report_note(text: str) -> str:
+    return _ADVICE.sub("", str(text)).strip()
+
+
+def _location_text(d: dict[str, Any]) -> str:
+    """The finding's location as the review holds it (filled by the location analysis), '—' when none."""
+    loc = d.get("location") or {}
+    if not isinstance(loc, dict):
+        return "—"
+    parts = []
+    if loc.get("clock") not in (None, ""):
+        clock = loc["clock"]
+        parts.append(f"{clock} o'clock" if isinstance(clock, (int, float)) or str(clock).isdigit() else str(clock))
+    for k in ("quadrant", "depth"):
+        if loc.get(k):
+            parts.append(str(loc[k]) + (" third" if k == "depth" and "third" not in str(loc[k]) else ""))
+    nd = loc.get("nipple_distance_mm")
+    if isinstance(nd, (int, float)):
+        parts.append(f"{nd:.0f} mm from the nipple")
+    return ", ".join(parts) or "—"
+
+
+def _location_of(f: Finding, d: dict[str, Any], locations: dict[str, Any] | None) -> str:
+    if locations is not None:
+        from core_model.location import location_words
+
+        return location_words(locations.get(f.id))
+    return _location_text(d)
+
+
+LEXICON_FIELDS = ("type", "shape", "margin", "internal_enhancement")
+
+
+def _descriptor_text(d: dict[str, Any]) -> str:
+    """BI-RADS lexicon descriptors the reader recorded for the finding, '—' when none."""
+    lex = d.get("descriptors") if isinstance(d.get("descriptors"), dict) else {}
+    parts = []
+    for k in LEXICON_FIELDS:
+        if lex.get(k):
+            parts.append(f"{lex[k]} margin" if k == "margin" else f"{lex[k]} internal enhancement"
+                         if k == "internal_enhancement" and "enhancement" not in lex[k] else f"{lex[k]}")
+    return ", ".join(parts) or "—"
+
+
+def _size_text(review: Review, f: Finding) -> str:
+    return finding_size_text(review, f)
+
+
+def _group_size(review: Review, group: list[Finding]) -> str:
+    sizes = [_size_text(review, g) for g in group]
+    if len(group) == 1 or len(set(sizes)) == 1 and size_dict(review, group[0]) is None:
+        return sizes[0]
+    return "; ".join(f"{g.view} {t}" for g, t in zip(group, sizes))
+
+
+def _call_text(f: Finding) -> str:
+    if f.origin == "reader":
+        return "drawn by the reader"
+    return {ACCEPTED: "AI contour accepted", EDITED: "AI contour edited", REJECTED: "dismissed"}.get(f.state, "not reviewed")
+
+
+def reviewed_by_reader(review: Review) -> bool:
+    """True once the reader decided anything: a finding accepted, edited, rejected or drawn, an assessment, a signature."""
+    if review.signoff.get("finalised"):
+        return True
+    if any(f.state != PROPOSED or f.origin == "reader" for f in review.findings.values()):
+        return True
+    return any(a.birads or a.density or a.text.strip() for a in review.assessments.values())
+
+
 def report_content(review: Review, *, deidentify: bool = False, created: str | None = None,
-                   locations: dict[str, Any] | None = None) -> dict[str, Any]:
+                   facts: dict[str, str] | None = None, locations: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every text the report prints, as plain rows: what the tests check and the PDF lays out.
 
-    ``locations``: finding id -> location (:func:`core_model.location.locate_review`), printed
-    with the size; without it the findings say only their size."""
+    ``locations``: finding id -> location (:func:`core_model.location.locate_review`); without
+    it a finding's location is what the review holds, if anything."""
     pid, sid = (_cut(i) for i in shown_ids(review, deidentify))
     created = created or now_utc()
+    facts = facts or {}
+    not_given = "not in the files"
     ident_rows = [
         ["Patient ID", pid + (" (de-identified)" if deidentify else ""), "Report date", _utc(created)],
         ["Study", sid + (" — SYNTHETIC phantom, not patient data" if review.identity.get("synthetic") else ""),
-         "Review saved", _utc(review.modified)],
-        ["Reader", review.reader or "(not given)", "Software", SOFTWARE],
+         "Study date", facts.get("study_date") or ("left out (de-identified)" if deidentify else not_given)],
+        ["Reader", review.reader or "(not given)", "Age", facts.get("age") or not_given],
     ]
+    if facts.get("indication"):
+        ident_rows.append(["Indication", facts["indication"], "", ""])
+    if facts.get("technique"):
+        ident_rows.append(["Technique", facts["technique"], "", ""])
     models = model_lines(review) if review.ai.get("ran", False) else ["none ran on this study: every finding is the reader's"]
-    findings = [["#", "Breast", "View", "Size (longest, area); location", "State", "From", "AI score", "Same lesion as"]]
-    for f in review.findings.values():
-        size = finding_size_text(review, f)
-        if locations is not None:
-            from core_model.location import location_words
 
-            size += "; " + location_words(locations.get(f.id))
-        findings.append([f.id, SIDE_NAMES[f.side], f.view, size, f.state, "AI" if f.origin == "ai" else "reader",
-                         _fmt_prob(f.ai_score), f.link or ""])
+    # the reader's findings, one row per lesion (a linked CC + MLO pair is one lesion)
+    findings = [["#", "Breast, view", "Location", "Size (longest, area)", "Descriptors", "Reader's call", "AI score"]]
+    done: set[str] = set()
+    for f in review.findings.values():
+        if not f.confirmed or f.id in done:
+            continue
+        group = [f]
+        other = review.findings.get(f.link) if f.link else None
+        if other is not None and other.confirmed:
+            group.append(other)
+        done.update(g.id for g in group)
+        dicts = [g.to_dict() for g in group]
+        findings.append([
+            " + ".join(g.id for g in group),
+            f"{SIDE_NAMES[f.side]} " + " + ".join(g.view for g in group),
+            "; ".join(dict.fromkeys(_location_of(g, d, locations) for g, d in zip(group, dicts))),
+            _group_size(review, group),
+            "; ".join(dict.fromkeys(_descriptor_text(d) for d in dicts)),
+            "; ".join(dict.fromkeys(_call_text(g) for g in group)),
+            " / ".join(_fmt_prob(g.ai_score) for g in group),
+        ])
+    dismissed = [["#", "Breast", "View", "AI score", "Reader's decision"]]
+    for f in review.findings.values():
+        if f.origin == "ai" and f.state in (REJECTED, PROPOSED):
+            dismissed.append([f.id, SIDE_NAMES[f.side], f.view, _fmt_prob(f.ai_score),
+                              "dismissed" if f.state == REJECTED else "not reviewed"])
+
     ai_side = review.ai.get("affected_side")
     ai_p = review.ai.get("malignancy_probability")
     score_label = score_words(review.ai.get("models"))
     no_lesion = review.ai.get("ran", False) and review.ai.get("lesion_found") is False and ai_side is None
-    assessment = [["Breast", "BI-RADS (reader)", "Density (reader)", "AI classifier score"]]
+    assessment = [["Breast", "BI-RADS (reader)", "Recommendation", "Composition, BPE", "AI classifier score"]]
     for side, name in (("R", "right"), ("L", "left")):
         a = review.assessments[side]
         if ai_p is None and no_lesion:
@@ -282,7 +434,11 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
                        f"{review.ai.get('classifier_mode') or 'classifier'}")
         else:
             ai_cell = "— (scored for the affected breast only)"
-        assessment.append([name, a.birads or "not given", (a.density.upper() if a.density else "not given"), ai_cell])
+        assessment.append([name, birads.category_text(a.birads), birads.recommendation(a.birads) or "—",
+                           birads.density_text(a.density) + f"; BPE {a.bpe or 'not given'}", ai_cell])
+    top = birads.overall([review.assessments[s].birads for s in ("R", "L")])
+    impression = (f"BI-RADS {birads.category_text(top)}. Recommendation: {birads.recommendation(top)}."
+                  if top else "No BI-RADS category given by the reader.")
     notes = [(name, review.assessments[side].text.strip()) for side, name in (("R", "Right"), ("L", "Left"))
              if review.assessments[side].text.strip()]
     ai_side_text = ""
@@ -299,10 +455,24 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
     elif no_lesion:
         ai_side_text = ("The AI found no lesion in either breast (no contour reached the segmentation threshold), "
                         "so no malignancy score was computed.")
-    ai_notes = [str(w) for w in review.ai.get("warnings") or []]
+    ai_notes = [_report_note(w) for w in review.ai.get("warnings") or []]
     return {"patient_id": pid, "study_id": sid, "created": created, "notice": notice(review), "identity": ident_rows,
-            "models": models, "findings": findings, "assessment": assessment, "notes": notes, "ai_side": ai_side,
-            "ai_side_text": ai_side_text, "ai_notes": ai_notes}
+            "models": models, "findings": findings, "dismissed": dismissed, "assessment": assessment,
+            "impression": impression, "notes": notes, "ai_side": ai_side, "ai_side_text": ai_side_text,
+            "ai_notes": ai_notes, "signoff": status_text(review), "addenda": addendum_lines(review),
+            "reviewed": reviewed_by_reader(review)}
+
+
+def key_views(review: Review, study: Any) -> list[str]:
+    """The (at most two) views the key images show: those with the reader's findings, else both CC views."""
+    have = {k for k, _ in (study.images if study is not None else {})}
+    with_findings = [k for k in VIEW_KEYS if k in have and any(f.confirmed for f in review.on_view(k))]
+    if len(with_findings) > 2:  # the CC and MLO of the breast that matters most: highest category, then the AI's side
+        rank = {s: (birads.rank(review.assessments[s].birads), sum(k.startswith(s) for k in with_findings),
+                    review.ai.get("affected_side") == s) for s in ("R", "L")}
+        side = max(rank, key=rank.get)
+        with_findings = [k for k in with_findings if k.startswith(side)][:2]
+    return with_findings or [k for k in ("R_CC", "L_CC") if k in have]
 
 
 def export_pdf(
@@ -314,104 +484,153 @@ def export_pdf(
     heatmaps: dict[str, np.ndarray] | None = None,
     energy: str = "rc",
     include_proposed: bool = False,
+    overwrite: bool = False,
 ) -> Path:
-    """Write the report; ``heatmaps`` (view key -> 0..1 array, original size) are blended in when given.
+    """Write the report: page 1 for the reader's report, then an appendix with the AI's output.
 
-    ``include_proposed`` also draws the AI proposals nobody reviewed (dotted),
+    Page 1: identification, the reader's findings (location, size, descriptors, the
+    AI score beside the reader's call), key images of LE and RC with the contours in
+    the viewer's colours, the impression (BI-RADS with its name and recommendation)
+    and the sign-off. Appendix: AI marks the reader dismissed or did not review, the
+    model identity and validation figures, the four views with every AI mark
+    (``heatmaps``, view key -> 0..1 array, blended in when given). The not-for-clinical-use
+    notice is in the header and footer of every page.
+
+    ``include_proposed`` also draws the AI proposals nobody reviewed on page 1 (dotted),
     for batch reports made straight from the AI output.
     """
     path = Path(path)
+    refuse_overwrite([path], overwrite)  # never another patient's report replaced without being asked
     regular, bold = _fonts()
     ss = getSampleStyleSheet()
     body = ParagraphStyle("body", parent=ss["BodyText"], fontName=regular, fontSize=9, leading=11.5)
     small = ParagraphStyle("small", parent=body, fontSize=7.5, leading=9.5)
-    h1 = ParagraphStyle("h1", parent=ss["Title"], fontName=bold, fontSize=15, leading=18, spaceAfter=2 * mm, alignment=0)
-    h2 = ParagraphStyle("h2", parent=ss["Heading2"], fontName=bold, fontSize=11, leading=13, spaceBefore=3 * mm, spaceAfter=1.5 * mm)
-    warn = ParagraphStyle("warn", parent=body, fontName=bold, fontSize=9.5, leading=12, borderColor=colors.black, borderWidth=1.2,
-                          borderPadding=4, backColor=colors.Color(0.93, 0.93, 0.93), spaceBefore=2, spaceAfter=8)
+    h1 = ParagraphStyle("h1", parent=ss["Title"], fontName=bold, fontSize=14, leading=17, spaceAfter=1.5 * mm, alignment=0)
+    h2 = ParagraphStyle("h2", parent=ss["Heading2"], fontName=bold, fontSize=10.5, leading=12.5, spaceBefore=2.5 * mm,
+                        spaceAfter=1.2 * mm)
+    strong = ParagraphStyle("strong", parent=body, fontName=bold, fontSize=10, leading=12.5)
     P = lambda text, st=body: Paragraph(escape(str(text)).replace("\n", "<br/>"), st)  # noqa: E731
 
     from core_model.location import locate_review
     from core_model.review import with_study_spacing
 
     review = with_study_spacing(review, study)
-    content = report_content(review, deidentify=deidentify, locations=locate_review(review, study))
+    facts = study_facts(study, deidentify)
+    content = report_content(review, deidentify=deidentify, facts=facts, locations=locate_review(review, study))
     pid, sid, note, created = content["patient_id"], content["study_id"], content["notice"], content["created"]
-    unreviewed = include_proposed and not review.confirmed()
-    title = "AI output, not reviewed by a reader" if unreviewed else "review report"
-    story: list[Any] = [Paragraph(f"Contrast-enhanced mammography — {title}", h1)]
-    if note:
-        story.append(P(note if "not for clinical use" in note.lower() else "NOT FOR CLINICAL USE. " + note, warn))
+    reviewed = content["reviewed"]
+    title = "Contrast-enhanced mammography report" if reviewed else \
+        "Contrast-enhanced mammography — AI output, not reviewed by a reader"
+    story: list[Any] = [Paragraph(escape(title), h1)]
+    if not reviewed:
+        story.append(P("No reader has reviewed this study: every contour below is an AI proposal.", strong))
 
     grid_style = TableStyle([
         ("FONTNAME", (0, 0), (-1, -1), regular), ("FONTSIZE", (0, 0), (-1, -1), 8.5),
         ("FONTNAME", (0, 0), (0, -1), bold), ("FONTNAME", (2, 0), (2, -1), bold),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5), ("TOPPADDING", (0, 0), (-1, -1), 1.5),
-        ("SPAN", (1, 3), (3, 3)),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.2), ("TOPPADDING", (0, 0), (-1, -1), 1.2),
+        *[("SPAN", (1, r), (3, r)) for r in range(3, len(content["identity"]))],
     ])
     # values as paragraphs: a long id or reader name wraps inside its cell instead of printing over the next one
     cell = ParagraphStyle("cell", parent=body, fontSize=8.5, leading=10.5)
     ident_rows = [[label, P(value, cell), label2, P(value2, cell)] for label, value, label2, value2 in content["identity"]]
-    ident_rows += [["Model", [P(line, small) for line in content["models"]], "", ""]]
-    story.append(Table(ident_rows, colWidths=[22 * mm, 68 * mm, 24 * mm, 66 * mm], style=grid_style, hAlign="LEFT"))
-    story.append(Spacer(1, 3 * mm))
+    story.append(Table(ident_rows, colWidths=[22 * mm, 73 * mm, 22 * mm, 63 * mm], style=grid_style, hAlign="LEFT"))
+
+    tstyle = TableStyle([
+        ("FONTNAME", (0, 0), (-1, -1), regular), ("FONTSIZE", (0, 0), (-1, -1), 8), ("FONTNAME", (0, 0), (-1, 0), bold),
+        ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black), ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.black),
+        ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.Color(0.94, 0.94, 0.94)]),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 1.2), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.2),
+    ])
+    tcell = ParagraphStyle("tcell", parent=body, fontSize=8, leading=9.5)
+    wrap_rows = lambda rows: rows[:1] + [[P(v, tcell) for v in r] for r in rows[1:]]  # noqa: E731
+
+    story.append(Paragraph("Findings", h2))
+    rows = content["findings"]
+    if len(rows) > 1:
+        story.append(Table(wrap_rows(rows), colWidths=[14 * mm, 22 * mm, 34 * mm, 33 * mm, 30 * mm, 28 * mm, 19 * mm],
+                           style=tstyle, hAlign="LEFT", repeatRows=1))
+        story.append(P("AI score: mean segmentation probability inside the AI contour (0-1), not a probability of cancer. "
+                       "Sizes are measured on the contour in the image plane of that view.", small))
+    else:
+        story.append(P("No finding confirmed or drawn by the reader." if reviewed else "No finding confirmed by a reader."))
+    for name, text in content["notes"]:
+        story.append(Spacer(1, 1 * mm))
+        story.append(Paragraph(f"<b>{name} breast:</b> " + escape(text).replace("\n", "<br/>"), body))
 
     frame_w = A4[0] - 30 * mm
     states = CONFIRMED + ((PROPOSED,) if include_proposed else ())
-    story.append(ViewGrid(review, study, frame_w, energy, heatmaps, regular, states))
-    legend = "; ".join(f"{v[2]}" for k, v in STYLE.items() if k != PROPOSED or include_proposed)
-    legend += (".  AI proposals not reviewed by a reader are drawn dotted." if include_proposed
-               else ".  Only findings the reader accepted, edited or drew are drawn.")
+    views = key_views(review, study)
+    cells = [(k, e) for k in views for e in ("le", "rc")]
+    story.append(Paragraph("Key images", h2))
+    story.append(ViewGrid(review, study, frame_w, energy, None, regular, states, cells=cells, cols=4, cell_h=52 * mm))
+    legend = "; ".join(v[2] for k, v in STYLE.items() if k in states or (k == "reader" and ACCEPTED in states))
+    story.append(P("Contours: " + legend + ".", small))
+
+    assess = [Paragraph("Impression", h2), P(content["impression"], strong), Spacer(1, 1.2 * mm),
+              Table(content["assessment"][:1] + [row[:1] + [P(v, tcell) for v in row[1:]] for row in content["assessment"][1:]],
+                    colWidths=[13 * mm, 42 * mm, 30 * mm, 45 * mm, 50 * mm], style=tstyle, hAlign="LEFT")]
+    assess.append(P("The AI classifier score is shown for reference beside the reader's category; it does not replace it.",
+                    small))
+    sign = content["signoff"] or "Not finalised: draft, not signed by the reader."
+    assess += [Spacer(1, 1.5 * mm), P(sign, strong)]
+    for line in content["addenda"]:
+        assess.append(P(line, body))
+    story.append(KeepTogether(assess))
+
+    # ---- appendix: the AI's output and where it comes from
+    story.append(PageBreak())
+    story.append(Paragraph("Appendix: AI output and model", h1))
+    rows = content["dismissed"]
+    story.append(Paragraph("AI marks dismissed or not reviewed by the reader", h2))
+    if len(rows) > 1:
+        story.append(Table(rows, colWidths=[14 * mm, 20 * mm, 16 * mm, 18 * mm, 36 * mm], style=tstyle, hAlign="LEFT"))
+    else:
+        story.append(P("None: every AI mark was confirmed by the reader." if review.ai.get("ran") else "No AI ran on this study."))
+    if content["ai_side_text"]:
+        story.append(Spacer(1, 1.5 * mm))
+        story.append(P(content["ai_side_text"], small))
+    if content["ai_notes"]:
+        notes_text = " ".join(w[:1].upper() + w[1:] + ("" if w.endswith(".") else ".") for w in content["ai_notes"])
+        story.append(Paragraph("<b>AI analysis notes:</b> " + escape(notes_text), small))
+    story.append(Paragraph("Model identity and validation", h2))
+    for line in content["models"]:
+        story.append(P(line, small))
+    story.append(Paragraph("All AI marks on the four views" + (" with the model's attention maps" if heatmaps else ""), h2))
+    story.append(ViewGrid(review, study, frame_w * 0.82, energy, heatmaps, regular,
+                          CONFIRMED + (PROPOSED, REJECTED)))
+    legend = "; ".join(v[2] for v in STYLE.values()) + "."
     if heatmaps:
         legend += " Heat overlay: the model's attention map (Grad-CAM), not a lesion outline."
     story.append(P("Contours: " + legend, small))
 
-    tstyle = TableStyle([
-        ("FONTNAME", (0, 0), (-1, -1), regular), ("FONTSIZE", (0, 0), (-1, -1), 8.5), ("FONTNAME", (0, 0), (-1, 0), bold),
-        ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black), ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.black),
-        ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.Color(0.94, 0.94, 0.94)]),
-        ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
-    ])
-    rows = content["findings"] if len(content["findings"]) > 1 else content["findings"] + [["", "", "", "no findings", "", "", "", ""]]
-    rows = rows[:1] + [r[:3] + [P(r[3], small)] + r[4:] for r in rows[1:]]  # size and location wrap in their cell
-    story.append(Paragraph("Findings", h2))
-    story.append(Table(rows, colWidths=[8 * mm, 12 * mm, 10 * mm, 74 * mm, 17 * mm, 12 * mm, 14 * mm, 26 * mm], style=tstyle,
-                       hAlign="LEFT", repeatRows=1))
-    story.append(P("AI score: mean segmentation probability inside the AI contour (0-1), not a probability of cancer. "
-                   "Sizes are measured on the contour in the image plane of that view, and so is the distance from the nipple; "
-                   "clock face from the linked CC and MLO.", small))
+    notice_line = ("NOT FOR CLINICAL USE — " + note) if note and "not for clinical use" not in note.lower() else (note or "")
 
-    # the AI's score sits beside the reader's call, in its own labelled column
-    assess = [Paragraph("Assessment", h2),
-              Table(content["assessment"][:1] + [row[:3] + [P(row[3], small)] for row in content["assessment"][1:]], colWidths=[18 * mm, 35 * mm, 32 * mm, 70 * mm], style=tstyle, hAlign="LEFT")]
-    for name, text in content["notes"]:
-        assess.append(Spacer(1, 1.5 * mm))
-        assess.append(Paragraph(f"<b>{name} breast, reader's findings:</b> " + escape(text).replace("\n", "<br/>"), body))
-    if content["ai_side_text"]:
-        assess.append(P(content["ai_side_text"], small))
-    if content["ai_notes"]:
-        notes_text = " ".join(w[:1].upper() + w[1:] + ("" if w.endswith(".") else ".") for w in content["ai_notes"])
-        assess.append(Paragraph("<b>AI analysis notes:</b> " + escape(notes_text), small))
-    story.append(KeepTogether(assess))
-
-    def footer(canvas, doc):
+    def page_marks(canvas, doc):
         canvas.saveState()
-        canvas.setFont(regular, 7)
         canvas.setFillColor(colors.black)
+        width = A4[0] - 30 * mm
+        if notice_line:  # header: the notice, on every page
+            canvas.setFont(bold, 7.5)
+            canvas.drawString(15 * mm, A4[1] - 9 * mm, _fit(notice_line, bold, 7.5, width))
+            canvas.setLineWidth(0.6)
+            canvas.line(15 * mm, A4[1] - 10.5 * mm, A4[0] - 15 * mm, A4[1] - 10.5 * mm)
+        canvas.setFont(regular, 7)
         page = f"page {doc.page}"
         rest = f"   ·   {created[:10]}" + ("   ·   NOT FOR CLINICAL USE" if note else "")
         # the ids give way, never the date or the notice, and nothing runs into the page number
-        room = A4[0] - 30 * mm - canvas.stringWidth(page, regular, 7) - 6 * mm - canvas.stringWidth(rest, regular, 7)
+        room = width - canvas.stringWidth(page, regular, 7) - 6 * mm - canvas.stringWidth(rest, regular, 7)
         canvas.drawString(15 * mm, 9 * mm, _fit(f"{pid} / {sid}", regular, 7, room) + rest)
         canvas.drawRightString(A4[0] - 15 * mm, 9 * mm, page)
         canvas.restoreState()
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=12 * mm, bottomMargin=15 * mm,
-                            title=f"CEM review {pid}", author=review.reader or SOFTWARE, creator=SOFTWARE)
+    doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm, bottomMargin=14 * mm,
+                            title=f"CEM report {pid}", author=review.reader or SOFTWARE, creator=SOFTWARE)
     try:
-        doc.build(story, onFirstPage=footer, onLaterPages=footer)
+        doc.build(story, onFirstPage=page_marks, onLaterPages=page_marks)
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

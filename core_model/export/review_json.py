@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core_model.export.common import SOFTWARE, notice, now_utc, shown_ids, size_dict
+from core_model.export.common import SOFTWARE, notice, now_utc, refuse_overwrite, shown_ids, size_dict
 from core_model.review import Review
 from core_model.jsonsafe import dumps
 from core_model.review_store import atomic_write_bytes
@@ -34,8 +34,10 @@ def review_json(review: Review, *, deidentify: bool = False) -> dict[str, Any]:
     return d
 
 
-def export_review_json(review: Review, path: str | Path, *, deidentify: bool = False) -> Path:
+def export_review_json(review: Review, path: str | Path, *, deidentify: bool = False, overwrite: bool = False) -> Path:
+    """Write the JSON; an existing file is replaced only with ``overwrite`` (else ExportExistsError)."""
     path = Path(path)
+    refuse_overwrite([path], overwrite)
     # strict JSON: another tool reads this file, and NaN is not JSON (a NaN score becomes null)
     text = dumps(review_json(review, deidentify=deidentify), indent=1, ensure_ascii=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))

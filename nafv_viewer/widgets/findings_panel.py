@@ -10,10 +10,12 @@ guard flag against update loops.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
+    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -36,14 +38,42 @@ from core_model.review import (
     Link,
     Review,
     ReviewSession,
+    SetDescriptor,
     Unlink,
     accept,
     reject,
 )
-from core_model.study import SIDE_NAMES
 
+from core_model.lexicon import FIELD_NAMES, FINDING_TERMS
+from core_model.review_signoff import SignoffCommand
+from nafv_viewer.widgets.theme import style_as_page
+
+NOT_GIVEN = "—"
+# Keys the list keeps for itself while it has the focus.
+LIST_KEYS = (Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown)
 # Text marks as well as colour, so the list reads the same in grey or for colour-blind readers.
 STATE_TEXT = {PROPOSED: "? proposed", ACCEPTED: "✓ accepted", EDITED: "✎ edited", REJECTED: "✗ rejected"}
+
+
+class _KeepKeys(QObject):
+    """A focused choice box keeps its navigation keys (arrows, Home/End, letters to jump to a term):
+    the window's one-letter and arrow shortcuts must not take them while the reader fills a field."""
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ShortcutOverride and event.modifiers() in (
+                Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.ShiftModifier, Qt.KeyboardModifier.KeypadModifier):
+            key = Qt.Key(event.key())
+            if key in LIST_KEYS or key in (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Space) or \
+                    (event.text() and event.text().isprintable()):
+                event.accept()
+                return True
+        return False
+
+
+def keep_keys(widget) -> None:
+    """Let ``widget`` (a combo box) keep its keys while it has the focus (see :class:`_KeepKeys`)."""
+    f = _KeepKeys(widget)
+    widget.installEventFilter(f)
 
 
 class _UndoEntry(QUndoCommand):
@@ -90,6 +120,7 @@ class ReviewController(QObject):
         self.session = session
         self.stack = QUndoStack(self)
         self.selected: str = ""
+        self.last_error = ""
         self._failed: tuple[_UndoEntry, str] | None = None
         self._reloaded = False
         session.subscribe(self._on_commit)
@@ -121,9 +152,14 @@ class ReviewController(QObject):
             self.session.apply(cmd)
         except NafvError as err:
             self._drop_history_if_reloaded()
+            self.last_error = str(err)
             self.error.emit(str(err))
             return False
-        self.stack.push(_UndoEntry(self, cmd))
+        if isinstance(cmd, SignoffCommand):
+            # A signature is not undone, and the edits before it are now part of what was signed.
+            self.stack.clear()
+        else:
+            self.stack.push(_UndoEntry(self, cmd))
         return True
 
     def _run(self, entry: _UndoEntry, fn) -> None:
@@ -177,12 +213,13 @@ class ReviewController(QObject):
 class FindingsPanel(QWidget):
     """Table of findings with Accept (A), Reject (R), Delete (Del), Link and Unlink; Undo/Redo keys."""
 
-    COLUMNS = ("#", "Breast", "View", "State", "AI score", "Linked")
+    COLUMNS = ("#", "Side", "View", "State", "AI score", "Linked")
 
     def __init__(self, controller: ReviewController, parent: QWidget | None = None):
         super().__init__(parent)
         self.controller = controller
         self._updating = False  # guard: refreshing the table must not feed back into the controller
+        self._from_table = False  # the selection change comes from the list itself
 
         self.table = QTableWidget(0, len(self.COLUMNS), self)
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
@@ -190,7 +227,11 @@ class FindingsPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # the state column takes what is left (and elides), so "Linked" is never cut off the right edge
+        header.setSectionResizeMode(self.COLUMNS.index("State"), QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(24)
 
         self.accept_btn = QPushButton("Accept (A)")
         self.reject_btn = QPushButton("Reject (R)")
@@ -202,6 +243,17 @@ class FindingsPanel(QWidget):
         self.message = QLabel("")
         self.message.setWordWrap(True)
 
+        # the selected lesion's lexicon terms (shared with its linked other view); Tab reaches each
+        self.descriptors: dict[str, QComboBox] = {}
+        terms = QFormLayout()
+        for name, choices in FINDING_TERMS.items():
+            combo = QComboBox(self)
+            combo.addItems([NOT_GIVEN, *choices])
+            combo.currentTextChanged.connect(lambda v, n=name: self._set_descriptor(n, v))
+            keep_keys(combo)
+            terms.addRow(FIELD_NAMES[name].capitalize(), combo)
+            self.descriptors[name] = combo
+
         row1, row2 = QHBoxLayout(), QHBoxLayout()
         for b in (self.accept_btn, self.reject_btn, self.delete_btn):
             row1.addWidget(b)
@@ -209,6 +261,7 @@ class FindingsPanel(QWidget):
             row2.addWidget(b)
         lay = QVBoxLayout(self)
         lay.addWidget(self.table)
+        lay.addLayout(terms)
         lay.addLayout(row1)
         lay.addLayout(row2)
         lay.addWidget(self.message)
@@ -224,6 +277,7 @@ class FindingsPanel(QWidget):
         # actions from controller.stack.createUndoAction without both firing.
         self.table.installEventFilter(self)
 
+        style_as_page(self)
         self.table.itemSelectionChanged.connect(self._on_table_selection)
         controller.changed.connect(lambda _how: self.refresh())
         controller.selection_changed.connect(self._show_selection)
@@ -236,6 +290,13 @@ class FindingsPanel(QWidget):
         self.refresh()
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        if obj is self.table and event.type() == QEvent.Type.ShortcutOverride and Qt.Key(event.key()) in LIST_KEYS \
+                and event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.ShiftModifier,
+                                          Qt.KeyboardModifier.KeypadModifier):
+            # With the list focused, the arrows move its selection: the window's window/level and
+            # pan shortcuts on the same keys must not take them.
+            event.accept()
+            return True
         if obj is self.table and event.type() == QEvent.Type.KeyPress:
             if event.matches(QKeySequence.StandardKey.Undo):
                 self.controller.undo()
@@ -260,7 +321,7 @@ class FindingsPanel(QWidget):
             for row, f in enumerate(review.findings.values()):
                 cells = (
                     f.id,
-                    SIDE_NAMES[f.side],
+                    f.side,
                     f.view,
                     STATE_TEXT[f.state] + (" (reader)" if f.origin == "reader" else ""),
                     "—" if f.ai_score is None else f"{f.ai_score:.2f}",
@@ -275,6 +336,7 @@ class FindingsPanel(QWidget):
                         item.setFont(font)
                     self.table.setItem(row, col, item)
             self._show_selection(self.controller.selected)
+            self._show_descriptors()
         finally:
             self._updating = False
         self.message.setText("")
@@ -283,15 +345,44 @@ class FindingsPanel(QWidget):
         was, self._updating = self._updating, True
         try:
             ids = list(self.controller.review.findings)
-            if fid in ids and fid not in self.selected_ids():
-                self.table.selectRow(ids.index(fid))
-            elif not fid:
+            if self._from_table and fid in self.selected_ids():
+                pass  # the reader's own (possibly two-row, for linking) selection in the list stays
+            elif fid in ids:
+                # Exactly this row, whatever modifier keys are down (selectRow would add to the
+                # selection while Ctrl is held, e.g. right after Ctrl+Z).
+                row = ids.index(fid)
+                model = self.table.selectionModel()
+                flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+                model.select(self.table.model().index(row, 0), flags)
+                model.setCurrentIndex(self.table.model().index(row, 0), QItemSelectionModel.SelectionFlag.NoUpdate)
+                self.table.scrollToItem(self.table.item(row, 0))
+            else:
                 self.table.clearSelection()
         finally:
             self._updating = was
         has = bool(fid)
         for b in (self.accept_btn, self.reject_btn, self.delete_btn, self.unlink_btn):
             b.setEnabled(has)
+        self._show_descriptors()
+
+    def _show_descriptors(self) -> None:
+        f = self.controller.review.findings.get(self.controller.selected)
+        was, self._updating = self._updating, True
+        try:
+            for name, combo in self.descriptors.items():
+                combo.setEnabled(f is not None)
+                combo.setCurrentText((f.descriptors.get(name) if f is not None else None) or NOT_GIVEN)
+        finally:
+            self._updating = was
+
+    def _set_descriptor(self, name: str, text: str) -> None:
+        fid = self.controller.selected
+        f = self.controller.review.findings.get(fid)
+        value = None if text == NOT_GIVEN else text
+        if self._updating or f is None or f.descriptors.get(name) == value:
+            return
+        if not self.controller.push(SetDescriptor(fid, name, value)):
+            self._show_descriptors()
 
     # ---- widget -> controller
     def selected_ids(self) -> list[str]:
@@ -302,7 +393,13 @@ class FindingsPanel(QWidget):
         if self._updating:
             return
         ids = self.selected_ids()
-        self.controller.select(ids[-1] if ids else "")
+        current = self.table.currentRow()
+        cur_id = self.table.item(current, 0).data(Qt.ItemDataRole.UserRole) if self.table.item(current, 0) else ""
+        self._from_table = True
+        try:
+            self.controller.select(cur_id if cur_id in ids else (ids[-1] if ids else ""))
+        finally:
+            self._from_table = False
 
     def link_selected(self) -> bool:
         ids = self.selected_ids()

@@ -27,6 +27,7 @@ from nafv_viewer.widgets.review_editor import ReviewEditor
 from nafv_viewer.widgets.review_workflow import ReviewWorkflow
 from nafv_viewer.widgets.unassigned_strip import UnassignedPlacement, UnassignedStrip
 from nafv_viewer.widgets.side_panel import SidePanel
+from nafv_viewer.widgets.theme import DARK_QSS
 from nafv_viewer.widgets.view_grid import ViewGrid
 from nafv_viewer.worker import (
     AnalysisJob,
@@ -134,8 +135,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
         self.resize(1600, 1000)
-        self.setStyleSheet("QMainWindow, QScrollArea, QScrollArea > QWidget > QWidget { background: #202020; color: #dddddd; }"
-                           " QGroupBox { color: #dddddd; } QLabel, QCheckBox { color: #dddddd; }")
+        self.setStyleSheet(DARK_QSS)  # children and the dialogs the window opens inherit it
 
         for p in self.grid.all_panels():
             p.cursor_info.connect(self.cursor_label.setText)
@@ -183,7 +183,7 @@ class MainWindow(QMainWindow):
             ("view", "Tab", "Next view (active view for 1-up)", self.next_view),
             ("view", "Y", "Sync zoom/pan across views on/off", lambda: s.toggle("sync")),
             ("view", "I", "Invert grey levels", lambda: s.toggle("invert")),
-            ("view", "R", "Reject the selected finding (nothing selected: reset zoom, pan, window/level and invert)", self._key_r),
+            ("view", "Home", "Reset zoom, pan, window/level and invert", self.reset_view),
             ("view", "M", "Magnifier on/off", lambda: s.toggle("magnifier")),
             ("view", "B", "Blink LE/RC of each view", lambda: self._toggle_compare("blink")),
             ("view", "W", "Swipe LE/RC (divider follows the cursor)", lambda: self._toggle_compare("swipe")),
@@ -203,7 +203,7 @@ class MainWindow(QMainWindow):
         for i in range(4):
             rows.append(("view", f"F{i + 5}", f"Window preset {i + 1} (per energy)", lambda i=i: self.preset(i)))
         rows += [
-            ("analysis", "A", "Accept the selected finding (nothing selected: run the AI analysis)", self._key_a),
+            ("analysis", "Ctrl+Return", "Run the AI analysis", self.run_analysis),
             ("analysis", "Esc", "Cancel the contour being drawn, else the running analysis", self._key_escape),
             ("analysis", "C", "Lesion contours on/off", lambda: s.toggle("show_contours")),
             ("analysis", "H", "Heatmap on/off", lambda: s.toggle("show_heatmap")),
@@ -255,14 +255,6 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog = ShortcutsDialog(self.shortcut_rows, self)
         self.shortcuts_dialog.open()
         return self.shortcuts_dialog
-
-    def _key_a(self) -> None:
-        if not self.review_flow.accept_selected():
-            self.run_analysis()
-
-    def _key_r(self) -> None:
-        if not self.review_flow.reject_selected():
-            self.reset_view()
 
     def _key_escape(self) -> None:
         if not self.editor.cancel_draw():
@@ -456,6 +448,8 @@ class MainWindow(QMainWindow):
             msg += f"; {len(study.warnings)} warning(s) (see side panel)"
         self.statusBar().showMessage(msg)
         review = self.review_flow.open(study, None)  # a saved review comes back without running the analysis
+        if review is not None and review.ai.get("ran"):
+            self.side.show_saved_ai(review)  # the side panel says what the Assessment tab shows
         if review is not None and review.ai.get("affected_side_source") == "caller":
             # the reader chose the breast last time: the next run (auto-analyse too) keeps that choice
             self.side.set_affected_side_choice(review.ai.get("affected_side"))

@@ -8,11 +8,12 @@ mouse gestures into :mod:`core_model.review` commands pushed through the
 undoable):
 
 - click a contour: select it (the findings list follows);
-- drag a vertex of the selected contour: move it;
+- drag a vertex of the selected contour: move it (its handles are small hollow rings, so the margin shows);
 - Shift+click near the selected contour: add a vertex on the nearest segment;
 - Ctrl+click or right-click a vertex: remove it;
 - Draw mode: each click adds a point; Enter or a double-click closes the
-  contour (a reader finding), Esc cancels.
+  contour (a reader finding), Esc cancels; a contour mostly off the breast
+  is kept only when the reader confirms it.
 
 Contours are stored in original-image pixels; the panels show images flipped
 for the hanging, so every point goes through :func:`to_original` /
@@ -26,6 +27,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 from core_model.review import (ACCEPTED, EDITED, PROPOSED, REJECTED, AddFinding, InsertVertex, Link, MoveVertex,
                                RemoveVertex)
@@ -40,7 +42,8 @@ STATE_PENS = {
 SELECTED_WIDTH = 4
 DRAFT_PEN = dict(color=(255, 80, 200), width=2, style=Qt.PenStyle.DashLine)
 HANDLE_PX = 9  # a vertex is "hit" within this many screen pixels
-HANDLE_SIZE = 6  # drawn smaller than the hit area: AI contours have many vertices
+HANDLE_SIZE = 5  # drawn smaller than the hit area: AI contours have many vertices
+HANDLE_ALPHA = 150
 
 
 def to_original(flips, xy, shape) -> np.ndarray:
@@ -52,6 +55,25 @@ def to_original(flips, xy, shape) -> np.ndarray:
     if flips.vertical:
         out[:, 1] = h - out[:, 1]
     return out - 0.5
+
+
+TISSUE_LEVEL = 0.05  # fraction of the display range above which a pixel is breast, not background
+
+
+def on_tissue_fraction(img, points) -> float:
+    """Share of a contour's vertices, centroid and inner points (original pixels) that lie on the breast."""
+    pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    centre = pts.mean(axis=0)
+    samples = np.vstack([pts, centre[None], (pts + centre) / 2])  # the outline, its centre and half-way in
+    disp = img.flips.to_display(samples, img.shape)
+    base = img.levels[0]
+    h, w = base.shape[:2]
+    cols = np.clip(disp[:, 0].astype(int), 0, w - 1)
+    rows = np.clip(disp[:, 1].astype(int), 0, h - 1)
+    lo, hi = img.raw_range
+    vals = (base[rows, cols].astype(float) - lo) / ((hi - lo) or 1.0)
+    inside = (disp[:, 0] >= 0) & (disp[:, 0] < w) & (disp[:, 1] >= 0) & (disp[:, 1] < h)
+    return float(np.mean(inside & (vals > TISSUE_LEVEL)))
 
 
 def _point_in_polygon(x: float, y: float, poly: np.ndarray) -> bool:
@@ -138,12 +160,25 @@ class ReviewEditor(QObject):
         if len(pts) < 3 or key is None:
             self.message.emit(f"A contour needs at least 3 points ({len(pts)} so far): keep clicking, or Esc to cancel.")
             return False
+        panel = next((p for p in self.panels if p.key == key and p.current is not None), None)
+        if panel is not None and on_tissue_fraction(panel.current, pts) < 0.5 and not self.confirm_outside():
+            self.cancel_draw()
+            self.message.emit("Contour discarded: it lay outside the breast.")
+            return False
         self.cancel_draw()
         cmd = AddFinding(key, pts)
         if self.controller.push(cmd):
             self.controller.select(cmd.fid)
             return True
         return False
+
+    def confirm_outside(self) -> bool:
+        """Ask whether to keep a contour drawn mostly off the breast (a slip of the mouse, or a label)."""
+        answer = QMessageBox.question(
+            self.parent() if isinstance(self.parent(), QWidget) else None, "Contour outside the breast",
+            "Most of this contour lies outside the breast, on the background. Keep it as a finding?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     # -- drawing -------------------------------------------------------------------
     def items_for(self, panel) -> list:
@@ -172,8 +207,10 @@ class ReviewEditor(QObject):
             label.setZValue(6)
             items.append(label)
             if f.id == selected:
-                handles = pg.ScatterPlotItem(pts[:, 0], pts[:, 1], size=HANDLE_SIZE, symbol="s",
-                                             pen=pg.mkPen((255, 255, 255, 200)), brush=pg.mkBrush(spec["color"]), pxMode=True)
+                # hollow, thin and half transparent: the margin the reader is judging stays visible between
+                # and through them (AI contours have 40-70 vertices); the hit area stays HANDLE_PX
+                handles = pg.ScatterPlotItem(pts[:, 0], pts[:, 1], size=HANDLE_SIZE, symbol="o",
+                                             pen=pg.mkPen((255, 255, 255, HANDLE_ALPHA), width=1), brush=None, pxMode=True)
                 handles.setZValue(7)
                 items.append(handles)
         if self.mode == "draw" and self.draft and self.draft_key == panel.key:

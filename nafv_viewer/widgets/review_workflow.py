@@ -17,12 +17,16 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from core_model.errors import NafvError
+from core_model.export.common import export_stem, refuse_overwrite
 from core_model.review import Review, ReviewSession, add_ai_findings, review_from_analysis
+from core_model.review_signoff import Finalise, OpenAddendum, is_locked, status_text
 from core_model.review_store import ReviewStore, study_identity
 from nafv_viewer.widgets.assessment_panel import AssessmentPanel
 from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
@@ -34,10 +38,12 @@ EXPORT_KINDS = ("pdf", "seg", "json", "all")
 class ExportJob(Job):
     """Writes the chosen exports of a snapshot of the review; ``finished(list of message lines)``."""
 
-    def __init__(self, kind: str, review: Review, study: Any, analysis: Any, out_dir: Path, deidentify: bool, heatmaps: bool):
+    def __init__(self, kind: str, review: Review, study: Any, analysis: Any, out_dir: Path, deidentify: bool, heatmaps: bool,
+                 overwrite: bool = False):
         super().__init__()
         self.kind, self.review, self.study, self.analysis = kind, review, study, analysis
         self.out_dir, self.deidentify, self.heatmaps = Path(out_dir), deidentify, heatmaps
+        self.overwrite = overwrite
 
     @Slot()
     def run(self) -> None:
@@ -54,22 +60,37 @@ class ExportJob(Job):
         from core_model.export.review_json import export_review_json
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        targets = export_targets(self.review, self.out_dir, self.kind, self.deidentify)
+        refuse_overwrite(list(targets.values()), self.overwrite)  # checked again here: the folder may have changed
         lines: list[str] = []
         if self.kind in ("pdf", "all"):
             heat = heatmaps_from(self.analysis) if (self.heatmaps and self.analysis is not None) else None
             if self.heatmaps and not heat:
                 lines.append("PDF: no heatmaps to include (the analysis has not run in this session)")
-            p = export_pdf(self.review, self.study, self.out_dir / "report.pdf", deidentify=self.deidentify, heatmaps=heat or None)
+            p = export_pdf(self.review, self.study, targets["pdf"], deidentify=self.deidentify, heatmaps=heat or None,
+                           overwrite=self.overwrite)
             lines.insert(0, f"wrote {p}")
         if self.kind in ("json", "all"):
-            lines.append(f"wrote {export_review_json(self.review, self.out_dir / 'review.json', deidentify=self.deidentify)}")
+            lines.append(f"wrote {export_review_json(self.review, targets['json'], deidentify=self.deidentify, overwrite=self.overwrite)}")
         if self.kind in ("seg", "all"):
-            seg = export_dicom_seg(self.review, self.study, self.out_dir / "seg")
+            seg = export_dicom_seg(self.review, self.study, targets["seg"])
             lines += [f"wrote {p}" for p in seg.written.values()]
             lines += [f"DICOM SEG: {m}" for m in seg.skipped]
             if not seg.written and not seg.skipped:
                 lines.append("DICOM SEG: no accepted or edited finding to export")
         return lines
+
+
+def export_targets(review: Review, out_dir: Path, kind: str, deidentify: bool) -> dict[str, Path]:
+    """What an export of ``kind`` writes into ``out_dir``: names carry the patient and the study."""
+    stem = export_stem(review, deidentify)
+    every = {"pdf": out_dir / f"{stem}_report.pdf", "json": out_dir / f"{stem}_review.json", "seg": out_dir / f"{stem}_seg"}
+    return every if kind == "all" else {kind: every[kind]}
+
+
+def program_folder() -> Path:
+    """The folder the program runs from (a checkout or an installed package): no place for a patient's report."""
+    return Path(__file__).resolve().parents[2]
 
 
 class ReviewWorkflow(QObject):
@@ -102,12 +123,18 @@ class ReviewWorkflow(QObject):
     def shortcut_rows(self) -> list[tuple[str, str, str, Any]]:
         ed = self.window.editor
         return [
+            ("review", "A", "Accept the selected finding", self.accept_selected),
+            ("review", "R", "Reject the selected finding", self.reject_selected),
+            ("review", "N", "Next finding: select it and zoom to it", lambda: self.step_finding(1)),
+            ("review", "P", "Previous finding: select it and zoom to it", lambda: self.step_finding(-1)),
             ("review", "D", "Draw a new contour on a view (click its points)", ed.start_draw),
             ("review", "Return", "Close the contour being drawn", ed.finish_draw),
             ("review", "Delete", "Delete the selected finding", lambda: self.controller and self.controller.delete_selected()),
             ("review", "Ctrl+Z", "Undo the last review change", self.undo),
             ("review", "Ctrl+Shift+Z", "Redo", self.redo),
             ("review", "Shift+C", "Rejected contours shown faint / hidden", lambda: ed.set_show_rejected(not ed.show_rejected)),
+            ("review", "Ctrl+Shift+F", "Finalise (sign) the review, or the open addendum: it is then locked", self.finalise),
+            ("review", "Ctrl+Shift+A", "Open an addendum to change a finalised review…", self.start_addendum),
             ("file", "Ctrl+P", "Export the PDF report…", lambda: self.export("pdf")),
             ("file", "Ctrl+Shift+S", "Export DICOM SEG of accepted/edited contours…", lambda: self.export("seg")),
             ("file", "Ctrl+J", "Export the review as JSON…", lambda: self.export("json")),
@@ -123,6 +150,7 @@ class ReviewWorkflow(QObject):
             ("Shift+click a contour on the other view", "Link it with the selected one (same lesion in CC and MLO)"),
             ("Ctrl+click / right-click a handle", "Remove that vertex"),
             ("D, clicks, Enter / double-click", "Draw a finding the AI missed; Esc cancels"),
+            ("Findings list: Up / Down", "Move the selection (the list must have the focus)"),
             ("Findings list: A / R / Delete", "Accept / reject / delete; Link CC+MLO with two rows selected"),
         ]
 
@@ -164,6 +192,11 @@ class ReviewWorkflow(QObject):
                         w[:1].upper() + w[1:] for w in review.restore_warnings))
                 elif review.revision > 0 and (review.findings or review.reader):
                     self.window.statusBar().showMessage(f"Saved review restored ({len(review.findings)} finding(s))", 8000)
+            elif analysis is not None and is_locked(self.controller.review):
+                # what was signed stays as signed: a new run changes neither the findings nor the AI summary
+                self.window.statusBar().showMessage(
+                    "The review is finalised: the new analysis is shown on the images, the signed review is unchanged "
+                    "(open an addendum to change it)", 12000)
             elif analysis is not None and not self.controller.review.ai.get("ran"):
                 self._add_ai(study, analysis)
             elif analysis is not None:
@@ -216,6 +249,7 @@ class ReviewWorkflow(QObject):
         self.controller = ReviewController(ReviewSession(review, self.store), self)
         self.findings_panel = FindingsPanel(self.controller)
         self.assessment_panel = AssessmentPanel(self.controller)
+        self.assessment_panel.finalise_requested.connect(self.finalise)
         tabs = self.window.review_tabs
         tabs.addTab(self.findings_panel, "Findings")
         tabs.addTab(self.assessment_panel, "Assessment")
@@ -235,11 +269,75 @@ class ReviewWorkflow(QObject):
         return None if self.controller is None else self.store.path_for(self.controller.review.identity)
 
     # -- actions ----------------------------------------------------------------------
+    def _has_selection(self) -> bool:
+        if self.controller is not None and self.controller.selected:
+            return True
+        self.window.statusBar().showMessage("Select a finding first: click its contour, or N / P to step through them", 8000)
+        return False
+
     def accept_selected(self) -> bool:
-        return self.controller is not None and bool(self.controller.selected) and (self.controller.accept_selected() or True)
+        return self._has_selection() and self.controller.accept_selected()
 
     def reject_selected(self) -> bool:
-        return self.controller is not None and bool(self.controller.selected) and (self.controller.reject_selected() or True)
+        return self._has_selection() and self.controller.reject_selected()
+
+    def step_finding(self, step: int) -> str:
+        """Select the next (``step`` 1) or previous (-1) finding in list order and zoom every view
+        that shows it onto it; hidden rejected findings are skipped. Returns the id, "" for none."""
+        if self.controller is None:
+            return ""
+        review = self.controller.review
+        shown = self.window.editor.show_rejected
+        ids = [f.id for f in review.findings.values() if shown or f.state != "rejected"]
+        if not ids:
+            self.window.statusBar().showMessage("No finding to step to", 5000)
+            return ""
+        cur = self.controller.selected
+        i = ids.index(cur) + step if cur in ids else (0 if step > 0 else len(ids) - 1)
+        fid = ids[i % len(ids)]
+        self.controller.select(fid)
+        self.zoom_to_finding(fid)
+        return fid
+
+    def zoom_to_finding(self, fid: str) -> None:
+        f = self.controller.review.findings.get(fid)
+        if f is None:
+            return
+        for p in self.window.grid.visible_panels():  # hidden panels of the same view follow through the grid's sync
+            img = p.current
+            if p.key != f.key or img is None:
+                continue
+            pts = img.flips.to_display(np.asarray(f.polygon, dtype=float), img.shape)
+            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+            # the lesion at a third of the view, so its margin and the tissue around it are both seen
+            half = max(x1 - x0, y1 - y0, 0.05 * max(img.shape)) * 1.5
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            p.vb.setRange(xRange=(cx - half, cx + half), yRange=(cy - half, cy + half), padding=0)
+            p._on_manual_range()
+
+    def finalise(self) -> bool:
+        """Sign the review (or its open addendum) with the reader name of the Assessment tab."""
+        if self.controller is None:
+            return False
+        if self.controller.push(Finalise(self.controller.review.reader)):
+            self.window.statusBar().showMessage(status_text(self.controller.review), 15000)
+            return True
+        self.window.show_error("Not finalised", self.controller.last_error)
+        return False
+
+    def start_addendum(self, reason: str | None = None) -> bool:
+        """Unlock a finalised review for an addendum; asks for the reason when ``reason`` is None."""
+        if self.controller is None:
+            return False
+        if reason is None:
+            reason, ok = QInputDialog.getText(self.window, "Addendum", "Reason for the addendum (printed in the report):")
+            if not ok:
+                return False
+        if self.controller.push(OpenAddendum(self.controller.review.reader, reason)):
+            self.window.statusBar().showMessage(status_text(self.controller.review), 15000)
+            return True
+        self.window.show_error("No addendum opened", self.controller.last_error)
+        return False
 
     def undo(self) -> None:
         if self.controller is not None:
@@ -250,8 +348,22 @@ class ReviewWorkflow(QObject):
             self.controller.redo()
 
     # -- exports -------------------------------------------------------------------------
-    def export(self, kind: str, out_dir: str | Path | None = None) -> ExportJob | None:
-        """Export into ``out_dir`` (asked for when None), off the GUI thread; see ``export_finished``."""
+    def export_start_dir(self) -> Path:
+        """Where the folder dialog opens: the last export folder, else beside the study, never inside the program."""
+        if self.last_export_dir is not None:
+            return self.last_export_dir
+        study_path = self.window.study_path
+        if study_path is not None:
+            try:
+                Path(study_path).resolve().relative_to(program_folder())
+            except ValueError:
+                return Path(study_path).parent
+        return Path.home()
+
+    def export(self, kind: str, out_dir: str | Path | None = None, overwrite: bool | None = None) -> ExportJob | None:
+        """Export into ``out_dir`` (asked for when None), off the GUI thread; see ``export_finished``.
+
+        Files already there are replaced only when the reader says so (``overwrite`` None: asked)."""
         if kind not in EXPORT_KINDS:
             raise ValueError(kind)
         if self.controller is None or self.study is None:
@@ -261,14 +373,24 @@ class ReviewWorkflow(QObject):
             self.window.statusBar().showMessage("An export is still running…")
             return None
         if out_dir is None:
-            start = str(self.last_export_dir or (self.window.study_path or Path.home()))
-            chosen = QFileDialog.getExistingDirectory(self.window, "Export into folder", start)
+            chosen = QFileDialog.getExistingDirectory(self.window, "Export into folder", str(self.export_start_dir()))
             if not chosen:
                 return None
             out_dir = chosen
+        deidentify = self.deidentify_action.isChecked()
+        there = [p for p in export_targets(self.controller.review, Path(out_dir), kind, deidentify).values() if p.exists()]
+        if there and overwrite is None:
+            answer = QMessageBox.question(
+                self.window, "Replace existing files?",
+                f"{', '.join(p.name for p in there)} already exist{'s' if len(there) == 1 else ''} in {out_dir}. Replace?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            overwrite = answer == QMessageBox.StandardButton.Yes
+        if there and not overwrite:
+            self.window.statusBar().showMessage(f"Export cancelled: {there[0].name} already exists in {out_dir}", 15000)
+            return None
         self.last_export_dir = Path(out_dir)
         job = ExportJob(kind, copy.deepcopy(self.controller.review), self.study, self.window.analysis, Path(out_dir),
-                        self.deidentify_action.isChecked(), self.heatmaps_action.isChecked())
+                        deidentify, self.heatmaps_action.isChecked(), overwrite=bool(overwrite))
         self._export_job = job
         job.finished.connect(self._on_export_done)
         job.errored.connect(self._on_export_error)

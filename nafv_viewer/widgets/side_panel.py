@@ -9,6 +9,7 @@ model identity and the not-for-clinical-use notice beside them.
 from __future__ import annotations
 
 from html import escape
+from types import SimpleNamespace
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -185,6 +186,7 @@ class SidePanel(QScrollArea):
         v.addLayout(side_row)
         row = QHBoxLayout()
         self.run_button = QPushButton("Run analysis")
+        self.run_button.setToolTip("Run the AI analysis (Ctrl+Return)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         row.addWidget(self.run_button)
@@ -334,6 +336,27 @@ class SidePanel(QScrollArea):
     def set_progress(self, stage: str, fraction: float) -> None:
         self.progress.setValue(int(round(1000 * fraction)))
         self.stage_label.setText(f"{stage} ({100 * fraction:.0f} %)")
+
+    def show_saved_ai(self, review: Any) -> None:
+        """The AI result a restored review holds, worded as the saved run's (this session has not run the
+        analysis, so there are no heatmaps), so this panel and the Assessment tab say the same."""
+        ai = review.ai
+        if not ai.get("ran"):
+            self.show_analysis(None)
+            return
+        views: dict[str, Any] = {}
+        for f in review.findings.values():
+            if f.origin == "ai":
+                views.setdefault(f.key, SimpleNamespace(lesions=[])).lesions.append(f)
+        saved = SimpleNamespace(
+            affected_side=ai.get("affected_side"), affected_side_source=ai.get("affected_side_source", "segmentation"),
+            lesion_found=ai.get("lesion_found"), models=ai.get("models") or {},
+            malignancy_probability=ai.get("malignancy_probability"), classifier_mode=ai.get("classifier_mode"),
+            views=views, warnings=list(ai.get("warnings") or []), device="saved with the review",
+            not_for_clinical_use=bool(ai.get("not_for_clinical_use", True)))
+        self.show_analysis(saved)
+        self.result_label.setText("<i>From the saved review (the analysis has not run in this session; "
+                                  "run it for the heatmaps):</i><br>" + self.result_label.text())
 
     def show_analysis(self, analysis: Any, message: str | None = None) -> None:
         self._shown_side = analysis.affected_side if analysis is not None else None

@@ -102,6 +102,12 @@ def test_report_option_writes_the_unreviewed_report(demo_dir, weights, tmp_path,
     assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-" and (out / "report.json").is_file()
     assert "P66" not in (out / "report.json").read_text()  # de-identified
     assert "wrote" in capsys.readouterr().out
+    # a second run into the same folder keeps the report there unless told to replace it
+    before = (out / "report.pdf").read_bytes()
+    assert main([str(demo_dir), "--out", str(out), "--report", "--deidentify", "--no-explain", *_w(weights)]) == 2
+    assert "report.pdf already exists" in capsys.readouterr().err and (out / "report.pdf").read_bytes() == before
+    assert main([str(demo_dir), "--out", str(out), "--report", "--deidentify", "--overwrite", "--no-explain",
+                 *_w(weights)]) == 0
 
 
 # -- a bad model card: one line, exit 2 -------------------------------------------------------------------------------

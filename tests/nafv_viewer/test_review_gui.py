@@ -11,6 +11,7 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication, QTableWidgetSelectionRange
 
+from core_model.export.common import export_stem
 from core_model.review import ACCEPTED, EDITED, PROPOSED, REJECTED
 from core_model.study import VIEW_KEYS
 from nafv_viewer.widgets.review_editor import to_original
@@ -128,11 +129,11 @@ def test_click_selects_then_accept_reject_keys_undo_redo(reviewed, qtbot):
     assert f.state == PROPOSED and _saved(w)[f.id]["state"] == PROPOSED
     _key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert f.state == ACCEPTED and _saved(w)[f.id]["state"] == ACCEPTED
-    # A click on empty image clears the selection; then R resets the view, as before.
+    # A click on empty image clears the selection; then R does nothing but say how to select.
     _click(qtbot, p, pts.mean(axis=0) + np.array([0.0, 0.3 * p.current.shape[0]]))
     assert ctl.selected == ""
     _key(qtbot, w, Qt.Key.Key_R)
-    assert f.state == ACCEPTED
+    assert f.state == ACCEPTED and "Select a finding first" in w.statusBar().currentMessage()
     # Rejected contours can be hidden.
     ctl.select(f.id)
     _key(qtbot, w, Qt.Key.Key_R)
@@ -329,13 +330,15 @@ def test_pdf_and_json_export_from_the_file_menu(reviewed, qtbot, tmp_path, monke
     w.review_flow.deidentify_action.setChecked(True)
     with qtbot.waitSignal(w.review_flow.export_finished, timeout=30000) as blocker:
         w.actions_by_key["Ctrl+P"].trigger()
-    pdf = out / "report.pdf"
+    stem = export_stem(w.review_flow.controller.review, True)
+    assert stem.startswith("ANON-")
+    pdf = out / f"{stem}_report.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 10000
     assert f"wrote {pdf}" in blocker.args[0]
     assert str(out) in w.statusBar().currentMessage()
     with qtbot.waitSignal(w.review_flow.export_finished, timeout=30000):
         w.actions_by_key["Ctrl+J"].trigger()
-    data = json.loads((out / "review.json").read_text())
+    data = json.loads((out / f"{stem}_review.json").read_text())
     text = json.dumps(data)
     assert "P66" not in text  # de-identified
     states = {x["id"]: x["state"] for x in data["findings"]}
@@ -345,9 +348,9 @@ def test_pdf_and_json_export_from_the_file_menu(reviewed, qtbot, tmp_path, monke
     with qtbot.waitSignal(w.review_flow.export_finished, timeout=30000) as blocker:
         w.review_flow.export("all", out2)
     lines = blocker.args[0]
-    assert (out2 / "report.pdf").is_file() and (out2 / "review.json").is_file()
+    assert (out2 / f"{stem}_report.pdf").is_file() and (out2 / f"{stem}_review.json").is_file()
     seg_lines = [x for x in lines if x.startswith("DICOM SEG:")]
-    assert seg_lines and "DICOM" in seg_lines[0] and not list(out2.glob("seg/*.dcm"))
+    assert seg_lines and "DICOM" in seg_lines[0] and not list(out2.glob("*_seg/*.dcm"))
     assert seg_lines[0] in w.review_flow.export_box.informativeText()
 
 
@@ -374,7 +377,7 @@ def test_dicom_seg_export_from_the_gui_matches_the_contour(make_window, qtbot, t
     out = tmp_path / "seg_out"
     with qtbot.waitSignal(w.review_flow.export_finished, timeout=30000) as blocker:
         w.review_flow.export("seg", out)
-    files = sorted(out.glob("seg/*.dcm"))
+    files = sorted(out.glob("*_seg/*.dcm"))
     assert len(files) == 1 and any(str(files[0]) in line for line in blocker.args[0])
     read = read_seg_masks(files[0])
     masks = list(read["masks"].values())

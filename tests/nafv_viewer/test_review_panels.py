@@ -136,7 +136,7 @@ def test_assessment_both_directions_ai_beside_reader_and_undo(setup, qtbot):
     panel.reader.setText("Dr. Q")
     panel.commit_reader()
     saved = _saved(store, c)
-    assert saved["assessments"]["L"] == {"birads": "4B", "density": "c", "text": "Irregular mass"} and saved["reader"] == "Dr. Q"
+    assert saved["assessments"]["L"] == {"birads": "4B", "density": "c", "text": "Irregular mass", "bpe": None} and saved["reader"] == "Dr. Q"
     c.stack.undo()
     c.stack.undo()
     assert panel.text["L"].toPlainText() == "" and panel.reader.text() == ""

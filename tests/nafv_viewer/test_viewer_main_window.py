@@ -103,7 +103,7 @@ def test_synced_zoom_is_mirrored_between_breasts_and_can_be_switched_off(demo_wi
     le, now = g.panels8[("R_CC", "le")].normalized_range(), src.normalized_range()
     assert (le[0] + le[2]) / 2 == pytest.approx((now[0] + now[2]) / 2, abs=0.02)  # same view stays linked
 
-    _key(qtbot, w, Qt.Key.Key_R)  # reset fits every panel again
+    _key(qtbot, w, Qt.Key.Key_Home)  # reset fits every panel again
     r = src.vb.viewRect()
     assert r.right() == pytest.approx(src.current.tissue_box[2], abs=0.05 * r.width())
     assert src._fitted and g.panels4["L_CC"]._fitted
@@ -132,7 +132,7 @@ def test_window_level_by_drag_presets_and_invert(demo_window, qtbot):
     _key(qtbot, w, Qt.Key.Key_I)
     lo2, hi2 = p.image_item.levels
     assert w.state.invert and lo2 > hi2  # inverted grey scale
-    _key(qtbot, w, Qt.Key.Key_R)
+    _key(qtbot, w, Qt.Key.Key_Home)
     assert not w.state.invert and w.state.windows["le"].width == 1.0
     _key(qtbot, w, Qt.Key.Key_Up)  # keyboard window/level
     _key(qtbot, w, Qt.Key.Key_Left)
@@ -315,7 +315,7 @@ def test_recent_studies_and_shortcut_help(demo_window, qtbot, demo_dir):
     assert [a.text() for a in w.recent_menu.actions()] == [str(demo_dir.resolve())]
     dlg = w.show_shortcuts()
     keys = [k for k, _ in dlg.rows()]
-    for needed in ["E", "L", "8", "Y", "I", "R", "M", "B", "W", "A", "Esc", "C", "H", "F1", "Ctrl+O"]:
+    for needed in ["E", "L", "8", "Y", "I", "R", "M", "B", "W", "A", "Home", "Ctrl+Return", "N", "P", "Esc", "C", "H", "F1", "Ctrl+O"]:
         assert needed in keys
     assert len(keys) == len(set(keys))
     dlg.close()

@@ -8,6 +8,8 @@ import subprocess
 
 import pydicom
 
+from core_model.study import file_safe_id
+
 from core_model.export.bundle import export_ai_report
 from core_model.export.pdf import report_content
 from core_model.io import load_study
@@ -18,7 +20,7 @@ def test_ai_report_on_dicom_study_exports_unreviewed_proposals(dicom_study_dir, 
     study = load_study(dicom_study_dir)
     analysis = analysis_from_masks(study, cdd_test_dir / "masks")
     bundle = export_ai_report(analysis, study, tmp_path / "out")
-    assert bundle.pdf.name == "P12_report.pdf" and bundle.pdf.read_bytes().startswith(b"%PDF-")
+    assert bundle.pdf.name == f"P12_{file_safe_id(study.study_id, 40)}_report.pdf" and bundle.pdf.read_bytes().startswith(b"%PDF-")
     d = json.loads(bundle.json.read_text())
     assert [f["state"] for f in d["findings"]] == ["proposed", "proposed"]
     assert sorted(bundle.seg.written) == ["L_CC", "L_MLO"] and bundle.seg.skipped == []
@@ -33,7 +35,7 @@ def test_ai_report_on_jpeg_demo_says_why_there_is_no_seg(demo_dir, tmp_path):
     study = load_study(demo_dir)
     analysis = analysis_from_masks(study, demo_dir.parent / "demo_masks")
     bundle = export_ai_report(analysis, study, tmp_path / "plain")
-    assert bundle.pdf.name == "P66_report.pdf" and bundle.seg.written == {}
+    assert bundle.pdf.name == "P66_CDD-CESM-P66_report.pdf" and bundle.seg.written == {}
     assert sum("is not DICOM" in m for m in bundle.messages()) >= 2
     anon = export_ai_report(analysis, study, tmp_path / "anon", deidentify=True)
     assert anon.pdf.name == "report.pdf" and "P66" not in anon.json.read_text()
@@ -64,5 +66,6 @@ def test_patient_id_is_sanitised_in_file_names(demo_dir, tmp_path):
     study = load_study(demo_dir)
     study.patient_id = "../../evil/P 66"
     bundle = export_ai_report(analysis_from_masks(study, demo_dir.parent / "demo_masks"), study, tmp_path / "out")
-    assert bundle.pdf.parent == tmp_path / "out" and bundle.pdf.name == "evil-P-66_report.pdf"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["evil-P-66_report.json", "evil-P-66_report.pdf"]
+    assert bundle.pdf.parent == tmp_path / "out" and bundle.pdf.name == "evil_P_66_CDD-CESM-P66_report.pdf"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["evil_P_66_CDD-CESM-P66_report.json",
+                                                                     "evil_P_66_CDD-CESM-P66_report.pdf"]

@@ -75,7 +75,8 @@ def test_nafv_analyze_report_bundle_writes_the_sr_beside_the_seg(dicom_study_dir
     study = load_study(dicom_study_dir)
     analysis = analysis_from_masks(study, cdd_test_dir / "masks")
     bundle = export_ai_report(analysis, study, tmp_path / "out")
-    assert bundle.sr.written == tmp_path / "out" / "P12_report_sr.dcm"
+    assert bundle.sr.written.parent == tmp_path / "out" and bundle.sr.written.name.startswith("P12_")
+    assert bundle.sr.written.name == bundle.pdf.name.replace("_report.pdf", "_report_sr.dcm")  # named as the PDF
     assert f"wrote {bundle.sr.written}" in bundle.messages()
     found = read_sr_findings(bundle.sr.written)
     assert [f["evaluations"]["Reader decision"] for f in found] == ["Not reviewed", "Not reviewed"]
@@ -94,10 +95,20 @@ def test_sr_skips_views_that_are_not_dicom(demo_dir, tmp_path):
     assert out.skipped and all("not DICOM" in m for m in out.skipped)
 
 
+def _accept_all(review):
+    # the report's findings table lists the lesions a reader confirmed
+    s = ReviewSession(review)
+    for fid in list(review.findings):
+        s.do(accept(fid))
+    return review
+
+
 def test_report_sizes_in_mm_with_spacing_and_in_pixels_only_without(dicom_review, demo_dir):
     study, review = dicom_review
+    _accept_all(review)
     rows = report_content(review, locations=locate_review(review, study))["findings"][1:]
-    assert rows and all(" mm, " in r[3] and "from nipple" in r[3] for r in rows)
+    # columns: #, breast and view, location, size, descriptors, reader's call, AI score
+    assert rows and all(" mm, " in r[3] and "from nipple" in r[2] for r in rows)
     assert not any("px" in r[3] for r in rows)
     # a review saved without the spacing its study carries is measured with the study's spacing
     review.images = {k: {**v, "pixel_spacing_mm": None} for k, v in review.images.items()}
@@ -106,6 +117,7 @@ def test_report_sizes_in_mm_with_spacing_and_in_pixels_only_without(dicom_review
     assert all(" mm, " in r[3] for r in report_content(fixed)["findings"][1:])
     assert review.pixel_spacing("L_CC") is None  # the review itself is left as it was
     demo = load_study(demo_dir)  # JPEGs: truly no spacing
-    plain = review_from_analysis(analysis_from_masks(demo, demo_dir.parent / "demo_masks"), demo, study_identity(demo))
+    plain = _accept_all(review_from_analysis(analysis_from_masks(demo, demo_dir.parent / "demo_masks"), demo,
+                                             study_identity(demo)))
     texts = [r[3] for r in report_content(plain, locations=locate_review(plain, demo))["findings"][1:]]
     assert texts and all("px (in pixels, no spacing in the file)" in t for t in texts)
