@@ -493,7 +493,7 @@ class Analyzer:
         views_to_full_size(result.views, full_shapes, _size2(self.seg.model.input_size), self.min_contour_score)
         with clock.stage("location"):
             try:
-                locate_analysis(stored, result)
+                locate_analysis(stored, result, flips)
             except (ValueError, IndexError) as exc:  # a location is an aid: its failure must not cost the contours
                 warnings.append(f"the findings could not be located (nipple, clock face): {exc}")
         result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)

@@ -130,12 +130,16 @@ def view_landmarks(key: str, pixels: np.ndarray, flips: Flips, spacing: tuple[fl
                          nipple_c=(nip_col, nip_row), top=top, bottom=bottom)
 
 
-def study_landmarks(study: Any) -> dict[str, ViewLandmarks]:
-    """Per view key of ``study`` (as stored), its landmarks; views without a breast outline are left out."""
+def study_landmarks(study: Any, flips_by_view: dict[str, Flips] | None = None) -> dict[str, ViewLandmarks]:
+    """Per view key of ``study`` (as stored), its landmarks; views without a breast outline are left out.
+
+    ``flips_by_view``: the reading-orientation flips when the caller already has them (they
+    do not depend on resolution), so that an image kept as levels is not decoded at full size.
+    """
     from core_model.model_inputs import orientation_flips
 
     out = {}
-    for key, flips in orientation_flips(study).items():
+    for key, flips in (flips_by_view if flips_by_view is not None else orientation_flips(study)).items():
         img = study.get(key, "le") or study.get(key, "rc")
         spacing = next((i.pixel_spacing_mm for i in (study.get(key, "le"), study.get(key, "rc"))
                         if i is not None and i.pixel_spacing_mm is not None), None)
@@ -341,13 +345,13 @@ def location_words(loc: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
-def locate_analysis(study: Any, analysis: Any) -> None:
+def locate_analysis(study: Any, analysis: Any, flips_by_view: dict[str, Flips] | None = None) -> None:
     """Fill in each lesion's ``location``, ``size`` and proposed ``pair`` and each view's ``landmarks``.
 
     ``study`` as stored and ``analysis`` with its contours on the stored images (after
     :func:`core_model.model_inputs.map_views_back`).
     """
-    landmarks = study_landmarks(study)
+    landmarks = study_landmarks(study, flips_by_view)
     polygons = {key: [les.polygon for les in vr.lesions] for key, vr in analysis.views.items()}
     locations, links = locate(landmarks, polygons)
     for key, vr in analysis.views.items():
