@@ -391,15 +391,21 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
         ident_rows.append(["Technique", facts["technique"], "", ""])
     models = model_lines(review) if review.ai.get("ran", False) else ["none ran on this study: every finding is the reader's"]
 
-    # the reader's findings, one row per lesion (a linked CC + MLO pair is one lesion)
+    # the reader's findings, one row per lesion (a linked CC + MLO pair is one lesion); before any
+    # reader decision, the AI proposals themselves (the title and the call column say so)
+    reviewed = reviewed_by_reader(review)
+
+    def listed(g: Finding) -> bool:
+        return g.confirmed or (not reviewed and g.origin == "ai" and g.state == PROPOSED)
+
     findings = [["#", "Breast, view", "Location", "Size (longest, area)", "Descriptors", "Reader's call", "AI score"]]
     done: set[str] = set()
     for f in review.findings.values():
-        if not f.confirmed or f.id in done:
+        if not listed(f) or f.id in done:
             continue
         group = [f]
         other = review.findings.get(f.link) if f.link else None
-        if other is not None and other.confirmed:
+        if other is not None and listed(other):
             group.append(other)
         done.update(g.id for g in group)
         dicts = [g.to_dict() for g in group]
@@ -414,7 +420,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
         ])
     dismissed = [["#", "Breast", "View", "AI score", "Reader's decision"]]
     for f in review.findings.values():
-        if f.origin == "ai" and f.state in (REJECTED, PROPOSED):
+        if f.origin == "ai" and (f.state == REJECTED or (reviewed and f.state == PROPOSED)):
             dismissed.append([f.id, SIDE_NAMES[f.side], f.view, _fmt_prob(f.ai_score),
                               "dismissed" if f.state == REJECTED else "not reviewed"])
 
@@ -460,7 +466,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
             "models": models, "findings": findings, "dismissed": dismissed, "assessment": assessment,
             "impression": impression, "notes": notes, "ai_side": ai_side, "ai_side_text": ai_side_text,
             "ai_notes": ai_notes, "signoff": status_text(review), "addenda": addendum_lines(review),
-            "reviewed": reviewed_by_reader(review)}
+            "reviewed": reviewed}
 
 
 def key_views(review: Review, study: Any) -> list[str]:
@@ -546,7 +552,7 @@ def export_pdf(
     tcell = ParagraphStyle("tcell", parent=body, fontSize=8, leading=9.5)
     wrap_rows = lambda rows: rows[:1] + [[P(v, tcell) for v in r] for r in rows[1:]]  # noqa: E731
 
-    story.append(Paragraph("Findings", h2))
+    story.append(Paragraph("Findings" if reviewed else "Findings proposed by the AI (not reviewed by a reader)", h2))
     rows = content["findings"]
     if len(rows) > 1:
         story.append(Table(wrap_rows(rows), colWidths=[14 * mm, 22 * mm, 34 * mm, 33 * mm, 30 * mm, 28 * mm, 19 * mm],

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from nafv_viewer.app import main
+from conftest import FakeAnalyzer  # tests/conftest.py; imported at collection, before tests/pacs/conftest.py
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,7 +75,6 @@ def test_no_display_is_a_clear_message_not_a_qt_abort():
 
 def test_screenshot_runs_never_touch_the_readers_reviews(qapp, tmp_path, monkeypatch, demo_dir):
     import nafv_viewer.app as app_module
-    from conftest import FakeAnalyzer
     from core_model.io import load_study
     from core_model.review import ReviewSession, SetReader
     from core_model.review_store import ReviewStore, data_dir

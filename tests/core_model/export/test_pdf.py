@@ -179,8 +179,15 @@ def test_demo_study_without_pixel_spacing_says_so(demo_dir, tmp_path):
     study = load_study(demo_dir)
     review = review_from_analysis(stand_in_analysis(study), study, study_identity(study))
     c = report_content(review)
-    assert len(c["findings"]) == 1 and not c["reviewed"]  # nothing confirmed by a reader yet
-    assert len(c["dismissed"]) > 2 and all(r[4] == "not reviewed" and r[3] == "—" for r in c["dismissed"][1:])
+    # nothing decided by a reader yet: the findings are the AI proposals, said so, and none is "dismissed"
+    assert not c["reviewed"] and len(c["findings"]) > 2 and len(c["dismissed"]) == 1
+    assert all(r[5] == "not reviewed" for r in c["findings"][1:])
+    s = ReviewSession(review)
+    s.do(reject(next(iter(review.findings))))
+    c = report_content(review)
+    assert c["reviewed"] and len(c["dismissed"]) > 2  # once the reader decides, what they did not confirm moves out
+    assert [r[4] for r in c["dismissed"][1:]].count("dismissed") == 1
+    s.undo()
     s = ReviewSession(review)
     for fid in list(review.findings):
         s.do(accept(fid))

@@ -30,7 +30,7 @@ from core_model.io.naming import parse_cdd_cesm_name
 
 USER, PASSWORD = "reader", "pacs-test-secret-7f3a"
 PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc", "/usr/local/share/orthanc/plugins")
-DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
 
 
 @dataclass
