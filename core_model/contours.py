@@ -42,20 +42,25 @@ def lesion_mask(probability: np.ndarray, threshold: float = THRESHOLD, min_area_
     Returns (mask uint8 {0,1}, component labels int32, number of components kept).
     """
     binary = probability >= threshold
-    labels, n = ndimage.label(binary, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return binary.astype(np.uint8), labels.astype(np.int32), 0
+    full = np.zeros(binary.shape, np.int32)
+    rows, cols = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
+    if rows.size == 0:
+        return binary.astype(np.uint8), full, 0
+    # Components lie inside the bounding box of the thresholded pixels: labelling only that box
+    # gives the same result and spares a full-size (13 MP for a mammogram) pass per step.
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    labels, n = ndimage.label(binary[box], structure=np.ones((3, 3), bool))
     areas = np.bincount(labels.ravel(), minlength=n + 1)
     keep = areas >= min_area_px
     if min_score > 0:
-        sums = np.bincount(labels.ravel(), weights=probability.ravel().astype(np.float64), minlength=n + 1)
+        sums = np.bincount(labels.ravel(), weights=probability[box].ravel().astype(np.float64), minlength=n + 1)
         keep &= sums / np.maximum(areas, 1) >= min_score
     keep[0] = False
     # relabel kept components 1..k in order of first appearance
     new_ids = np.zeros(n + 1, np.int32)
     new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    labels = new_ids[labels]
-    return (labels > 0).astype(np.uint8), labels, int(keep.sum())
+    full[box] = new_ids[labels]
+    return (full > 0).astype(np.uint8), full, int(keep.sum())
 
 
 def _simplify(points: np.ndarray, tol: float) -> np.ndarray:
