@@ -78,13 +78,28 @@ class ExportJob(Job):
             lines += [f"DICOM SEG: {m}" for m in seg.skipped]
             if not seg.written and not seg.skipped:
                 lines.append("DICOM SEG: no accepted or edited finding to export")
+            lines += self._export_sr(targets["sr"])
         return lines
+
+    def _export_sr(self, path: Path) -> list[str]:
+        """The DICOM SR (TID 1500) beside the SEG: the reader's findings with size, location and decision."""
+        from core_model.export.dicom_sr import export_dicom_sr
+        from core_model.review import with_study_spacing
+
+        if self.deidentify:
+            return ["DICOM SR: not written: it must carry the patient's identity to attach to the images, "
+                    "and this export is de-identified"]
+        sr = export_dicom_sr(with_study_spacing(self.review, self.study), self.study, path)
+        return ([f"wrote {sr.written}"] if sr.written else []) + [f"DICOM SR: {m}" for m in sr.skipped]
 
 
 def export_targets(review: Review, out_dir: Path, kind: str, deidentify: bool) -> dict[str, Path]:
     """What an export of ``kind`` writes into ``out_dir``: names carry the patient and the study."""
     stem = export_stem(review, deidentify)
-    every = {"pdf": out_dir / f"{stem}_report.pdf", "json": out_dir / f"{stem}_review.json", "seg": out_dir / f"{stem}_seg"}
+    every = {"pdf": out_dir / f"{stem}_report.pdf", "json": out_dir / f"{stem}_review.json", "seg": out_dir / f"{stem}_seg",
+             "sr": out_dir / f"{stem}_sr.dcm"}
+    if kind == "seg":  # the DICOM objects: segmentation and the structured report beside it
+        return {"seg": every["seg"], "sr": every["sr"]}
     return every if kind == "all" else {kind: every[kind]}
 
 

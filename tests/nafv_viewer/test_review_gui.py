@@ -16,7 +16,7 @@ from core_model.review import ACCEPTED, EDITED, PROPOSED, REJECTED
 from core_model.study import VIEW_KEYS
 from nafv_viewer.widgets.review_editor import to_original
 
-from conftest import send_drag
+from viewer_helpers import send_drag
 
 pytestmark = pytest.mark.qt
 NONE = Qt.KeyboardModifier.NoModifier
@@ -379,6 +379,14 @@ def test_dicom_seg_export_from_the_gui_matches_the_contour(make_window, qtbot, t
         w.review_flow.export("seg", out)
     files = sorted(out.glob("*_seg/*.dcm"))
     assert len(files) == 1 and any(str(files[0]) in line for line in blocker.args[0])
+    # the structured report beside it: the accepted finding, its size in mm, the reader's decision
+    from core_model.export.dicom_sr import read_sr_findings
+
+    srs = sorted(out.glob("*_sr.dcm"))
+    assert len(srs) == 1 and any(str(srs[0]) in line for line in blocker.args[0])
+    found = read_sr_findings(srs[0])
+    assert len(found) == 1 and found[0]["evaluations"]["Reader decision"] != "Not reviewed"
+    assert found[0]["measurements"]["Diameter"][0] > 0
     read = read_seg_masks(files[0])
     masks = list(read["masks"].values())
     assert len(masks) == 1

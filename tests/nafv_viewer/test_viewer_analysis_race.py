@@ -2,7 +2,7 @@
 
 import threading
 
-from conftest import make_analysis
+from viewer_helpers import make_analysis
 
 
 class BlockingAnalyzer:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from nafv_viewer.app import main
-from conftest import FakeAnalyzer  # tests/conftest.py; imported at collection, before tests/pacs/conftest.py
+from viewer_helpers import FakeAnalyzer
 
 REPO = Path(__file__).resolve().parents[2]
 

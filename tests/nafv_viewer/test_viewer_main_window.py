@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication
 from core_model.study import VIEW_KEYS
 from nafv_viewer.state import PRESETS
 
-from conftest import FakeAnalyzer, send_drag
+from viewer_helpers import FakeAnalyzer, send_drag
 
 
 def _key(qtbot, w, key, modifier=Qt.KeyboardModifier.NoModifier):

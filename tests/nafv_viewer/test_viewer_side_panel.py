@@ -10,7 +10,7 @@ from core_model.study import Study, StudyImage
 from nafv_viewer.state import ViewerState
 from nafv_viewer.widgets.side_panel import SidePanel
 
-from conftest import make_analysis
+from viewer_helpers import make_analysis
 
 from core_model.analyze import DUAL_VIEW_ON_FOUR_VIEW_WARNING as DUAL  # the analyzer's own words
 

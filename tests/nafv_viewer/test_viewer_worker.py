@@ -8,7 +8,7 @@ from PySide6.QtCore import QThread
 from core_model.errors import StudyLoadError
 from nafv_viewer.worker import AnalysisJob, StudyLoadJob, start_job
 
-from conftest import FakeAnalyzer
+from viewer_helpers import FakeAnalyzer
 
 
 def _run(qtbot, job, final):
