@@ -19,18 +19,6 @@ from core_model.checkpoint import save_checkpoint
 from core_model.models.registry import create_model
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("cli_weights")
-    out = {}
-    for key, name in (("seg", "nafv_seg_tiny"), ("cls", "nafv_cls_tiny")):
-        torch.manual_seed(0)
-        out[key] = tmp / f"{name}.safetensors"
-        save_checkpoint(create_model(name), out[key], {"architecture": {"name": name, "config": {}},
-                                                       "trained_on": "untrained (test)"})
-    return out
-
-
 def _w(weights) -> list[str]:
     return ["--weights-seg", str(weights["seg"]), "--weights-cls", str(weights["cls"]), "--device", "cpu", "--threads", "1"]
 

@@ -18,18 +18,6 @@ SENTENCE = ("the analysis needs the recombined (RC) images of a contrast-enhance
             "single-energy study (digital mammography without contrast), so it can be read but not analysed.")
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tiny_weights")
-    out = {}
-    for key, name in (("seg", "nafv_seg_tiny"), ("cls", "nafv_cls_tiny")):
-        torch.manual_seed(0)
-        out[key] = tmp / f"{name}.safetensors"
-        save_checkpoint(create_model(name), out[key], {"architecture": {"name": name, "config": {}},
-                                                       "trained_on": "untrained (test)"})
-    return out
-
-
 def test_core_api_says_what_a_single_energy_study_lacks(ffdm_dir, weights):
     analyzer = Analyzer(weights["seg"], weights["cls"], device="cpu", num_threads=1)
     with pytest.raises(AnalysisError) as info:

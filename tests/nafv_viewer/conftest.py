@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QApplication
 
 from core_model.analysis import Analysis, Lesion, ViewResult
 from core_model.errors import NafvError
@@ -57,3 +58,13 @@ def demo_window(make_window, qtbot, demo_dir):
 def _review_data_dir(tmp_path, monkeypatch):
     """Reviews autosave under tmp_path, never in the user's data folder."""
     monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path / "nafv-data"))
+
+
+@pytest.fixture
+def reviewed(demo_window, qtbot):
+    """The demo study analysed by the fake analyzer: one proposed square finding per view."""
+    w = demo_window
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.run_analysis()
+    QApplication.processEvents()
+    return w

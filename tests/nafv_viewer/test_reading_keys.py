@@ -14,15 +14,6 @@ NONE = Qt.KeyboardModifier.NoModifier
 CTRL = Qt.KeyboardModifier.ControlModifier
 
 
-@pytest.fixture
-def reviewed(demo_window, qtbot):
-    w = demo_window
-    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
-        w.run_analysis()
-    QApplication.processEvents()
-    return w
-
-
 def _key(qtbot, widget, key, modifier=NONE):
     qtbot.keyClick(widget, key, modifier)
     QApplication.processEvents()

@@ -22,16 +22,6 @@ pytestmark = pytest.mark.qt
 NONE = Qt.KeyboardModifier.NoModifier
 
 
-@pytest.fixture
-def reviewed(demo_window, qtbot):
-    """The demo study analysed by the fake analyzer: one proposed square finding per view."""
-    w = demo_window
-    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
-        w.run_analysis()
-    QApplication.processEvents()
-    return w
-
-
 def _key(qtbot, w, key, modifier=NONE):
     qtbot.keyClick(w, key, modifier)
     QApplication.processEvents()
