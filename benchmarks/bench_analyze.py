@@ -29,13 +29,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core_model.jsonsafe import dumps  # noqa: E402
+from core_model.io.jsonsafe import dumps  # noqa: E402
 
 
 def _make_untrained(tmp: Path) -> tuple[Path, Path]:
     import torch
 
-    from core_model.checkpoint import save_checkpoint
+    from core_model.models.checkpoint import save_checkpoint
     from core_model.models.registry import create_model
 
     torch.manual_seed(0)
@@ -83,12 +83,12 @@ def worker(args) -> dict:
     t0 = time.perf_counter()
     import torch
 
-    from core_model.analyze import Analyzer
+    from core_model.inference.analyzer import Analyzer
     from core_model.io import load_study
 
     t_import = time.perf_counter() - t0
     if args.study == "phantom":
-        from core_model.phantom import generate_case
+        from core_model.synth.phantom import generate_case
 
         study = generate_case(7).study
     else:

@@ -45,7 +45,7 @@ from PIL import Image  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core_model.jsonsafe import dumps  # noqa: E402
+from core_model.io.jsonsafe import dumps  # noqa: E402
 ROWS, COLS = 4096, 3328
 
 
@@ -212,7 +212,7 @@ def compare_j2k(args) -> int:
         viewer["demo_analysis_after_open"].append(res or info)
         for name, path in (("demo", REPO / "resources" / "demo"), ("uncompressed", studies["uncompressed"]), ("j2k", studies["j2k"])):
             out = Path(tempfile.mkdtemp(prefix="nafv-bench-out-"))
-            analyze[name].append(_process_run([py, "-m", "core_model.analyze_cli", str(path), "--out", str(out)]))
+            analyze[name].append(_process_run([py, "-m", "core_model.cli.analyze", str(path), "--out", str(out)]))
         loads.append(round(os.getloadavg()[0], 2))
         print(f"repeat {i + 1}/{args.repeats} done (load {loads[-1]})", file=sys.stderr)
 

@@ -13,7 +13,7 @@ the LE image) is scored:
   share / the lesion's area share (1 = no better than a uniform map).
 
 Studies: the demo (real, CDD-CESM P66) and ``--phantoms N`` synthetic studies
-(core_model.phantom), optionally ``--real-dir`` (a CDD-CESM layout folder with
+(core_model.synth.phantom), optionally ``--real-dir`` (a CDD-CESM layout folder with
 masks/) for more real patients. Writes JSON (``--out``).
 
     .venv/bin/python benchmarks/cam_choice.py --cls resources/weights/classifier/nafv_cls.safetensors
@@ -34,14 +34,14 @@ from scipy import ndimage
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core_model.analyze import DEFAULT_CLS_WEIGHTS, _resize_map  # noqa: E402
-from core_model.checkpoint import load_checkpoint  # noqa: E402
-from core_model.explain import CAM_METHODS, gradcam_views  # noqa: E402
+from core_model.domain.study import view_key  # noqa: E402
+from core_model.inference.analyzer import DEFAULT_CLS_WEIGHTS, _resize_map  # noqa: E402
+from core_model.inference.explain import CAM_METHODS, gradcam_views  # noqa: E402
 from core_model.io import list_patients, load_study  # noqa: E402
+from core_model.io.jsonsafe import dumps  # noqa: E402
 from core_model.io.naming import parse_loose_name  # noqa: E402
-from core_model.jsonsafe import dumps  # noqa: E402
-from core_model.study import view_key  # noqa: E402
-from core_model.model_inputs import study_inputs  # noqa: E402
+from core_model.models.checkpoint import load_checkpoint  # noqa: E402
+from core_model.transforms.model_inputs import study_inputs  # noqa: E402
 
 TARGETS = ("backbone.blocks[-1].norm1", "backbone.blocks[-2].norm1", "backbone.norm", "head.stage1")
 
@@ -76,7 +76,7 @@ def _cases(args) -> list[tuple[str, object, dict[str, np.ndarray], str]]:
             if all(st.get(view_key(side, v), "le") is not None for v in ("CC", "MLO")):
                 cases.append((f"{pid} (real)", st, m, side))
     if args.phantoms:
-        from core_model.phantom import generate_case
+        from core_model.synth.phantom import generate_case
 
         for i in range(args.phantoms):
             c = generate_case(1000 + i)

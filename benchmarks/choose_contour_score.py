@@ -30,10 +30,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from cam_choice import _masks_from_dir  # noqa: E402
-from core_model.analyze import Analyzer  # noqa: E402
-from core_model.checkpoint import card_path, read_card  # noqa: E402
+from core_model.inference.analyzer import Analyzer  # noqa: E402
 from core_model.io import load_study  # noqa: E402
-from core_model.jsonsafe import dumps  # noqa: E402
+from core_model.io.jsonsafe import dumps  # noqa: E402
+from core_model.models.checkpoint import card_path, read_card  # noqa: E402
 
 CUTS = [round(0.5 + 0.025 * i, 3) for i in range(13)]  # 0.5 (no cut) .. 0.8
 
@@ -58,7 +58,7 @@ def view_rows(analysis, masks: dict[str, np.ndarray], kind: str, pid: str) -> li
 
 
 def dice_at(prob: np.ndarray, gt: np.ndarray, cut: float) -> float:
-    from core_model.contours import lesion_mask
+    from core_model.imaging.contours import lesion_mask
 
     mask = lesion_mask(prob, 0.5, 0.0, cut)[0].astype(bool)
     s = float(mask.sum() + gt.sum())

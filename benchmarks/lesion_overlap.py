@@ -1,6 +1,6 @@
 """Do the analyzer's outputs sit on the lesion? End to end, on studies with ground-truth masks.
 
-Runs :class:`core_model.analyze.Analyzer` (default weights unless given) on
+Runs :class:`core_model.inference.analyzer.Analyzer` (default weights unless given) on
 the demo study (CDD-CESM P66, never trained on) and, with ``--real-dir``, on
 the held-out validation patients named in the segmentation weights' card, and
 scores every view that has a ground-truth lesion against what a reader sees:
@@ -34,11 +34,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from cam_choice import _masks_from_dir  # noqa: E402
 
-from core_model.analyze import Analyzer  # noqa: E402
-from core_model.checkpoint import read_card  # noqa: E402
+from core_model.domain.resources import DEFAULT_SEG_WEIGHTS, DEMO_DIR, DEMO_MASKS  # noqa: E402
+from core_model.inference.analyzer import Analyzer  # noqa: E402
 from core_model.io import load_study  # noqa: E402
-from core_model.jsonsafe import dumps  # noqa: E402
-from core_model.resources import DEFAULT_SEG_WEIGHTS, DEMO_DIR, DEMO_MASKS  # noqa: E402
+from core_model.io.jsonsafe import dumps  # noqa: E402
+from core_model.models.checkpoint import read_card  # noqa: E402
 
 
 def score_view(vr, gt: np.ndarray, affected: bool) -> dict:

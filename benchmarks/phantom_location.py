@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core_model.jsonsafe import dumps as json_dumps  # noqa: E402
+from core_model.io.jsonsafe import dumps as json_dumps  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "phantom_location.json"
 
@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     data = args.data or args.out / "studies"
     if not (data / "labels.csv").is_file():
-        subprocess.run([sys.executable, "-m", "core_model.train.cli", "phantom", "--out", str(data), "--n", str(args.n),
+        subprocess.run([sys.executable, "-m", "core_model.cli.train", "phantom", "--out", str(data), "--n", str(args.n),
                         "--seed", str(args.seed), "--difficulty", args.difficulty, "--dicom"], check=True, env=env)
     analyses = args.out / "analyses"
-    cmd = [sys.executable, "-m", "core_model.analyze_cli", str(data / "dicom"), "--out", str(analyses), "--no-overlays",
+    cmd = [sys.executable, "-m", "core_model.cli.analyze", str(data / "dicom"), "--out", str(analyses), "--no-overlays",
            "--no-explain", "--report", "--threads", str(args.threads)]
     t0 = time.time()
     rc = None if args.score_only else subprocess.run(cmd, env=env).returncode

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core_model.jsonsafe import dumps as json_dumps  # noqa: E402
+from core_model.io.jsonsafe import dumps as json_dumps  # noqa: E402
 from core_model.train.cls import auc_score  # noqa: E402
 
 

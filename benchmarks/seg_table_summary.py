@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core_model.jsonsafe import dumps  # noqa: E402
+from core_model.io.jsonsafe import dumps  # noqa: E402
 
 STAGES = ("sgd", "adamw")
 

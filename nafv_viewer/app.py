@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from core_model.study import ENERGIES
+from core_model.domain.study import ENERGIES
 from nafv_viewer.qt_compat import pin_bools_if_needed
 from nafv_viewer.state import LAYOUTS
 
@@ -52,7 +52,7 @@ def _analyzer_factory(args):
         return None  # the window's default: shipped weights
 
     def factory():
-        from core_model.analyze import Analyzer
+        from core_model.inference.analyzer import Analyzer
 
         return Analyzer(seg_weights=args.seg_weights, cls_weights=args.cls_weights)
 
@@ -83,7 +83,7 @@ def _wait_for(signals: dict, timeout_s: float):
 
 def _review_in_progress(window) -> None:
     """Edit the review the way a reader would, for a documentation screenshot (see --review-demo)."""
-    from core_model.review import MoveVertex
+    from core_model.review.model import MoveVertex
 
     ctl = window.review_flow.controller
     if ctl is None or not ctl.review.findings:
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from nafv_viewer.widgets.main_window import MainWindow, demo_path
+    from core_model.domain.resources import DEMO_DIR
+    from nafv_viewer.widgets.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(["nafv-viewer"])
     settings = None
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         window.state.layout = args.layout
     if args.energy:
         window.state.energy = args.energy
-    path = demo_path() if args.demo else (Path(args.path) if args.path else None)
+    path = DEMO_DIR if args.demo else (Path(args.path) if args.path else None)
     if headless:
         if args.analyze:
             window.state.auto_analyze = False  # run exactly once, below

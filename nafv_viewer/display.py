@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core_model.domain.study import StudyImage
 from core_model.io.pyramid import ImagePyramid, LevelledStudyImage
-from core_model.study import StudyImage
 from nafv_viewer.hanging import Flips, flips_for_image, tissue_bbox
 
 # Coarsest level: about this many pixels on its long side.

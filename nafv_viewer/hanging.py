@@ -6,7 +6,7 @@ image has its chest wall on the right-hand edge of its panel and an L image on
 the left-hand edge (nipples point outward); MLO with the axilla at the top, CC
 with the lateral side at the top.
 
-The rules live in :mod:`core_model.orientation` (shared with the PDF report
+The rules live in :mod:`core_model.imaging.orientation` (shared with the PDF report
 and the DICOM writer); this module wraps them for display. The flips come
 from DICOM PatientOrientation when the file gives it (per file: each file's
 tags describe that file). Otherwise the chest-wall side is judged from the
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core_model.orientation import chest_wall_side, chest_wall_side_pair, flips_from_orientation
+from core_model.imaging.orientation import chest_wall_side, chest_wall_side_pair, flips_from_orientation
 
 __all__ = ["Flips", "NO_FLIPS", "chest_wall_side", "flips_for_image", "hanging_flips", "mirrored", "tissue_bbox", "view_flips"]
 
@@ -132,7 +132,7 @@ def _outline_pixels(image) -> np.ndarray:
 
 
 def flips_for_image(image, partner=None) -> Flips:
-    """:func:`hanging_flips` for a :class:`core_model.study.StudyImage` (``partner``: the other energy's)."""
+    """:func:`hanging_flips` for a :class:`core_model.domain.study.StudyImage` (``partner``: the other energy's)."""
     return hanging_flips(image.side, image.view, _outline_pixels(image), image.orientation,
                          None if partner is None else _outline_pixels(partner))
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PySide6.QtCore import QObject, Signal
 
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
 from nafv_viewer.display import DisplayImage
 
 

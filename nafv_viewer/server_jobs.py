@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
 
-from core_model.errors import Cancelled, NafvError
+from core_model.domain.errors import Cancelled, NafvError
 from core_model.io.dicomweb import AuthRequired, DicomWebServer
 from nafv_viewer.worker import Job, _unexpected, keep_until_finished, start_job
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from core_model.study import ENERGIES
+from core_model.domain.study import ENERGIES
 
 LAYOUTS = ("4up", "8up", "1up")
 COMPARE_MODES = ("off", "blink", "swipe")

@@ -3,7 +3,7 @@
 Each job is a QObject with ``started`` / ``progress`` / ``finished`` /
 ``errored`` (and ``cancelled``) signals whose work :func:`start_job` runs in
 its own QThread; connect the signals before starting. Cancellation goes
-through :class:`core_model.jobs.CancelToken`, which the analysis checks between
+through :class:`core_model.domain.jobs.CancelToken`, which the analysis checks between
 steps and the study loader between files. Errors the user can act on
 (NafvError) arrive as their plain message; anything else arrives as a short
 message too, with the traceback on stderr for the developer.
@@ -23,9 +23,9 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from core_model.errors import Cancelled, NafvError
-from core_model.jobs import CancelToken
-from core_model.study import ENERGIES, VIEW_KEYS, Study
+from core_model.domain.errors import Cancelled, NafvError
+from core_model.domain.jobs import CancelToken
+from core_model.domain.study import ENERGIES, VIEW_KEYS, Study
 from nafv_viewer.display import build_display_image
 from nafv_viewer.hanging import view_flips
 
@@ -85,7 +85,7 @@ def preview_image(path: Path, energy: str, cancel: CancelToken | None = None):
 
 
 def default_analyzer_factory() -> Any:
-    from core_model.analyze import Analyzer  # torch is imported only when analysis is asked for
+    from core_model.inference.analyzer import Analyzer  # torch is imported only when analysis is asked for
 
     return Analyzer()
 

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core_model.checkpoint import card_path, save_checkpoint  # noqa: E402
+from core_model.models.checkpoint import card_path, save_checkpoint  # noqa: E402
 from core_model.models.registry import create_model  # noqa: E402
 
 TAIL = re.compile(r"^(.*\.)?backbone\.net\.blocks\.\d+\.")

@@ -40,10 +40,10 @@ for v in $VARIANTS; do
   dir=$RUNS/$v
   read -ra extra <<<"${ARGS[$v]}"
   mkdir -p "$dir"
-  if "$PY" -m core_model.train.cli seg --data "$DATA" --out "$dir/adamw" --channels le+rc --size "$SIZE" \
+  if "$PY" -m core_model.cli.train seg --data "$DATA" --out "$dir/adamw" --channels le+rc --size "$SIZE" \
         --optimizer adamw --lr 3e-4 --schedule poly --epochs "$EPOCHS" --threads "$THREADS" --no-progress \
         "${extra[@]}" >"$dir/adamw.log" 2>&1 \
-     && "$PY" -m core_model.train.cli evaluate-seg --data "$DATA" --split val --threads "$THREADS" \
+     && "$PY" -m core_model.cli.train evaluate-seg --data "$DATA" --split val --threads "$THREADS" \
         --weights "$dir/adamw/best.safetensors" --json "$dir/eval_adamw.json" >"$dir/eval.log" 2>&1; then
     echo "done: $v"
   else

@@ -41,11 +41,11 @@ pipeline() {
   local common=(--data "$DATA" --epochs "$EPOCHS" --schedule poly --threads 1 --no-progress
                 --max-minutes "$MINUTES" "${extra[@]}")
   mkdir -p "$dir"
-  "$PY" -m core_model.train.cli seg --out "$dir/sgd" "${common[@]}" >"$dir/sgd.log" 2>&1 || return 1
-  "$PY" -m core_model.train.cli seg --out "$dir/adamw" --optimizer adamw --lr 3e-4 \
+  "$PY" -m core_model.cli.train seg --out "$dir/sgd" "${common[@]}" >"$dir/sgd.log" 2>&1 || return 1
+  "$PY" -m core_model.cli.train seg --out "$dir/adamw" --optimizer adamw --lr 3e-4 \
       --init "$dir/sgd/best.safetensors" "${common[@]}" >"$dir/adamw.log" 2>&1 || return 1
   for stage in sgd adamw; do
-    "$PY" -m core_model.train.cli evaluate-seg --data "$DATA" --split val --threads 1 \
+    "$PY" -m core_model.cli.train evaluate-seg --data "$DATA" --split val --threads 1 \
         --weights "$dir/$stage/best.safetensors" --json "$dir/eval_$stage.json" >>"$dir/eval.log" 2>&1 || return 1
   done
 }

@@ -103,8 +103,8 @@ def write_cdd_replica(pkg: Path) -> dict:
     import openpyxl
     from PIL import Image
 
-    from core_model.phantom import case_seed, generate_case
-    from core_model.study import VIEW_KEYS
+    from core_model.synth.phantom import case_seed, generate_case
+    from core_model.domain.study import VIEW_KEYS
 
     low, sub = pkg / "CDD-CESM" / "Low energy images of CDD-CESM", pkg / "CDD-CESM" / "Subtracted images of CDD-CESM"
     low.mkdir(parents=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from core_model import resources
+from core_model.domain import resources
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ from core_model.export.dicom_seg import SegExport, export_dicom_seg
 from core_model.export.dicom_sr import SrExport, export_dicom_sr
 from core_model.export.pdf import export_pdf, heatmaps_from
 from core_model.export.review_json import export_review_json
-from core_model.review import Review, review_from_analysis, with_study_spacing
-from core_model.review_store import safe_name, study_identity
+from core_model.review.model import Review, review_from_analysis, with_study_spacing
+from core_model.review.store import safe_name, study_identity
 
 
 @dataclass

@@ -8,10 +8,10 @@ from typing import Any
 from pathlib import Path
 
 from core_model import __version__
-from core_model.errors import NafvError
-from core_model.notice import NOT_FOR_CLINICAL_USE
-from core_model.review import Finding, Review, finding_size_mm
-from core_model.study import file_safe_id
+from core_model.domain.errors import NafvError
+from core_model.domain.notice import NOT_FOR_CLINICAL_USE
+from core_model.domain.study import file_safe_id
+from core_model.review.model import Finding, Review, finding_size_mm
 
 SOFTWARE = f"NaFV Viewer {__version__}"
 

@@ -31,11 +31,11 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from core_model import __version__
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
+from core_model.domain.study import VIEW_KEYS
 from core_model.export.common import notice
 from core_model.io.dicom import looks_like_dicom
-from core_model.review import CONFIRMED, PROPOSED, Finding, Review
-from core_model.study import VIEW_KEYS
+from core_model.review.model import CONFIRMED, PROPOSED, Finding, Review
 
 SIDE_CODES = {"L": codes.SCT.Left, "R": codes.SCT.Right}
 
@@ -129,7 +129,7 @@ def _source(study, key: str, energy: str):
 def export_dicom_seg(review: Review, study, out_dir: str | Path, *, energy: str = "rc", include_proposed: bool = False) -> SegExport:
     """Write ``<out_dir>/<VIEW>_seg.dcm`` for every view with accepted/edited findings.
 
-    ``study`` is the loaded :class:`~core_model.study.Study` the review belongs to
+    ``study`` is the loaded :class:`~core_model.domain.study.Study` the review belongs to
     (the SEG needs the source files). Views that cannot be exported are listed
     in ``SegExport.skipped`` with the reason; nothing is raised for them.
     ``include_proposed`` adds the AI proposals nobody reviewed (segment type

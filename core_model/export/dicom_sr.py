@@ -36,11 +36,12 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from core_model import __version__
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
 from core_model.export.common import notice
 from core_model.export.dicom_seg import _source, _tracking
-from core_model.location import locate_review
-from core_model.review import CONFIRMED, PROPOSED, REJECTED, Finding, Review, max_diameter, polygon_area
+from core_model.imaging.geometry import max_diameter, polygon_area
+from core_model.imaging.location import locate_review
+from core_model.review.model import CONFIRMED, PROPOSED, REJECTED, Finding, Review
 
 SCHEME = "99NAFV"  # private coding scheme for what DICOM has no code for
 READER_DECISION = hd.sr.CodedConcept("RD001", SCHEME, "Reader decision")

@@ -37,16 +37,16 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from core_model.analysis import side_source_words
-from core_model.errors import NafvError
-from core_model.orientation import flip_points, reading_flips
-from core_model import birads
+from core_model.domain.analysis import side_source_words
+from core_model.domain.errors import NafvError
+from core_model.domain.notice import NO_LESION_FOUND_SHORT, score_words
+from core_model.domain.study import ENERGY_NAMES, SIDE_NAMES, VIEW_KEYS
 from core_model.export.common import (SOFTWARE, model_lines, notice, now_utc, refuse_overwrite, shown_ids, size_dict,
                                       study_facts)
-from core_model.review_signoff import addendum_lines, status_text
-from core_model.notice import NO_LESION_FOUND_SHORT, score_words
-from core_model.review import ACCEPTED, CONFIRMED, EDITED, PROPOSED, REJECTED, Finding, Review
-from core_model.study import ENERGY_NAMES, SIDE_NAMES, VIEW_KEYS
+from core_model.imaging.orientation import flip_points, reading_flips
+from core_model.review import birads
+from core_model.review.model import ACCEPTED, CONFIRMED, EDITED, PROPOSED, REJECTED, Finding, Review
+from core_model.review.signoff import addendum_lines, status_text
 
 MAX_EMBED_PX = 900  # longest side of an embedded view: sharp in print, small file
 
@@ -138,7 +138,7 @@ class ViewGrid(Flowable):
 
     ``cells`` lists (view key, energy) in reading order, ``cols`` per row (the
     default is R-CC | L-CC over R-MLO | L-MLO in ``energy``). Views hang as in
-    the viewer (:func:`core_model.orientation.reading_flips`): right breast on
+    the viewer (:func:`core_model.imaging.orientation.reading_flips`): right breast on
     the left, chest walls in the middle; contours flip with them.
     """
 
@@ -290,7 +290,7 @@ def finding_size_text(review: Review, f: Finding) -> str:
     sz = size_dict(review, f)
     if sz is not None:
         return f"{sz['max_diameter_mm']:.1f} mm, {sz['area_mm2']:.0f} mm²"
-    from core_model.location import NO_SPACING, size_of
+    from core_model.imaging.location import NO_SPACING, size_of
 
     return f"{size_of(f.polygon, None)['max_diameter_px']:.0f} px ({NO_SPACING})"
 
@@ -323,7 +323,7 @@ def _location_text(d: dict[str, Any]) -> str:
 
 def _location_of(f: Finding, d: dict[str, Any], locations: dict[str, Any] | None) -> str:
     if locations is not None:
-        from core_model.location import location_words
+        from core_model.imaging.location import location_words
 
         return location_words(locations.get(f.id))
     return _location_text(d)
@@ -373,7 +373,7 @@ def report_content(review: Review, *, deidentify: bool = False, created: str | N
                    facts: dict[str, str] | None = None, locations: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every text the report prints, as plain rows: what the tests check and the PDF lays out.
 
-    ``locations``: finding id -> location (:func:`core_model.location.locate_review`); without
+    ``locations``: finding id -> location (:func:`core_model.imaging.location.locate_review`); without
     it a finding's location is what the review holds, if anything."""
     pid, sid = (_cut(i) for i in shown_ids(review, deidentify))
     created = created or now_utc()
@@ -517,8 +517,8 @@ def export_pdf(
     strong = ParagraphStyle("strong", parent=body, fontName=bold, fontSize=10, leading=12.5)
     P = lambda text, st=body: Paragraph(escape(str(text)).replace("\n", "<br/>"), st)  # noqa: E731
 
-    from core_model.location import locate_review
-    from core_model.review import with_study_spacing
+    from core_model.imaging.location import locate_review
+    from core_model.review.model import with_study_spacing
 
     review = with_study_spacing(review, study)
     facts = study_facts(study, deidentify)

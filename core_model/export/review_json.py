@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from core_model.export.common import SOFTWARE, notice, now_utc, refuse_overwrite, shown_ids, size_dict
-from core_model.review import Review
-from core_model.jsonsafe import dumps
-from core_model.review_store import atomic_write_bytes
+from core_model.io.jsonsafe import dumps
+from core_model.review.model import Review
+from core_model.review.store import atomic_write_bytes
 
 
 def review_json(review: Review, *, deidentify: bool = False) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Loaders that turn files on disk into a :class:`core_model.study.Study`.
+"""Loaders that turn files on disk into a :class:`core_model.domain.study.Study`.
 
 ``load_study(path, patient=None)`` picks the loader from what the folder holds
 (DICOM, CDD-CESM names in one folder or in the collection's low-energy /

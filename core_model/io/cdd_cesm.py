@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from core_model.errors import StudyLoadError
+from core_model.domain.errors import StudyLoadError
+from core_model.domain.jobs import CancelToken
+from core_model.domain.study import Study
 from core_model.io.images import is_marked_synthetic, load_named_image
 from core_model.io.naming import NameInfo
-from core_model.jobs import CancelToken
-from core_model.study import Study
 
 COLLECTION = "CDD-CESM"
 _PID_RE = re.compile(r"^\s*P?0*(\d+)\s*$", re.IGNORECASE)

@@ -46,10 +46,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
+from core_model.domain.study import view_key
 from core_model.io.cdd_cesm import patient_sort_key
 from core_model.io.naming import NameInfo, parse_cdd_cesm_name
-from core_model.study import view_key
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core_model.errors import StudyLoadError, os_error_words
+from core_model.domain.errors import StudyLoadError, os_error_words
+from core_model.domain.jobs import CancelToken
+from core_model.domain.study import ENERGIES, VIEW_KEYS, Study
 from core_model.io import dicom
 from core_model.io.cdd_cesm import folder_patient_id, load_named_study, normalize_patient, patient_sort_key
 from core_model.io.images import IMAGE_SUFFIXES
 from core_model.io.naming import NameInfo, parse_cdd_cesm_name, parse_loose_name
-from core_model.jobs import CancelToken
-from core_model.study import ENERGIES, VIEW_KEYS, Study
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def load_study(path: str | Path, patient: str | None = None, cancel: CancelToken
     when the folder holds several patients and ``patient`` does not pick one, or
     when ``path`` does not exist. Files that cannot be used are skipped and
     listed in ``Study.warnings``. ``cancel`` (checked between files) raises
-    :class:`core_model.errors.Cancelled` when the caller gives up.
+    :class:`core_model.domain.errors.Cancelled` when the caller gives up.
     """
     s = scan(path)
     warnings = list(s.warnings)

@@ -7,7 +7,7 @@ Where each slot comes from, in order:
   names it ``Mass-Test_P_00173_LEFT_CC``) / the file name;
 - view: ViewPosition, ViewCodeSequence (SNOMED CT), then the same words.
   An image whose side or view is still unknown is kept as a
-  :class:`~core_model.study.UnassignedImage` for the reader to place;
+  :class:`~core_model.domain.study.UnassignedImage` for the reader to place;
 - energy: the rules in :data:`ENERGY_RULES` (ImageType values first, then
   descriptions). Vendors name the CEM images differently; add a row there.
 
@@ -45,8 +45,11 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.pixels import apply_modality_lut, get_decoder
 
-from core_model.errors import StudyLoadError, os_error_words
-from core_model.jobs import CancelToken
+from core_model.domain.errors import StudyLoadError, os_error_words
+from core_model.domain.jobs import CancelToken
+from core_model.domain.notice import SYNTHETIC_MARK_RE
+from core_model.domain.study import SIDE_NAMES, StudyImage, UnassignedImage
+from core_model.imaging.orientation import laterality_doubts
 from core_model.io.images import nonfinite_problem
 from core_model.io.limits import (
     DEFERRED_VALUE_BYTES,
@@ -66,9 +69,6 @@ from core_model.io.pyramid import (
     j2k_native_levels,
     pixels_for,
 )
-from core_model.notice import SYNTHETIC_MARK_RE
-from core_model.orientation import laterality_doubts
-from core_model.study import SIDE_NAMES, StudyImage, UnassignedImage
 
 SKIP = "skip"  # an energy rule result: an image kind the viewer does not show
 
@@ -720,7 +720,7 @@ def load_dicom_study(paths: list[Path], root: Path, patient: str | None, warning
     are decoded only for the files the study shows.
     """
     from core_model.io.cdd_cesm import choose_patient  # one wording for every loader
-    from core_model.study import Study
+    from core_model.domain.study import Study
 
     slots = classify_all(paths, warnings, cancel)
     if not slots:

@@ -33,7 +33,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from core_model.orientation import chest_wall_side
+from core_model.imaging.orientation import chest_wall_side
 
 MG_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
 
@@ -61,7 +61,7 @@ def _column_direction(side: str, view: str) -> str:
 
 
 def chest_wall_on_left(pixels: np.ndarray) -> bool:
-    """True when the chest wall is on the image's left (see :mod:`core_model.orientation`)."""
+    """True when the chest wall is on the image's left (see :mod:`core_model.imaging.orientation`)."""
     return chest_wall_side(pixels) == "left"
 
 
@@ -131,7 +131,7 @@ def write_mg_dicom(
     of None removes that tag (tests use this to write files that lack a tag).
     ``chest_wall`` ("left"/"right") sets PatientOrientation from the caller's
     knowledge (e.g. one decision for both energies of a view, see
-    :func:`core_model.orientation.chest_wall_side_pair`); None detects it.
+    :func:`core_model.imaging.orientation.chest_wall_side_pair`); None detects it.
     """
     side, view, energy = side.upper(), view.upper(), energy.lower()
     if side not in ("L", "R") or view not in VIEW_CODES or energy not in IMAGE_TYPE:

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 from urllib.parse import urlsplit
 
-from core_model.errors import StudyLoadError
-from core_model.jobs import CancelToken, ProgressCallback, report
+from core_model.domain.errors import StudyLoadError
+from core_model.domain.jobs import CancelToken, ProgressCallback, report
 
 TOKEN_ENV = "NAFV_DICOMWEB_TOKEN"
 USER_ENV = "NAFV_DICOMWEB_USER"

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core_model.errors import StudyLoadError, os_error_words
+from core_model.domain.errors import StudyLoadError, os_error_words
+from core_model.domain.notice import SYNTHETIC_MARK_RE
+from core_model.domain.study import StudyImage
 from core_model.io.limits import size_problem
 from core_model.io.naming import NameInfo
-from core_model.notice import SYNTHETIC_MARK_RE
-from core_model.study import StudyImage
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 

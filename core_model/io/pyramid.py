@@ -17,7 +17,7 @@ pixels of every level go through the same value mapping as the full image
 (``present``), so windowing and grey values agree between levels. Memory:
 the levels of a pyramid add at most a third to the largest level decoded.
 
-:class:`LevelledStudyImage` is a :class:`~core_model.study.StudyImage` whose
+:class:`LevelledStudyImage` is a :class:`~core_model.domain.study.StudyImage` whose
 ``pixels`` (full resolution) are decoded on first access; code that needs
 less reads :func:`pixels_for` instead.
 """
@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from core_model.study import ENERGIES, StudyImage, view_key
+from core_model.domain.study import ENERGIES, StudyImage, view_key
 
 J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 # Halve down to about this long side; smaller levels help nobody.

@@ -26,7 +26,7 @@ from pathlib import Path
 import timm
 import torch
 
-from core_model.errors import ModelLoadError
+from core_model.domain.errors import ModelLoadError
 
 DINOV2_BACKBONES = (
     "vit_small_patch14_dinov2",

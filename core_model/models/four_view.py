@@ -38,7 +38,7 @@ Contract used by the analyzer and Grad-CAM::
 
 ``affected`` / ``contralateral``: float [B, 2, C, H, W], index 0 = CC, 1 = MLO,
 values in [0, 1], already multiplied by the position mask (Eq. 8; build them
-with ``core_model.model_inputs.study_inputs``); ``contralateral=None`` runs
+with ``core_model.transforms.model_inputs.study_inputs``); ``contralateral=None`` runs
 the dual-view path (the bilateral MedCTB is skipped). ``model.channels`` says
 which energies fill the C=3 input channels (default ("le", "le", "rc"): the
 paper classifies LE images, the RC channel adds the enhancement);
@@ -46,7 +46,7 @@ paper classifies LE images, the RC channel adds the enhancement);
 trained as ("four-view" or "dual-view"); ``model.backbone`` the timm ViT
 (drop ``num_prefix_tokens`` when reshaping its tokens); Grad-CAM targets
 ``head.stage1``, the head's first per-view stage (see
-:data:`core_model.explain.DEFAULT_TARGET` for why); ``model.head_forward(tokens_affected, tokens_contralateral=None)``
+:data:`core_model.inference.explain.DEFAULT_TARGET` for why); ``model.head_forward(tokens_affected, tokens_contralateral=None)``
 runs the classifier on cached token maps [B, 2, D, h, w].
 """
 
@@ -58,10 +58,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core_model.augment.position_mask import DEFAULT_DECAY
 from core_model.models.backbone import DINOV2_BACKBONES, IMAGENET_MEAN, IMAGENET_STD, create_backbone, tokens
 from core_model.models.pretrained import ENCODERS, TimmEncoder
 from core_model.models.registry import register_model
+from core_model.transforms.position_mask import DEFAULT_DECAY
 
 MODES = ("four-view", "dual-view")
 DEFAULT_CHANNELS = ("le", "le", "rc")

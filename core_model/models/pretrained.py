@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from core_model.errors import ModelLoadError
+from core_model.domain.errors import ModelLoadError
 
 # timm model name -> (package module, weights file inside it)
 ENCODERS = {

@@ -15,7 +15,7 @@ training, evaluation and analyzer code is one):
 
 - ``views``: float [B, 2, C, H, W]; index 0 = CC, 1 = MLO of ONE breast;
   C = len(model.channels) (``("rc",)`` or ``("le", "rc")``), each channel
-  prepared by core_model.preprocess (normalize_image, then Letterbox).
+  prepared by core_model.imaging.preprocess (normalize_image, then Letterbox).
 - ``contra``: the contralateral breast's CC/MLO, same shape, as stored (not
   mirrored: the model mirrors it left-right so the same anatomy lines up), or
   None when missing. What stands in for a missing contralateral image is a

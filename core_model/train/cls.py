@@ -46,12 +46,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from core_model.augment.position_mask import DEFAULT_DECAY
-from core_model.checkpoint import save_checkpoint, sha256_file
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
 from core_model.losses.classification import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, nafv_loss
+from core_model.models.checkpoint import save_checkpoint, sha256_file
 from core_model.train.common import (DistInfo, MetricsLog, cleanup_distributed, init_distributed, patient_kfold,
                                      patient_split, pick_device, plot_curves, seed_everything, write_json)
+from core_model.transforms.position_mask import DEFAULT_DECAY
 
 VARIANTS = {
     "four-view": dict(mode="four-view", adversarial=True),

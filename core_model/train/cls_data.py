@@ -6,7 +6,7 @@ breast's CC and MLO when the study has them. The affected side is the side
 whose lesion masks are non-empty (a patient with lesions on both sides gives
 two cases, each with the other side as contralateral).
 
-Inputs (``core_model.model_inputs``, shared with the analyzer; ``case_inputs`` adds Eq. 9) follow the paper: every view is
+Inputs (``core_model.transforms.model_inputs``, shared with the analyzer; ``case_inputs`` adds Eq. 9) follow the paper: every view is
 resized to a square ``input_size`` (mammograms are taller than wide; the
 aspect is not kept, as in the 512x512 CDD-CESM release), the energies named by
 ``channels`` fill the three input channels, and the result is multiplied by
@@ -43,14 +43,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core_model.augment.adversarial import DEFAULT_JITTER, contralateral_sample
-from core_model.augment.position_mask import DEFAULT_DECAY, position_mask
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
+from core_model.domain.study import Study, contralateral, view_key
+from core_model.imaging.orientation import flip_array
 from core_model.io.cdd_collection import find_column, find_collection, read_table
 from core_model.io.naming import parse_loose_name
-from core_model.model_inputs import (VIEWS, breast_images, breast_inputs, flip_array, in_reading_orientation,
-                                     lesion_masks_at, view_stack)
-from core_model.study import Study, contralateral, view_key
+from core_model.transforms.adversarial import DEFAULT_JITTER, contralateral_sample
+from core_model.transforms.model_inputs import (VIEWS, breast_images, breast_inputs, in_reading_orientation,
+                                                lesion_masks_at, view_stack)
+from core_model.transforms.position_mask import DEFAULT_DECAY, position_mask
 LABEL_SOURCES = ("birads", "pathology")
 # Longest side a case's views are kept at in memory; the classifier sees them as
 # --input-size squares (224-518 px), so this keeps all the detail it can use.

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from core_model.jsonsafe import dumps
+from core_model.io.jsonsafe import dumps
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -34,7 +34,7 @@ def seed_everything(seed: int) -> torch.Generator:
 def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         if requested.startswith("cuda") and not torch.cuda.is_available():
-            from core_model.errors import NafvError
+            from core_model.domain.errors import NafvError
 
             raise NafvError("CUDA was requested but no CUDA device is available")
         return torch.device(requested)

@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from core_model.checkpoint import card_path, save_checkpoint
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
+from core_model.imaging.preprocess import preprocessing_card
 from core_model.losses.segmentation import seg_loss
+from core_model.models.checkpoint import card_path, save_checkpoint
 from core_model.models.registry import create_model
 from core_model.models.segmentation import model_config
-from core_model.preprocess import preprocessing_card
 from core_model.train.common import (DistInfo, MetricsLog, all_reduce_mean, all_reduce_min_int, all_reduce_sum,
                                      cleanup_distributed, init_distributed, patient_split, pick_device, plot_curves,
                                      seed_everything, write_json)
@@ -172,7 +172,7 @@ def make_optimizer(args, model: torch.nn.Module) -> torch.optim.Optimizer:
 def init_weights(model: torch.nn.Module, arch: str, weights: str, split: dict) -> dict:
     """Load a previous run's weights into ``model``; refuse when the architecture differs or when
     the run was trained on patients that are now in validation (that would leak)."""
-    from core_model.checkpoint import load_checkpoint
+    from core_model.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(weights)
     # Both configs rebuilt by this code, so a card written before a new option existed still compares.

@@ -7,7 +7,7 @@ outlines and are empty for normal views (core_model.io.cdd_collection). One samp
 is one breast: its CC and MLO views (each with the requested energies as
 channels), their masks, which views exist, and the contralateral breast's
 CC/MLO when the folder has them. Images are prepared once with
-core_model.preprocess (normalize_image, then Letterbox) and kept in memory:
+core_model.imaging.preprocess (normalize_image, then Letterbox) and kept in memory:
 the 512x512 set at 192x192 is a few tens of MB.
 
 Masks: the RC image's mask is the target (the paper segments on RC); the LE
@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
+from core_model.imaging.orientation import flip_array
+from core_model.imaging.orientation import reading_flips
+from core_model.imaging.preprocess import Letterbox, normalize_image
 from core_model.io.cdd_collection import CddCollection, find_collection
 from core_model.io.naming import parse_cdd_cesm_name
-from core_model.model_inputs import flip_array
-from core_model.orientation import reading_flips
-from core_model.preprocess import Letterbox, normalize_image
 
 VIEWS = ("CC", "MLO")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -115,7 +115,7 @@ def scan_folder(data_dir: str | Path) -> dict[tuple[str, str], Breast]:
 
 def is_synthetic_folder(data_dir: str | Path) -> bool:
     """Whether a folder holds synthetic studies (``nafv-train phantom`` writes its notice into README.txt)."""
-    from core_model.notice import SYNTHETIC_MARK_RE
+    from core_model.domain.notice import SYNTHETIC_MARK_RE
 
     readme = Path(data_dir) / "README.txt"
     try:
@@ -167,7 +167,7 @@ def prepare_view(b: Breast, view: str, channels: tuple[str, ...], size: tuple[in
     """(image [C, H, W] float32, letterbox, flips) of one view, or (None, None, None) if it is missing.
 
     The image is brought to reading orientation as the analyzer does (the chest-wall detector of
-    :mod:`core_model.orientation`, both energies together; these files carry no orientation tags);
+    :mod:`core_model.imaging.orientation`, both energies together; these files carry no orientation tags);
     ``flips`` says how, so masks and predictions can follow."""
     if not b.has_view(view, channels):
         return None, None, None

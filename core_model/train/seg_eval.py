@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core_model.checkpoint import load_checkpoint
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
+from core_model.imaging.orientation import flip_array
+from core_model.models.checkpoint import load_checkpoint
 from core_model.models.segmentation import lesion_probability
 from core_model.train.common import write_json
-from core_model.model_inputs import flip_array
 from core_model.train.seg_data import VIEWS, patients_of, prepare_view, read_mask, scan_folder, select_breasts
 
 
@@ -69,7 +69,7 @@ LIMITATIONS = [
 
 def export_evaluated(weights: str | Path, result: dict, out: Path, command: str) -> Path:
     """Re-save ``weights`` at ``out`` with the evaluation figures in its model card."""
-    from core_model.checkpoint import save_checkpoint
+    from core_model.models.checkpoint import save_checkpoint
 
     loaded = load_checkpoint(weights)
     card = {k: v for k, v in loaded.card.items() if k not in ("weights_file", "weights_sha256", "date")}

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core_model.phantom import MAX_VALUE, generate_case  # noqa: E402
+from core_model.synth.phantom import MAX_VALUE, generate_case  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ORDER = ("R_CC", "L_CC", "R_MLO", "L_MLO")

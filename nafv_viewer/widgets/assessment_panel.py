@@ -13,10 +13,10 @@ from PySide6.QtCore import QEvent, QObject, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
                                QPushButton, QVBoxLayout, QWidget)
 
-from core_model.notice import NO_LESION_FOUND_SHORT, score_words
-from core_model.review_signoff import is_locked, open_addendum, status_text
-from core_model.lexicon import BPE
-from core_model.review import BIRADS, DENSITIES, SetAssessment, SetReader
+from core_model.domain.notice import NO_LESION_FOUND_SHORT, score_words
+from core_model.review.lexicon import BPE
+from core_model.review.model import BIRADS, DENSITIES, SetAssessment, SetReader
+from core_model.review.signoff import is_locked, open_addendum, status_text
 from nafv_viewer.widgets.findings_panel import ReviewController, keep_keys
 from nafv_viewer.widgets.theme import style_as_page
 

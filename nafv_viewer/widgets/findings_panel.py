@@ -1,7 +1,7 @@
 """Findings list of the review: select, accept, reject, delete, link CC/MLO, undo/redo.
 
 :class:`ReviewController` is the one place the GUI changes a review: it
-applies a :mod:`core_model.review` command through a ``ReviewSession`` (which
+applies a :mod:`core_model.review.model` command through a ``ReviewSession`` (which
 saves at once) and puts it on a ``QUndoStack``, so every change, whichever
 widget made it (this list, the assessment panel, the contour editor), is
 undone in one order. Widgets only bind to the controller's signals, with a
@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core_model.errors import NafvError
-from core_model.review import (
+from core_model.domain.errors import NafvError
+from core_model.review.model import (
     ACCEPTED,
     CONFIRMED,
     EDITED,
@@ -44,8 +44,8 @@ from core_model.review import (
     reject,
 )
 
-from core_model.lexicon import FIELD_NAMES, FINDING_TERMS
-from core_model.review_signoff import SignoffCommand
+from core_model.review.lexicon import FIELD_NAMES, FINDING_TERMS
+from core_model.review.signoff import SignoffCommand
 from nafv_viewer.widgets.theme import style_as_page
 
 NOT_GIVEN = "—"

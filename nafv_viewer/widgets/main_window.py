@@ -18,7 +18,8 @@ from PySide6.QtCore import QSettings, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
-from core_model.study import VIEW_KEYS, Study
+from core_model.domain.resources import DEMO_DIR
+from core_model.domain.study import VIEW_KEYS, Study
 from nafv_viewer.display import DisplayImage, build_display_image
 from nafv_viewer.hanging import Flips
 from nafv_viewer.state import PRESETS, ViewerState
@@ -148,7 +149,7 @@ class MainWindow(QMainWindow):
         self.analysis_warmup: threading.Thread | None = None
 
     def warm_analysis(self) -> threading.Thread:
-        """Load the weights and run one small analysis in a background thread (see core_model.warmup).
+        """Load the weights and run one small analysis in a background thread (see core_model.inference.warmup).
 
         Called at start-up by the application, so the reader's first analysis runs
         at warm speed; an analysis asked for meanwhile waits for it (its progress
@@ -157,7 +158,7 @@ class MainWindow(QMainWindow):
         if self.analysis_warmup is None:
             def work() -> None:
                 try:
-                    from core_model.warmup import warm_up
+                    from core_model.inference.warmup import warm_up
 
                     with self._analyzer_lock:
                         if self._analyzer is None:
@@ -245,7 +246,7 @@ class MainWindow(QMainWindow):
         menus["file"].insertMenu(menus["file"].actions()[1], self.recent_menu)
         self._rebuild_recent()
         demo = QAction("Open the demo study", self)
-        demo.triggered.connect(_no_return(lambda: self.open_study(demo_path())))
+        demo.triggered.connect(_no_return(lambda: self.open_study(DEMO_DIR)))
         menus["file"].insertAction(menus["file"].actions()[1], demo)
         remote = QAction("Open from server…", self)
         remote.triggered.connect(_no_return(self.open_from_server))
@@ -604,7 +605,3 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         self.shutdown()
         super().closeEvent(event)
-
-
-def demo_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "resources" / "demo"

@@ -3,7 +3,7 @@
 One :class:`ReviewEditor` per window serves every :class:`ViewPanel`. It
 draws the findings of the panel's view (proposed: yellow dotted; accepted:
 green solid; edited: cyan dashed; rejected: faint grey, or hidden), and turns
-mouse gestures into :mod:`core_model.review` commands pushed through the
+mouse gestures into :mod:`core_model.review.model` commands pushed through the
 :class:`~nafv_viewer.widgets.findings_panel.ReviewController` (saved at once,
 undoable):
 
@@ -29,7 +29,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from core_model.review import (ACCEPTED, EDITED, PROPOSED, REJECTED, AddFinding, InsertVertex, Link, MoveVertex,
+from core_model.review.model import (ACCEPTED, EDITED, PROPOSED, REJECTED, AddFinding, InsertVertex, Link, MoveVertex,
                                RemoveVertex)
 
 # Colour and line style per state; the style differs too so the states read in grey.

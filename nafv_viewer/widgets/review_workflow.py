@@ -2,7 +2,7 @@
 
 :class:`ReviewWorkflow` belongs to the :class:`MainWindow`. When a study is
 on screen it restores the study's saved review (or starts an empty one) from
-:class:`~core_model.review_store.ReviewStore`; when an analysis finishes it
+:class:`~core_model.review.store.ReviewStore`; when an analysis finishes it
 adds the AI's proposals to a review that has none yet (a review with the
 reader's decisions on the AI's findings is never replaced by a new run). It
 builds the findings and assessment panels around one
@@ -23,11 +23,11 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
 from core_model.export.common import export_stem, refuse_overwrite
-from core_model.review import Review, ReviewSession, add_ai_findings, review_from_analysis
-from core_model.review_signoff import Finalise, OpenAddendum, is_locked, status_text
-from core_model.review_store import ReviewStore, study_identity
+from core_model.review.model import Review, ReviewSession, add_ai_findings, review_from_analysis
+from core_model.review.signoff import Finalise, OpenAddendum, is_locked, status_text
+from core_model.review.store import ReviewStore, study_identity
 from nafv_viewer.widgets.assessment_panel import AssessmentPanel
 from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
 from nafv_viewer.worker import Job, start_job
@@ -84,7 +84,7 @@ class ExportJob(Job):
     def _export_sr(self, path: Path) -> list[str]:
         """The DICOM SR (TID 1500) beside the SEG: the reader's findings with size, location and decision."""
         from core_model.export.dicom_sr import export_dicom_sr
-        from core_model.review import with_study_spacing
+        from core_model.review.model import with_study_spacing
 
         if self.deidentify:
             return ["DICOM SR: not written: it must carry the patient's identity to attach to the images, "

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
 from core_model.io.dicomweb import Credentials, DicomWebServer, StudyHit
 from nafv_viewer.server_jobs import RetrieveJob, SearchJob, start_server_job
 

@@ -2,7 +2,7 @@
 
 Widgets bind to :class:`ViewerState` both ways with a guard flag (no update
 loops). The analysis results are only formatted here, never computed: the
-numbers come from :class:`core_model.analysis.Analysis` as they are, with the
+numbers come from :class:`core_model.domain.analysis.Analysis` as they are, with the
 model identity and the not-for-clinical-use notice beside them.
 """
 
@@ -28,16 +28,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core_model.analysis import side_source_words
-from core_model.notice import NO_LESION_FOUND_SHORT, SYNTHETIC_CLASSIFIER_WARNING, score_words
-from core_model.study import SIDE_NAMES, VIEW_KEYS, Study
+from core_model.domain.analysis import side_source_words
+from core_model.domain.notice import NO_LESION_FOUND_SHORT, SYNTHETIC_CLASSIFIER_WARNING, score_words
+from core_model.domain.study import SIDE_NAMES, VIEW_KEYS, Study
 from nafv_viewer.state import COMPARE_MODES, LAYOUTS, PRESETS, ViewerState
 
 LAYOUT_NAMES = {"4up": "4-up (one energy)", "8up": "8-up (LE and RC)", "1up": "1-up (active view)"}
 
 
 # The classifier's output is a score, never a probability of cancer: the line that shows it says
-# so every time, in words chosen by whether its weights carry a calibration (core_model.notice).
+# so every time, in words chosen by whether its weights carry a calibration (core_model.domain.notice).
 SCORE_LABEL = "Model score"
 
 
@@ -98,9 +98,9 @@ def prominent_warnings(analysis: Any) -> list[str]:
 def clinical_notice(analysis: Any) -> str | None:
     if not analysis.not_for_clinical_use:
         return None
-    # Imported here: core_model.checkpoint pulls in torch, and the window must open
+    # Imported here: core_model.models.checkpoint pulls in torch, and the window must open
     # before any model is needed (an analysis has loaded torch by now).
-    from core_model.checkpoint import NOT_FOR_CLINICAL_USE
+    from core_model.models.checkpoint import NOT_FOR_CLINICAL_USE
 
     notices = {str(m.get("notice") or NOT_FOR_CLINICAL_USE) for m in analysis.models.values() if m.get("not_for_clinical_use", True)}
     return " ".join(sorted(notices)) if notices else NOT_FOR_CLINICAL_USE

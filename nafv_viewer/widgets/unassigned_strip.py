@@ -1,10 +1,10 @@
 """The strip of images whose slot the files do not say, and dropping them onto a view.
 
 A study can hold images without a side or view in any tag, description or
-file name (:attr:`core_model.study.Study.unassigned`). They wait here as
+file name (:attr:`core_model.domain.study.Study.unassigned`). They wait here as
 thumbnails; the reader drags one onto a view panel, and
 :class:`UnassignedPlacement` turns the drop into the review command
-:class:`core_model.review.AssignImage` (saved at once, undoable with the
+:class:`core_model.review.model.AssignImage` (saved at once, undoable with the
 review's undo), then hangs the image in that panel. Undo and redo, or a
 review reloaded from disk, go through :meth:`UnassignedPlacement.sync`, which
 makes the strip and the panels show what the study holds.
@@ -19,8 +19,8 @@ from PySide6.QtCore import QByteArray, QEvent, QMimeData, QObject, QSize, Qt, Si
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QListView, QListWidget, QListWidgetItem, QMenu, QVBoxLayout, QWidget
 
-from core_model.review import AssignImage
-from core_model.study import VIEW_KEYS, UnassignedImage
+from core_model.domain.study import VIEW_KEYS, UnassignedImage
+from core_model.review.model import AssignImage
 from nafv_viewer.display import build_display_image
 from nafv_viewer.hanging import view_flips
 

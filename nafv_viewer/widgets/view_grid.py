@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QGridLayout, QStackedWidget, QWidget
 
-from core_model.study import ENERGY_NAMES, VIEW_KEYS, Study
+from core_model.domain.study import ENERGY_NAMES, VIEW_KEYS, Study
 from nafv_viewer.display import DisplayImage
 from nafv_viewer.hanging import mirrored
 from nafv_viewer.state import ViewerState

@@ -3,7 +3,7 @@
 The panel only draws: which energy, window, overlays and compare mode it shows
 come from :class:`nafv_viewer.state.ViewerState`; the images come prepared
 (:class:`nafv_viewer.display.DisplayImage`) from the loading job; the overlays
-from a :class:`core_model.analysis.ViewResult`. It draws the pyramid level that
+from a :class:`core_model.domain.analysis.ViewResult`. It draws the pyramid level that
 matches the screen, cropped to the visible part (full resolution when zoomed in).
 """
 
@@ -15,7 +15,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from core_model.study import split_view_key
+from core_model.domain.study import split_view_key
 from nafv_viewer.display import DisplayImage
 from nafv_viewer.level_loader import loader as level_loader
 from nafv_viewer.state import ViewerState

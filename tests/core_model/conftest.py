@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core_model.checkpoint import save_checkpoint
+from core_model.models.checkpoint import save_checkpoint
 from core_model.models.registry import create_model
 
 

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from core_model.analysis import Analysis, Lesion, ViewResult
-from core_model.analysis_io import read_analysis, write_analysis
+from core_model.domain.analysis import Analysis, Lesion, ViewResult
+from core_model.io.analysis_json import read_analysis, write_analysis
 
 
 def _strict(text: str):

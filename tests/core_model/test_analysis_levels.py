@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core_model.analysis_levels import study_at_level
-from core_model.analyze import Analyzer
+from core_model.inference.analyzer import Analyzer
+from core_model.inference.levels import study_at_level
 from core_model.io import load_study, write_mg_dicom
 from core_model.io.naming import parse_cdd_cesm_name
 from core_model.io.pyramid import LevelledStudyImage

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from core_model import analyze as analyze_mod
-from core_model.analysis_io import analysis_to_dict, read_analysis, write_analysis
-from core_model.analyze import Analyzer
-from core_model.checkpoint import save_checkpoint
-from core_model.errors import Cancelled, ModelLoadError, NafvError
+from core_model.domain.errors import Cancelled, ModelLoadError, NafvError
+from core_model.domain.jobs import CancelToken
+from core_model.domain.study import VIEW_KEYS, Study, StudyImage
+from core_model.inference import analyzer as analyze_mod
+from core_model.inference.analyzer import Analyzer
 from core_model.io import load_study
-from core_model.jobs import CancelToken
+from core_model.io.analysis_json import analysis_to_dict, read_analysis, write_analysis
+from core_model.models.checkpoint import save_checkpoint
 from core_model.models.registry import create_model, register_model
-from core_model.study import VIEW_KEYS, Study, StudyImage
 
 
 # ---------------------------------------------------------------- stand-ins
@@ -163,7 +163,7 @@ def test_non_square_image_maps_back_to_original_pixels(weights):
 
 
 def _vr(key: str, *scores: float):
-    from core_model.analysis import Lesion, ViewResult
+    from core_model.domain.analysis import Lesion, ViewResult
 
     les = [Lesion(polygon=np.array([[0, 0], [4, 0], [4, 4]], float), score=sc, area_px=area, bbox=(0, 0, 4, 4))
            for sc, area in zip(scores, (900.0, 50.0, 20.0))]
@@ -177,7 +177,7 @@ def _vr(key: str, *scores: float):
     ((), (), None, False),  # nothing outlined anywhere: no lesion found
 ])
 def test_affected_breast_is_decided_by_contour_certainty_not_area(left, right, side, close):
-    from core_model.analyze import NO_LESION_FOUND, decide_affected_side
+    from core_model.inference.analyzer import NO_LESION_FOUND, decide_affected_side
 
     views = {"L_CC": _vr("L_CC", *left), "L_MLO": _vr("L_MLO"), "R_CC": _vr("R_CC", *right), "R_MLO": _vr("R_MLO")}
     d = decide_affected_side(views)
@@ -188,7 +188,7 @@ def test_affected_breast_is_decided_by_contour_certainty_not_area(left, right, s
 
 
 def test_the_readers_breast_is_kept_and_a_surer_other_breast_said():
-    from core_model.analyze import decide_affected_side
+    from core_model.inference.analyzer import decide_affected_side
 
     views = {"L_CC": _vr("L_CC", 0.7), "R_CC": _vr("R_CC", 0.95)}
     d = decide_affected_side(views, given="L")
@@ -214,7 +214,7 @@ def test_a_smaller_but_more_certain_lesion_decides_the_breast_end_to_end(weights
 
 
 def test_no_lesion_anywhere_means_no_breast_and_no_score(weights):
-    from core_model.analyze import NO_LESION_FOUND
+    from core_model.inference.analyzer import NO_LESION_FOUND
 
     flat = np.full((120, 100), 30, np.uint8)
     st = _study({(k, "rc"): flat for k in VIEW_KEYS})

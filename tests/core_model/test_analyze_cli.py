@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core_model import analyze as analyze_mod
-from core_model.analyze_cli import main
-from core_model.checkpoint import save_checkpoint
+from core_model.cli.analyze import main
+from core_model.inference import analyzer as analyze_mod
+from core_model.models.checkpoint import save_checkpoint
 from core_model.models.registry import create_model
 
 
@@ -126,7 +126,7 @@ def test_bad_model_card_exits_2_with_one_line(demo_dir, weights, tmp_path, capsy
 
 def _disk_full(monkeypatch, after: int, patient: str | None = None) -> None:
     """The disk fills up after ``after`` PNGs of the study of ``patient`` (any study when None)."""
-    import core_model.analysis_io as aio
+    import core_model.io.analysis_json as aio
 
     real_png, real_write = aio._png, aio.write_analysis
     state = {"armed": False, "n": 0}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core_model.checkpoint import save_checkpoint
+from core_model.models.checkpoint import save_checkpoint
 from core_model.models.registry import create_model
 from tests.study_files import seven_images_and_a_huge_file
 
@@ -30,7 +30,7 @@ def test_a_2gb_sparse_file_beside_seven_images(tmp_path, demo_dir):
     study = tmp_path / "study"
     big = seven_images_and_a_huge_file(study, demo_dir)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "core_model.analyze_cli", str(study), "--out", str(out),
+    cmd = [sys.executable, "-m", "core_model.cli.analyze", str(study), "--out", str(out),
            "--weights-seg", str(weights["seg"]), "--weights-cls", str(weights["cls"]),
            "--device", "cpu", "--threads", "1", "--no-explain"]
     # CPU time of the child, so other jobs on the machine cannot fail the test; parsing the 2 GB

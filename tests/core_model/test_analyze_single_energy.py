@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from core_model.analyze import AnalysisError, Analyzer, missing_inputs_message
-from core_model.analyze_cli import main
-from core_model.checkpoint import save_checkpoint
+from core_model.cli.analyze import main
+from core_model.domain.study import Study, StudyImage
+from core_model.inference.analyzer import AnalysisError, Analyzer, missing_inputs_message
 from core_model.io import load_study
+from core_model.models.checkpoint import save_checkpoint
 from core_model.models.registry import create_model
-from core_model.study import Study, StudyImage
 from tests.study_files import cbis_ddsm_study
 
 SENTENCE = ("the analysis needs the recombined (RC) images of a contrast-enhanced study and found none; this is a "
@@ -57,8 +57,8 @@ def test_cli_prints_the_sentence_and_exits_2(which, ffdm_dir, demo_dir, weights,
 
 
 def test_cli_hangs_images_the_reader_placed_before_analysing(demo_dir, weights, tmp_path, capsys, monkeypatch):
-    from core_model.review import AssignImage, ReviewSession
-    from core_model.review_store import ReviewStore
+    from core_model.review.model import AssignImage, ReviewSession
+    from core_model.review.store import ReviewStore
 
     monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path / "data"))
     study_dir = tmp_path / "exam"
@@ -79,7 +79,7 @@ def test_cli_hangs_images_the_reader_placed_before_analysing(demo_dir, weights, 
 
 
 def test_an_analysis_that_runs_names_the_images_it_left_out(demo_dir, weights):
-    from core_model.study import UnassignedImage
+    from core_model.domain.study import UnassignedImage
 
     study = load_study(demo_dir)
     extra = study.get("L_MLO", "le")

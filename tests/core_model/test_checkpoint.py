@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core_model.checkpoint import card_path, load_checkpoint, save_checkpoint, sha256_file
-from core_model.errors import ModelLoadError
+from core_model.domain.errors import ModelLoadError
+from core_model.models.checkpoint import card_path, load_checkpoint, save_checkpoint, sha256_file
 from core_model.models.registry import create_model
 
 REPO = Path(__file__).resolve().parents[2]

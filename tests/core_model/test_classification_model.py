@@ -4,11 +4,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core_model.checkpoint import load_checkpoint, save_checkpoint
-from core_model.errors import ModelLoadError
+from core_model.domain.errors import ModelLoadError
 from core_model.losses.classification import nafv_loss
 from core_model.models import create_model
 from core_model.models.backbone import create_backbone, tokens
+from core_model.models.checkpoint import load_checkpoint, save_checkpoint
 from core_model.models.four_view import ConvAttention, Downsample, EfficientAttention, FourViewHead, MedCB, MedCTB, MedTB
 
 torch.set_num_threads(1)

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core_model.checkpoint import load_checkpoint
 from core_model.io import load_study
-from core_model.model_inputs import study_inputs
+from core_model.models.checkpoint import load_checkpoint
+from core_model.transforms.model_inputs import study_inputs
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "resources" / "weights" / "classifier" / "nafv_cls.safetensors"
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from core_model.colormap import jet
+from core_model.imaging.colormap import jet
 
 
 def test_jet_equals_matplotlib():

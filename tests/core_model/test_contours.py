@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core_model.contours import (
+from core_model.imaging.contours import (
     MIN_LESION_AREA_INPUT_PX,
     lesion_mask,
     lesions_from_probability,
     min_area_for_scale,
-    polygon_area,
 )
+from core_model.imaging.geometry import max_diameter, polygon_area
 
 
 def _disc(shape, cx, cy, r, value=0.9):
@@ -84,3 +84,13 @@ def test_faint_outlines_below_the_contour_score_are_dropped():
     assert len(lesions) == 1 and lesions[0].score == pytest.approx(0.9)
     assert mask[10, 10] == 1 and mask[45, 45] == 0
     assert len(lesions_from_probability(p)[1]) == 2  # kept without the cut
+
+
+def test_polygon_area_and_diameter_in_pixels_and_mm():
+    square = [(10, 20), (40, 20), (40, 60), (10, 60)]  # 30 wide (x), 40 high (y)
+    assert polygon_area(square) == pytest.approx(1200)
+    assert max_diameter(square) == pytest.approx(50)
+    # spacing is (row, column): y scales by 0.1, x by 0.2
+    assert polygon_area(square, (0.1, 0.2)) == pytest.approx(6 * 4)
+    assert max_diameter(np.array(square, float), (0.1, 0.2)) == pytest.approx(np.hypot(6, 4))
+    assert polygon_area(square[:2]) == 0.0 and max_diameter(square[:1]) == 0.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core_model.explain import (
+from core_model.inference.explain import (
     CAM_METHODS,
     MultiViewCamModel,
     gradcam_views,
@@ -108,7 +108,7 @@ def test_every_method_gives_finite_maps_on_the_tiny_classifier(method, target, t
 def test_head_maps_follow_the_view_order(tiny_cls):
     """head.stage1 is per view (before views mix): with an activation-only method, changing
     one view's input changes that view's map and no other."""
-    from core_model.explain import explain_views
+    from core_model.inference.explain import explain_views
 
     torch.manual_seed(0)
     views = torch.rand(4, 3, 56, 56)
@@ -132,7 +132,7 @@ def test_own_gradcam_equals_the_library_gradcam(target, tiny_cls, monkeypatch):
     """The default method is computed without importing pytorch-grad-cam; it must give the library's maps."""
     import pytorch_grad_cam
 
-    from core_model import explain
+    from core_model.inference import explain
 
     torch.manual_seed(1)
     views = torch.rand(4, 3, 56, 56)
@@ -149,7 +149,7 @@ def test_analysis_modules_do_not_import_the_cam_library():
     import subprocess
     import sys
 
-    code = ("import sys, core_model.analyze, core_model.analyze_cli; "
+    code = ("import sys, core_model.inference.analyzer, core_model.cli.analyze; "
             "print(sorted(m for m in ('pytorch_grad_cam', 'sklearn', 'matplotlib', 'cv2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core_model.analysis import Analysis, Lesion, ViewResult
-from core_model.analysis_io import read_analysis, write_analysis
-from core_model.location import (NO_SPACING, Place, clock_hour, coronal_position, locate, locate_analysis, place,
+from core_model.domain.analysis import Analysis, Lesion, ViewResult
+from core_model.domain.study import Study, StudyImage
+from core_model.imaging.location import (NO_SPACING, Place, clock_hour, coronal_position, locate, locate_analysis, place,
                                  propose_pairs, quadrant, size_of, study_landmarks, view_landmarks)
-from core_model.phantom import ORIENTATION
-from core_model.study import Study, StudyImage
+from core_model.io.analysis_json import read_analysis, write_analysis
+from core_model.synth.phantom import ORIENTATION
 
 H, W = 300, 240
 DEPTH, HALF, NIP_Y = 180.0, 120.0, 150.0  # canonical frame: chest wall at x = 0, nipple at (DEPTH, NIP_Y)

@@ -7,10 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core_model.analyze import Analyzer
+from core_model.domain.study import Study
+from core_model.imaging.orientation import flip_array, orientation_flips
+from core_model.inference.analyzer import Analyzer
 from core_model.io import load_study
-from core_model.model_inputs import flip_array, in_reading_orientation, orientation_flips
-from core_model.study import Study
+from core_model.transforms.model_inputs import in_reading_orientation
 
 
 def _restored(study: Study, mirror_sides: str) -> Study:

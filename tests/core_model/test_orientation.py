@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core_model.imaging.orientation import chest_wall_score, chest_wall_side, chest_wall_side_pair
 from core_model.io.dicom_write import write_mg_dicom
-from core_model.orientation import chest_wall_score, chest_wall_side, chest_wall_side_pair
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = sorted((REPO / "tests" / "data" / "cdd-cesm" / "images").glob("*.jpg")) + sorted(

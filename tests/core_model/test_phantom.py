@@ -7,11 +7,11 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from core_model.errors import NafvError
-from core_model.phantom import (
+from core_model.domain.errors import NafvError
+from core_model.domain.study import VIEW_KEYS
+from core_model.synth.phantom import (
     LABELS, MAX_VALUE, PhantomConfig, generate_case,
 )
-from core_model.study import VIEW_KEYS
 
 SIZE = (256, 208)
 
@@ -164,7 +164,7 @@ def test_512_square_is_the_squashed_field():
 
 
 def test_generator_reports_the_ceiling_its_ground_truth_allows():
-    from core_model.phantom import PhantomConfig, ceiling_auc
+    from core_model.synth.phantom import PhantomConfig, ceiling_auc
 
     easy = ceiling_auc(PhantomConfig.preset("easy"), n=1500)
     medium = ceiling_auc(PhantomConfig.preset("medium"), n=1500)

@@ -9,12 +9,12 @@ import pydicom
 import pytest
 from PIL import Image
 
+from core_model.cli.phantom import main as phantom_main
+from core_model.cli.train import main as train_main
+from core_model.domain.study import VIEW_KEYS
 from core_model.io import load_study
 from core_model.io.naming import parse_cdd_cesm_name
-from core_model.phantom import case_seed, generate_case, write_dataset
-from core_model.phantom_cli import main as phantom_main
-from core_model.study import VIEW_KEYS
-from core_model.train.cli import main as train_main
+from core_model.synth.phantom import case_seed, generate_case, write_dataset
 
 SIZE = (192, 160)
 CDD_COLUMNS = ["Image_name", "Patient_ID", "Side", "Type", "Age", "Breast density (ACR)", "BIRADS", "Findings",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core_model.preprocess import Letterbox, normalize_image, preprocessing_card
+from core_model.imaging.preprocess import Letterbox, normalize_image, preprocessing_card
 from core_model.train.seg_data import read_gray
 
 

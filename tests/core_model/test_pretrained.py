@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core_model.domain.errors import ModelLoadError
 from core_model.models.pretrained import (ENCODERS, adapt_input_conv, imagenet_state_dict, load_pretrained,
                                           map_to_timm, package_weights_file)
-from core_model.errors import ModelLoadError
 
 
 @pytest.fixture(autouse=True)

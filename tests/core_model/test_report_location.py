@@ -13,9 +13,9 @@ import pydicom
 import pytest
 from PIL import Image, ImageDraw
 
-from core_model.analyze_cli import main
+from core_model.cli.analyze import main
 from core_model.export.dicom_sr import read_sr_findings
-from core_model.phantom import PhantomConfig, write_dataset
+from core_model.synth.phantom import PhantomConfig, write_dataset
 
 
 def _overlaps(poly, mask) -> bool:

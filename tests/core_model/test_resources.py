@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_paths_and_notice_import_without_torch():
-    code = ("import sys; import core_model.resources as r, core_model.notice as n, core_model.export.demo; "
+    code = ("import sys; import core_model.domain.resources as r, core_model.domain.notice as n, core_model.cli.demo_report; "
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "print(r.DEMO_DIR); print(r.DEFAULT_SEG_WEIGHTS.is_file()); print(n.NOT_FOR_CLINICAL_USE)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -21,8 +21,11 @@ def test_paths_and_notice_import_without_torch():
 
 
 def test_every_module_uses_the_same_constants():
-    from core_model import analyze, checkpoint, notice, resources
-    from core_model.export import common, demo
+    from core_model.domain import notice, resources
+    from core_model.inference import analyzer as analyze
+    from core_model.models import checkpoint
+    from core_model.export import common
+    from core_model.cli import demo_report as demo
 
     assert analyze.DEFAULT_SEG_WEIGHTS is resources.DEFAULT_SEG_WEIGHTS is demo.DEFAULT_SEG_WEIGHTS
     assert analyze.DEFAULT_CLS_WEIGHTS is resources.DEFAULT_CLS_WEIGHTS

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from core_model import result_dir
-from core_model.errors import NafvError
-from core_model.result_dir import is_result_entry, staged_result_dir
+from core_model.domain.errors import NafvError
+from core_model.io import result_dir
+from core_model.io.result_dir import is_result_entry, staged_result_dir
 
 
 def _tree(folder):

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core_model.analysis import Analysis, Lesion, ViewResult
-from core_model.review import (
+from core_model.domain.analysis import Analysis, Lesion, ViewResult
+from core_model.domain.study import Study, StudyImage
+from core_model.review.model import (
     ACCEPTED,
     EDITED,
     PROPOSED,
@@ -33,7 +34,6 @@ from core_model.review import (
     reject,
     review_from_analysis,
 )
-from core_model.study import Study, StudyImage
 
 SQUARE = np.array([[10.0, 10.0], [30.0, 10.0], [30.0, 30.0], [10.0, 30.0]])
 

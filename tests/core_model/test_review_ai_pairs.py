@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core_model.analysis import Analysis, Lesion, ViewResult
-from core_model.review import AddFinding, Review, ReviewSession, add_ai_findings, review_from_analysis
-from core_model.study import Study, StudyImage
+from core_model.domain.analysis import Analysis, Lesion, ViewResult
+from core_model.domain.study import Study, StudyImage
+from core_model.review.model import AddFinding, Review, ReviewSession, add_ai_findings, review_from_analysis
 
 
 def _study() -> Study:

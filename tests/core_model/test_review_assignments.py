@@ -7,10 +7,10 @@ import json
 import pytest
 
 from core_model.io import load_study
-from core_model.review import AssignImage, Review, ReviewError, ReviewSession
-from core_model.review_merge import merge
-from core_model.review_schema import ReviewSchemaError, check_review
-from core_model.review_store import ReviewStore, study_identity
+from core_model.review.merge import merge
+from core_model.review.model import AssignImage, Review, ReviewError, ReviewSession
+from core_model.review.schema import ReviewSchemaError, check_review
+from core_model.review.store import ReviewStore, study_identity
 from tests.study_files import cbis_ddsm_study
 
 THREE_VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"))

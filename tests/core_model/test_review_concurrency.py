@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core_model.review import (
+from core_model.review.model import (
     PROPOSED,
     AddFinding,
     Review,
@@ -23,7 +23,7 @@ from core_model.review import (
     accept,
     reject,
 )
-from core_model.review_store import ReviewStore, ReviewStoreError
+from core_model.review.store import ReviewStore, ReviewStoreError
 
 REPO = Path(__file__).resolve().parents[2]
 IDENT = {"patient_id": "P1", "study_id": "S1", "digest": "d" * 64, "key": "P1_S1_two"}
@@ -32,8 +32,8 @@ SAVES = 150
 WRITER = textwrap.dedent(
     """
     import sys
-    from core_model.review import AddFinding, ReviewSession
-    from core_model.review_store import ReviewStore
+    from core_model.review.model import AddFinding, ReviewSession
+    from core_model.review.store import ReviewStore
 
     root, who, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     ident = {"patient_id": "P1", "study_id": "S1", "digest": "d" * 64, "key": "P1_S1_two"}
@@ -50,7 +50,7 @@ WRITER = textwrap.dedent(
 READER = textwrap.dedent(
     """
     import json, os, sys, time
-    from core_model.review import Review
+    from core_model.review.model import Review
 
     path, stop = sys.argv[1], sys.argv[2]
     reads = torn = 0
@@ -159,8 +159,8 @@ def test_the_same_field_changed_in_two_windows_is_refused_by_name_and_reloaded(t
 
 
 def test_a_stale_lock_of_a_dead_writer_is_broken_and_a_live_one_waited_for(tmp_path, monkeypatch):
-    import core_model.review_store as rs
-    from core_model.file_lock import HOST
+    import core_model.review.store as rs
+    from core_model.io.file_lock import HOST
 
     store = ReviewStore(tmp_path / "r")
     review = _fresh(store)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core_model.review import Review, ReviewSession, SetReader
-from core_model.review_store import ReviewStore, ReviewStoreError, study_identity
-from core_model.study import Study, StudyImage
+from core_model.domain.study import Study, StudyImage
+from core_model.review.model import Review, ReviewSession, SetReader
+from core_model.review.store import ReviewStore, ReviewStoreError, study_identity
 
 
 def _study() -> Study:

@@ -19,15 +19,15 @@ import time
 
 import pytest
 
-from core_model.review import Review
-from core_model.review_store import ReviewStore
+from core_model.review.model import Review
+from core_model.review.store import ReviewStore
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 
 CHILD = textwrap.dedent(
     """
-    from core_model.review import Review, ReviewSession, AddFinding, MoveVertex, SetAssessment
-    from core_model.review_store import ReviewStore
+    from core_model.review.model import Review, ReviewSession, AddFinding, MoveVertex, SetAssessment
+    from core_model.review.store import ReviewStore
 
     ident = {"patient_id": "P1", "study_id": "S1", "digest": "d" * 64, "key": "P1_S1_kill"}
     store = ReviewStore()
@@ -102,7 +102,7 @@ WRITER = textwrap.dedent(
     """
     import hashlib, sys
     from pathlib import Path
-    from core_model.review_store import atomic_write_bytes
+    from core_model.review.store import atomic_write_bytes
 
     target = Path(sys.argv[1])
     n = 0

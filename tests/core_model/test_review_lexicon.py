@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core_model.review import Link, Review, ReviewError, ReviewSession, SetAssessment, SetDescriptor, review_from_analysis
-from core_model.review_merge import merge
+from core_model.review.merge import merge
+from core_model.review.model import Link, Review, ReviewError, ReviewSession, SetAssessment, SetDescriptor, review_from_analysis
 
 from test_review import IDENT, make_analysis, make_study
 

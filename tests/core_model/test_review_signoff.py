@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from core_model.errors import NafvError
-from core_model.review import ACCEPTED, REJECTED, Review, ReviewSession, SetAssessment, SetReader, accept, reject, review_from_analysis
-from core_model.review_signoff import (Finalise, OpenAddendum, ReviewLockedError, addendum_lines, is_locked, open_addendum,
+from core_model.domain.errors import NafvError
+from core_model.review.model import ACCEPTED, REJECTED, Review, ReviewSession, SetAssessment, SetReader, accept, reject, review_from_analysis
+from core_model.review.signoff import (Finalise, OpenAddendum, ReviewLockedError, addendum_lines, is_locked, open_addendum,
                                        status_text)
-from core_model.review_store import ReviewStore
+from core_model.review.store import ReviewStore
 
 from test_review import IDENT, make_analysis, make_study
 
@@ -91,7 +91,7 @@ def test_addendum_only_after_finalising(session):
 
 
 def test_a_damaged_signoff_is_named_by_the_schema_check():
-    from core_model.review_schema import ReviewSchemaError
+    from core_model.review.schema import ReviewSchemaError
 
     d = review_from_analysis(make_analysis(), make_study(), IDENT).to_dict()
     d["signoff"] = {"finalised": {"reader": 3}}

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core_model.domain.study import Study, StudyImage
 from core_model.io.naming import parse_cdd_cesm_name
-from core_model.review import (
+from core_model.review.model import (
     EDITED,
     AddFinding,
     Link,
@@ -22,8 +23,7 @@ from core_model.review import (
     accept,
     reject,
 )
-from core_model.review_store import ReviewStore, ReviewStoreError, data_dir, study_identity
-from core_model.study import Study, StudyImage
+from core_model.review.store import ReviewStore, ReviewStoreError, data_dir, study_identity
 
 
 def load_jpeg_study(folder: Path, patient_id: str | None = None) -> Study:
@@ -159,7 +159,7 @@ def test_save_failure_is_a_user_error_and_rolls_back(store, demo_dir, monkeypatc
     review = store.open(load_jpeg_study(demo_dir))
     s = ReviewSession(review, store)
     s.do(AddFinding("R_CC", [(1, 1), (9, 1), (5, 8)]))
-    import core_model.review_store as rs
+    import core_model.review.store as rs
 
     def full(*a, **k):
         raise OSError(28, "No space left on device")
@@ -193,7 +193,7 @@ def test_stale_temp_files_are_cleared_but_a_live_writers_is_not(store, demo_dir)
 
 def test_identity_records_whether_the_study_is_synthetic(demo_dir):
     from core_model.io import load_study
-    from core_model.phantom import generate_case
+    from core_model.synth.phantom import generate_case
 
     assert study_identity(generate_case(3, size=(96, 80)).study)["synthetic"] is True
     assert study_identity(load_study(demo_dir))["synthetic"] is False

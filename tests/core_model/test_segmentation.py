@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core_model.checkpoint import load_checkpoint, save_checkpoint
 from core_model.losses.segmentation import seg_loss, soft_dice_loss
+from core_model.models.checkpoint import load_checkpoint, save_checkpoint
 from core_model.models.registry import create_model, list_models
 from core_model.models.segmentation import AsymmetricFusion, lesion_probability, model_config
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core_model.checkpoint import load_checkpoint
+from core_model.models.checkpoint import load_checkpoint
 from core_model.train.seg_data import read_mask, scan_folder
 from core_model.train.seg_eval import predict_breast
 
@@ -64,9 +64,9 @@ def test_demo_lesions_are_found(shipped, demo_dir, tmp_path):
 def test_demo_scores_the_breast_with_the_surer_lesion_and_says_when_both_are_close(demo_dir):
     """P66 has cancers in both breasts: the breast holding the most certain contour is scored, a lesion
     is found in each, and a close call between them is said, not silently made."""
-    from core_model.analyze import CLOSE_CALL_MARGIN, Analyzer
+    from core_model.inference.analyzer import CLOSE_CALL_MARGIN, Analyzer
     from core_model.io import load_study
-    from core_model.resources import DEFAULT_CLS_WEIGHTS
+    from core_model.domain.resources import DEFAULT_CLS_WEIGHTS
 
     a = Analyzer(WEIGHTS, DEFAULT_CLS_WEIGHTS, device="cpu", num_threads=1).analyze(load_study(demo_dir))
     best = {s: max((les.score for k, v in a.views.items() if k[0] == s for les in v.lesions), default=0.0)
@@ -75,7 +75,7 @@ def test_demo_scores_the_breast_with_the_surer_lesion_and_says_when_both_are_clo
     assert best[a.affected_side] == max(best.values()) and a.side_evidence == best
     assert a.malignancy_probability is not None and a.views[f"{a.affected_side}_CC"].heatmap is not None
     # the shipped classifier never saw a patient, and says so beside its score on one
-    from core_model.analyze import SYNTHETIC_CLASSIFIER_WARNING
+    from core_model.inference.analyzer import SYNTHETIC_CLASSIFIER_WARNING
 
     assert SYNTHETIC_CLASSIFIER_WARNING in a.warnings
     close = abs(best["L"] - best["R"]) < CLOSE_CALL_MARGIN

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from core_model.analysis import Analysis, Lesion, ViewResult
-from core_model.errors import NafvError
-from core_model.study import VIEW_KEYS
+from core_model.domain.analysis import Analysis, Lesion, ViewResult
+from core_model.domain.errors import NafvError
+from core_model.domain.study import VIEW_KEYS
 from viewer_helpers import FakeAnalyzer, make_analysis, send_drag  # noqa: F401  (fixtures use them)
 
 

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from core_model.review import ACCEPTED, PROPOSED, REJECTED
+from core_model.review.model import ACCEPTED, PROPOSED, REJECTED
 
 pytestmark = pytest.mark.qt
 NONE = Qt.KeyboardModifier.NoModifier
@@ -193,7 +193,7 @@ def test_export_names_carry_patient_and_study_and_never_overwrite_unasked(review
 
 def test_report_contours_use_the_viewers_colours():
     from core_model.export.pdf import STYLE
-    from core_model.review import EDITED
+    from core_model.review.model import EDITED
     from nafv_viewer.widgets.review_editor import STATE_PENS
 
     for state in (ACCEPTED, EDITED, PROPOSED):

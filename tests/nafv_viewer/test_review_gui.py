@@ -11,9 +11,9 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication, QTableWidgetSelectionRange
 
+from core_model.domain.study import VIEW_KEYS
 from core_model.export.common import export_stem
-from core_model.review import ACCEPTED, EDITED, PROPOSED, REJECTED
-from core_model.study import VIEW_KEYS
+from core_model.review.model import ACCEPTED, EDITED, PROPOSED, REJECTED
 from nafv_viewer.widgets.review_editor import to_original
 
 from viewer_helpers import send_drag
@@ -238,7 +238,7 @@ def test_reopening_after_the_images_changed_warns_and_keeps_the_findings(make_wi
 
 def test_a_damaged_review_file_is_moved_aside_and_the_study_still_opens(make_window, qtbot, demo_dir):
     from core_model.io import load_study
-    from core_model.review_store import ReviewStore, study_identity
+    from core_model.review.store import ReviewStore, study_identity
 
     path = ReviewStore().path_for(study_identity(load_study(demo_dir)))
     path.parent.mkdir(parents=True)
@@ -297,7 +297,7 @@ def test_review_restores_exactly_on_reopen_without_analysis(reviewed, make_windo
 
 def test_reader_drawing_before_analysis_is_kept_when_ai_findings_arrive(demo_window, qtbot):
     w = demo_window
-    from core_model.review import AddFinding
+    from core_model.review.model import AddFinding
 
     assert w.review_flow.controller is not None and not w.review_flow.controller.review.findings
     assert w.review_flow.controller.push(AddFinding("L_CC", [(10, 10), (50, 10), (50, 50)]))

@@ -10,10 +10,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTableWidgetSelectionRange
 
-from core_model.analysis import Analysis, Lesion, ViewResult
-from core_model.review import AddFinding, Link, MoveVertex, ReviewSession, SetAssessment
-from core_model.review_store import ReviewStore
-from core_model.study import Study, StudyImage
+from core_model.domain.analysis import Analysis, Lesion, ViewResult
+from core_model.domain.study import Study, StudyImage
+from core_model.review.model import AddFinding, Link, MoveVertex, ReviewSession, SetAssessment
+from core_model.review.store import ReviewStore
 from nafv_viewer.widgets.assessment_panel import AssessmentPanel
 from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
 
@@ -148,7 +148,7 @@ def test_assessment_both_directions_ai_beside_reader_and_undo(setup, qtbot):
 
 
 def test_failed_save_is_shown_and_the_change_rolled_back(setup, monkeypatch):
-    from core_model.review_store import ReviewStoreError
+    from core_model.review.store import ReviewStoreError
 
     store, study, c, panel, _ = setup
 
@@ -164,8 +164,8 @@ def test_failed_save_is_shown_and_the_change_rolled_back(setup, monkeypatch):
 
 @pytest.mark.parametrize("step", ["undo", "redo"])
 def test_failed_save_during_undo_or_redo_keeps_stack_and_contour_in_step(setup, monkeypatch, step):
-    from core_model.review import InsertVertex
-    from core_model.review_store import ReviewStoreError
+    from core_model.review.model import InsertVertex
+    from core_model.review.store import ReviewStoreError
 
     store, study, c, panel, _ = setup
     original = list(c.review.findings["F1"].polygon)

@@ -76,8 +76,8 @@ def test_no_display_is_a_clear_message_not_a_qt_abort():
 def test_screenshot_runs_never_touch_the_readers_reviews(qapp, tmp_path, monkeypatch, demo_dir):
     import nafv_viewer.app as app_module
     from core_model.io import load_study
-    from core_model.review import ReviewSession, SetReader
-    from core_model.review_store import ReviewStore, data_dir
+    from core_model.review.model import ReviewSession, SetReader
+    from core_model.review.store import ReviewStore, data_dir
 
     monkeypatch.setattr(app_module, "_analyzer_factory", lambda args: (lambda: FakeAnalyzer()))
     data = data_dir()  # under tmp_path (see conftest): stands for the reader's review folder

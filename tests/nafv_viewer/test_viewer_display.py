@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core_model.study import StudyImage
+from core_model.domain.study import StudyImage
 from nafv_viewer.display import WHOLE_LEVEL_MAX_PIXELS, build_display_image
 
 

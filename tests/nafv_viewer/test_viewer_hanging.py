@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core_model.study import VIEW_KEYS, split_view_key
+from core_model.domain.study import VIEW_KEYS, split_view_key
 from nafv_viewer.hanging import Flips, chest_wall_side, hanging_flips
 
 
@@ -121,7 +121,7 @@ def test_one_flip_per_view_for_both_energies(demo_study):
 def _disagreeing_study(demo_study):
     """LE and RC of a view always hang the same way, so switching energy never mirrors the view;
     when the two disagree, the combined evidence (here the RC's clear outline) decides both."""
-    from core_model.study import Study, StudyImage
+    from core_model.domain.study import Study, StudyImage
     from nafv_viewer.hanging import view_flips
 
     s = Study(patient_id=demo_study.patient_id, study_id=demo_study.study_id)

@@ -67,8 +67,8 @@ def test_opens_from_a_level_and_zoom_decodes_full_resolution_off_the_gui_thread(
 
 
 def test_warm_up_loads_the_weights_once_and_the_first_analysis_reuses_them(make_window, qtbot, demo_dir, tmp_path):
-    from core_model.analyze import Analyzer
-    from core_model.checkpoint import save_checkpoint
+    from core_model.inference.analyzer import Analyzer
+    from core_model.models.checkpoint import save_checkpoint
     from core_model.models.registry import create_model
 
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
-from core_model.study import VIEW_KEYS
+from core_model.domain.study import VIEW_KEYS
 from nafv_viewer.state import PRESETS
 
 from viewer_helpers import FakeAnalyzer, send_drag

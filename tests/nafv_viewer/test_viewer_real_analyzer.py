@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from core_model.checkpoint import save_checkpoint
+from core_model.models.checkpoint import save_checkpoint
 from core_model.models.registry import create_model
 
 
@@ -19,7 +19,7 @@ def tiny_weights(tmp_path_factory):
 
 
 def test_real_analyzer_in_the_window(make_window, qtbot, demo_dir, tiny_weights):
-    from core_model.analyze import Analyzer
+    from core_model.inference.analyzer import Analyzer
 
     seg, cls = tiny_weights
     analyzer = Analyzer(seg_weights=seg, cls_weights=cls, device="cpu", num_threads=1)

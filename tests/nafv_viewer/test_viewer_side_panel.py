@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core_model.study import Study, StudyImage
+from core_model.domain.study import Study, StudyImage
 from nafv_viewer.state import ViewerState
 from nafv_viewer.widgets.side_panel import SidePanel
 
 from viewer_helpers import make_analysis
 
-from core_model.analyze import DUAL_VIEW_ON_FOUR_VIEW_WARNING as DUAL  # the analyzer's own words
+from core_model.inference.analyzer import DUAL_VIEW_ON_FOUR_VIEW_WARNING as DUAL  # the analyzer's own words
 
 
 @pytest.fixture

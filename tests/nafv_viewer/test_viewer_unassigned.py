@@ -11,8 +11,8 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from core_model.review import AssignImage
-from core_model.study import VIEW_KEYS
+from core_model.domain.study import VIEW_KEYS
+from core_model.review.model import AssignImage
 from nafv_viewer.widgets.unassigned_strip import MIME, dropped_uid
 from tests.study_files import cbis_ddsm_study
 
@@ -145,8 +145,8 @@ def test_other_drops_are_the_windows(make_window, qtbot, tmp_path, demo_dir):
 
 
 def test_single_energy_study_opens_and_the_ai_action_says_what_it_lacks(make_window, qtbot, ffdm_dir, tmp_path):
-    from core_model.analyze import Analyzer
-    from core_model.checkpoint import save_checkpoint
+    from core_model.inference.analyzer import Analyzer
+    from core_model.models.checkpoint import save_checkpoint
     from core_model.models.registry import create_model
 
     paths = {}

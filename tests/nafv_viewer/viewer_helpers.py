@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from core_model.analysis import Analysis, Lesion, ViewResult
-from core_model.errors import NafvError
-from core_model.study import VIEW_KEYS
+from core_model.domain.analysis import Analysis, Lesion, ViewResult
+from core_model.domain.errors import NafvError
+from core_model.domain.study import VIEW_KEYS
 
 
 def send_drag(widget, start, end, button) -> None:

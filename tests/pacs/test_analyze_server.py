@@ -10,7 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from core_model.analyze_cli import main
+from core_model.cli.analyze import main
 from orthanc_server import PASSWORD, USER, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ def test_analyze_from_the_pacs_and_store_the_seg_back(orthanc, pacs_study, tmp_p
                NAFV_DICOMWEB_USER=USER, NAFV_DICOMWEB_PASSWORD=PASSWORD)
     env.pop("NAFV_DICOMWEB_TOKEN", None)
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "core_model.analyze_cli", "--server", orthanc.url, "--study", pacs_study.uid,
+    run = subprocess.run([sys.executable, "-m", "core_model.cli.analyze", "--server", orthanc.url, "--study", pacs_study.uid,
                           "--out", str(out), "--store", "--no-explain", "--no-overlays", "--device", "cpu"],
                          env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr

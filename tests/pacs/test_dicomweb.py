@@ -9,11 +9,11 @@ import pydicom
 import pytest
 
 from orthanc_server import PASSWORD, USER, CuttingProxy, free_port
-from core_model.errors import Cancelled, StudyLoadError
+from core_model.domain.errors import Cancelled, StudyLoadError
+from core_model.domain.jobs import CancelToken
+from core_model.domain.study import VIEW_KEYS
 from core_model.io import load_study
 from core_model.io.dicomweb import AuthRequired, Credentials, DicomWebServer, ServerError, parse_date
-from core_model.jobs import CancelToken
-from core_model.study import VIEW_KEYS
 
 
 def _leftovers(server: DicomWebServer) -> list[str]:

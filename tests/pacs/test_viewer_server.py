@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
-from core_model.study import VIEW_KEYS
+from core_model.domain.study import VIEW_KEYS
 from orthanc_server import PASSWORD, USER, free_port
 
 pytestmark = pytest.mark.qt

@@ -10,8 +10,8 @@ from PIL import Image
 
 from core_model.io import load_study, write_mg_dicom
 from core_model.io.naming import parse_cdd_cesm_name
-from core_model.review import review_from_analysis
-from core_model.review_store import study_identity
+from core_model.review.model import review_from_analysis
+from core_model.review.store import study_identity
 from review_export_helpers import analysis_from_masks
 
 

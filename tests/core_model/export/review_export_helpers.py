@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from scipy.spatial import ConvexHull
 
-from core_model.analysis import Analysis, Lesion, ViewResult
+from core_model.domain.analysis import Analysis, Lesion, ViewResult
 
 
 def hull_polygon(mask: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import subprocess
 
 import pydicom
 
-from core_model.study import file_safe_id
+from core_model.domain.study import file_safe_id
 
 from core_model.export.bundle import export_ai_report
 from core_model.export.pdf import report_content

@@ -9,9 +9,18 @@ import pytest
 from matplotlib.path import Path as MplPath
 
 from core_model.export.dicom_seg import export_dicom_seg, polygon_mask, read_seg_masks
+from core_model.imaging.geometry import polygon_area
 from core_model.io import load_study
-from core_model.review import AddFinding, Link, MoveVertex, ReviewSession, accept, polygon_area, reject, review_from_analysis
-from core_model.review_store import study_identity
+from core_model.review.model import (
+    AddFinding,
+    Link,
+    MoveVertex,
+    ReviewSession,
+    accept,
+    reject,
+    review_from_analysis,
+)
+from core_model.review.store import study_identity
 
 from review_export_helpers import analysis_from_masks
 
@@ -93,7 +102,7 @@ def test_source_with_pixel_spacing_keeps_it_and_reads_back_with_pydicom(cdd_test
     from PIL import Image
 
     from core_model.io import write_mg_dicom
-    from core_model.review import AddFinding
+    from core_model.review.model import AddFinding
 
     px = np.array(Image.open(cdd_test_dir / "images" / "P102_R_CM_CC.jpg").convert("L"))
     write_mg_dicom(tmp_path / "src" / "cc.dcm", px, side="R", view="CC", energy="rc", patient_id="P102",

@@ -10,11 +10,20 @@ import pytest
 from core_model.export.bundle import export_ai_report
 from core_model.export.dicom_sr import export_dicom_sr, read_sr_findings
 from core_model.export.pdf import report_content
+from core_model.imaging.geometry import max_diameter, polygon_area
+from core_model.imaging.location import locate_review
 from core_model.io import load_study
-from core_model.location import locate_review
-from core_model.review import (AddFinding, Link, MoveVertex, ReviewSession, accept, max_diameter, polygon_area, reject,
-                               review_from_analysis, with_study_spacing)
-from core_model.review_store import study_identity
+from core_model.review.model import (
+    AddFinding,
+    Link,
+    MoveVertex,
+    ReviewSession,
+    accept,
+    reject,
+    review_from_analysis,
+    with_study_spacing,
+)
+from core_model.review.store import study_identity
 from review_export_helpers import analysis_from_masks
 
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from core_model.export.pdf import export_pdf, report_content
-from core_model.review import (
+from core_model.imaging.geometry import max_diameter, polygon_area
+from core_model.review.model import (
     AddFinding,
     Link,
     MoveVertex,
@@ -20,8 +21,6 @@ from core_model.review import (
     SetDescriptor,
     SetReader,
     accept,
-    max_diameter,
-    polygon_area,
     reject,
 )
 
@@ -171,10 +170,10 @@ def test_deidentified_pdf_and_heatmap_option(dicom_review, tmp_path):
 
 
 def test_demo_study_without_pixel_spacing_says_so(demo_dir, tmp_path):
-    from core_model.export.demo import stand_in_analysis
+    from core_model.cli.demo_report import stand_in_analysis
     from core_model.io import load_study
-    from core_model.review import review_from_analysis
-    from core_model.review_store import study_identity
+    from core_model.review.model import review_from_analysis
+    from core_model.review.store import study_identity
 
     study = load_study(demo_dir)
     review = review_from_analysis(stand_in_analysis(study), study, study_identity(study))
@@ -199,7 +198,7 @@ def test_demo_study_without_pixel_spacing_says_so(demo_dir, tmp_path):
 
 
 def test_demo_command_end_to_end(tmp_path, monkeypatch, capsys):
-    from core_model.export.demo import main
+    from core_model.cli.demo_report import main
 
     monkeypatch.setenv("NAFV_DATA_DIR", str(tmp_path / "data"))
     assert main([str(tmp_path / "out")]) == 0
@@ -296,7 +295,7 @@ def test_export_refuses_to_overwrite_an_existing_report(dicom_review, tmp_path):
 
 
 def test_unreviewed_export_is_titled_as_ai_output_and_a_signed_one_carries_its_addenda(dicom_review, tmp_path):
-    from core_model.review_signoff import Finalise, OpenAddendum
+    from core_model.review.signoff import Finalise, OpenAddendum
 
     study, review = dicom_review
     if not HAVE_POPPLER:

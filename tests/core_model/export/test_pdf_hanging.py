@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core_model.domain.study import Study, StudyImage
 from core_model.export.pdf import ViewGrid, page_points
-from core_model.orientation import flips_from_orientation, reading_flips
-from core_model.review import Review
-from core_model.study import Study, StudyImage
+from core_model.imaging.orientation import flips_from_orientation, reading_flips
+from core_model.review.model import Review
 
 
 def _study(demo_dir, mirror_right: bool = False, orientation=None) -> Study:

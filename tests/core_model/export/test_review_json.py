@@ -7,7 +7,8 @@ import json
 import pytest
 
 from core_model.export.review_json import export_review_json
-from core_model.review import MoveVertex, Review, ReviewSession, SetAssessment, accept, max_diameter, reject
+from core_model.imaging.geometry import max_diameter
+from core_model.review.model import MoveVertex, Review, ReviewSession, SetAssessment, accept, reject
 
 
 def test_json_holds_whole_review_with_sizes_and_reads_back(dicom_review, tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
 from core_model.io.cdd_collection import (POINT_RADIUS_PX, DrawnMask, find_collection, rasterize, read_segmentations,
                                           read_table)
 from core_model.train.cls_data import read_labels

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core_model.errors import StudyLoadError
+from core_model.domain.errors import StudyLoadError
 from core_model.io import MAX_PIXELS, MAX_SIDE_PX, list_patients, load_study, write_mg_dicom
 from tests.study_files import set_raw_ds
 

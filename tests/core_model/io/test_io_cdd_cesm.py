@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core_model.errors import StudyLoadError
+from core_model.domain.errors import StudyLoadError
+from core_model.domain.study import VIEW_KEYS
 from core_model.io import list_patients, load_study
 from core_model.io.cdd_cesm import normalize_patient
-from core_model.study import VIEW_KEYS
 
 LOW = "Low energy images of CDD-CESM"
 SUB = "Subtracted images of CDD-CESM"

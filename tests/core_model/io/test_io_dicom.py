@@ -7,10 +7,10 @@ import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, MPEG2MPML, RLELossless
 
-from core_model.errors import StudyLoadError
+from core_model.domain.errors import StudyLoadError
+from core_model.domain.study import VIEW_KEYS
 from core_model.io import dicom as dicom_mod
 from core_model.io import list_patients, load_study, write_mg_dicom
-from core_model.study import VIEW_KEYS
 
 
 def test_eight_image_study(dicom_study):

@@ -58,7 +58,7 @@ def test_single_file_opens_as_a_one_image_study(cdd_test_dir):
 
 
 def test_subfolders_of_loose_names_are_separate_patients(tmp_path, demo_small):
-    from core_model.errors import StudyLoadError
+    from core_model.domain.errors import StudyLoadError
 
     root = tmp_path / "root"
     (root / "patA").mkdir(parents=True)

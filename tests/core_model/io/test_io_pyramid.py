@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from core_model.domain.study import StudyImage
 from core_model.io import load_study
 from core_model.io.dicom import classify, load_slot, read_header
 from core_model.io.dicom_write import write_mg_dicom
 from core_model.io.pyramid import ImagePyramid, LevelledStudyImage, half, level_shape, pixels_for
-from core_model.study import StudyImage
 
 J2K = "1.2.840.10008.1.2.4.90"
 
@@ -98,7 +98,7 @@ def test_odd_sized_j2k_halves_past_the_levels_pillow_cannot_size(tmp_path, demo_
 def test_truncated_code_stream_costs_that_file_with_a_message(tmp_path, demo_12bit):
     from pydicom.encaps import encapsulate, generate_frames
 
-    from core_model.errors import StudyLoadError
+    from core_model.domain.errors import StudyLoadError
 
     path = _write(tmp_path, demo_12bit, transfer_syntax=J2K)
     ds = pydicom.dcmread(path)

@@ -10,9 +10,9 @@ import pydicom
 import pytest
 from PIL import Image
 
-from core_model.errors import StudyLoadError
+from core_model.domain.errors import StudyLoadError
+from core_model.domain.study import file_safe_id
 from core_model.io import list_patients, load_study, write_mg_dicom
-from core_model.study import file_safe_id
 from tests.study_files import GIB, set_raw_ds
 
 MIB = 1024**2

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core_model.domain.study import VIEW_KEYS
 from core_model.io import load_study, write_mg_dicom
 from core_model.io.naming import parse_loose_name, patient_without_view, slot_hints
-from core_model.study import VIEW_KEYS
 from tests.study_files import cbis_ddsm_study
 
 

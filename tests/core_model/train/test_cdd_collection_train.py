@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+from core_model.cli.train import main as nafv_train
 from core_model.io.cdd_collection import DrawnMask
-from core_model.train.cli import main as nafv_train
 from core_model.train.cls_data import load_cases, shrink_case
 from core_model.train.seg_data import SegDataset, scan_folder, select_breasts
 

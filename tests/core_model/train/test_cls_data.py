@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core_model.augment.position_mask import position_mask
-from core_model.errors import NafvError
+from core_model.domain.errors import NafvError
 from core_model.io import load_study
 from core_model.models import create_model
-from core_model.model_inputs import study_inputs
 from core_model.train.cls_data import case_inputs, embed_cases, load_cases, read_labels
+from core_model.transforms.model_inputs import study_inputs
+from core_model.transforms.position_mask import position_mask
 
 HEADER = "Image_name,Patient_ID,Side,Type,Age,Breast density (ACR),BIRADS,Findings,View,Tags,Machine,Pathology Classification/ Follow up\n"
 

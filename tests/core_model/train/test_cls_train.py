@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from core_model.checkpoint import load_checkpoint
-from core_model.train.cli import main as cli_main
+from core_model.cli.train import main as cli_main
+from core_model.models.checkpoint import load_checkpoint
 from core_model.train.cls import auc_score, expected_calibration_error, fit_temperature, precision_recall, roc_curve
 
 TINY = ["--backbone", "vit_small_patch14_dinov2", "--input-size", "56", "--backbone-depth", "1", "--backbone-dim", "48", "--backbone-heads", "2",
@@ -29,7 +29,7 @@ def test_auc_precision_recall_hand_computed():
 
 @pytest.fixture(scope="module")
 def phantom_data(tmp_path_factory):
-    from core_model.phantom import write_dataset
+    from core_model.synth.phantom import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("phantom"), 9, seed=3, size=(64, 64))
 

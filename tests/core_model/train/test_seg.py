@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core_model.checkpoint import load_checkpoint
+from core_model.cli.train import main as nafv_train
 from core_model.losses.segmentation import seg_loss
+from core_model.models.checkpoint import load_checkpoint
 from core_model.models.registry import create_model
-from core_model.train.cli import main as nafv_train
 from core_model.train.common import MetricsLog
 from core_model.train.seg import make_split
 from core_model.train.seg_data import AugmentConfig, SegDataset, augment, collate, scan_folder, select_breasts
@@ -116,7 +116,7 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
 
 
 def test_init_starts_from_given_weights_and_refuses_other_models_or_leaks(cdd_test_dir, tmp_path, capsys):
-    from core_model.errors import NafvError
+    from core_model.domain.errors import NafvError
     from core_model.train.seg import init_weights
 
     first, tuned = tmp_path / "first", tmp_path / "tuned"

@@ -17,7 +17,7 @@ def test_torchrun_two_processes_one_epoch(cdd_test_dir, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "core_model.train.cli", "seg", "--data", str(cdd_test_dir), "--out", str(out),
+           "-m", "core_model.cli.train", "seg", "--data", str(cdd_test_dir), "--out", str(out),
            "--arch", "nafv_seg_tiny", "--epochs", "3", "--max-minutes", "0.0001", "--batch-size", "1", "--threads", "1",
            "--no-progress"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from core_model.checkpoint import save_checkpoint
+from core_model.cli.train import main as nafv_train
+from core_model.models.checkpoint import save_checkpoint
 from core_model.models.registry import create_model
 from core_model.models.segmentation import model_config
-from core_model.train.cli import main as nafv_train
 from core_model.train.seg_data import read_mask
 from core_model.train.seg_eval import dice_iou
 
@@ -78,7 +78,7 @@ def test_missing_weights_is_a_user_error(cdd_test_dir, tmp_path, capsys):
 
 
 def test_export_to_writes_weights_with_the_evaluated_card(cdd_test_dir, tmp_path):
-    from core_model.checkpoint import load_checkpoint
+    from core_model.models.checkpoint import load_checkpoint
 
     w = _constant_model(tmp_path, +20.0)
     out, shipped = tmp_path / "eval.json", tmp_path / "ship" / "seg.safetensors"

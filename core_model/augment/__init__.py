@@ -1,1 +1,0 @@
-"""Lesion-enriched position masks and contralateral adversarial samples (Algorithm 1)."""

@@ -1,0 +1,1 @@
+"""Command-line entry points: nafv-analyze, nafv-train (and its phantom task), the demo report."""

@@ -1,0 +1,548 @@
+"""The analysis engine: one call from a CEM study to contours, affected side, malignancy score and Grad-CAM.
+
+``Analyzer`` loads the segmentation and classifier weights once (safetensors +
+model card, :mod:`core_model.models.checkpoint`); ``Analyzer.analyze(study)`` returns
+an :class:`core_model.domain.analysis.Analysis` in original image pixels. Stages, in
+order (each timed, reported to ``progress`` and preceded by a cancel check):
+
+1. ``preprocess``: every view with the images the segmentation needs is
+   read at the level its input needs (:mod:`core_model.inference.levels`;
+   results come back at full size), normalised (:func:`core_model.imaging.preprocess.normalize_image`) and letterboxed
+   into the model input (aspect kept).
+2. ``segmentation``: both breasts in one batch (study-level batching), each
+   breast's CC+MLO with the other breast as contralateral input.
+3. ``contours``: probability maps back to original pixels, thresholded at 0.5,
+   specks removed (:data:`core_model.imaging.contours.MIN_LESION_AREA_INPUT_PX`) and,
+   when the weights' card sets ``inference.min_contour_score``, outlines less
+   certain than that; polygons and per-lesion scores; then :func:`decide_affected_side` picks the
+   breast whose contour is the most certain, or finds no lesion at all.
+4. ``classification``: only when a lesion was found (or the reader named the
+   breast): the affected CC/MLO (and the contralateral pair when the
+   classifier is four-view and it exists; else dual-view) times the position
+   mask of the lesion (Eq. 8) -> malignancy score.
+5. ``explain``: Grad-CAM of the predicted class on the LE images of the
+   affected views (:mod:`core_model.inference.explain`). It shares the classifier's
+   forward pass (one forward + one backward in all); ``timings_s`` books the
+   forward under ``classification`` and the backward and maps under ``explain``.
+
+Every image is brought to reading orientation before the models see it and
+the results are mapped back to the images as stored
+(:mod:`core_model.transforms.model_inputs`), so a study whose breasts are stored with
+both chest walls on one edge meets the contralateral fusion the right way round.
+
+Cancel is honoured within a second: the token is checked between stages and
+views, and inside every forward pass through hooks on the models' modules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from core_model.domain.analysis import Analysis, ViewResult
+from core_model.domain.errors import ModelLoadError, NafvError
+from core_model.domain.jobs import CancelToken, ProgressCallback, report
+from core_model.domain.notice import SYNTHETIC_CLASSIFIER_WARNING, SYNTHETIC_MARK_RE
+from core_model.domain.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
+from core_model.domain.study import ENERGY_NAMES, SIDE_NAMES, SIDES, VIEW_KEYS, Study, contralateral, view_key
+from core_model.imaging.contours import lesions_from_probability, min_area_for_scale
+from core_model.imaging.location import locate_analysis
+from core_model.imaging.preprocess import Letterbox, normalize_image
+from core_model.inference.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
+from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_full_size
+from core_model.models.checkpoint import LoadedModel, load_checkpoint
+from core_model.models.segmentation import lesion_probability
+from core_model.transforms.model_inputs import in_reading_orientation, map_views_back, study_inputs
+from core_model.transforms.position_mask import DEFAULT_DECAY
+
+# Said whenever four-view classifier weights score a study without the other breast.
+DUAL_VIEW_ON_FOUR_VIEW_WARNING = (
+    "contralateral CC/MLO missing: dual-view classification on four-view weights; the classifier was not "
+    "trained for single-breast studies; treat this score as unreliable"
+)
+
+# Share of the progress bar per stage (roughly their share of CPU time).
+_STAGES = {"preprocess": 0.05, "segmentation": 0.35, "contours": 0.1, "classification": 0.2, "explain": 0.3}
+# Contour certainties (mean probability inside the contour) closer than this are a close call
+# between the breasts: the choice is then reported, not silently made.
+CLOSE_CALL_MARGIN = 0.1
+# The other breast's most certain contour must beat the reader's chosen one by this much to be said
+# to be surer: contour scores that differ in the second decimal are a tie, not a finding.
+_SURER_MARGIN = 0.02
+NO_LESION_FOUND = ("no lesion found: no contour in this study reached the segmentation threshold; "
+                   "no malignancy score or heatmap was computed")
+
+
+@dataclass
+class SideDecision:
+    """Which breast the classifier and heatmaps are for, and why."""
+
+    side: str | None  # None: no lesion found and no breast given
+    source: str  # "segmentation" or "caller"
+    lesion_found: bool
+    confidence: dict[str, float]  # per side, the certainty of its most certain contour (0: none)
+    notes: list[str] = field(default_factory=list)
+
+
+def side_confidence(views: dict[str, ViewResult]) -> dict[str, float]:
+    """Per side: the certainty (mean segmentation probability inside the contour) of its most certain contour."""
+    return {side: max((les.score for key, vr in views.items() if key.startswith(side + "_") for les in vr.lesions),
+                      default=0.0) for side in SIDES}
+
+
+def decide_affected_side(views: dict[str, ViewResult], given: str | None = None) -> SideDecision:
+    """The affected breast from lesion confidence, not outlined area.
+
+    A normal breast's dense tissue can be outlined over a larger area than a small cancer; what
+    tells a lesion apart is how certain the model is of it. So the breast whose most certain
+    contour is the most certain is taken; with no contour anywhere, no lesion was found (and the
+    classifier, which scores a lesion, has nothing to score). A breast ``given`` by the reader is
+    kept, and the reader is told when the other breast holds the clearly more certain contour.
+    """
+    conf = side_confidence(views)
+    found = any(v > 0 for v in conf.values())
+    if given is not None:
+        d = SideDecision(given, "caller", found, conf)
+        other = contralateral(given)
+        if conf[other] > 0 and conf[other] >= conf[given] + _SURER_MARGIN:
+            d.notes.append(f"the {SIDE_NAMES[other]} breast holds a more certain contour (contour AI score "
+                           f"{conf[other]:.2f} vs {conf[given]:.2f}) than the {SIDE_NAMES[given]} breast chosen "
+                           "by the reader")
+        if not any(vr.lesions for k, vr in views.items() if k.startswith(given + "_")):
+            d.notes.append(f"no lesion was outlined on the {SIDE_NAMES[given]} breast chosen by the reader; "
+                           "the score is for the breast without a lesion position")
+        return d
+    if not found:
+        return SideDecision(None, "segmentation", False, conf, [NO_LESION_FOUND])
+    side = max(SIDES, key=lambda s: (conf[s], s == "R"))  # equal certainty: the right breast, stated below
+    other = contralateral(side)
+    d = SideDecision(side, "segmentation", True, conf)
+    if conf[other] > 0 and conf[side] - conf[other] < CLOSE_CALL_MARGIN:
+        d.notes.append(f"lesions were outlined in both breasts; the {SIDE_NAMES[side]} breast was taken as the "
+                       f"affected one because its contour is the more certain (contour AI score {conf[side]:.2f} "
+                       f"vs {conf[other]:.2f}), a close call — check, or choose the affected breast explicitly")
+    return d
+
+
+class AnalysisError(NafvError):
+    """A study that cannot be analysed (no image the models can read)."""
+
+
+def missing_inputs_message(study: Study, channels) -> str:
+    """One sentence: what the segmentation needs and this study lacks (e.g. a low-energy-only study)."""
+    waiting = getattr(study, "unassigned", [])
+    if waiting:
+        return (f"the analysis needs images hung on their views, and {len(waiting)} image(s) of this study have no "
+                "view in their files: place them in the viewer (drag each from the strip under the views), then "
+                "analyse again.")
+    absent = [e for e in channels if not any(study.has(k, e) for k in VIEW_KEYS)]
+    if absent:
+        words = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in absent)
+        kind = (" this is a single-energy study (digital mammography without contrast), so it can be read "
+                "but not analysed") if absent == ["rc"] else " nothing was analysed"
+        return f"the analysis needs the {words} images of a contrast-enhanced study and found none;{kind}."
+    need = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in channels)
+    return f"the analysis needs the {need} images of one view together, and no view of this study has both; nothing was analysed."
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise NafvError("CUDA was requested but no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise NafvError(f"unknown device {device!r}; use cpu or cuda") from None
+
+
+def default_threads() -> int:
+    """CPUs this process may use (respects container/affinity limits), capped at 16."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(16, n))
+
+
+@contextmanager
+def _cancellable(model: torch.nn.Module, cancel: CancelToken | None) -> Iterator[None]:
+    """Check ``cancel`` before every submodule runs, so a long forward pass stops in well under a second."""
+    if cancel is None:
+        yield
+        return
+
+    def hook(module, args):
+        cancel.check()
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _Clock:
+    def __init__(self, progress: ProgressCallback | None, cancel: CancelToken | None):
+        self.progress, self.cancel = progress, cancel
+        self.timings: dict[str, float] = {}
+        self.done = 0.0
+        self.t0 = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.cancel is not None:
+            self.cancel.check()
+        report(self.progress, name, self.done)
+        t = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
+        self.done += _STAGES.get(name, 0.0)
+        report(self.progress, name, self.done)
+
+    def check(self) -> None:
+        if self.cancel is not None:
+            self.cancel.check()
+
+
+def _load(path: Path, kind: str, device: torch.device) -> LoadedModel:
+    loaded = load_checkpoint(path, map_location=device)
+    m = loaded.model
+    is_cls = hasattr(m, "backbone") and hasattr(m, "mode")
+    for attr in ("input_size", "channels"):
+        if not hasattr(m, attr):
+            raise ModelLoadError(f"{kind} weights describe a model without {attr!r}; wrong file?", path)
+    if (kind == "classifier") != is_cls:
+        other = "classifier" if is_cls else "segmentation"
+        raise ModelLoadError(f"these are {other} weights, not {kind} weights", path)
+    for p in m.parameters():
+        p.requires_grad_(False)  # inference only; Grad-CAM gets its graph from the input
+    return loaded
+
+
+def main_lesion(vr: ViewResult) -> np.ndarray:
+    """Mask of the view's main lesion (largest probability mass): the one the classifier is pointed at."""
+    labels, n = ndimage.label(vr.mask, structure=np.ones((3, 3), bool))
+    if n <= 1:
+        return vr.mask
+    weight = vr.probability if vr.probability is not None else vr.mask.astype(np.float32)
+    mass = ndimage.sum(weight, labels, index=np.arange(1, n + 1))
+    return (labels == 1 + int(np.argmax(mass))).astype(np.uint8)
+
+
+def _size2(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+    out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)
+    return np.clip(out[0, 0].numpy(), 0.0, 1.0)
+
+
+def _prepare(img: np.ndarray, box: Letterbox) -> np.ndarray:
+    # Same order as training: normalise on the full-size source, then letterbox.
+    return box.apply(normalize_image(img))
+
+
+class Analyzer:
+    """Loads the models once; :meth:`analyze` runs them on a study."""
+
+    def __init__(
+        self,
+        seg_weights: Path | str | None = None,
+        cls_weights: Path | str | None = None,
+        device: str | None = None,
+        num_threads: int | None = None,
+    ):
+        self.device = pick_device(device)
+        if self.device.type == "cpu":
+            self.num_threads = int(num_threads) if num_threads else default_threads()
+            torch.set_num_threads(self.num_threads)
+        else:
+            self.num_threads = torch.get_num_threads()
+        self.init_warnings: list[str] = []
+        self.cam_method = DEFAULT_METHOD
+        self.cam_target = DEFAULT_TARGET
+
+        seg_path = Path(seg_weights) if seg_weights is not None else DEFAULT_SEG_WEIGHTS
+        if seg_weights is None and not seg_path.is_file():
+            raise ModelLoadError("no default weights for the segmentation model; pass the weights file explicitly", seg_path)
+        self.seg = _load(seg_path, "segmentation", self.device)
+
+        self.cls: LoadedModel | None = None
+        if cls_weights is not None:
+            self.cls = _load(Path(cls_weights), "classifier", self.device)
+        elif DEFAULT_CLS_WEIGHTS.is_file():
+            self.cls = _load(DEFAULT_CLS_WEIGHTS, "classifier", self.device)
+        else:
+            self.init_warnings.append(
+                "no classifier weights: lesions are outlined but no malignancy probability is given"
+            )
+        # A contour is kept only if its mean probability reaches this (the seg card's "inference", chosen
+        # on validation studies): faint outlines of normal tissue are what a reader must not be shown.
+        self.min_contour_score = float((self.seg.card.get("inference") or {}).get("min_contour_score", 0.0))
+        # Weights that never saw a patient say so beside every score they give a patient.
+        self.cls_synthetic_only = self.cls is not None and (
+            bool(self.cls.card.get("synthetic_only"))
+            or bool(SYNTHETIC_MARK_RE.search(str(self.cls.card.get("trained_on", "")))))
+        # Temperature scaling fitted on the validation folds (model card "calibration"); 1 = raw softmax.
+        calib = (self.cls.card.get("calibration") or {}) if self.cls is not None else {}
+        try:
+            self.temperature = float(calib.get("temperature") or 1.0)
+        except (TypeError, ValueError):
+            self.temperature = float("nan")
+        if not self.temperature > 0:
+            raise ModelLoadError("the classifier card gives a non-positive calibration temperature", self.cls.weights_path)
+
+    @property
+    def identity(self) -> dict[str, dict]:
+        """Each model's identity, plus its card's ``status`` (e.g. interim weights) and validation
+        ``metrics`` when the card has them, so no output looks better established than it is."""
+        ids = {}
+        for kind, loaded in (("segmentation", self.seg), ("classifier", self.cls)):
+            if loaded is None:
+                continue
+            ident = dict(loaded.identity)
+            for extra in ("status", "metrics", "calibration"):
+                value = loaded.card.get(extra)
+                if value is not None and len(json.dumps(value, default=str)) < 4000:  # summaries, not logs
+                    ident[extra] = value
+            ids[kind] = ident
+        return ids
+
+    @property
+    def level_long_side(self) -> int:
+        """The long side of the image level the analysis reads (:mod:`core_model.inference.levels`)."""
+        sizes = [max(_size2(self.seg.model.input_size))]
+        if self.cls is not None:
+            sizes.append(int(self.cls.model.input_size))
+        return LEVEL_FACTOR * max(sizes)
+
+    @property
+    def device_label(self) -> str:
+        if self.device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(self.device)})"
+        return f"cpu ({self.num_threads} threads)"
+
+    # ------------------------------------------------------------------ stages
+
+    def _seg_inputs(self, study: Study, warnings: list[str]) -> dict[str, tuple[np.ndarray, Letterbox]]:
+        """view key -> (model input [C, H, W], letterbox of the view's reference image)."""
+        seg = self.seg.model
+        out = {}
+        for side in SIDES:
+            for view in ("CC", "MLO"):
+                key = view_key(side, view)
+                imgs = [study.get(key, e) for e in seg.channels]
+                if all(i is None for i in imgs):
+                    continue
+                if any(i is None for i in imgs):
+                    missing = [e.upper() for e, i in zip(seg.channels, imgs) if i is None]
+                    warnings.append(f"{key}: not segmented, the {'/'.join(missing)} image is missing")
+                    continue
+                ref = imgs[-1]  # rc when present: the image the contours are drawn on
+                for i in imgs:
+                    if i.shape != ref.shape:
+                        warnings.append(f"{key}: LE and RC differ in size ({i.shape} vs {ref.shape}); each is resized to the model input")
+                boxes = [Letterbox.fit(i.shape, _size2(seg.input_size)) for i in imgs]
+                x = np.stack([_prepare(i.pixels, b) for i, b in zip(imgs, boxes)])
+                out[key] = (x, boxes[-1])
+        return out
+
+    def _segment(self, inputs: dict[str, tuple[np.ndarray, Letterbox]], clock: _Clock) -> dict[str, np.ndarray]:
+        """view key -> probability map at the model input size."""
+        seg = self.seg.model
+        C = len(seg.channels)
+        H, W = _size2(seg.input_size)
+        sides = [s for s in SIDES if any(k.startswith(s + "_") for k in inputs)]
+        views = np.zeros((len(sides), 2, C, H, W), np.float32)
+        contra = np.zeros_like(views)
+        present = np.zeros((len(sides), 2), bool)
+        contra_present = np.zeros((len(sides), 2), bool)
+        for b, side in enumerate(sides):
+            for v, view in enumerate(("CC", "MLO")):
+                own, other = view_key(side, view), view_key(contralateral(side), view)
+                if own in inputs:
+                    views[b, v], present[b, v] = inputs[own][0], True
+                if other in inputs:
+                    contra[b, v], contra_present[b, v] = inputs[other][0], True
+        clock.check()
+        t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        flip_tta = bool((self.seg.card.get("inference") or {}).get("flip_tta", False))
+        with torch.inference_mode(), _cancellable(seg, clock.cancel):
+            prob = lesion_probability(
+                seg,
+                t(views),
+                t(contra) if contra_present.any() else None,
+                present=t(present),
+                contra_present=t(contra_present) if contra_present.any() else None,
+                flip_tta=flip_tta,  # as the weights were evaluated (their card says)
+            ).cpu().numpy()
+        out = {}
+        for b, side in enumerate(sides):
+            for v, view in enumerate(("CC", "MLO")):
+                if present[b, v]:
+                    out[view_key(side, view)] = prob[b, v]
+        return out
+
+    def _cls_inputs(self, study: Study, views: dict[str, ViewResult], side: str, warnings: list[str]):
+        """(affected [1, 2, 3, S, S], contralateral or None) exactly as the classifier was trained on
+        (:func:`core_model.transforms.model_inputs.study_inputs`: square resize, energies per ``cls.channels``,
+        Eq. 8 position mask; the contralateral views get the affected lesion's mask mirrored onto
+        them). The mask fed in is each view's *main* lesion (largest probability mass), so a stray
+        false-positive speck does not stretch the lesion box. None when the affected breast lacks
+        a CC or MLO low-energy image.
+        """
+        cls = self.cls.model
+        masks = {key: main_lesion(vr) for key, vr in views.items() if key.startswith(side + "_")}
+        try:
+            aff, con = study_inputs(study, masks, side, int(cls.input_size), cls.channels,
+                                    float(getattr(cls, "position_decay", DEFAULT_DECAY)))
+        except NafvError as exc:
+            warnings.append(f"no malignancy probability: {exc.reason}")
+            return None
+        for view in ("CC", "MLO"):
+            key = view_key(side, view)
+            if key not in views:
+                warnings.append(f"{key}: not segmented, so the classifier sees it without a lesion position")
+        if getattr(cls, "mode", "four-view") == "dual-view":
+            con = None
+        elif con is None:
+            # Four-view weights never saw a study without the other breast: say so plainly.
+            warnings.append(DUAL_VIEW_ON_FOUR_VIEW_WARNING)
+        return aff, con
+
+    # -------------------------------------------------------------- the call
+
+    def analyze(
+        self,
+        study: Study,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        affected_side: str | None = None,
+        explain: bool = True,
+    ) -> Analysis:
+        if affected_side is not None:
+            affected_side = affected_side.upper()
+            if affected_side not in SIDES:
+                raise NafvError(f"affected side must be L or R, not {affected_side!r}")
+        if self.device.type == "cpu" and torch.get_num_threads() != self.num_threads:
+            # someone else in the process changed it (and with some OpenMP
+            # builds the count is per calling thread, e.g. a GUI worker)
+            torch.set_num_threads(self.num_threads)
+        clock = _Clock(progress, cancel)
+        warnings = list(self.init_warnings) + list(study.warnings)
+        if getattr(study, "unassigned", None):
+            warnings.append(f"{len(study.unassigned)} image(s) without a view in their files were not analysed; "
+                            "place them in the viewer to include them")
+        result = Analysis(
+            models=self.identity,
+            device=self.device_label,
+            affected_side=None,
+            affected_side_source="caller" if affected_side else "segmentation",
+            malignancy_probability=None,
+            classifier_mode=None,
+            warnings=warnings,
+        )
+
+        with clock.stage("preprocess"):
+            # The models read the level their input needs (results come back at full size at the end)
+            # and reading orientation (results are mapped back to the images as stored).
+            stored = study
+            study, full_shapes = study_at_level(study, self.level_long_side)
+            study, flips = in_reading_orientation(study)
+            inputs = self._seg_inputs(study, warnings)
+            if not inputs:
+                raise AnalysisError(missing_inputs_message(study, self.seg.model.channels))
+
+        with clock.stage("segmentation"):
+            probs = self._segment(inputs, clock)
+
+        with clock.stage("contours"):
+            for key, p in probs.items():
+                clock.check()
+                box = inputs[key][1]
+                full = np.clip(box.invert_map(p), 0.0, 1.0)
+                min_area = min_area_for_scale(float(box.scale_xy.mean()))
+                mask, lesions = lesions_from_probability(full, min_area_px=min_area, min_score=self.min_contour_score)
+                result.views[key] = ViewResult(key=key, mask=mask, probability=full, lesions=lesions)
+            if affected_side is not None and not any(k.startswith(affected_side + "_") for k in result.views):
+                raise AnalysisError(f"the {affected_side} breast was given as affected but this study has no analysable {affected_side} view")
+            decision = decide_affected_side(result.views, affected_side)
+            result.affected_side = decision.side
+            result.lesion_found = decision.lesion_found
+            result.side_evidence = decision.confidence
+            warnings.extend(decision.notes)
+
+        if self.cls is not None and decision.side is not None:
+            self._classify(study, result, decision.side, explain, clock, warnings)
+            if result.malignancy_probability is not None and not study.synthetic and self.cls_synthetic_only:
+                warnings.append(SYNTHETIC_CLASSIFIER_WARNING)
+        map_views_back(result.views, flips)
+        views_to_full_size(result.views, full_shapes, _size2(self.seg.model.input_size), self.min_contour_score)
+        with clock.stage("location"):
+            try:
+                locate_analysis(stored, result, flips)
+            except (ValueError, IndexError) as exc:  # a location is an aid: its failure must not cost the contours
+                warnings.append(f"the findings could not be located (nipple, clock face): {exc}")
+        result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
+        report(progress, "done", 1.0)
+        return result
+
+    def _classify(self, study: Study, result: Analysis, side: str, explain: bool, clock: _Clock,
+                  warnings: list[str]) -> None:
+        """Stages 4-5: the malignancy score of ``side`` and its Grad-CAM heatmaps (reading orientation)."""
+        cls = self.cls.model
+        with clock.stage("classification"):
+            prepared = self._cls_inputs(study, result.views, side, warnings)
+            cam = None
+            if prepared is not None:
+                a, c = (t.to(self.device) if t is not None else None for t in prepared)
+                result.classifier_mode = "four-view" if c is not None else "dual-view"
+                if explain:
+                    # One forward pass serves the score and Grad-CAM (which needs
+                    # gradients, so no inference_mode here); the backward pass and
+                    # the maps are booked under "explain" below.
+                    views_in = torch.cat([a[0]] + ([c[0]] if c is not None else []))
+                    t_cam = time.perf_counter()
+                    with _cancellable(cls, clock.cancel):
+                        cam = explain_views(cls, views_in, None, self.cam_method, self.cam_target, cancel=clock.cancel)
+                    cam_s = time.perf_counter() - t_cam
+                    logits = cam.logits[None]
+                else:
+                    with torch.inference_mode(), _cancellable(cls, clock.cancel):
+                        logits = cls(a, c)
+                result.malignancy_probability = float(torch.softmax(logits.float() / self.temperature, -1)[0, 1])
+
+        if cam is not None:
+            with clock.stage("explain"):
+                for i, view in enumerate(("CC", "MLO")):
+                    key = view_key(side, view)
+                    le = study.get(key, "le")
+                    # The classifier input is the image resized to a square (no
+                    # letterbox), so a plain resize maps back. A view that was not
+                    # segmented gets no result at all: an empty mask there would
+                    # read as "no lesion".
+                    if le is not None and key in result.views and result.views[key].mask.shape == le.shape:
+                        result.views[key].heatmap = _resize_map(cam.maps[i], le.shape)
+                if not any(float(cam.maps[i].max()) > 0 for i in range(2)):
+                    warnings.append(
+                        "Grad-CAM found no image region that supports the prediction at the chosen layer; "
+                        "the heatmaps are empty (this says nothing about the lesion)"
+                    )
+                result.heatmap_target = "malignant" if cam.category == 1 else "benign"
+                result.heatmap_method = f"{self.cam_method} @ {self.cam_target}"
+            backward_s = cam_s - cam.forward_s
+            clock.timings["classification"] -= backward_s
+            clock.timings["explain"] += backward_s
