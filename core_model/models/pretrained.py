@@ -117,8 +117,8 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 
 def load_pretrained(model: torch.nn.Module, name: str, prefix_filter=None) -> int:
-    """Copy the ImageNet weights of ``name`` into an EfficientNet-Lite ``model`` of that family (ours or timm's, e.g. built with
-    ``features_only=True`` or another ``in_chans``); returns the number of tensors loaded."""
+    """Copy the ImageNet weights of ``name`` into an EfficientNet-Lite ``model`` of that family (ours, or
+    timm's e.g. built with ``features_only=True`` or another ``in_chans``); returns the number of tensors loaded."""
     state = imagenet_state_dict(name)
     own = model.state_dict()
     loaded = {}
