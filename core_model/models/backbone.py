@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
 import torch
 
 from core_model.domain.errors import ModelLoadError
@@ -55,6 +54,10 @@ def create_backbone(name: str = DINOV2_BACKBONES[0], img_size: int = 224, weight
     name = resolve_name(name)
     if img_size % 14:
         raise ValueError(f"input size must be a multiple of the 14-pixel patch, got {img_size}")
+    # timm is imported here, not at module level: it costs seconds at start-up (torchvision,
+    # torch._dynamo), and only a DINOv2 backbone needs it
+    import timm
+
     kwargs = dict(num_classes=0, img_size=img_size, dynamic_img_size=False, **overrides)
     if weights is None:
         return timm.create_model(name, pretrained=False, **kwargs)

@@ -59,7 +59,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core_model.models.backbone import DINOV2_BACKBONES, IMAGENET_MEAN, IMAGENET_STD, create_backbone, tokens
-from core_model.models.pretrained import ENCODERS, TimmEncoder
+from core_model.models.pretrained import ENCODERS, LiteEncoder
 from core_model.models.registry import register_model
 from core_model.transforms.position_mask import DEFAULT_DECAY
 
@@ -277,7 +277,7 @@ class NafvClassifier(nn.Module):
                                  "not from backbone_weights / overrides")
             if self.input_size % 16:
                 raise ValueError(f"input size must be a multiple of 16 for {backbone}, got {self.input_size}")
-            self.backbone = TimmEncoder(backbone, 3, n_stages=4)
+            self.backbone = LiteEncoder(backbone, 3, n_stages=4)
             mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         else:
             self.backbone = create_backbone(backbone, img_size=self.input_size, weights=backbone_weights,
@@ -289,7 +289,7 @@ class NafvClassifier(nn.Module):
 
     @property
     def is_cnn(self) -> bool:
-        return isinstance(self.backbone, TimmEncoder)
+        return isinstance(self.backbone, LiteEncoder)
 
     @property
     def token_grid(self) -> tuple[int, int]:

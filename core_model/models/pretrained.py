@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from core_model.domain.errors import ModelLoadError
+from core_model.models.efficientnet_lite import EfficientNetLiteFeatures
 
 # timm model name -> (package module, weights file inside it)
 ENCODERS = {
@@ -116,8 +117,8 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 
 def load_pretrained(model: torch.nn.Module, name: str, prefix_filter=None) -> int:
-    """Copy the ImageNet weights of ``name`` into a timm ``model`` of that family (e.g. built with
-    ``features_only=True`` or another ``in_chans``); returns the number of tensors loaded."""
+    """Copy the ImageNet weights of ``name`` into an EfficientNet-Lite ``model`` of that family (ours, or
+    timm's e.g. built with ``features_only=True`` or another ``in_chans``); returns the number of tensors loaded."""
     state = imagenet_state_dict(name)
     own = model.state_dict()
     loaded = {}
@@ -136,29 +137,29 @@ def load_pretrained(model: torch.nn.Module, name: str, prefix_filter=None) -> in
     return len(loaded)
 
 
-class TimmEncoder(nn.Module):
-    """The first ``n_stages`` feature stages of a timm CNN (strides 2, 4, 8, 16[, 32]) on C grey
-    channels in [0, 1]. Random weights here; the trainer copies ImageNet weights in
-    (:func:`load_pretrained`), and a trained model's weights hold them."""
+class LiteEncoder(nn.Module):
+    """The first ``n_stages`` feature stages of EfficientNet-Lite ``name`` (strides 2, 4, 8, 16[, 32])
+    on C grey channels in [0, 1]. Random weights here; the trainer copies ImageNet weights in
+    (:func:`load_pretrained`), and a trained model's weights hold them.
+
+    ``net`` is :class:`~core_model.models.efficientnet_lite.EfficientNetLiteFeatures`, which has
+    the modules and state-dict keys of timm's ``features_only`` model of the same name (with the
+    blocks after the last stage dropped), so weights trained through timm load unchanged, without
+    importing timm (seconds at start-up)."""
 
     def __init__(self, name: str, in_chans: int, n_stages: int = 4):
         super().__init__()
-        import timm
-
         self.name = name
-        self.net = timm.create_model(name, pretrained=False, features_only=True, in_chans=in_chans,
-                                     out_indices=tuple(range(n_stages)))
-        # timm keeps (and runs) every block after the last stage asked for: drop them, so they cost
-        # neither time nor bytes in the weights. Stage ids count the stem as 0, block i as i + 1.
-        stage_idx = getattr(self.net, "_stage_out_idx", None)
-        if stage_idx:
-            self.net.blocks = self.net.blocks[: max(stage_idx)]
-        self.channels = tuple(self.net.feature_info.channels())
+        self.net = EfficientNetLiteFeatures(name, in_chans, n_stages)
+        self.channels = self.net.channels
         self.num_features = self.channels[-1]
-        self.reduction = int(self.net.feature_info.reduction()[-1])
+        self.reduction = self.net.reductions[-1]
 
     def load_imagenet(self) -> int:
         return load_pretrained(self.net, self.name)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.net((x - LITE_MEAN) / LITE_STD)
+
+
+TimmEncoder = LiteEncoder  # the earlier name, for code that still uses it

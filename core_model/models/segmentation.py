@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core_model.models.pretrained import TimmEncoder
+from core_model.models.pretrained import LiteEncoder
 from core_model.models.registry import register_model
 
 
@@ -194,7 +194,7 @@ class NafvSegConfig:
     skips: bool = True
     mirror_contra: bool = True
     # "conv": the small GroupNorm encoder above, trained from scratch (the weights shipped before
-    # pretrained encoders existed use it). A timm EfficientNet-Lite name ("tf_efficientnet_lite0")
+    # pretrained encoders existed use it). An EfficientNet-Lite name ("tf_efficientnet_lite0")
     # uses its first four stages (strides 2-16) as the encoder, ImageNet-initialised by the
     # trainer unless --scratch: 114 annotated patients are too few to learn low-level features
     # from nothing, and Lite has no squeeze-excitation or swish, so it stays cheap on a CPU.
@@ -235,7 +235,7 @@ class NafvSegNet(nn.Module):
             self.backbone = None
             stride = 8
         else:
-            self.backbone = TimmEncoder(cfg.encoder, cin, n_stages=4)
+            self.backbone = LiteEncoder(cfg.encoder, cin, n_stages=4)
             w0, w1, w2, w3 = self.backbone.channels
             stride = 16
         fh, fw = cfg.input_size[0] // stride, cfg.input_size[1] // stride
@@ -342,7 +342,7 @@ class UNetConfig:
     input_size: tuple[int, int] = (160, 160)
     channels: tuple[str, ...] = ("rc",)
     widths: tuple[int, ...] = (16, 32, 64, 96, 192)
-    # "conv": the plain U-Net encoder above; a timm EfficientNet-Lite name: its five stages
+    # "conv": the plain U-Net encoder above; an EfficientNet-Lite name: its five stages
     # (strides 2-32) as the encoder, the decoder as wide as its stages (the same pretrained
     # encoder as nafv_seg, so the table compares the fusion and attention, not the encoder).
     encoder: str = "conv"
@@ -369,7 +369,7 @@ class UNet(nn.Module):
             self.down = nn.ModuleList([nn.Sequential(nn.MaxPool2d(2), ConvGnAct(w[i], w[i + 1]), ConvGnAct(w[i + 1], w[i + 1]))
                                        for i in range(len(w) - 1)])
         else:
-            self.backbone = TimmEncoder(cfg.encoder, len(cfg.channels), n_stages=5)
+            self.backbone = LiteEncoder(cfg.encoder, len(cfg.channels), n_stages=5)
             w = self.backbone.channels
         self.up = nn.ModuleList([UpBlock(w[i + 1], w[i], w[i]) for i in reversed(range(len(w) - 1))])
         self.head = nn.Conv2d(w[0], 1, 1)

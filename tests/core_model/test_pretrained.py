@@ -93,3 +93,25 @@ def test_load_pretrained_refuses_a_foreign_encoder():
     other = timm.create_model("resnet18", pretrained=False, features_only=True)
     with pytest.raises(ModelLoadError, match="does not fit|lacks"):
         load_pretrained(other, "tf_efficientnet_lite0")
+
+
+def test_imagenet_weights_land_on_the_same_tensors_as_in_timms_encoder():
+    """load_imagenet maps the package onto timm's key list; the plain-torch encoder has those keys, so
+    with the ImageNet weights it computes what timm's features_only model computes with them."""
+    import timm
+
+    from core_model.models.pretrained import LiteEncoder
+
+    ours = LiteEncoder("tf_efficientnet_lite0", 2, n_stages=5)
+    assert ours.load_imagenet() == len([k for k in ours.net.state_dict() if not k.endswith("num_batches_tracked")])
+    ref = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, in_chans=2,
+                            out_indices=tuple(range(5)))
+    load_pretrained(ref, "tf_efficientnet_lite0")
+    ours.eval()
+    ref.eval()
+    x = torch.rand(1, 2, 97, 131, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = ref((x - 0.5) / 0.5), ours(x)
+    assert len(a) == len(b) == 5
+    for p, q in zip(a, b):
+        assert p.abs().max() > 0.1 and torch.allclose(p, q, atol=1e-5), float((p - q).abs().max())
