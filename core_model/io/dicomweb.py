@@ -207,14 +207,20 @@ class DicomWebServer:
         where = f"the PACS at {self.url}"
         if isinstance(err, requests.exceptions.HTTPError) and err.response is not None:
             code = err.response.status_code
+            c = self.credentials
+            given = "token" if c and c.token else "user name and password"
+            check = TOKEN_ENV if c and c.token else f"{USER_ENV} and {PASSWORD_ENV}"
             if code == 401:
-                if self.credentials:
-                    return AuthRequired(f"{where} refused the user name and password (or token) given (HTTP 401) "
-                                        f"while {doing}")
+                if c:
+                    return AuthRequired(f"{where} did not accept the {given} given: not authorised (HTTP 401) while "
+                                        f"{doing}; check the {given} ({check})")
                 return AuthRequired(f"{where} asks for a user name and password (HTTP 401): set {USER_ENV} and "
                                     f"{PASSWORD_ENV}, or {TOKEN_ENV}, in the environment (the viewer asks for them)")
             if code == 403:
-                return AuthRequired(f"{where} does not allow this user access (HTTP 403) while {doing}")
+                # Known but not allowed (Orthanc: an authorisation filter); a bearer token may be wrong or expired.
+                return AuthRequired(f"{where} did not let this {'token' if c and c.token else 'user'} in: not "
+                                    f"authorised (HTTP 403) while {doing}; check the {given} ({check}), or ask "
+                                    "the PACS administrator for access")
             if code == 404:
                 return ServerError(f"{where} has no DICOMweb service or no such study (HTTP 404) while {doing}; "
                                    "check the address (Orthanc: http://HOST:8042/dicom-web)")

@@ -79,7 +79,7 @@ def test_401_without_credentials_then_success_with_them_from_the_environment(ort
     assert "HTTP 401" in str(err.value) and "NAFV_DICOMWEB_USER" in str(err.value)
     assert _leftovers(anonymous) == []
     wrong = DicomWebServer(orthanc.url, credentials=Credentials(USER, "not-it"), cache=tmp_path)
-    with pytest.raises(AuthRequired, match="refused the user name and password"):
+    with pytest.raises(AuthRequired, match=r"did not accept the user name and password given: not authorised \(HTTP 401\)"):
         wrong.search_studies()
     monkeypatch.setenv("NAFV_DICOMWEB_USER", USER)
     monkeypatch.setenv("NAFV_DICOMWEB_PASSWORD", PASSWORD)
