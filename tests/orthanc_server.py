@@ -196,11 +196,14 @@ class CuttingProxy:
     A real server behind a network that drops mid-transfer: the client sees
     the connection close in the middle of a response. With ``hold`` (an
     Event) the network stalls there instead, until the event is set.
+    ``requests`` holds the request line of every request that went through
+    (what the server was asked for, in order).
     """
 
     def __init__(self, port: int, cut_after: int, hold: threading.Event | None = None):
         self.port_to, self.cut_after, self.sent, self.hold = port, cut_after, 0, hold
         self.stalled = threading.Event()
+        self.requests: list[str] = []
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -227,6 +230,9 @@ class CuttingProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if not counted and data[:4] in (b"GET ", b"POST", b"PUT ", b"HEAD"):
+                    with self.lock:
+                        self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
                 if counted:
                     with self.lock:
                         room = self.cut_after - self.sent
