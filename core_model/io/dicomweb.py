@@ -28,6 +28,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -440,8 +441,9 @@ def _check_uid(uid: str) -> str:
 
 def _touch(folder: Path) -> None:
     """Mark a cached study as just used (its folder's mtime is the cache's use clock)."""
+    now = time.time_ns()  # given explicitly: the file system's own clock may tick only every few ms
     try:
-        os.utime(folder)
+        os.utime(folder, ns=(now, now))
     except OSError:  # a read-only cache still opens; it is just not reordered
         pass
 
