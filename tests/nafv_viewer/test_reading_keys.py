@@ -343,14 +343,14 @@ def test_fields_are_filled_from_the_keyboard_without_the_window_shortcuts_taking
 
 def test_a_new_analysis_leaves_a_finalised_review_as_signed(reviewed, qtbot, monkeypatch):
     w = reviewed
-    first = w._analyzer.analyze
+    first = w.analyses.analyzer.analyze
 
     def another_score(*a, **k):  # the next run says something else
         result = first(*a, **k)
         result.malignancy_probability = 0.2
         return result
 
-    monkeypatch.setattr(w._analyzer, "analyze", another_score)
+    monkeypatch.setattr(w.analyses.analyzer, "analyze", another_score)
     ctl = w.review_flow.controller
     ap = w.review_flow.assessment_panel
     ap.reader.setText("Dr Q")

@@ -53,7 +53,7 @@ def test_result_of_previous_study_is_dropped(make_window, qtbot, demo_dir, cdd_t
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(demo_dir)
     w.run_analysis()
-    threads = list(w._threads)
+    threads = w.job_threads()
     assert fake.started.wait(10) and fake.studies == [w.study.patient_id]
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(cdd_test_dir, patient="P12")
@@ -72,7 +72,7 @@ def test_result_for_a_study_replaced_meanwhile_is_dropped(make_window, qtbot, de
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(demo_dir)
     w.run_analysis()
-    job = w._analysis_job
+    job = w.analyses.job
     assert job.study is w.study
     w.study = demo_study  # another Study object became current without the job being dropped
     fake.release.set()

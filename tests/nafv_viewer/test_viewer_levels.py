@@ -40,7 +40,8 @@ def test_opens_from_a_level_and_zoom_decodes_full_resolution_off_the_gui_thread(
         img = p.current
         assert img.pyramid is not None and img.levels[0] is None  # full resolution not decoded to open
         assert not img.pyramid.decoded(0)
-        assert p._lod_key[1] >= 1
+        assert p.drawn.level >= 1 and p.drawn.image is img
+        assert p.image_item.image.shape[1] < p.drawn.rect.width()  # fewer pixels drawn than the part covers
 
     p = w.grid.panels4["R_CC"]
     img = p.current
@@ -48,18 +49,18 @@ def test_opens_from_a_level_and_zoom_decodes_full_resolution_off_the_gui_thread(
     decode = img.pyramid._decode
     img.pyramid._decode = lambda k: (threads.append(threading.current_thread()), decode(k))[1]
     # zoom to about one image pixel per screen pixel: full resolution wanted
-    p.set_normalized_range((0.4, 0.4, 0.4 + p.vb.width() / COLS, 0.4 + p.vb.height() / ROWS))
-    p._on_manual_range()
+    p.set_manual_range((0.4, 0.4, 0.4 + p.vb.width() / COLS, 0.4 + p.vb.height() / ROWS))
     assert p.decoding_level
-    assert p._lod_key[1] >= 1  # meanwhile the coarser level stays on screen
-    qtbot.waitUntil(lambda: p.level_label.isVisible() or p._lod_key[1] == 0, timeout=10000)
+    assert p.drawn.level >= 1  # meanwhile the coarser level stays on screen
+    qtbot.waitUntil(lambda: p.level_label.isVisible() or p.drawn.level == 0, timeout=10000)
     assert "Decoding full resolution" in p.level_label.text()  # said while it decodes
-    qtbot.waitUntil(lambda: p._lod_key is not None and p._lod_key[1] == 0, timeout=30000)
+    qtbot.waitUntil(lambda: p.drawn is not None and p.drawn.level == 0, timeout=30000)
     assert threads and all(t is not threading.main_thread() for t in threads)
     assert not p.decoding_level and not p.level_label.isVisible()
     # the full-resolution pixels drawn are the file's, in reading position
     full = img.flips.apply(img.pyramid.level(0))
-    sx, sy, sw, sh = (int(round(v)) for v in (p._lod_key[2].x(), p._lod_key[2].y(), p._lod_key[2].width(), p._lod_key[2].height()))
+    on_screen = p.image_item.mapRectToParent(p.image_item.boundingRect())  # where the drawn pixels lie, in image coordinates
+    sx, sy, sw, sh = (int(round(v)) for v in on_screen.getRect())
     np.testing.assert_array_equal(p.image_item.image, full[sy:sy + sh, sx:sx + sw])
     # only what is shown is decoded: the recombined images behind the low-energy ones stay at screen size
     hidden = [q.images[e] for q in panels for e in q.images if e != q.shown_energy]
@@ -84,9 +85,9 @@ def test_warm_up_loads_the_weights_once_and_the_first_analysis_reuses_them(make_
         return made[-1]
 
     w = make_window()
-    w._analyzer_factory = factory
+    w.analyses.analyzer_factory = factory
     w.warm_analysis().join(120)
-    assert len(made) == 1 and w._analyzer is made[0]
+    assert len(made) == 1 and w.analyses.analyzer is made[0]
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(demo_dir)
     with qtbot.waitSignal(w.analysis_finished, timeout=60000) as blocker:
