@@ -1,4 +1,4 @@
-"""Opening a study (a folder, DICOM files, or what a server retrieved into the cache), and the recent list.
+"""Opening a study (a folder, DICOM files, or what a server retrieved into the cache); recent folders and server.
 
 Loading runs as a :class:`nafv_viewer.worker.StudyLoadJob` off the GUI
 thread; a newer open supersedes an older one, whose signals are then ignored.
@@ -62,12 +62,10 @@ class StudyController(QObject):
         job = StudyLoadJob(path, loader=self.loader, first_energy=first_energy, patient=patient, prepare=self.prepare)
         self._job = job
         # Bound methods of this object: queued to the GUI thread, where sender() tells a superseded job.
-        job.preview_ready.connect(self._on_preview)
-        job.study_loaded.connect(self._on_study_loaded)
-        job.image_ready.connect(self._on_image_ready)
-        job.finished.connect(self._on_finished)
-        job.errored.connect(self._on_error)
-        job.several_patients.connect(self._on_several_patients)
+        for signal, slot in ((job.preview_ready, self._on_preview), (job.study_loaded, self._on_study_loaded),
+                             (job.image_ready, self._on_image_ready), (job.finished, self._on_finished),
+                             (job.errored, self._on_error), (job.several_patients, self._on_several_patients)):
+            signal.connect(slot)
         self.threads.start(job, self)
 
     def cancel(self) -> None:
@@ -135,6 +133,14 @@ class StudyController(QObject):
         recent = [p] + [r for r in self.recent_studies() if r != p]
         self.settings.setValue("recent", recent[:MAX_RECENT])
         self.recent_changed.emit(self.recent_studies())
+
+    # -- the PACS last searched ----------------------------------------------------------
+    def server_url(self) -> str:
+        return str(self.settings.value("server_url", "") or "")
+
+    def remember_server(self, url: str) -> None:
+        """Keep the address of the server a study came from (the address only, never credentials)."""
+        self.settings.setValue("server_url", url.strip())
 
     def shutdown(self, timeout_ms: int) -> None:
         self.cancel()

@@ -288,10 +288,10 @@ class MainWindow(QMainWindow):
         """Show the PACS search dialog; the study it retrieves opens from the local cache like any folder."""
         from nafv_viewer.widgets.server_dialog import ServerDialog
 
-        dialog = ServerDialog(url or str(self.settings.value("server_url", "") or ""), self)
+        dialog = ServerDialog(url or self.studies.server_url(), self)
 
         def retrieved(path) -> None:
-            self.settings.setValue("server_url", dialog.url.text().strip())  # the address only, never credentials
+            self.studies.remember_server(dialog.url.text())
             self.open_study(path)
 
         dialog.study_retrieved.connect(retrieved)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from core_model.io.dicom_write import write_mg_dicom
 from core_model.io.naming import parse_cdd_cesm_name
+from tests.model_files import tiny_weights
 
 J2K = "1.2.840.10008.1.2.4.90"
 ROWS, COLS = 2048, 1664
@@ -69,19 +69,12 @@ def test_opens_from_a_level_and_zoom_decodes_full_resolution_off_the_gui_thread(
 
 def test_warm_up_loads_the_weights_once_and_the_first_analysis_reuses_them(make_window, qtbot, demo_dir, tmp_path):
     from core_model.inference.analyzer import Analyzer
-    from core_model.models.checkpoint import save_checkpoint
-    from core_model.models.registry import create_model
 
-    torch.manual_seed(0)
-    paths = []
-    for name in ("nafv_seg_tiny", "nafv_cls_tiny"):
-        paths.append(tmp_path / f"{name}.safetensors")
-        save_checkpoint(create_model(name), paths[-1], {"architecture": {"name": name, "config": {}},
-                                                         "trained_on": "nothing (untrained test weights)"})
+    paths = tiny_weights(tmp_path)
     made = []
 
     def factory():
-        made.append(Analyzer(paths[0], paths[1], device="cpu", num_threads=1))
+        made.append(Analyzer(paths["seg"], paths["cls"], device="cpu", num_threads=1))
         return made[-1]
 
     w = make_window()
