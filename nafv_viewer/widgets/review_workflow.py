@@ -27,7 +27,7 @@ from core_model.domain.errors import NafvError
 from core_model.export.common import export_stem, refuse_overwrite
 from core_model.review.model import Review, ReviewSession, add_ai_findings, review_from_analysis
 from core_model.review.signoff import Finalise, OpenAddendum, is_locked, status_text
-from core_model.review.store import ReviewStore, study_identity
+from core_model.review.store import ReviewStore
 from nafv_viewer.widgets.assessment_panel import AssessmentPanel
 from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
 from nafv_viewer.worker import Job, start_job

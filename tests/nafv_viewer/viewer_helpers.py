@@ -10,7 +10,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from core_model.domain.analysis import Analysis, Lesion, ViewResult
 from core_model.domain.errors import NafvError
