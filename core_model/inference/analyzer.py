@@ -60,6 +60,7 @@ from core_model.imaging.preprocess import Letterbox, normalize_image
 from core_model.inference.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_full_size
 from core_model.models.checkpoint import LoadedModel, load_checkpoint
+from core_model.models.device import pick_device
 from core_model.models.segmentation import lesion_probability
 from core_model.transforms.model_inputs import in_reading_orientation, map_views_back, study_inputs
 from core_model.transforms.position_mask import DEFAULT_DECAY
@@ -152,17 +153,6 @@ def missing_inputs_message(study: Study, channels) -> str:
         return f"the analysis needs the {words} images of a contrast-enhanced study and found none;{kind}."
     need = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in channels)
     return f"the analysis needs the {need} images of one view together, and no view of this study has both; nothing was analysed."
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NafvError("CUDA was requested but no CUDA GPU is available; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise NafvError(f"unknown device {device!r}; use cpu or cuda") from None
 
 
 def default_threads() -> int:

@@ -49,8 +49,9 @@ from tqdm import tqdm
 from core_model.domain.errors import NafvError
 from core_model.losses.classification import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, nafv_loss
 from core_model.models.checkpoint import save_checkpoint, sha256_file
+from core_model.models.device import pick_device
 from core_model.train.common import (DistInfo, MetricsLog, cleanup_distributed, init_distributed, patient_kfold,
-                                     patient_split, pick_device, plot_curves, seed_everything, write_json)
+                                     patient_split, plot_curves, seed_everything, write_json)
 from core_model.transforms.position_mask import DEFAULT_DECAY
 
 VARIANTS = {

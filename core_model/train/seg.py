@@ -35,10 +35,11 @@ from core_model.domain.errors import NafvError
 from core_model.imaging.preprocess import preprocessing_card
 from core_model.losses.segmentation import seg_loss
 from core_model.models.checkpoint import card_path, save_checkpoint
+from core_model.models.device import pick_device
 from core_model.models.registry import create_model
 from core_model.models.segmentation import model_config
 from core_model.train.common import (DistInfo, MetricsLog, all_reduce_mean, all_reduce_min_int, all_reduce_sum,
-                                     cleanup_distributed, init_distributed, patient_split, pick_device, plot_curves,
+                                     cleanup_distributed, init_distributed, patient_split, plot_curves,
                                      seed_everything, write_json)
 from core_model.train.seg_data import AugmentConfig, SegDataset, collate, scan_folders, select_breasts
 
