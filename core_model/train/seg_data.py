@@ -33,6 +33,7 @@ from core_model.imaging.orientation import reading_flips
 from core_model.imaging.preprocess import Letterbox, normalize_image
 from core_model.io.cdd_collection import CddCollection, find_collection
 from core_model.io.naming import parse_cdd_cesm_name
+from core_model.train.loop import epoch_seed
 
 VIEWS = ("CC", "MLO")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -280,7 +281,7 @@ class SegDataset(torch.utils.data.Dataset):
         if self.augment_cfg is None:
             return s
         g = torch.Generator()
-        g.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_007 + i)
+        g.manual_seed(epoch_seed(self.seed, self.epoch) * 10_007 + i)
         return augment(s, g, self.augment_cfg)
 
 
