@@ -191,6 +191,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, n_train: int,
         raise ValueError("resume needs a run folder")
     write = write_weights or (lambda path, role, record: save_weights(model, path))
     log = MetricsLog(run_dir / log_name) if run_dir is not None else None
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     planned, start = epochs, 1
     best, best_loss, best_epoch, bad = -math.inf, math.inf, 0, 0
