@@ -23,7 +23,9 @@ and writes the comparison table (OUT/ablation.md).
 
 Each variant leaves metrics.csv (one row per fold), roc.png, summary.json and
 per fold a learning-curve CSV/PNG; a rerun with the same OUT resumes (done
-folds are skipped, an interrupted fold continues from its last epoch). Under
+folds are skipped, an interrupted fold continues from its last epoch: each fold
+trains on core_model.train.loop, shared with ``nafv-train seg``, and keeps its
+resume files there). Under
 ``torchrun`` each process trains on its share of every batch (DDP, gloo on
 CPU). ``--export FILE.safetensors`` finally trains on all patients (80/20
 train/val for early stopping) and writes the full model with its model card.

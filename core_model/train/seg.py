@@ -12,7 +12,9 @@ architecture, no validation patient among its training patients); its weights
 are scored first, so a fine-tune keeps them unless an epoch does better. RUN_DIR receives: config.json, split.json,
 metrics.csv, curves.png, best.safetensors (+ card), last.safetensors (+ card),
 last_optim.safetensors and state.json (resume), train.log lines on stdout.
-Runs unchanged under ``torchrun --nproc_per_node N`` (DDP; gloo on CPU).
+Runs unchanged under ``torchrun --nproc_per_node N`` (DDP; gloo on CPU). The
+epochs, their seeded order, the DDP shares, resume and the best-model choice
+are those of core_model.train.loop, shared with ``nafv-train cls``.
 
 Validation Dice here is computed at the model input size, per image (view),
 thresholding the sigmoid at 0.5, averaged over images; an image whose mask and
