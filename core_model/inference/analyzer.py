@@ -61,6 +61,7 @@ from core_model.inference.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain
 from core_model.inference.inputs_check import AnalysisError, missing_inputs_message  # noqa: F401 - AnalysisError: re-exported
 from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_full_size
 from core_model.models.checkpoint import LoadedModel, load_checkpoint
+from core_model.models.device import pick_device
 from core_model.models.segmentation import lesion_probability
 from core_model.transforms.model_inputs import in_reading_orientation, map_views_back, study_inputs
 from core_model.transforms.position_mask import DEFAULT_DECAY
@@ -132,17 +133,6 @@ def decide_affected_side(views: dict[str, ViewResult], given: str | None = None)
                        f"affected one because its contour is the more certain (contour AI score {conf[side]:.2f} "
                        f"vs {conf[other]:.2f}), a close call — check, or choose the affected breast explicitly")
     return d
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NafvError("CUDA was requested but no CUDA GPU is available; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise NafvError(f"unknown device {device!r}; use cpu or cuda") from None
 
 
 def default_threads() -> int:
