@@ -29,6 +29,7 @@ from nafv_viewer.hanging import Flips
 from nafv_viewer.shortcuts import MENUS, SHORTCUTS, help_rows
 from nafv_viewer.state import PRESETS, ViewerState
 from nafv_viewer.widgets.dialogs import ShortcutsDialog, show_error
+from nafv_viewer.widgets.caliper import Caliper
 from nafv_viewer.widgets.review_editor import ReviewEditor
 from nafv_viewer.widgets.review_workflow import ReviewWorkflow
 from nafv_viewer.widgets.side_panel import SidePanel
@@ -110,8 +111,14 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(2, 0)
         split.setSizes([930, 310, 360])
         self.editor = ReviewEditor(self)
+        self.caliper = Caliper(self)
         for p in self.grid.all_panels():
             self.editor.attach(p)
+            self.caliper.attach(p)
+        self.caliper.measured.connect(lambda key, text: self.statusBar().showMessage(
+            f"{key.replace('_', '-')}: {text}", 10000))
+        self.caliper.enabled_changed.connect(lambda on: self.statusBar().showMessage(
+            "Caliper on: drag on a view to measure; Shift+M or Esc to stop" if on else "Caliper off", 5000))
         self.review_flow = ReviewWorkflow(self)
         self.placement = UnassignedPlacement(self, self.unassigned_strip)
         self.setCentralWidget(split)
@@ -213,9 +220,14 @@ class MainWindow(QMainWindow):
         return self.shortcuts_dialog
 
     def escape(self) -> None:
-        """Esc: cancel the contour being drawn, else the running analysis."""
-        if not self.editor.cancel_draw():
-            self.cancel_analysis()
+        """Esc: cancel the contour being drawn, else put the caliper away (and its lines), else the running analysis."""
+        if self.editor.cancel_draw():
+            return
+        if self.caliper.enabled or self.caliper.lines:
+            self.caliper.set_enabled(False)
+            self.caliper.clear()
+            return
+        self.cancel_analysis()
 
     def toggle_compare(self, mode: str) -> None:
         self.state.compare = "off" if self.state.compare == mode else mode

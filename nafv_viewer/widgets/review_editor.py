@@ -31,6 +31,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from core_model.review.model import (ACCEPTED, EDITED, PROPOSED, REJECTED, AddFinding, InsertVertex, Link, MoveVertex,
                                RemoveVertex)
+from nafv_viewer.widgets.triangulation_overlay import band_items, other_view
 
 # Colour and line style per state; the style differs too so the states read in grey.
 STATE_PENS = {
@@ -213,12 +214,23 @@ class ReviewEditor(QObject):
                                              pen=pg.mkPen((255, 255, 255, HANDLE_ALPHA), width=1), brush=None, pxMode=True)
                 handles.setZValue(7)
                 items.append(handles)
+        items += self._band_items(panel, selected)
         if self.mode == "draw" and self.draft and self.draft_key == panel.key:
             pts = img.flips.to_display(np.asarray(self.draft, dtype=float), img.shape)
             items.append(pg.PlotDataItem(pts[:, 0], pts[:, 1], pen=pg.mkPen(**DRAFT_PEN), symbol="o", symbolSize=7,
                                          symbolBrush=DRAFT_PEN["color"]))
             items[-1].setZValue(8)
         return items
+
+    def _band_items(self, panel, selected: str | None) -> list:
+        """The triangulation band on ``panel`` when the selected finding is on the other view of its breast."""
+        f = self.controller.review.findings.get(selected) if selected else None
+        if f is None or other_view(f.key) != panel.key or len(f.polygon) < 3:
+            return []
+        src = next((p for p in self.panels if p.key == f.key and p.current is not None and p.view_result is not None), None)
+        if src is None or not getattr(src.view_result, "landmarks", None):
+            return []
+        return band_items(panel, f.polygon, src.view_result.landmarks, src.current.spacing_mm)
 
     # -- hit tests (scene coordinates of the panel) ---------------------------------------
     def _display_polys(self, panel) -> list[tuple[str, np.ndarray]]:

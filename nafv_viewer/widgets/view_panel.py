@@ -132,7 +132,9 @@ class ViewPanel(QWidget):
             self.vb.addItem(item, ignoreBounds=item is not self.image_item)
         self.contour_items: list = []
         self.editor = None  # ReviewEditor: findings of the review drawn and edited here
-        self.vb.drag_hook = lambda ev: self.editor is not None and self.editor.drag(self, ev)
+        self.caliper = None  # Caliper: a measurement drawn here when the reader drags with it on
+        self.vb.drag_hook = lambda ev: ((self.caliper is not None and self.caliper.drag(self, ev))
+                                        or (self.editor is not None and self.editor.drag(self, ev)))
 
         self.title = QLabel(self.graphics)
         self.set_active(False)
@@ -490,6 +492,10 @@ class ViewPanel(QWidget):
         if img is not None and self.state.show_contours and self.editor is not None and self.editor.active:
             # The review's findings (by state, editable) replace the raw AI contours.
             for it in self.editor.items_for(self):
+                self.vb.addItem(it, ignoreBounds=True)
+                self.contour_items.append(it)
+        if img is not None and self.caliper is not None:
+            for it in self.caliper.items_for(self):
                 self.vb.addItem(it, ignoreBounds=True)
                 self.contour_items.append(it)
         if img is None or vr is None:
