@@ -1,4 +1,4 @@
-"""PACS work off the GUI thread: searching a DICOMweb server and retrieving a study into the cache.
+"""PACS work off the GUI thread: searching a DICOMweb server, retrieving a study into the cache, sending results back.
 
 Both are :class:`nafv_viewer.worker.Job` s (started / progress / finished /
 errored / cancelled signals, cancel through the job's token); the network
@@ -57,6 +57,21 @@ class RetrieveJob(_ServerJob):
     def work(self):
         return self.server.retrieve_study(self.study_uid, progress=lambda s, f: self.progress.emit(str(s), float(f)),
                                           cancel=self.token)
+
+
+class StoreJob(_ServerJob):
+    """``finished(int)``: how many of the DICOM files (the reader's SEG and SR) the PACS accepted."""
+
+    def __init__(self, server: DicomWebServer, paths: list):
+        super().__init__(server)
+        self.paths = list(paths)
+
+    def describe(self) -> str:
+        return f"sending {len(self.paths)} object(s) to {self.server.url}"
+
+    def work(self):
+        self.progress.emit(self.describe(), 0.0)
+        return self.server.store(self.paths)
 
 
 def start_server_job(job: _ServerJob) -> None:

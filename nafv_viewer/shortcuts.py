@@ -99,6 +99,8 @@ SHORTCUTS: list[Shortcut] = [
     Shortcut("file", "Ctrl+Shift+S", "Export DICOM SEG of accepted/edited contours…", _review(lambda f: f.export("seg"))),
     Shortcut("file", "Ctrl+J", "Export the review as JSON…", _review(lambda f: f.export("json"))),
     Shortcut("file", "Ctrl+Shift+E", "Export all (PDF, DICOM SEG, JSON)…", _review(lambda f: f.export("all"))),
+    Shortcut("file", "Ctrl+Shift+U", "Send to the PACS: the exported DICOM SEG and SR, to the server the study came from",
+             _review(lambda f: f.send_to_server())),
     Shortcut("help", "F1", "Keyboard shortcuts", lambda w: w.show_shortcuts()),
     Shortcut("file", "Ctrl+Q", "Quit", lambda w: w.close()),
 ]

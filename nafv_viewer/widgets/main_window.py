@@ -170,6 +170,13 @@ class MainWindow(QMainWindow):
     def study_path(self) -> Path | None:
         return self.studies.path
 
+    def origin_server(self):
+        """The PACS the open study was retrieved from (a DicomWebServer), None for a local folder."""
+        origin = getattr(self, "study_server", None)
+        if origin is None or self.study_path is None or Path(self.study_path) != origin[0]:
+            return None
+        return origin[1]
+
     @property
     def load_timings(self) -> dict[str, float]:
         return self.studies.load_timings
@@ -304,6 +311,8 @@ class MainWindow(QMainWindow):
 
         def retrieved(path) -> None:
             self.studies.remember_server(dialog.url.text())
+            # in memory only (with any typed sign-in), for sending the reader's results back
+            self.study_server = (Path(path), dialog.server())
             self.open_study(path)
 
         dialog.study_retrieved.connect(retrieved)

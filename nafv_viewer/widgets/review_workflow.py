@@ -44,6 +44,7 @@ class ExportJob(Job):
         self.kind, self.review, self.study, self.analysis = kind, review, study, analysis
         self.out_dir, self.deidentify, self.heatmaps = Path(out_dir), deidentify, heatmaps
         self.overwrite = overwrite
+        self.dicom_written: list[Path] = []  # the SEG and SR files, which can go back to the PACS
 
     @Slot()
     def run(self) -> None:
@@ -74,6 +75,7 @@ class ExportJob(Job):
             lines.append(f"wrote {export_review_json(self.review, targets['json'], deidentify=self.deidentify, overwrite=self.overwrite)}")
         if self.kind in ("seg", "all"):
             seg = export_dicom_seg(self.review, self.study, targets["seg"])
+            self.dicom_written += [Path(p) for p in seg.written.values()]
             lines += [f"wrote {p}" for p in seg.written.values()]
             lines += [f"DICOM SEG: {m}" for m in seg.skipped]
             if not seg.written and not seg.skipped:
@@ -90,6 +92,8 @@ class ExportJob(Job):
             return ["DICOM SR: not written: it must carry the patient's identity to attach to the images, "
                     "and this export is de-identified"]
         sr = export_dicom_sr(with_study_spacing(self.review, self.study), self.study, path)
+        if sr.written:
+            self.dicom_written.append(Path(sr.written))
         return ([f"wrote {sr.written}"] if sr.written else []) + [f"DICOM SR: {m}" for m in sr.skipped]
 
 
@@ -112,6 +116,8 @@ class ReviewWorkflow(QObject):
     review_opened = Signal(object)  # Review
     export_finished = Signal(list)  # message lines: what was written where, what was not and why
     export_failed = Signal(str)
+    sent = Signal(int)  # objects the PACS accepted
+    send_failed = Signal(str)
 
     def __init__(self, window):
         super().__init__(window)
@@ -126,6 +132,8 @@ class ReviewWorkflow(QObject):
         self.study = None
         self.last_export_dir: Path | None = None
         self.export_messages: list[str] = []
+        self.sendable: list[Path] = []  # the last export's DICOM SEG and SR files
+        self._send_job = None
         self._export_job: ExportJob | None = None
         self._export_threads: list[QThread] = []
         self.deidentify_action = QAction("De-identify exports (PDF and JSON)", self)
@@ -383,7 +391,11 @@ class ReviewWorkflow(QObject):
 
     @Slot(object)
     def _on_export_done(self, lines: list) -> None:
-        self._export_job = None
+        job, self._export_job = self._export_job, None
+        self.sendable = list(job.dicom_written) if job is not None else []
+        server = self.window.origin_server()
+        if self.sendable and server is not None:
+            lines = list(lines) + [f"Send the DICOM SEG and SR to {server.url} with File > Send to the PACS (Ctrl+Shift+U)"]
         self.export_messages = list(lines)
         self.window.statusBar().showMessage(f"Exported into {self.last_export_dir}", 15000)
         box = QMessageBox(QMessageBox.Icon.Information, "Export finished",
@@ -392,6 +404,39 @@ class ReviewWorkflow(QObject):
         box.open()  # non-blocking
         self.export_box = box
         self.export_finished.emit(list(lines))
+
+    def send_to_server(self):
+        """Send the last export's DICOM SEG and SR to the PACS the study came from (STOW-RS), off the GUI
+        thread; ``sent(int)`` or ``send_failed(message)``. None when there is nothing to send or nowhere."""
+        from nafv_viewer.server_jobs import StoreJob, start_server_job
+
+        server = self.window.origin_server()
+        if server is None:
+            self.window.show_error("Nothing to send to", "This study was opened from a folder, not retrieved from a "
+                                   "PACS: there is no server to send the results back to.")
+            return None
+        if not self.sendable:
+            self.window.show_error("Nothing to send", "Export the DICOM SEG first (File > Export DICOM SEG…, "
+                                   "Ctrl+Shift+S): its files, and the structured report beside it, are what is sent.")
+            return None
+        job = StoreJob(server, self.sendable)
+        job.finished.connect(self._on_sent)
+        job.errored.connect(self._on_send_failed)
+        job.auth_needed.connect(self._on_send_failed)
+        self.window.statusBar().showMessage(f"Sending {len(self.sendable)} object(s) to {server.url} …")
+        self._send_job = job  # kept: its signals must outlive this call
+        start_server_job(job)
+        return job
+
+    @Slot(object)
+    def _on_sent(self, n: int) -> None:
+        self.window.statusBar().showMessage(f"Sent {n} object(s) to {self.window.origin_server().url}", 15000)
+        self.sent.emit(int(n))
+
+    @Slot(str)
+    def _on_send_failed(self, message: str) -> None:
+        self.window.show_error("Sending to the PACS failed", message)
+        self.send_failed.emit(message)
 
     @Slot(str)
     def _on_export_error(self, message: str) -> None:

@@ -106,3 +106,48 @@ def test_cancel_during_a_stalled_transfer_frees_the_dialog_and_keeps_nothing(win
     assert window.study is None
     cache = DicomWebServer(url).cache_dir
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_the_readers_seg_and_sr_go_back_to_the_pacs_the_study_came_from(window, qtbot, orthanc, pacs_study, tmp_path,
+                                                                         monkeypatch):
+    from core_model.review.model import AddFinding
+
+    w = window
+    monkeypatch.setenv("NAFV_DICOMWEB_USER", USER)
+    monkeypatch.setenv("NAFV_DICOMWEB_PASSWORD", PASSWORD)
+    dialog = w.open_from_server(orthanc.url)
+    dialog.patient_id.setText(pacs_study.patient_id)
+    with qtbot.waitSignal(dialog.searched, timeout=30000):
+        qtbot.mouseClick(dialog.search_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(w.review_flow.review_opened, timeout=60000):
+        qtbot.mouseClick(dialog.open_button, Qt.MouseButton.LeftButton)
+    assert w.origin_server() is not None and w.origin_server().url == orthanc.url
+    flow = w.review_flow
+    assert flow.controller.push(AddFinding("L_CC", [(100, 100), (160, 100), (160, 170), (100, 170)]))
+    with qtbot.waitSignal(flow.export_finished, timeout=60000) as done:
+        flow.export("seg", tmp_path / "out", overwrite=False)
+    assert [p.suffix for p in flow.sendable] == [".dcm", ".dcm"]
+    assert done.args[0][-1] == f"Send the DICOM SEG and SR to {orthanc.url} with File > Send to the PACS (Ctrl+Shift+U)"
+    file_menu = w.menuBar().actions()[0].menu()
+    [send] = [a for a in file_menu.actions() if a.text().startswith("Send to the PACS")]
+    assert send.shortcut().toString() == "Ctrl+Shift+U"
+    with qtbot.waitSignal(flow.sent, timeout=60000) as sent:
+        send.trigger()
+    assert sent.args == [2]
+    assert "Sent 2 object(s) to" in w.statusBar().currentMessage()
+    # the PACS now holds the SEG and the SR in the patient's study, beside the 8 images
+    import pydicom
+
+    uids = {str(pydicom.dcmread(p).SOPInstanceUID) for p in flow.sendable}
+    series = orthanc.server().client().search_for_instances(study_instance_uid=pacs_study.uid)
+    stored = {i["00080018"]["Value"][0]: i["00080060"]["Value"][0] for i in series}
+    assert uids <= set(stored) and {stored[u] for u in uids} == {"SEG", "SR"}
+
+
+def test_a_study_from_a_folder_has_no_pacs_to_send_to(window, qtbot, demo_dir):
+    w = window
+    with qtbot.waitSignal(w.review_flow.review_opened, timeout=30000):
+        w.open_study(demo_dir)
+    assert w.origin_server() is None
+    assert w.review_flow.send_to_server() is None
+    assert "no server to send the results back to" in w.last_error
