@@ -44,6 +44,7 @@ from core_model.domain.study import ENERGY_NAMES, SIDE_NAMES, VIEW_KEYS
 from core_model.export.common import (SOFTWARE, model_lines, notice, now_utc, refuse_overwrite, shown_ids, size_dict,
                                       study_facts)
 from core_model.imaging.orientation import flip_points, reading_flips
+from core_model.io.atomic import atomic_path
 from core_model.review import birads
 from core_model.review.model import ACCEPTED, CONFIRMED, EDITED, PROPOSED, REJECTED, Finding, Review
 from core_model.review.signoff import addendum_lines, status_text
@@ -631,15 +632,13 @@ def export_pdf(
         canvas.drawRightString(A4[0] - 15 * mm, 9 * mm, page)
         canvas.restoreState()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm, bottomMargin=14 * mm,
-                            title=f"CEM report {pid}", author=review.reader or SOFTWARE, creator=SOFTWARE)
     try:
-        doc.build(story, onFirstPage=page_marks, onLaterPages=page_marks)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm,
+                                    bottomMargin=14 * mm, title=f"CEM report {pid}", author=review.reader or SOFTWARE,
+                                    creator=SOFTWARE)
+            doc.build(story, onFirstPage=page_marks, onLaterPages=page_marks)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise PdfExportError(f"the PDF report could not be written ({exc.strerror or exc})", path) from None
     return path
 

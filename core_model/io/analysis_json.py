@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from core_model.domain.notice import NOT_FOR_CLINICAL_USE
 from core_model.domain.study import VIEW_KEYS, Study
 from core_model.imaging.colormap import jet
 from core_model.imaging.preprocess import normalize_image
+from core_model.io.atomic import atomic_path, write_text
 from core_model.io.jsonsafe import dumps
 
 FORMAT = "nafv-analysis"
@@ -47,10 +47,10 @@ def _r(v: float | None, nd: int = 4) -> float | None:
 
 
 def _png(arr: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    # fast zlib level: these are working files, and full-size mammograms are ~13 MP each
-    Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    # fast zlib level, no fsync: these are working files (the folder is swapped in whole, see
+    # core_model.io.result_dir), and full-size mammograms are ~13 MP each
+    with atomic_path(path, durable=False) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
 
 
 def _to_u8(a: np.ndarray) -> np.ndarray:
@@ -216,9 +216,7 @@ def write_analysis(analysis: Analysis, out_dir: str | Path, study: Study | None 
             files[key] = f
         doc = analysis_to_dict(analysis, files, study)
         path = out_dir / "analysis.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(dumps(doc, indent=1) + "\n", encoding="utf-8")  # model cards may carry NaN metrics
-        os.replace(tmp, path)
+        write_text(path, dumps(doc, indent=1) + "\n")  # model cards may carry NaN metrics
     except OSError as exc:
         raise NafvError(f"cannot write the results ({exc.strerror})", out_dir) from None
     return path
