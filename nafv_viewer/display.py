@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core_model.domain.study import StudyImage
+from core_model.imaging.tissue import tissue_bbox
 from core_model.io.pyramid import ImagePyramid, LevelledStudyImage
-from nafv_viewer.hanging import Flips, flips_for_image, tissue_bbox
+from nafv_viewer.hanging import Flips, flips_for_image
 
 # Coarsest level: about this many pixels on its long side.
 _COARSEST = 256
