@@ -177,7 +177,7 @@ def _vr(key: str, *scores: float):
     ((), (), None, False),  # nothing outlined anywhere: no lesion found
 ])
 def test_affected_breast_is_decided_by_contour_certainty_not_area(left, right, side, close):
-    from core_model.inference.analyzer import NO_LESION_FOUND, decide_affected_side
+    from core_model.inference.affected_side import NO_LESION_FOUND, decide_affected_side
 
     views = {"L_CC": _vr("L_CC", *left), "L_MLO": _vr("L_MLO"), "R_CC": _vr("R_CC", *right), "R_MLO": _vr("R_MLO")}
     d = decide_affected_side(views)
@@ -188,7 +188,7 @@ def test_affected_breast_is_decided_by_contour_certainty_not_area(left, right, s
 
 
 def test_the_readers_breast_is_kept_and_a_surer_other_breast_said():
-    from core_model.inference.analyzer import decide_affected_side
+    from core_model.inference.affected_side import decide_affected_side
 
     views = {"L_CC": _vr("L_CC", 0.7), "R_CC": _vr("R_CC", 0.95)}
     d = decide_affected_side(views, given="L")
@@ -214,7 +214,7 @@ def test_a_smaller_but_more_certain_lesion_decides_the_breast_end_to_end(weights
 
 
 def test_no_lesion_anywhere_means_no_breast_and_no_score(weights):
-    from core_model.inference.analyzer import NO_LESION_FOUND
+    from core_model.inference.affected_side import NO_LESION_FOUND
 
     flat = np.full((120, 100), 30, np.uint8)
     st = _study({(k, "rc"): flat for k in VIEW_KEYS})
