@@ -35,6 +35,7 @@ from core_model.imaging.colormap import jet
 from core_model.imaging.preprocess import normalize_image
 from core_model.io.atomic import atomic_path, write_text
 from core_model.io.jsonsafe import dumps
+from core_model.io.masks import read_grey, read_mask_png
 
 FORMAT = "nafv-analysis"
 VERSION = 1
@@ -222,13 +223,6 @@ def write_analysis(analysis: Analysis, out_dir: str | Path, study: Study | None 
     return path
 
 
-def _read_png(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    a = np.asarray(Image.open(path).convert("L"))
-    if a.shape != shape:
-        raise NafvError(f"image is {a.shape[1]}x{a.shape[0]}, the analysis says {shape[1]}x{shape[0]}", path)
-    return a
-
-
 def read_analysis(path: str | Path) -> Analysis:
     """Read ``analysis.json`` (or its folder) and the PNGs it names back into an :class:`Analysis`."""
     path = Path(path)
@@ -249,9 +243,9 @@ def read_analysis(path: str | Path) -> Analysis:
             continue
         w, h = v["image_size"]
         shape = (int(h), int(w))
-        mask = (_read_png(base / v["mask_png"], shape) > 127).astype(np.uint8)
-        prob = _read_png(base / v["probability_png"], shape).astype(np.float32) / 255.0 if v.get("probability_png") else None
-        heat = _read_png(base / v["heatmap_png"], shape).astype(np.float32) / 255.0 if v.get("heatmap_png") else None
+        mask = read_mask_png(base / v["mask_png"], shape).astype(np.uint8)
+        prob = read_grey(base / v["probability_png"], shape).astype(np.float32) / 255.0 if v.get("probability_png") else None
+        heat = read_grey(base / v["heatmap_png"], shape).astype(np.float32) / 255.0 if v.get("heatmap_png") else None
         lesions = [
             Lesion(polygon=np.asarray(les["polygon"], dtype=np.float32).reshape(-1, 2), score=float(les["score"]),
                    area_px=float(les.get("area_px", 0.0)), bbox=tuple(float(x) for x in les.get("bbox", (0, 0, 0, 0))),

@@ -130,31 +130,26 @@ class BreastAssessment:
         return cls(birads=d.get("birads"), density=d.get("density"), text=str(d.get("text", "")), bpe=d.get("bpe"))
 
 
+# assessment field -> (how a typed value is written, the allowed values, what the reader is told)
+_CHOICES: dict[str, tuple[Any, Any, str]] = {
+    "birads": (str.upper, BIRADS, f"BI-RADS category must be one of {', '.join(BIRADS)}"),
+    "density": (str.lower, DENSITIES, "ACR breast density must be one of a, b, c, d"),
+    "bpe": (str.lower, BPE, f"background parenchymal enhancement must be one of {', '.join(BPE)}"),
+}
+
+
 def validate_assessment(field_name: str, value: Any) -> Any:
-    if field_name == "birads":
-        if value is None:
-            return None
-        v = str(value).strip().upper()
-        if v not in BIRADS:
-            raise ReviewError(f"BI-RADS category must be one of {', '.join(BIRADS)}, not {value!r}")
-        return v
-    if field_name == "density":
-        if value is None:
-            return None
-        v = str(value).strip().lower()
-        if v not in DENSITIES:
-            raise ReviewError(f"ACR breast density must be one of a, b, c, d, not {value!r}")
-        return v
     if field_name == "text":
         return "" if value is None else str(value)
-    if field_name == "bpe":
-        if value is None:
-            return None
-        v = str(value).strip().lower()
-        if v not in BPE:
-            raise ReviewError(f"background parenchymal enhancement must be one of {', '.join(BPE)}, not {value!r}")
-        return v
-    raise ReviewError(f"unknown assessment field {field_name!r}")
+    if field_name not in _CHOICES:
+        raise ReviewError(f"unknown assessment field {field_name!r}")
+    if value is None:
+        return None
+    case, allowed, rule = _CHOICES[field_name]
+    v = case(str(value).strip())
+    if v not in allowed:
+        raise ReviewError(f"{rule}, not {value!r}")
+    return v
 
 
 @dataclass
@@ -448,16 +443,6 @@ def _check_index(poly: list[Point], index: int, insert: bool = False) -> None:
     hi = len(poly) if insert else len(poly) - 1
     if not 0 <= index <= hi:
         raise ReviewError(f"contour has {len(poly)} points: no vertex {index}")
-
-
-@dataclass
-class SetPolygon(_PolygonEdit):
-    fid: str
-    polygon: list[Point]
-    text: str = "edit contour"
-
-    def new_polygon(self, old: list[Point]) -> list[Point]:
-        return list(self.polygon)
 
 
 @dataclass
