@@ -1,6 +1,6 @@
 """Mammography hanging: which flips put an image in reading position (pure numpy, no Qt).
 
-Reading position (see docs/cem-primer): right breast on the viewer's left, left
+Reading position (docs/cem-primer.md, "Hanging"): right breast on the viewer's left, left
 breast on the right, each pair hung back to back as mirror images, so an R
 image has its chest wall on the right-hand edge of its panel and an L image on
 the left-hand edge (nipples point outward); MLO with the axilla at the top, CC

@@ -70,7 +70,7 @@ def chest_wall_side_pair(le: np.ndarray | None, rc: np.ndarray | None) -> str:
     return "left" if score >= 0 else "right"
 
 
-# Reading position (docs/cem-primer.md): right breast on the reader's left,
+# Reading position (docs/cem-primer.md, "Hanging"): right breast on the reader's left,
 # left breast on the right, back to back, so an R image has its chest wall on
 # the right-hand edge and an L image on the left-hand edge; MLO with the axilla
 # at the top, CC with the lateral side at the top. As DICOM PatientOrientation
