@@ -446,30 +446,37 @@ def _check_index(poly: list[Point], index: int, insert: bool = False) -> None:
 
 
 @dataclass
-class MoveVertex(_PolygonEdit):
+class _VertexAt(_PolygonEdit):
+    """A contour edit that puts point ``xy`` at vertex ``index``."""
+
     fid: str
     index: int
     xy: Point
+
+    @property
+    def point(self) -> Point:
+        return float(self.xy[0]), float(self.xy[1])
+
+
+@dataclass
+class MoveVertex(_VertexAt):
     text: str = "move vertex"
 
     def new_polygon(self, old: list[Point]) -> list[Point]:
         _check_index(old, self.index)
-        old[self.index] = (float(self.xy[0]), float(self.xy[1]))
+        old[self.index] = self.point
         return old
 
 
 @dataclass
-class InsertVertex(_PolygonEdit):
+class InsertVertex(_VertexAt):
     """Insert ``xy`` before vertex ``index`` (``index == len`` appends)."""
 
-    fid: str
-    index: int
-    xy: Point
     text: str = "add vertex"
 
     def new_polygon(self, old: list[Point]) -> list[Point]:
         _check_index(old, self.index, insert=True)
-        old.insert(self.index, (float(self.xy[0]), float(self.xy[1])))
+        old.insert(self.index, self.point)
         return old
 
 
