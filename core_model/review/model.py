@@ -516,6 +516,11 @@ class AddFinding(Command):
         review.findings.pop(self.fid)  # type: ignore[arg-type]
 
 
+def _partner(review: Review, f: Finding) -> Finding | None:
+    """The other view's contour of the same lesion, when ``f`` is linked and that contour still exists."""
+    return review.findings.get(f.link) if f.link else None
+
+
 @dataclass
 class DeleteFinding(Command):
     fid: str
@@ -525,8 +530,9 @@ class DeleteFinding(Command):
         f = review.finding(self.fid)
         order = list(review.findings)
         self._pos, self._saved = order.index(self.fid), copy.deepcopy(f)
-        if f.link and f.link in review.findings:
-            review.findings[f.link].link = None
+        partner = _partner(review, f)
+        if partner is not None:
+            partner.link = None
         del review.findings[self.fid]
 
     def undo(self, review: Review) -> None:
@@ -534,8 +540,9 @@ class DeleteFinding(Command):
         items.insert(self._pos, (self.fid, copy.deepcopy(self._saved)))
         review.findings.clear()
         review.findings.update(items)
-        if self._saved.link and self._saved.link in review.findings:
-            review.findings[self._saved.link].link = self.fid
+        partner = _partner(review, self._saved)
+        if partner is not None:
+            partner.link = self.fid
 
 
 def _set_links(review: Review, links: dict[str, str | None]) -> None:
@@ -577,9 +584,10 @@ class Unlink(Command):
     def apply(self, review: Review) -> None:
         f = review.finding(self.fid)
         self._old = {self.fid: f.link}
-        if f.link and f.link in review.findings:
-            self._old[f.link] = review.findings[f.link].link
-            review.findings[f.link].link = None
+        partner = _partner(review, f)
+        if partner is not None:
+            self._old[partner.id] = partner.link
+            partner.link = None
         f.link = None
 
     def undo(self, review: Review) -> None:
