@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core_model.domain.study import StudyImage
-from core_model.io.pyramid import ImagePyramid, LevelledStudyImage
-from nafv_viewer.hanging import Flips, flips_for_image, tissue_bbox
+from core_model.imaging.tissue import tissue_bbox
+from core_model.io.pyramid import ImagePyramid, LevelledStudyImage, half
+from nafv_viewer.hanging import Flips, flips_for_image
 
 # Coarsest level: about this many pixels on its long side.
 _COARSEST = 256
@@ -34,22 +35,6 @@ WHOLE_LEVEL_MAX_PIXELS = 1_500_000
 # A JPEG 2000 image is first decoded at the level with about this long side: what a 4-up panel
 # draws (0.02 s for a 3328x4096 frame, 1024 px would take 0.1 s); finer levels follow the zoom.
 SCREEN_LONG_SIDE = 512
-
-
-def _half(a: np.ndarray) -> np.ndarray:
-    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
-    if h == 0 or w == 0:
-        return a
-    b = a[:h, :w]
-    # Sum in float32 on a contiguous copy: block mean keeps the grey levels honest.
-    s = b[0::2, 0::2].astype(np.float32)
-    s += b[1::2, 0::2]
-    s += b[0::2, 1::2]
-    s += b[1::2, 1::2]
-    s *= 0.25
-    if np.issubdtype(a.dtype, np.integer):
-        return np.rint(s).astype(a.dtype)
-    return s.astype(a.dtype)
 
 
 @dataclass
@@ -161,7 +146,7 @@ def build_display_image(image: StudyImage, key: str | None = None, flips: Flips 
         levels: list[np.ndarray | None] = [base]
         # First halving from the (possibly flipped) view; later ones from compact arrays.
         while max(levels[-1].shape) > _COARSEST * 1.5:
-            levels.append(_half(levels[-1]))
+            levels.append(half(levels[-1]))
     else:
         n = 1
         while max(pyramid.shape(n - 1)) > _COARSEST * 1.5:
@@ -170,7 +155,7 @@ def build_display_image(image: StudyImage, key: str | None = None, flips: Flips 
         first = min(pyramid.level_for(screen_long_side), n - 1)
         levels[first] = flips.apply(pyramid.level(first))
         for k in range(first + 1, n):  # coarser ones halved here: cheaper than decoding each again
-            levels[k] = _half(levels[k - 1])
+            levels[k] = half(levels[k - 1])
     coarse = levels[-1]
     f = source_shape[1] / coarse.shape[1], source_shape[0] / coarse.shape[0]
     x0, y0, x1, y1 = tissue_bbox(coarse)

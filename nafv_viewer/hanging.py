@@ -1,6 +1,6 @@
 """Mammography hanging: which flips put an image in reading position (pure numpy, no Qt).
 
-Reading position (see docs/cem-primer): right breast on the viewer's left, left
+Reading position (docs/cem-primer.md, "Hanging"): right breast on the viewer's left, left
 breast on the right, each pair hung back to back as mirror images, so an R
 image has its chest wall on the right-hand edge of its panel and an L image on
 the left-hand edge (nipples point outward); MLO with the axilla at the top, CC
@@ -25,7 +25,7 @@ import numpy as np
 
 from core_model.imaging.orientation import chest_wall_side, chest_wall_side_pair, flips_from_orientation
 
-__all__ = ["Flips", "NO_FLIPS", "chest_wall_side", "flips_for_image", "hanging_flips", "mirrored", "tissue_bbox", "view_flips"]
+__all__ = ["Flips", "NO_FLIPS", "chest_wall_side", "flips_for_image", "hanging_flips", "mirrored", "view_flips"]
 
 
 @dataclass(frozen=True)
@@ -70,42 +70,6 @@ class Flips:
 
 
 NO_FLIPS = Flips(False, False, "none")
-
-
-def _tissue(pixels: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """Coarse tissue mask (subsampled to about 512 px) and the subsampling step; None if blank."""
-    img = np.asarray(pixels)
-    # Subsample big images: the cue is coarse and this must stay fast.
-    step = max(1, int(np.ceil(max(img.shape) / 512)))
-    small = img[::step, ::step].astype(np.float32)
-    lo, hi = np.percentile(small, [1, 99])
-    if hi <= lo:
-        return None
-    return small > lo + 0.1 * (hi - lo), step
-
-
-def tissue_bbox(pixels: np.ndarray) -> tuple[float, float, float, float]:
-    """(x0, y0, x1, y1) of the breast in pixel units: where the fit aligns the chest wall.
-
-    Resized or padded images (the CDD-CESM subset) have black margins, so the
-    chest wall is not always the image edge.
-    """
-    h, w = np.asarray(pixels).shape
-    t = _tissue(pixels)
-    if t is None:
-        return 0.0, 0.0, float(w), float(h)
-    tissue, step = t
-    # Columns/rows where a few per cent is tissue: ignores isolated markers and noise.
-    cols = np.nonzero(tissue.mean(axis=0) > 0.05)[0]
-    rows = np.nonzero(tissue.mean(axis=1) > 0.02)[0]
-    if len(cols) == 0 or len(rows) == 0:
-        return 0.0, 0.0, float(w), float(h)
-    return (
-        float(cols[0] * step),
-        float(rows[0] * step),
-        float(min(w, (cols[-1] + 1) * step)),
-        float(min(h, (rows[-1] + 1) * step)),
-    )
 
 
 def hanging_flips(side: str, view: str, pixels: np.ndarray, orientation: tuple[str, str] | None = None,

@@ -19,21 +19,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from core_model.domain.analysis import Analysis, ViewResult
 from core_model.domain.errors import NafvError
 from core_model.imaging.geometry import polygon_area
-from core_model.review.model import (
-    AddFinding,
-    Link,
-    MoveVertex,
-    ReviewSession,
-    SetAssessment,
-    SetDescriptor,
-    SetReader,
-    accept,
-)
+from core_model.io.masks import read_mask_png
+from core_model.review.model import Link, MoveVertex, ReviewSession, SetAssessment, SetDescriptor, SetReader, accept
 from core_model.review.signoff import Finalise
 from core_model.review.store import ReviewStore
 
@@ -59,7 +50,7 @@ def stand_in_analysis(study, mask_dir: Path = DEMO_MASKS) -> Analysis:
         mpath = mask_dir / Path(img.source).name
         if not mpath.is_file():
             continue
-        mask = (np.array(Image.open(mpath).convert("L")) > 127).astype(np.float32)
+        mask = read_mask_png(mpath).astype(np.float32)
         if mask.shape != img.shape or not mask.any():
             continue
         _, lesions = lesions_from_probability(mask)
@@ -81,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace this study's exports already in OUT_DIR")
     args = ap.parse_args(argv)
     try:
+        from core_model.export.bundle import ReportBundle
         from core_model.export.common import export_stem, refuse_overwrite
         from core_model.export.dicom_seg import export_dicom_seg
         from core_model.export.pdf import export_pdf, heatmaps_from
@@ -131,12 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         refuse_overwrite([pdf, js], args.overwrite)  # before writing either: all or nothing
         pdf = export_pdf(review, study, pdf, deidentify=args.deidentify, heatmaps=heat, overwrite=args.overwrite)
         js = export_review_json(review, js, deidentify=args.deidentify, overwrite=args.overwrite)
-        seg = export_dicom_seg(review, study, args.out)
-        print(f"wrote {pdf}\nwrote {js}")
-        for p in seg.written.values():
-            print(f"wrote {p}")
-        for msg in seg.skipped:
-            print(f"DICOM SEG: {msg}")
+        bundle = ReportBundle(pdf, js, seg=export_dicom_seg(review, study, args.out))
+        print("\n".join(bundle.messages()))
         return 0
     except NafvError as err:
         print(f"error: {err}", file=sys.stderr)

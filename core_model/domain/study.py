@@ -79,14 +79,18 @@ class StudyImage:
     orientation: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
+        self._check_slot()
+        if self.pixels.ndim != 2:
+            raise ValueError(f"{self.source}: expected a 2-D greyscale image, got shape {self.pixels.shape}")
+
+    def _check_slot(self) -> None:
+        """Side, view and energy in their one spelling (``L``, ``CC``, ``le``); anything else is refused."""
         self.side = self.side.upper()
         self.view = self.view.upper()
         self.energy = self.energy.lower()
         if self.energy not in ENERGIES:
             raise ValueError(f"energy must be one of {ENERGIES}, not {self.energy!r}")
         view_key(self.side, self.view)
-        if self.pixels.ndim != 2:
-            raise ValueError(f"{self.source}: expected a 2-D greyscale image, got shape {self.pixels.shape}")
 
     @property
     def key(self) -> str:
@@ -101,7 +105,12 @@ class StudyImage:
         return tuple(self.pixels.shape)  # type: ignore[return-value]
 
     def normalized(self) -> np.ndarray:
-        """float32 in [0, 1]: the file's window when it has one, else robust min/max."""
+        """float32 in [0, 1]: the file's window when it has one, else the image's own min..max.
+
+        Plain min..max, not a percentile window: the classifier was trained on
+        this scaling (:func:`core_model.transforms.model_inputs.breast_images`),
+        so a change here would change its scores.
+        """
         px = self.pixels.astype(np.float32, copy=False)
         if self.window is not None and self.window[1] > 0:
             c, w = self.window

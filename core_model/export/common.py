@@ -91,15 +91,6 @@ def model_lines(review: Review) -> list[str]:
     return out
 
 
-def ai_summary(review: Review) -> dict[str, Any]:
-    return {
-        "ran": bool(review.ai.get("ran", False)),
-        "affected_side": review.ai.get("affected_side"),
-        "malignancy_probability": review.ai.get("malignancy_probability"),
-        "classifier_mode": review.ai.get("classifier_mode"),
-    }
-
-
 class ExportExistsError(NafvError):
     """An export would replace a file that is already there (perhaps another patient's report)."""
 

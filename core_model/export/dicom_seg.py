@@ -34,6 +34,7 @@ from core_model import __version__
 from core_model.domain.errors import NafvError
 from core_model.domain.study import VIEW_KEYS
 from core_model.export.common import notice
+from core_model.io.atomic import atomic_path
 from core_model.io.dicom import looks_like_dicom
 from core_model.review.model import CONFIRMED, PROPOSED, Finding, Review
 
@@ -207,12 +208,10 @@ def export_dicom_seg(review: Review, study, out_dir: str | Path, *, energy: str 
         seg.SeriesDescription = "NaFV AI contours (not all reviewed)" if unreviewed else "NaFV review contours (accepted/edited)"
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{key}_seg.dcm"
-        tmp = path.with_name(f".{path.name}.tmp")
         try:
-            seg.save_as(tmp, enforce_file_format=True)
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                seg.save_as(tmp, enforce_file_format=True)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise SegExportError(f"the DICOM SEG could not be written ({exc.strerror or exc})", path) from None
         result.written[key] = path
     return result

@@ -41,6 +41,7 @@ from core_model.export.common import notice
 from core_model.export.dicom_seg import _source, _tracking
 from core_model.imaging.geometry import max_diameter, polygon_area
 from core_model.imaging.location import locate_review
+from core_model.io.atomic import atomic_path
 from core_model.review.model import CONFIRMED, PROPOSED, REJECTED, Finding, Review
 
 SCHEME = "99NAFV"  # private coding scheme for what DICOM has no code for
@@ -192,13 +193,10 @@ def export_dicom_sr(review: Review, study: Any, path: str | Path, *, energy: str
     sr.SeriesDescription = (("NaFV AI findings (not all reviewed)" if unreviewed else "NaFV review findings")
                             + (" - not for clinical use" if notice(review) else ""))[:64]
     sr.SoftwareVersions = __version__
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        sr.save_as(tmp, enforce_file_format=True)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            sr.save_as(tmp, enforce_file_format=True)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise SrExportError(f"the DICOM SR could not be written ({exc.strerror or exc})", path) from None
     result.written = path
     return result

@@ -44,6 +44,8 @@ from core_model.domain.study import ENERGY_NAMES, SIDE_NAMES, VIEW_KEYS
 from core_model.export.common import (SOFTWARE, model_lines, notice, now_utc, refuse_overwrite, shown_ids, size_dict,
                                       study_facts)
 from core_model.imaging.orientation import flip_points, reading_flips
+from core_model.imaging.tissue import tissue_bbox
+from core_model.io.atomic import atomic_path
 from core_model.review import birads
 from core_model.review.model import ACCEPTED, CONFIRMED, EDITED, PROPOSED, REJECTED, Finding, Review
 from core_model.review.signoff import addendum_lines, status_text
@@ -92,13 +94,9 @@ def tissue_box(grey: np.ndarray) -> tuple[int, int, int, int]:
     """(row0, row1, col0, col1) around the breast with a small margin: the black around it is left out
     so the tissue fills the printed cell."""
     h, w = grey.shape
-    mask = grey > 0.05
-    rows = np.nonzero(mask.mean(axis=1) > 0.01)[0]
-    cols = np.nonzero(mask.mean(axis=0) > 0.01)[0]
-    if rows.size == 0 or cols.size == 0:
-        return 0, h, 0, w
+    x0, y0, x1, y1 = tissue_bbox(grey)
     pad = int(0.02 * max(h, w))
-    return max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad), max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)
+    return max(0, int(y0) - pad), min(h, int(y1) + pad), max(0, int(x0) - pad), min(w, int(x1) + pad)
 
 
 def _view_image(img, heatmap: np.ndarray | None, box: tuple[int, int, int, int] | None = None) -> Image.Image:
@@ -631,15 +629,13 @@ def export_pdf(
         canvas.drawRightString(A4[0] - 15 * mm, 9 * mm, page)
         canvas.restoreState()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm, bottomMargin=14 * mm,
-                            title=f"CEM report {pid}", author=review.reader or SOFTWARE, creator=SOFTWARE)
     try:
-        doc.build(story, onFirstPage=page_marks, onLaterPages=page_marks)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm,
+                                    bottomMargin=14 * mm, title=f"CEM report {pid}", author=review.reader or SOFTWARE,
+                                    creator=SOFTWARE)
+            doc.build(story, onFirstPage=page_marks, onLaterPages=page_marks)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise PdfExportError(f"the PDF report could not be written ({exc.strerror or exc})", path) from None
     return path
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from core_model.export.common import SOFTWARE, notice, now_utc, refuse_overwrite, shown_ids, size_dict
+from core_model.io.atomic import write_text
 from core_model.io.jsonsafe import dumps
 from core_model.review.model import Review
-from core_model.review.store import atomic_write_bytes
+from core_model.review.store import PRIVATE
 
 
 def review_json(review: Review, *, deidentify: bool = False) -> dict[str, Any]:
@@ -40,5 +41,5 @@ def export_review_json(review: Review, path: str | Path, *, deidentify: bool = F
     refuse_overwrite([path], overwrite)
     # strict JSON: another tool reads this file, and NaN is not JSON (a NaN score becomes null)
     text = dumps(review_json(review, deidentify=deidentify), indent=1, ensure_ascii=False) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
+    write_text(path, text, mode=PRIVATE)
     return path

@@ -1,7 +1,7 @@
 """Where a finding lies in the breast: nipple, chest wall, distance, depth, quadrant and clock face.
 
 Pure numpy, no Qt, no model. Per view the breast outline (the one tissue mask
-of :func:`core_model.imaging.orientation.tissue_mask`) gives two landmarks, found in
+of :func:`core_model.imaging.tissue.tissue_mask`) gives two landmarks, found in
 reading orientation (:mod:`core_model.transforms.model_inputs`) and then turned into a
 *canonical frame* with the chest wall on the left edge, the nipple to the
 right, and lateral (CC) or superior (MLO) at the top:
@@ -36,7 +36,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from core_model.imaging.geometry import max_diameter, polygon_area
-from core_model.imaging.orientation import flip_points, orientation_flips, tissue_mask
+from core_model.imaging.orientation import flip_points, orientation_flips
+from core_model.imaging.tissue import tissue_mask
 
 Flips = tuple[bool, bool]
 

@@ -5,7 +5,8 @@ hanging). Pure numpy and scipy, no model: mammograms stored without usable
 orientation tags (converted JPEGs, the CDD-CESM collection) still have to be
 hung with the chest walls in the middle.
 
-How: the breast is the largest bright connected region. Within its bounding
+How: the breast is the largest bright connected region
+(:mod:`core_model.imaging.tissue`). Within its bounding
 box (so black padding beside the breast is ignored), the height of the breast
 in each column is measured. At the chest wall the breast is cut by the
 detector edge and is tall; towards the nipple its outline tapers to a point.
@@ -16,55 +17,14 @@ enhancing lesion does not move the decision.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from core_model.domain.study import Study
+from core_model.imaging.tissue import tissue_mask
 
 Flips = tuple[bool, bool]  # (horizontal, vertical)
 
-# Work on at most this many pixels along the longer side (speed; the outline is coarse anyway).
-_WORK_SIZE = 256
 # Fraction of the breast's width examined at each end of its bounding box.
 _END_FRACTION = 0.15
-# Tissue threshold, as a fraction of the image's 1st..99.5th percentile range.
-_TISSUE_LEVEL = 0.03
-
-
-def tissue_mask(pixels: np.ndarray) -> tuple[np.ndarray, int]:
-    """(breast outline mask, step): the mask is sampled every ``step`` pixels of ``pixels``.
-
-    The one breast mask of the project: the chest-wall detector here and the
-    landmarks of :mod:`core_model.imaging.location` both read it.
-    """
-    px = np.asarray(pixels)
-    if px.ndim != 2:
-        raise ValueError(f"expected a 2-D greyscale image, got shape {px.shape}")
-    step = max(1, int(np.ceil(max(px.shape) / _WORK_SIZE)))
-    return _tissue_mask(px, step), step
-
-
-def _tissue_mask(pixels: np.ndarray, step: int | None = None) -> np.ndarray:
-    px = np.asarray(pixels)
-    if px.ndim != 2:
-        raise ValueError(f"expected a 2-D greyscale image, got shape {px.shape}")
-    step = step or max(1, int(np.ceil(max(px.shape) / _WORK_SIZE)))
-    # Subsample before converting: a full-field image as float32 would be 50 MB for nothing.
-    small = px[::step, ::step].astype(np.float32)
-    lo, hi = np.percentile(small, [1.0, 99.5])
-    if hi <= lo:
-        return np.zeros(small.shape, dtype=bool)
-    norm = np.clip((small - lo) / (hi - lo), 0.0, 1.0)
-    # Fatty tissue near the skin line is only a little brighter than the background,
-    # so the threshold sits just above the background level; holes (dark fat
-    # between dense strands) are filled so the mask is the breast's outline.
-    mask = norm > _TISSUE_LEVEL
-    mask = ndimage.binary_opening(mask, iterations=2)
-    mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2))
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-    return labels == (1 + int(np.argmax(sizes)))
 
 
 def chest_wall_score(pixels: np.ndarray) -> float:
@@ -74,7 +34,7 @@ def chest_wall_score(pixels: np.ndarray) -> float:
     image height) in the leftmost and rightmost ends of the breast, so scores of
     two images of the same view (low energy and recombined) can be added.
     """
-    mask = _tissue_mask(pixels)
+    mask, _ = tissue_mask(pixels)
     cols = np.flatnonzero(mask.any(axis=0))
     if cols.size < 4:
         return 0.0
@@ -110,7 +70,7 @@ def chest_wall_side_pair(le: np.ndarray | None, rc: np.ndarray | None) -> str:
     return "left" if score >= 0 else "right"
 
 
-# Reading position (docs/cem-primer.md): right breast on the reader's left,
+# Reading position (docs/cem-primer.md, "Hanging"): right breast on the reader's left,
 # left breast on the right, back to back, so an R image has its chest wall on
 # the right-hand edge and an L image on the left-hand edge; MLO with the axilla
 # at the top, CC with the lateral side at the top. As DICOM PatientOrientation

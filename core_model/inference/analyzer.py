@@ -14,8 +14,10 @@ order (each timed, reported to ``progress`` and preceded by a cancel check):
 3. ``contours``: probability maps back to original pixels, thresholded at 0.5,
    specks removed (:data:`core_model.imaging.contours.MIN_LESION_AREA_INPUT_PX`) and,
    when the weights' card sets ``inference.min_contour_score``, outlines less
-   certain than that; polygons and per-lesion scores; then :func:`decide_affected_side` picks the
-   breast whose contour is the most certain, or finds no lesion at all.
+   certain than that; polygons and per-lesion scores.
+   Then the affected side: :func:`core_model.inference.affected_side.decide_affected_side`
+   picks the breast whose contour is the most certain, or finds no lesion at all
+   (a pure step on the contours, no model).
 4. ``classification``: only when a lesion was found (or the reader named the
    breast): the affected CC/MLO (and the contralateral pair when the
    classifier is four-view and it exists; else dual-view) times the position
@@ -40,7 +42,6 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -53,10 +54,11 @@ from core_model.domain.errors import ModelLoadError, NafvError
 from core_model.domain.jobs import CancelToken, ProgressCallback, report
 from core_model.domain.notice import SYNTHETIC_CLASSIFIER_WARNING, SYNTHETIC_MARK_RE
 from core_model.domain.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
-from core_model.domain.study import SIDE_NAMES, SIDES, Study, contralateral, view_key
+from core_model.domain.study import SIDES, Study, contralateral, view_key
 from core_model.imaging.contours import lesions_from_probability, min_area_for_scale
 from core_model.imaging.location import locate_analysis
 from core_model.imaging.preprocess import Letterbox, normalize_image
+from core_model.inference.affected_side import decide_affected_side
 from core_model.inference.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.inference.inputs_check import AnalysisError, missing_inputs_message  # noqa: F401 - AnalysisError: re-exported
 from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_full_size
@@ -74,65 +76,6 @@ DUAL_VIEW_ON_FOUR_VIEW_WARNING = (
 
 # Share of the progress bar per stage (roughly their share of CPU time).
 _STAGES = {"preprocess": 0.05, "segmentation": 0.35, "contours": 0.1, "classification": 0.2, "explain": 0.3}
-# Contour certainties (mean probability inside the contour) closer than this are a close call
-# between the breasts: the choice is then reported, not silently made.
-CLOSE_CALL_MARGIN = 0.1
-# The other breast's most certain contour must beat the reader's chosen one by this much to be said
-# to be surer: contour scores that differ in the second decimal are a tie, not a finding.
-_SURER_MARGIN = 0.02
-NO_LESION_FOUND = ("no lesion found: no contour in this study reached the segmentation threshold; "
-                   "no malignancy score or heatmap was computed")
-
-
-@dataclass
-class SideDecision:
-    """Which breast the classifier and heatmaps are for, and why."""
-
-    side: str | None  # None: no lesion found and no breast given
-    source: str  # "segmentation" or "caller"
-    lesion_found: bool
-    confidence: dict[str, float]  # per side, the certainty of its most certain contour (0: none)
-    notes: list[str] = field(default_factory=list)
-
-
-def side_confidence(views: dict[str, ViewResult]) -> dict[str, float]:
-    """Per side: the certainty (mean segmentation probability inside the contour) of its most certain contour."""
-    return {side: max((les.score for key, vr in views.items() if key.startswith(side + "_") for les in vr.lesions),
-                      default=0.0) for side in SIDES}
-
-
-def decide_affected_side(views: dict[str, ViewResult], given: str | None = None) -> SideDecision:
-    """The affected breast from lesion confidence, not outlined area.
-
-    A normal breast's dense tissue can be outlined over a larger area than a small cancer; what
-    tells a lesion apart is how certain the model is of it. So the breast whose most certain
-    contour is the most certain is taken; with no contour anywhere, no lesion was found (and the
-    classifier, which scores a lesion, has nothing to score). A breast ``given`` by the reader is
-    kept, and the reader is told when the other breast holds the clearly more certain contour.
-    """
-    conf = side_confidence(views)
-    found = any(v > 0 for v in conf.values())
-    if given is not None:
-        d = SideDecision(given, "caller", found, conf)
-        other = contralateral(given)
-        if conf[other] > 0 and conf[other] >= conf[given] + _SURER_MARGIN:
-            d.notes.append(f"the {SIDE_NAMES[other]} breast holds a more certain contour (contour AI score "
-                           f"{conf[other]:.2f} vs {conf[given]:.2f}) than the {SIDE_NAMES[given]} breast chosen "
-                           "by the reader")
-        if not any(vr.lesions for k, vr in views.items() if k.startswith(given + "_")):
-            d.notes.append(f"no lesion was outlined on the {SIDE_NAMES[given]} breast chosen by the reader; "
-                           "the score is for the breast without a lesion position")
-        return d
-    if not found:
-        return SideDecision(None, "segmentation", False, conf, [NO_LESION_FOUND])
-    side = max(SIDES, key=lambda s: (conf[s], s == "R"))  # equal certainty: the right breast, stated below
-    other = contralateral(side)
-    d = SideDecision(side, "segmentation", True, conf)
-    if conf[other] > 0 and conf[side] - conf[other] < CLOSE_CALL_MARGIN:
-        d.notes.append(f"lesions were outlined in both breasts; the {SIDE_NAMES[side]} breast was taken as the "
-                       f"affected one because its contour is the more certain (contour AI score {conf[side]:.2f} "
-                       f"vs {conf[other]:.2f}), a close call — check, or choose the affected breast explicitly")
-    return d
 
 
 def default_threads() -> int:
@@ -447,13 +390,15 @@ class Analyzer:
                 min_area = min_area_for_scale(float(box.scale_xy.mean()))
                 mask, lesions = lesions_from_probability(full, min_area_px=min_area, min_score=self.min_contour_score)
                 result.views[key] = ViewResult(key=key, mask=mask, probability=full, lesions=lesions)
-            if affected_side is not None and not any(k.startswith(affected_side + "_") for k in result.views):
-                raise AnalysisError(f"the {affected_side} breast was given as affected but this study has no analysable {affected_side} view")
-            decision = decide_affected_side(result.views, affected_side)
-            result.affected_side = decision.side
-            result.lesion_found = decision.lesion_found
-            result.side_evidence = decision.confidence
-            warnings.extend(decision.notes)
+
+        # The affected breast: a pure decision from the contours (core_model.inference.affected_side).
+        if affected_side is not None and not any(k.startswith(affected_side + "_") for k in result.views):
+            raise AnalysisError(f"the {affected_side} breast was given as affected but this study has no analysable {affected_side} view")
+        decision = decide_affected_side(result.views, affected_side)
+        result.affected_side = decision.side
+        result.lesion_found = decision.lesion_found
+        result.side_evidence = decision.confidence
+        warnings.extend(decision.notes)
 
         if self.cls is not None and decision.side is not None:
             self._classify(study, result, decision.side, explain, clock, warnings)

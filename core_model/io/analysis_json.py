@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,9 @@ from core_model.domain.notice import NOT_FOR_CLINICAL_USE
 from core_model.domain.study import VIEW_KEYS, Study
 from core_model.imaging.colormap import jet
 from core_model.imaging.preprocess import normalize_image
+from core_model.io.atomic import atomic_path, write_text
 from core_model.io.jsonsafe import dumps
+from core_model.io.masks import read_grey, read_mask_png
 
 FORMAT = "nafv-analysis"
 VERSION = 1
@@ -47,10 +48,10 @@ def _r(v: float | None, nd: int = 4) -> float | None:
 
 
 def _png(arr: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    # fast zlib level: these are working files, and full-size mammograms are ~13 MP each
-    Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    # fast zlib level, no fsync: these are working files (the folder is swapped in whole, see
+    # core_model.io.result_dir), and full-size mammograms are ~13 MP each
+    with atomic_path(path, durable=False) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
 
 
 def _to_u8(a: np.ndarray) -> np.ndarray:
@@ -216,19 +217,10 @@ def write_analysis(analysis: Analysis, out_dir: str | Path, study: Study | None 
             files[key] = f
         doc = analysis_to_dict(analysis, files, study)
         path = out_dir / "analysis.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(dumps(doc, indent=1) + "\n", encoding="utf-8")  # model cards may carry NaN metrics
-        os.replace(tmp, path)
+        write_text(path, dumps(doc, indent=1) + "\n")  # model cards may carry NaN metrics
     except OSError as exc:
         raise NafvError(f"cannot write the results ({exc.strerror})", out_dir) from None
     return path
-
-
-def _read_png(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    a = np.asarray(Image.open(path).convert("L"))
-    if a.shape != shape:
-        raise NafvError(f"image is {a.shape[1]}x{a.shape[0]}, the analysis says {shape[1]}x{shape[0]}", path)
-    return a
 
 
 def read_analysis(path: str | Path) -> Analysis:
@@ -251,9 +243,9 @@ def read_analysis(path: str | Path) -> Analysis:
             continue
         w, h = v["image_size"]
         shape = (int(h), int(w))
-        mask = (_read_png(base / v["mask_png"], shape) > 127).astype(np.uint8)
-        prob = _read_png(base / v["probability_png"], shape).astype(np.float32) / 255.0 if v.get("probability_png") else None
-        heat = _read_png(base / v["heatmap_png"], shape).astype(np.float32) / 255.0 if v.get("heatmap_png") else None
+        mask = read_mask_png(base / v["mask_png"], shape).astype(np.uint8)
+        prob = read_grey(base / v["probability_png"], shape).astype(np.float32) / 255.0 if v.get("probability_png") else None
+        heat = read_grey(base / v["heatmap_png"], shape).astype(np.float32) / 255.0 if v.get("heatmap_png") else None
         lesions = [
             Lesion(polygon=np.asarray(les["polygon"], dtype=np.float32).reshape(-1, 2), score=float(les["score"]),
                    area_px=float(les.get("area_px", 0.0)), bbox=tuple(float(x) for x in les.get("bbox", (0, 0, 0, 0))),

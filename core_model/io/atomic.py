@@ -3,7 +3,8 @@
 A reader (another window, a PACS upload, a crash-restart) never sees half a
 file: the content goes to a hidden temporary file in the same folder (so the
 rename stays on one file system), is flushed to disk, and only then takes the
-final name. When writing fails, the temporary file is removed and the previous
+final name; the folder is then synced too, so the rename itself survives a
+power cut. When writing fails, the temporary file is removed and the previous
 file, if any, is left as it was.
 """
 
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _fsync(path: Path, flags: int = 0) -> None:
+    fd = os.open(path, os.O_RDONLY | flags)
     try:
         os.fsync(fd)
     finally:
@@ -43,6 +44,8 @@ def atomic_path(path: str | Path, *, durable: bool = True, mode: int | None = No
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if durable and hasattr(os, "O_DIRECTORY"):  # POSIX: the new name is on disk once its folder is
+        _fsync(path.parent, os.O_DIRECTORY)
 
 
 def write_bytes(path: str | Path, data: bytes, *, durable: bool = True, mode: int | None = None) -> None:

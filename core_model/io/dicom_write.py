@@ -60,11 +60,6 @@ def _column_direction(side: str, view: str) -> str:
     return "FR" if side == "L" else "FL"
 
 
-def chest_wall_on_left(pixels: np.ndarray) -> bool:
-    """True when the chest wall is on the image's left (see :mod:`core_model.imaging.orientation`)."""
-    return chest_wall_side(pixels) == "left"
-
-
 def patient_orientation(pixels: np.ndarray, side: str, view: str, chest_wall: str | None = None) -> list[str]:
     """DICOM PatientOrientation (row direction, column direction) for the pixels as given.
 

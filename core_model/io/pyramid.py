@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from core_model.domain.study import ENERGIES, StudyImage, view_key
+from core_model.domain.study import StudyImage
 
 J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 # Halve down to about this long side; smaller levels help nobody.
@@ -204,12 +204,7 @@ class LevelledStudyImage(StudyImage):
         self.pyramid = value if isinstance(value, ImagePyramid) else ImagePyramid.from_array(np.asarray(value))
 
     def __post_init__(self) -> None:  # StudyImage's checks, without decoding the pixels
-        self.side = self.side.upper()
-        self.view = self.view.upper()
-        self.energy = self.energy.lower()
-        if self.energy not in ENERGIES:
-            raise ValueError(f"energy must be one of {ENERGIES}, not {self.energy!r}")
-        view_key(self.side, self.view)
+        self._check_slot()
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from core_model.domain.errors import ModelLoadError
 from core_model.domain.notice import NOT_FOR_CLINICAL_USE  # noqa: F401 - re-exported: the notice's old home
+from core_model.io.atomic import atomic_path, write_text
 from core_model.io.jsonsafe import dumps
 
 
@@ -52,9 +53,8 @@ def save_checkpoint(model: torch.nn.Module, weights: str | Path, card: dict[str,
     weights.parent.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)  # unwrap DDP
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = weights.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp))
-    tmp.replace(weights)
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp))
     full = dict(card)
     full.setdefault("date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     full.setdefault("not_for_clinical_use", True)
@@ -63,7 +63,7 @@ def save_checkpoint(model: torch.nn.Module, weights: str | Path, card: dict[str,
     full["weights_file"] = weights.name
     full["weights_sha256"] = sha256_file(weights)
     cp = card_path(weights)
-    cp.write_text(dumps(full, label=f"model card {cp.name}", indent=2, default=str) + "\n", encoding="utf-8")
+    write_text(cp, dumps(full, label=f"model card {cp.name}", indent=2, default=str) + "\n")
     return cp
 
 

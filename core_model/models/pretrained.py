@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from core_model.domain.errors import ModelLoadError
+from core_model.io.atomic import atomic_path
 from core_model.models.efficientnet_lite import EfficientNetLiteFeatures
 
 # timm model name -> (package module, weights file inside it)
@@ -97,10 +98,8 @@ def imagenet_state_dict(name: str = "tf_efficientnet_lite0") -> dict[str, torch.
     model = timm.create_model(name, pretrained=False)
     mapped = map_to_timm(state, [(k, tuple(v.shape)) for k, v in model.state_dict().items()])
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        save_file(mapped, str(tmp))
-        tmp.replace(cached)
+        with atomic_path(cached) as tmp:
+            save_file(mapped, str(tmp))
     except OSError:
         pass  # a read-only home only costs the conversion next time
     return mapped

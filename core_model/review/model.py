@@ -130,31 +130,26 @@ class BreastAssessment:
         return cls(birads=d.get("birads"), density=d.get("density"), text=str(d.get("text", "")), bpe=d.get("bpe"))
 
 
+# assessment field -> (how a typed value is written, the allowed values, what the reader is told)
+_CHOICES: dict[str, tuple[Any, Any, str]] = {
+    "birads": (str.upper, BIRADS, f"BI-RADS category must be one of {', '.join(BIRADS)}"),
+    "density": (str.lower, DENSITIES, "ACR breast density must be one of a, b, c, d"),
+    "bpe": (str.lower, BPE, f"background parenchymal enhancement must be one of {', '.join(BPE)}"),
+}
+
+
 def validate_assessment(field_name: str, value: Any) -> Any:
-    if field_name == "birads":
-        if value is None:
-            return None
-        v = str(value).strip().upper()
-        if v not in BIRADS:
-            raise ReviewError(f"BI-RADS category must be one of {', '.join(BIRADS)}, not {value!r}")
-        return v
-    if field_name == "density":
-        if value is None:
-            return None
-        v = str(value).strip().lower()
-        if v not in DENSITIES:
-            raise ReviewError(f"ACR breast density must be one of a, b, c, d, not {value!r}")
-        return v
     if field_name == "text":
         return "" if value is None else str(value)
-    if field_name == "bpe":
-        if value is None:
-            return None
-        v = str(value).strip().lower()
-        if v not in BPE:
-            raise ReviewError(f"background parenchymal enhancement must be one of {', '.join(BPE)}, not {value!r}")
-        return v
-    raise ReviewError(f"unknown assessment field {field_name!r}")
+    if field_name not in _CHOICES:
+        raise ReviewError(f"unknown assessment field {field_name!r}")
+    if value is None:
+        return None
+    case, allowed, rule = _CHOICES[field_name]
+    v = case(str(value).strip())
+    if v not in allowed:
+        raise ReviewError(f"{rule}, not {value!r}")
+    return v
 
 
 @dataclass
@@ -451,40 +446,37 @@ def _check_index(poly: list[Point], index: int, insert: bool = False) -> None:
 
 
 @dataclass
-class SetPolygon(_PolygonEdit):
-    fid: str
-    polygon: list[Point]
-    text: str = "edit contour"
+class _VertexAt(_PolygonEdit):
+    """A contour edit that puts point ``xy`` at vertex ``index``."""
 
-    def new_polygon(self, old: list[Point]) -> list[Point]:
-        return list(self.polygon)
-
-
-@dataclass
-class MoveVertex(_PolygonEdit):
     fid: str
     index: int
     xy: Point
+
+    @property
+    def point(self) -> Point:
+        return float(self.xy[0]), float(self.xy[1])
+
+
+@dataclass
+class MoveVertex(_VertexAt):
     text: str = "move vertex"
 
     def new_polygon(self, old: list[Point]) -> list[Point]:
         _check_index(old, self.index)
-        old[self.index] = (float(self.xy[0]), float(self.xy[1]))
+        old[self.index] = self.point
         return old
 
 
 @dataclass
-class InsertVertex(_PolygonEdit):
+class InsertVertex(_VertexAt):
     """Insert ``xy`` before vertex ``index`` (``index == len`` appends)."""
 
-    fid: str
-    index: int
-    xy: Point
     text: str = "add vertex"
 
     def new_polygon(self, old: list[Point]) -> list[Point]:
         _check_index(old, self.index, insert=True)
-        old.insert(self.index, (float(self.xy[0]), float(self.xy[1])))
+        old.insert(self.index, self.point)
         return old
 
 
@@ -524,6 +516,11 @@ class AddFinding(Command):
         review.findings.pop(self.fid)  # type: ignore[arg-type]
 
 
+def _partner(review: Review, f: Finding) -> Finding | None:
+    """The other view's contour of the same lesion, when ``f`` is linked and that contour still exists."""
+    return review.findings.get(f.link) if f.link else None
+
+
 @dataclass
 class DeleteFinding(Command):
     fid: str
@@ -533,8 +530,9 @@ class DeleteFinding(Command):
         f = review.finding(self.fid)
         order = list(review.findings)
         self._pos, self._saved = order.index(self.fid), copy.deepcopy(f)
-        if f.link and f.link in review.findings:
-            review.findings[f.link].link = None
+        partner = _partner(review, f)
+        if partner is not None:
+            partner.link = None
         del review.findings[self.fid]
 
     def undo(self, review: Review) -> None:
@@ -542,8 +540,9 @@ class DeleteFinding(Command):
         items.insert(self._pos, (self.fid, copy.deepcopy(self._saved)))
         review.findings.clear()
         review.findings.update(items)
-        if self._saved.link and self._saved.link in review.findings:
-            review.findings[self._saved.link].link = self.fid
+        partner = _partner(review, self._saved)
+        if partner is not None:
+            partner.link = self.fid
 
 
 def _set_links(review: Review, links: dict[str, str | None]) -> None:
@@ -585,9 +584,10 @@ class Unlink(Command):
     def apply(self, review: Review) -> None:
         f = review.finding(self.fid)
         self._old = {self.fid: f.link}
-        if f.link and f.link in review.findings:
-            self._old[f.link] = review.findings[f.link].link
-            review.findings[f.link].link = None
+        partner = _partner(review, f)
+        if partner is not None:
+            self._old[partner.id] = partner.link
+            partner.link = None
         f.link = None
 
     def undo(self, review: Review) -> None:

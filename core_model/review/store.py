@@ -7,10 +7,10 @@ study opened later differs from the one reviewed, the review is still
 restored, with a warning that names the images added, removed or changed
 (:attr:`Review.restore_warnings`, :attr:`ReviewStore.warnings`). Two patients
 never share a review: their ids differ, and a file whose stored patient or
-study id differs from the study opened is refused. A write is temp file ->
-fsync -> rename -> fsync of the directory, so a crash or kill at any moment
-leaves either the previous complete file or the new complete file, never a
-torn one.
+study id differs from the study opened is refused. A write goes through :mod:`core_model.io.atomic`
+(temp file -> fsync -> rename -> fsync of the directory), so a crash or kill at
+any moment leaves either the previous complete file or the new complete file,
+never a torn one.
 
 Two viewers (two windows, two workstations on a shared folder) may save the
 same review. A save holds a lock beside the file (:mod:`core_model.io.file_lock`)
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from core_model.domain.errors import NafvError
+from core_model.io.atomic import write_bytes
 from core_model.io.file_lock import FileLock, LockTimeout, break_if_stale, pid_alive
 from core_model.review.merge import MergeConflict, merge
 from core_model.review.model import Review, review_from_analysis
@@ -51,6 +52,7 @@ APP_DIR_NAME = "nafv-viewer"
 # Read at each save, so tests can shorten them.
 LOCK_WAIT_S = 10.0  # a save holds the lock for milliseconds: waiting longer means something is wrong
 LOCK_STALE_S = 30.0
+PRIVATE = 0o600  # a review names the patient: only its owner reads it
 
 
 class ReviewStoreError(NafvError):
@@ -171,37 +173,6 @@ def describe_change(saved: dict[str, Any], current: dict[str, Any]) -> str:
     return "; ".join(parts) or "the images differ from those reviewed"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers only ever see the old or the new content."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)  # the bytes are on disk before the name points at them
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # the rename itself is durable once the directory is synced
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
 def review_file_bytes(data: dict[str, Any]) -> bytes:
     """A review file's text: one top-level field, and one finding, per line.
 
@@ -261,7 +232,7 @@ class ReviewStore:
             path.parent.mkdir(parents=True, exist_ok=True)  # the lock lives beside the file
             with self._lock(path):
                 data, note, renamed = self._merged_with_disk(review, path)
-                atomic_write_bytes(path, review_file_bytes(data))
+                write_bytes(path, review_file_bytes(data), mode=PRIVATE)
         except LockTimeout:
             raise ReviewStoreError(f"another viewer is saving this review and has not finished for {LOCK_WAIT_S:.0f} s; "
                                    "your change was not saved: try again", path) from None

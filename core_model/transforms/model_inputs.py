@@ -1,7 +1,7 @@
 """What the models see: one input pipeline for training and inference, in reading orientation.
 
 Both models were trained on images in *reading orientation* (the CDD-CESM
-convention, docs/cem-primer.md): a right breast with its chest wall on the
+convention, docs/cem-primer.md, "Hanging"): a right breast with its chest wall on the
 right-hand edge, a left breast with it on the left-hand edge, MLO axilla up.
 Archives store mammograms either way (many DICOM archives put both chest walls
 on the same edge), and the contralateral mirror of the segmentation fusion

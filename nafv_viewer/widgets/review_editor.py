@@ -29,6 +29,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from core_model.imaging.tissue import on_tissue
 from core_model.review.model import (ACCEPTED, EDITED, PROPOSED, REJECTED, AddFinding, InsertVertex, Link, MoveVertex,
                                RemoveVertex)
 from nafv_viewer.widgets.triangulation_overlay import band_items, other_view
@@ -58,23 +59,15 @@ def to_original(flips, xy, shape) -> np.ndarray:
     return out - 0.5
 
 
-TISSUE_LEVEL = 0.05  # fraction of the display range above which a pixel is breast, not background
-
-
 def on_tissue_fraction(img, points) -> float:
     """Share of a contour's vertices, centroid and inner points (original pixels) that lie on the breast."""
     pts = np.asarray(points, dtype=float).reshape(-1, 2)
     centre = pts.mean(axis=0)
     samples = np.vstack([pts, centre[None], (pts + centre) / 2])  # the outline, its centre and half-way in
     disp = img.flips.to_display(samples, img.shape)
-    base = img.levels[0]
-    h, w = base.shape[:2]
-    cols = np.clip(disp[:, 0].astype(int), 0, w - 1)
-    rows = np.clip(disp[:, 1].astype(int), 0, h - 1)
-    lo, hi = img.raw_range
-    vals = (base[rows, cols].astype(float) - lo) / ((hi - lo) or 1.0)
-    inside = (disp[:, 0] >= 0) & (disp[:, 0] < w) & (disp[:, 1] >= 0) & (disp[:, 1] < h)
-    return float(np.mean(inside & (vals > TISSUE_LEVEL)))
+    coarse = img.levels[-1]  # always present, and the breast mask is coarse anyway
+    scale = np.array([coarse.shape[1] / img.shape[1], coarse.shape[0] / img.shape[0]])
+    return float(np.mean(on_tissue(coarse, disp * scale)))
 
 
 def _point_in_polygon(x: float, y: float, poly: np.ndarray) -> bool:

@@ -162,43 +162,6 @@ def test_non_square_image_maps_back_to_original_pixels(weights):
     assert a.affected_side == "L"
 
 
-def _vr(key: str, *scores: float):
-    from core_model.domain.analysis import Lesion, ViewResult
-
-    les = [Lesion(polygon=np.array([[0, 0], [4, 0], [4, 4]], float), score=sc, area_px=area, bbox=(0, 0, 4, 4))
-           for sc, area in zip(scores, (900.0, 50.0, 20.0))]
-    return ViewResult(key=key, mask=np.zeros((8, 8), np.uint8), lesions=les)
-
-
-@pytest.mark.parametrize("left, right, side, close", [
-    ((0.62,), (0.95,), "R", False),  # larger but uncertain outline on L (dense tissue), certain lesion on R
-    ((0.90,), (0.84,), "L", True),  # both certain: a close call, said
-    ((0.91, 0.99), (), "L", False),  # the most certain contour of a breast counts
-    ((), (), None, False),  # nothing outlined anywhere: no lesion found
-])
-def test_affected_breast_is_decided_by_contour_certainty_not_area(left, right, side, close):
-    from core_model.inference.analyzer import NO_LESION_FOUND, decide_affected_side
-
-    views = {"L_CC": _vr("L_CC", *left), "L_MLO": _vr("L_MLO"), "R_CC": _vr("R_CC", *right), "R_MLO": _vr("R_MLO")}
-    d = decide_affected_side(views)
-    assert d.side == side and d.source == "segmentation" and d.lesion_found == (side is not None)
-    assert d.confidence == {"L": max(left, default=0.0), "R": max(right, default=0.0)}
-    assert any("both breasts" in n and "close call" in n for n in d.notes) == close
-    assert (NO_LESION_FOUND in d.notes) == (side is None)
-
-
-def test_the_readers_breast_is_kept_and_a_surer_other_breast_said():
-    from core_model.inference.analyzer import decide_affected_side
-
-    views = {"L_CC": _vr("L_CC", 0.7), "R_CC": _vr("R_CC", 0.95)}
-    d = decide_affected_side(views, given="L")
-    assert d.side == "L" and d.source == "caller"
-    (note,) = d.notes
-    assert "the right breast holds a more certain contour (contour AI score 0.95 vs 0.70)" in note
-    d = decide_affected_side({"L_CC": _vr("L_CC"), "R_CC": _vr("R_CC")}, given="R")
-    assert d.side == "R" and not d.lesion_found and any("no lesion was outlined on the right breast" in n for n in d.notes)
-
-
 def test_a_smaller_but_more_certain_lesion_decides_the_breast_end_to_end(weights):
     img_l = np.full((200, 160), 10, np.uint8)
     img_l[50:100, 40:65] = 250
@@ -214,7 +177,7 @@ def test_a_smaller_but_more_certain_lesion_decides_the_breast_end_to_end(weights
 
 
 def test_no_lesion_anywhere_means_no_breast_and_no_score(weights):
-    from core_model.inference.analyzer import NO_LESION_FOUND
+    from core_model.inference.affected_side import NO_LESION_FOUND
 
     flat = np.full((120, 100), 30, np.uint8)
     st = _study({(k, "rc"): flat for k in VIEW_KEYS})

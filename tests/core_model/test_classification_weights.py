@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from core_model.io import load_study
+from core_model.io.masks import read_mask_png
 from core_model.models.checkpoint import load_checkpoint
 from core_model.transforms.model_inputs import study_inputs
 
@@ -32,7 +32,7 @@ def test_shipped_model_scores_demo_study(demo_dir):
     m = lm.model
     assert m.mode == "four-view" and m.input_size == 224 and m.channels == ("le", "le", "rc")
     study = load_study(demo_dir)
-    masks = {f"L_{v}": np.asarray(Image.open(demo_dir.parent / "demo_masks" / f"P66_L_DM_{v}.jpg").convert("L")) > 127
+    masks = {f"L_{v}": read_mask_png(demo_dir.parent / "demo_masks" / f"P66_L_DM_{v}.jpg")
              for v in ("CC", "MLO")}
     aff, con = study_inputs(study, masks, "L", m.input_size, m.channels, m.position_decay)
     with torch.no_grad():

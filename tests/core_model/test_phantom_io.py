@@ -13,6 +13,7 @@ from core_model.cli.phantom import main as phantom_main
 from core_model.cli.train import main as train_main
 from core_model.domain.study import VIEW_KEYS
 from core_model.io import load_study
+from core_model.io.masks import read_mask_png
 from core_model.io.naming import parse_cdd_cesm_name
 from core_model.synth.phantom import case_seed, generate_case, write_dataset
 
@@ -44,7 +45,7 @@ def test_layout_names_and_labels(dataset):
     assert all("synthetic" in r["Tags"] and "synthetic" in r["Findings"] for r in rows)
     by_patient: dict[str, set[str]] = {}
     for r in rows:
-        mask = np.array(Image.open(dataset / "masks" / f"{r['Image_name']}.png")) > 127
+        mask = read_mask_png(dataset / "masks" / f"{r['Image_name']}.png")
         if r["Pathology Classification/ Follow up"] == "Normal":
             assert r["BIRADS"] == "1" and not mask.any()
         else:
@@ -90,7 +91,7 @@ def test_png_files_load_losslessly_through_load_study(dataset):
             img = study.get(key, e)
             assert img.pixels.dtype == np.uint16
             np.testing.assert_array_equal(img.pixels, case.study.get(key, e).pixels)
-        saved = np.array(Image.open(dataset / "masks" / f"P900002_{key[0]}_CM_{key[2:]}.png")) > 127
+        saved = read_mask_png(dataset / "masks" / f"P900002_{key[0]}_CM_{key[2:]}.png")
         np.testing.assert_array_equal(saved, case.masks[key].astype(bool))
 
 
@@ -155,7 +156,7 @@ def test_lesions_csv_matches_the_masks(dataset):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 8  # CC and MLO of the affected breast of 4 patients
     for r in rows:
-        mask = np.array(Image.open(dataset / "masks" / f"{r['Image_name']}.png")) > 127
+        mask = read_mask_png(dataset / "masks" / f"{r['Image_name']}.png")
         rr, cc = np.nonzero(mask)
         assert (int(r["box_row0"]), int(r["box_col0"]), int(r["box_row1"]), int(r["box_col1"])) == (
             rr.min(), cc.min(), rr.max() + 1, cc.max() + 1)

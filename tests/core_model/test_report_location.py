@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from core_model.cli.analyze import main
 from core_model.export.dicom_sr import read_sr_findings
+from core_model.io.masks import read_mask_png
 from core_model.synth.phantom import PhantomConfig, write_dataset
 
 
@@ -35,7 +36,7 @@ def test_report_on_phantom_dicom_locates_the_lesion_where_the_generator_put_it(t
     assert len(truth) == 2
     found = {}
     for key, row in truth.items():
-        mask = np.asarray(Image.open(data / "masks" / f"{row['Image_name']}.png")) > 127
+        mask = read_mask_png(data / "masks" / f"{row['Image_name']}.png")
         hits = [les for les in doc["views"][key]["lesions"] if _overlaps(les["polygon"], mask)]
         assert hits, f"the shipped segmentation found no contour on the lesion of {key}"
         les = max(hits, key=lambda x: x["score"])

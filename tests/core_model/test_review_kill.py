@@ -102,14 +102,14 @@ WRITER = textwrap.dedent(
     """
     import hashlib, sys
     from pathlib import Path
-    from core_model.review.store import atomic_write_bytes
+    from core_model.io.atomic import write_bytes
 
     target = Path(sys.argv[1])
     n = 0
     while True:
         n += 1
         body = bytes([n % 251]) * (4 << 20)  # 4 MiB: a write long enough to be killed inside it
-        atomic_write_bytes(target, f"{n} {hashlib.sha256(body).hexdigest()}\\n".encode() + body)
+        write_bytes(target, f"{n} {hashlib.sha256(body).hexdigest()}\\n".encode() + body)
         print(n, flush=True)
     """
 )

@@ -64,7 +64,8 @@ def test_demo_lesions_are_found(shipped, demo_dir, tmp_path):
 def test_demo_scores_the_breast_with_the_surer_lesion_and_says_when_both_are_close(demo_dir):
     """P66 has cancers in both breasts: the breast holding the most certain contour is scored, a lesion
     is found in each, and a close call between them is said, not silently made."""
-    from core_model.inference.analyzer import CLOSE_CALL_MARGIN, Analyzer
+    from core_model.inference.affected_side import CLOSE_CALL_MARGIN
+    from core_model.inference.analyzer import Analyzer
     from core_model.io import load_study
     from core_model.domain.resources import DEFAULT_CLS_WEIGHTS
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy.spatial import ConvexHull
 
 from core_model.domain.analysis import Analysis, Lesion, ViewResult
+from core_model.io.masks import read_mask_png
 
 
 def hull_polygon(mask: np.ndarray) -> np.ndarray:
@@ -28,7 +28,7 @@ def analysis_from_masks(study, mask_dir: Path, score: float = 0.8) -> Analysis:
         mpath = mask_dir / (Path(name).stem + ".jpg")
         if not mpath.is_file():
             continue
-        mask = np.array(Image.open(mpath).convert("L")) > 127
+        mask = read_mask_png(mpath)
         if not mask.any():
             continue
         poly = hull_polygon(mask)

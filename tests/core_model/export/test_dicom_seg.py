@@ -11,15 +11,7 @@ from matplotlib.path import Path as MplPath
 from core_model.export.dicom_seg import export_dicom_seg, polygon_mask, read_seg_masks
 from core_model.imaging.geometry import polygon_area
 from core_model.io import load_study
-from core_model.review.model import (
-    AddFinding,
-    Link,
-    MoveVertex,
-    ReviewSession,
-    accept,
-    reject,
-    review_from_analysis,
-)
+from core_model.review.model import AddFinding, Link, MoveVertex, ReviewSession, accept, reject, review_from_analysis
 from core_model.review.store import study_identity
 
 from review_export_helpers import analysis_from_masks

@@ -13,16 +13,8 @@ from core_model.export.pdf import report_content
 from core_model.imaging.geometry import max_diameter, polygon_area
 from core_model.imaging.location import locate_review
 from core_model.io import load_study
-from core_model.review.model import (
-    AddFinding,
-    Link,
-    MoveVertex,
-    ReviewSession,
-    accept,
-    reject,
-    review_from_analysis,
-    with_study_spacing,
-)
+from core_model.review.model import (AddFinding, Link, MoveVertex, ReviewSession, accept,
+                                     reject, review_from_analysis, with_study_spacing)
 from core_model.review.store import study_identity
 from review_export_helpers import analysis_from_masks
 

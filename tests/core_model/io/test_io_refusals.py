@@ -89,16 +89,20 @@ def test_large_private_data_before_the_pixels_still_loads(tmp_path, demo_small):
     assert study.warnings == [] and np.array_equal(study.get("L_CC", "le").pixels, demo_small[("L", "CC", "le")])
 
 
-def test_rescale_slope_zero_is_refused_naming_the_tag(dicom_study):
-    folder, images = dicom_study
-    victim = folder / "P66_R_CC_le.dcm"
-    set_raw_ds(victim, "RescaleSlope", b"0 ")
-    set_raw_ds(victim, "RescaleIntercept", b"0 ")
+@pytest.mark.parametrize("victim, slope, said", [
+    ("P66_R_CC_le.dcm", b"0 ", "RescaleSlope is 0"),
+    ("P66_R_MLO_rc.dcm", b"two ", "skipped, its RescaleSlope value 'two' is not a number"),
+])
+def test_a_bad_rescale_slope_skips_only_that_file_naming_the_tag(dicom_study, victim, slope, said):
+    folder, _ = dicom_study
+    path = folder / victim
+    set_raw_ds(path, "RescaleSlope", slope)
+    set_raw_ds(path, "RescaleIntercept", b"0 ")
     study = load_study(folder)
-    assert len(study) == 7 and not study.has("R_CC", "le")
-    msg = _warning_for(study, "P66_R_CC_le.dcm")
-    assert msg.startswith(f"{victim}: skipped") and "RescaleSlope is 0" in msg
-
+    key, energy = victim[4:-7], victim[-6:-4]
+    assert len(study) == 7 and not study.has(key, energy)
+    msg = _warning_for(study, victim)
+    assert msg.startswith(f"{path}: skipped") and said in msg
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_pixels_are_refused(tmp_path, demo_small, bad):
