@@ -10,23 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from core_model.models.checkpoint import save_checkpoint
-from core_model.models.registry import create_model
 from tests.study_files import seven_images_and_a_huge_file
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_a_2gb_sparse_file_beside_seven_images(tmp_path, demo_dir):
-    weights = {}
-    for key, name in (("seg", "nafv_seg_tiny"), ("cls", "nafv_cls_tiny")):
-        torch.manual_seed(0)
-        weights[key] = tmp_path / f"{name}.safetensors"
-        save_checkpoint(create_model(name), weights[key], {"architecture": {"name": name, "config": {}},
-                                                           "trained_on": "untrained (test)"})
+def test_a_2gb_sparse_file_beside_seven_images(tmp_path, demo_dir, weights):
     study = tmp_path / "study"
     big = seven_images_and_a_huge_file(study, demo_dir)
     out = tmp_path / "out"

@@ -23,13 +23,19 @@ def exam(tmp_path, demo_dir):
     return folder, written
 
 
-def test_placing_an_image_is_saved_and_hangs_it_on_the_next_open(exam, tmp_path):
-    folder, _ = exam
+@pytest.fixture
+def opened(exam, tmp_path):
+    """The exam loaded with its review opened from a store under tmp_path, and an editing session on it."""
     store = ReviewStore(tmp_path / "reviews")
-    study = load_study(folder)
-    (waiting,) = study.unassigned
+    study = load_study(exam[0])
     review = store.open(study)
-    session = ReviewSession(review, store)
+    return store, study, review, ReviewSession(review, store)
+
+
+def test_placing_an_image_is_saved_and_hangs_it_on_the_next_open(exam, opened, tmp_path):
+    folder, _ = exam
+    store, study, review, session = opened
+    (waiting,) = study.unassigned
 
     session.do(AssignImage(waiting.uid, "L_MLO", study))
     assert study.get("L_MLO", "le").source == waiting.source and not study.unassigned
@@ -49,14 +55,10 @@ def test_placing_an_image_is_saved_and_hangs_it_on_the_next_open(exam, tmp_path)
     assert restored.assignments == review.assignments
 
 
-def test_undo_takes_the_image_back_and_redo_hangs_it_again(exam, tmp_path):
-    folder, _ = exam
-    store = ReviewStore(tmp_path / "reviews")
-    study = load_study(folder)
+def test_undo_takes_the_image_back_and_redo_hangs_it_again(opened):
+    store, study, review, session = opened
     uid = study.unassigned[0].uid
-    review = store.open(study)
     before = dict(review.identity)
-    session = ReviewSession(review, store)
     session.do(AssignImage(uid, "L_MLO", study))
     assert review.identity["digest"] != before["digest"]
 
@@ -69,13 +71,9 @@ def test_undo_takes_the_image_back_and_redo_hangs_it_again(exam, tmp_path):
     assert study.get("L_MLO", "le") is not None and review.assignments[uid]["key"] == "L_MLO"
 
 
-def test_an_occupied_slot_is_refused_in_words_and_nothing_changes(exam, tmp_path):
-    folder, _ = exam
-    store = ReviewStore(tmp_path / "reviews")
-    study = load_study(folder)
+def test_an_occupied_slot_is_refused_in_words_and_nothing_changes(opened):
+    _, study, review, session = opened
     uid = study.unassigned[0].uid
-    review = store.open(study)
-    session = ReviewSession(review, store)
     with pytest.raises(ReviewError, match="R_CC LE already holds 1-1.dcm"):
         session.do(AssignImage(uid, "R_CC", study))
     assert review.assignments == {} and len(study.unassigned) == 1 and not session.can_undo

@@ -89,15 +89,20 @@ def test_large_private_data_before_the_pixels_still_loads(tmp_path, demo_small):
     assert study.warnings == [] and np.array_equal(study.get("L_CC", "le").pixels, demo_small[("L", "CC", "le")])
 
 
-def test_rescale_slope_zero_is_refused_naming_the_tag(dicom_study):
-    folder, images = dicom_study
-    victim = folder / "P66_R_CC_le.dcm"
-    set_raw_ds(victim, "RescaleSlope", b"0 ")
+@pytest.mark.parametrize("key,energy,slope,why", [
+    ("R_CC", "le", b"0 ", "RescaleSlope is 0"),
+    ("R_MLO", "rc", b"two ", "its RescaleSlope value 'two' is not a number"),
+])
+def test_unusable_rescale_skips_only_that_file_naming_the_tag(dicom_study, key, energy, slope, why):
+    folder, _ = dicom_study
+    name = f"P66_{key}_{energy}.dcm"
+    victim = folder / name
+    set_raw_ds(victim, "RescaleSlope", slope)
     set_raw_ds(victim, "RescaleIntercept", b"0 ")
     study = load_study(folder)
-    assert len(study) == 7 and not study.has("R_CC", "le")
-    msg = _warning_for(study, "P66_R_CC_le.dcm")
-    assert msg.startswith(f"{victim}: skipped") and "RescaleSlope is 0" in msg
+    assert len(study) == 7 and not study.has(key, energy)
+    msg = _warning_for(study, name)
+    assert msg.startswith(f"{victim}: skipped") and why in msg
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
