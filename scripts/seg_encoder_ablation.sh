@@ -16,9 +16,7 @@ RUNS=${2:?$usage}
 EPOCHS=${3:-8}
 SIZE=${4:-192}
 THREADS=${5:-1}
-PY=${PYTHON:-python3}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+source "$(dirname "$0")/lib/runs.sh"
 
 declare -A ARGS=(
   [pretrained_s0]="--seed 0"
@@ -27,13 +25,8 @@ declare -A ARGS=(
   [scratch_s1]="--scratch --seed 1"
 )
 VARIANTS=${VARIANTS:-"pretrained_s0 scratch_s0 pretrained_s1 scratch_s1"}
-for v in $VARIANTS; do
-  [[ -n "${ARGS[$v]:-}" ]] || { echo "unknown variant: $v (known: ${!ARGS[*]})" >&2; exit 2; }
-done
-if [[ -d "$RUNS" && -n "$(ls -A "$RUNS")" ]]; then
-  echo "$RUNS is not empty: give a new folder, so old runs cannot mix into this table" >&2
-  exit 2
-fi
+check_variants
+refuse_used_runs_dir "$RUNS"
 mkdir -p "$RUNS"
 failed=0
 for v in $VARIANTS; do
