@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core_model.io.jsonsafe import dumps as json_dumps  # noqa: E402
+from result_files import write_summary_and_rows  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "phantom_location.json"
 
@@ -140,13 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.result.is_file():  # keep the figures of the run that made the analyses
         before = json.loads(args.result.read_text(encoding="utf-8"))
         summary.update({k: before[k] for k in ("nafv_analyze_exit", "seconds") if k in before})
-    args.result.parent.mkdir(parents=True, exist_ok=True)
-    args.result.write_text(json_dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with open(args.result.with_name(args.result.stem + "_per_lesion.csv"), "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        w.writeheader()
-        w.writerows(rows)
-    print(json.dumps(summary, indent=2))
+    write_summary_and_rows(summary, args.result, rows, args.result.with_name(args.result.stem + "_per_lesion.csv"))
     return 0
 
 

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core_model.io.jsonsafe import dumps as json_dumps  # noqa: E402
+from result_files import write_summary_and_rows  # noqa: E402
 from core_model.train.cls import auc_score  # noqa: E402
 
 
@@ -135,12 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = int(found.group(1)) if found else None
     summary.update(difficulty=difficulty, seed=seed, data=str(data), command="nafv-analyze " + " ".join(cmd[1:]),
                    nafv_analyze_exit=rc, seconds=round(time.time() - t0, 1))
-    (args.out / "summary.json").write_text(json_dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with open(args.out / "per_study.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        w.writeheader()
-        w.writerows(rows)
-    print(json.dumps(summary, indent=2))
+    write_summary_and_rows(summary, args.out / "summary.json", rows, args.out / "per_study.csv")
     return 0
 
 
