@@ -19,7 +19,6 @@ Figures, not assertions: benchmarks/results/phantom_location.json (and ..._per_l
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -34,7 +33,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from result_files import write_summary_and_rows  # noqa: E402
+from phantom_bench import phantom_arguments, write_summary_and_rows  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "phantom_location.json"
 
@@ -110,12 +109,8 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--difficulty", default="easy", choices=("easy", "medium", "hard"))
-    ap.add_argument("--n", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", type=Path, required=True, help="working folder (studies and analyses)")
-    ap.add_argument("--data", type=Path, help="score an existing phantom folder (written with --dicom) instead")
+    ap = phantom_arguments(__doc__.split("\n\n")[0], n=30,
+                           data_help="score an existing phantom folder (written with --dicom) instead")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--result", type=Path, default=RESULT)
     ap.add_argument("--score-only", action="store_true", help="score OUT/analyses as they are (no new analysis)")

@@ -11,12 +11,10 @@
 # really ran. Equal minutes are not equal epochs: a slower variant runs fewer.
 # VARIANTS="name ..." runs a subset. Uses `python3`, or $PYTHON. Exits 1 if any variant failed.
 set -u -o pipefail
-usage="usage: seg_table_gpu.sh DATA_DIR RUNS_DIR [MINUTES_PER_STAGE] [EPOCHS_PER_STAGE]"
-DATA=${1:?$usage}
-RUNS=${2:?$usage}
+source "$(dirname "$0")/lib/runs.sh"
+data_and_runs "usage: seg_table_gpu.sh DATA_DIR RUNS_DIR [MINUTES_PER_STAGE] [EPOCHS_PER_STAGE]" "$@"
 MINUTES=${3:-30}
 EPOCHS=${4:-60}
-source "$(dirname "$0")/lib/runs.sh"
 
 declare -A ARGS=(
   [nafv_lerc_s0]="--channels le+rc --size 256 --seed 0"

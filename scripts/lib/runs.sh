@@ -5,6 +5,15 @@ PY=${PYTHON:-python3}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
+# USAGE "$@": DATA and RUNS from the first two arguments; without them, the usage line and exit 1.
+data_and_runs() {
+  local usage=$1
+  shift
+  (( $# >= 2 )) || { echo "$usage" >&2; exit 1; }
+  DATA=$1
+  RUNS=$2
+}
+
 # Every name in $VARIANTS is checked before anything starts, so a typo cannot cost a half-run table.
 check_variants() {
   local v
