@@ -137,7 +137,7 @@ def _child_view(study: Path, analyze: bool) -> dict:
     out = {"window_s": round(window_s, 3), "first_view_s": round(min(painted.values()), 3),
            "four_panels_on_screen_s": round(max(painted.values()), 3),
            "all_eight_at_screen_resolution_s": round(ready_s, 3) if ready_s is not None else None,
-           "levels_shown": sorted({p._lod_key[1] for p in panels if p._lod_key})}
+           "levels_shown": sorted({p.drawn.level for p in panels if p.drawn})}
     if analyze:
         done = []
         w.analysis_finished.connect(lambda a: done.append(time.perf_counter()))
@@ -336,17 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     src = w.grid.panels4["R_CC"]
 
     def pan(dx):
-        src.vb.translateBy(x=dx, y=0)
-        src._on_manual_range()
+        src.pan_by(dx / src.vb.viewRect().width(), 0.0)
 
     res["pan_fitted"] = _stats([frame(lambda i=i: pan(20 * (-1) ** (i // 5))) for i in range(n)])
     res["zoom_steps"] = _stats([frame(lambda i=i: src.zoom_by(0.93 if i < n // 2 else 1 / 0.93)) for i in range(n)])
     # Zoom in to about one image pixel per screen pixel: full resolution drawn from level 0.
     box = src.normalized_range()
-    src.set_normalized_range((0.55, 0.4, 0.55 + src.vb.width() / COLS, 0.4 + src.vb.height() / ROWS))
-    src._on_manual_range()
+    src.set_manual_range((0.55, 0.4, 0.55 + src.vb.width() / COLS, 0.4 + src.vb.height() / ROWS))
     app.processEvents()
-    levels_used = {p.key: p._lod_key[1] for p in w.grid.visible_panels() if p._lod_key}
+    levels_used = {p.key: p.drawn.level for p in w.grid.visible_panels() if p.drawn}
     res["window_level_full_resolution"] = _stats([frame(lambda i=i: st.adjust_window(st.energy, 0.01 * (-1) ** i, 0.0)) for i in range(n)])
     res["pan_full_resolution"] = _stats([frame(lambda i=i: pan(15 * (-1) ** (i // 5))) for i in range(n)])
     res["energy_switch"] = _stats([frame(st.toggle_energy) for _ in range(10)])

@@ -12,11 +12,11 @@ request hangs must not destroy a running QThread, which aborts the program.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Signal
 
-from core_model.domain.errors import Cancelled, NafvError
+from core_model.domain.errors import NafvError
 from core_model.io.dicomweb import AuthRequired, DicomWebServer
-from nafv_viewer.worker import Job, _unexpected, keep_until_finished, start_job
+from nafv_viewer.worker import Job, keep_until_finished, start_job
 
 
 class _ServerJob(Job):
@@ -26,24 +26,14 @@ class _ServerJob(Job):
         super().__init__()
         self.server = server
 
-    def _work(self):  # pragma: no cover - overridden
-        raise NotImplementedError
+    def describe(self) -> str:
+        return f"talking to {self.server.url}"
 
-    @Slot()
-    def run(self) -> None:
-        self.started.emit()
-        try:
-            result = self._work()
-            self.token.check()
-            self.finished.emit(result)
-        except Cancelled:
-            self.cancelled.emit()
-        except AuthRequired as err:
+    def report_error(self, err: NafvError) -> None:
+        if isinstance(err, AuthRequired):
             self.auth_needed.emit(str(err))
-        except NafvError as err:
-            self.errored.emit(str(err))
-        except Exception as err:  # a reader never sees a traceback
-            self.errored.emit(_unexpected(f"talking to {self.server.url}", err))
+        else:
+            super().report_error(err)
 
 
 class SearchJob(_ServerJob):
@@ -53,7 +43,7 @@ class SearchJob(_ServerJob):
         super().__init__(server)
         self.filters = dict(patient_id=patient_id, patient_name=patient_name, study_date=study_date)
 
-    def _work(self):
+    def work(self):
         return self.server.search_studies(**self.filters)
 
 
@@ -64,7 +54,7 @@ class RetrieveJob(_ServerJob):
         super().__init__(server)
         self.study_uid = study_uid
 
-    def _work(self):
+    def work(self):
         return self.server.retrieve_study(self.study_uid, progress=lambda s, f: self.progress.emit(str(s), float(f)),
                                           cancel=self.token)
 

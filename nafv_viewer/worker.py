@@ -97,6 +97,14 @@ def _unexpected(what: str, err: BaseException) -> str:
 
 
 class Job(QObject):
+    """One piece of long work: :meth:`work` runs in the job's thread, its result comes as ``finished``.
+
+    The reporting is here once, so every job reports the same way: a cancel
+    ends as ``cancelled``, a :class:`NafvError` as its message, anything else
+    as a short message (traceback on stderr). :meth:`work` returning None ends
+    the job having said what it had to through its own signal.
+    """
+
     started = Signal()
     progress = Signal(str, float)
     finished = Signal(object)
@@ -110,9 +118,32 @@ class Job(QObject):
     def cancel(self) -> None:
         self.token.cancel()
 
-    @Slot()
-    def run(self) -> None:  # pragma: no cover - overridden
+    def work(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def describe(self) -> str:
+        """What the job does, for the message of an unexpected failure ("opening /x failed unexpectedly")."""
+        return "the job"
+
+    def report_error(self, err: NafvError) -> None:
+        """Say an error the user can act on; a job with its own signal for some errors overrides this."""
+        self.errored.emit(str(err))
+
+    @Slot()
+    def run(self) -> None:
+        self.started.emit()
+        try:
+            result = self.work()
+            if result is None:
+                return
+            self.token.check()
+            self.finished.emit(result)
+        except Cancelled:
+            self.cancelled.emit()
+        except NafvError as err:
+            self.report_error(err)
+        except Exception as err:  # a reader should never see a traceback; log it for the developer
+            self.errored.emit(_unexpected(self.describe(), err))
 
 
 class StudyLoadJob(Job):
@@ -145,50 +176,44 @@ class StudyLoadJob(Job):
             return self.custom_loader(self.path)
         return default_study_loader(self.path, self.patient, self.token)
 
-    @Slot()
-    def run(self) -> None:
-        self.started.emit()
-        try:
-            preview = None
-            if self.custom_loader is None and self.patient is None:
-                first = preview_image(self.path, self.first_energy, self.token)
-                self.token.check()
-                if first is not None:
-                    preview = build_display_image(first)
-                    self.preview_ready.emit(preview)
-                elif self.path.is_dir():
-                    patients = patients_in(self.path, self.token)
-                    if len(patients) > 1:
-                        self.several_patients.emit(patients)
-                        return
-            study = self._load()
+    def describe(self) -> str:
+        return f"opening {self.path}"
+
+    def work(self) -> Study | None:
+        preview = None
+        if self.custom_loader is None and self.patient is None:
+            first = preview_image(self.path, self.first_energy, self.token)
             self.token.check()
-            if self.prepare is not None:
-                study.warnings.extend(self.prepare(study))
-            self.study_loaded.emit(study)
-            order = [self.first_energy] + [e for e in ENERGIES if e != self.first_energy]
-            slots = [(k, e) for e in order for k in VIEW_KEYS if study.has(k, e)]
-            flips: dict[str, dict] = {}  # view -> energy -> Flips, decided once for both energies
-            for i, (key, energy) in enumerate(slots):
-                self.token.check()
-                image = study.get(key, energy)
-                if key not in flips:
-                    flips[key] = view_flips(study, key)
-                f = flips[key][energy]
-                if (preview is not None and preview.source == image.source
-                        and (preview.key, preview.energy) == (key, energy) and preview.flips == f):
-                    shown = preview  # same file, hung the same way, already on screen
-                else:
-                    shown = build_display_image(image, key, flips=f)
-                self.image_ready.emit(shown)
-                self.progress.emit("preparing images", (i + 1) / max(1, len(slots)))
-            self.finished.emit(study)
-        except Cancelled:
-            self.cancelled.emit()
-        except NafvError as err:
-            self.errored.emit(str(err))
-        except Exception as err:  # a reader should never see a traceback; log it for the developer
-            self.errored.emit(_unexpected(f"opening {self.path}", err))
+            if first is not None:
+                preview = build_display_image(first)
+                self.preview_ready.emit(preview)
+            elif self.path.is_dir():
+                patients = patients_in(self.path, self.token)
+                if len(patients) > 1:
+                    self.several_patients.emit(patients)
+                    return None
+        study = self._load()
+        self.token.check()
+        if self.prepare is not None:
+            study.warnings.extend(self.prepare(study))
+        self.study_loaded.emit(study)
+        order = [self.first_energy] + [e for e in ENERGIES if e != self.first_energy]
+        slots = [(k, e) for e in order for k in VIEW_KEYS if study.has(k, e)]
+        flips: dict[str, dict] = {}  # view -> energy -> Flips, decided once for both energies
+        for i, (key, energy) in enumerate(slots):
+            self.token.check()
+            image = study.get(key, energy)
+            if key not in flips:
+                flips[key] = view_flips(study, key)
+            f = flips[key][energy]
+            if (preview is not None and preview.source == image.source
+                    and (preview.key, preview.energy) == (key, energy) and preview.flips == f):
+                shown = preview  # same file, hung the same way, already on screen
+            else:
+                shown = build_display_image(image, key, flips=f)
+            self.image_ready.emit(shown)
+            self.progress.emit("preparing images", (i + 1) / max(1, len(slots)))
+        return study
 
 
 class AnalysisJob(Job):
@@ -203,22 +228,14 @@ class AnalysisJob(Job):
     def _report(self, stage: str, fraction: float) -> None:
         self.progress.emit(str(stage), float(fraction))
 
-    @Slot()
-    def run(self) -> None:
-        self.started.emit()
-        try:
-            self._report("loading the model", 0.0)
-            analyzer = self.analyzer_factory()
-            self.token.check()
-            analysis = analyzer.analyze(self.study, progress=self._report, cancel=self.token, affected_side=self.affected_side)
-            self.token.check()
-            self.finished.emit(analysis)
-        except Cancelled:
-            self.cancelled.emit()
-        except NafvError as err:
-            self.errored.emit(str(err))
-        except Exception as err:
-            self.errored.emit(_unexpected("the analysis", err))
+    def describe(self) -> str:
+        return "the analysis"
+
+    def work(self) -> Any:
+        self._report("loading the model", 0.0)
+        analyzer = self.analyzer_factory()
+        self.token.check()
+        return analyzer.analyze(self.study, progress=self._report, cancel=self.token, affected_side=self.affected_side)
 
 
 class JobThread(QThread):
@@ -264,3 +281,30 @@ def start_job(job: Job, parent: QObject | None = None) -> QThread:
     thread = JobThread(job, parent)
     thread.start()
     return thread
+
+
+class JobThreads:
+    """The running job threads of one owner (a controller): kept referenced until they end, joined on shutdown."""
+
+    def __init__(self) -> None:
+        self.running: list[QThread] = []
+
+    def start(self, job: Job, parent: QObject | None = None) -> QThread:
+        """Start ``job`` (its signals already connected) and keep its thread until it ends."""
+        thread = start_job(job, parent)
+        self.running.append(thread)
+
+        def forget(t=thread) -> None:
+            if t in self.running:
+                self.running.remove(t)
+
+        thread.finished.connect(forget)
+        return thread
+
+    def join(self, timeout_ms: int) -> None:
+        """Wait for each thread (its job already cancelled); one still blocked is kept alive elsewhere."""
+        for t in list(self.running):
+            t.quit()
+            if not t.wait(timeout_ms):
+                keep_until_finished(t)
+                self.running.remove(t)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import core_model  # noqa: E402,F401
 import core_model.io  # noqa: E402,F401
-from orthanc_server import (PASSWORD, USER, Orthanc, StoredStudy, answers, free_port, orthanc_files,  # noqa: E402
-                            write_demo_study, write_non_mg_study)
+from orthanc_server import (Orthanc, StoredStudy, orthanc_files, running_orthanc, write_demo_study,  # noqa: E402
+                            write_non_mg_study)
 
 DEMO_DIR = REPO / "resources" / "demo"
 DEMO_MASKS = REPO / "resources" / "demo_masks"
@@ -164,53 +162,32 @@ def cdd_replica(tmp_path_factory) -> dict:
 # ---- a real Orthanc PACS for tests/pacs (one per test session, started on first use)
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory) -> Orthanc:
+def _orthanc_files() -> tuple[str, str]:
     exe, plugin = orthanc_files()
     if exe is None or plugin is None:
         pytest.skip("Orthanc with its DICOMweb plugin is not installed (Debian: apt-get install orthanc "
                     "orthanc-dicomweb; scripts/dev.sh test installs them when it can)")
-    folder = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port = free_port(), free_port()
-    while dicom_port == http_port:
-        dicom_port = free_port()
-    config = {
-        "Name": "nafv-test-pacs",
-        "StorageDirectory": str(folder / "db"),
-        "IndexDirectory": str(folder / "db"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
-        "DicomServerEnabled": False,  # only DICOMweb is tested; the port is free anyway for older releases
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": True,
-        "RegisteredUsers": {USER: PASSWORD},
-        "Plugins": [plugin],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        "SaveJobs": False,
-        "HttpDescribeErrors": True,
-        "HttpCompressionEnabled": False,  # response bytes = file bytes, so a test can cut a transfer mid-image
-    }
-    cfg = folder / "orthanc.json"
-    cfg.write_text(json.dumps(config, indent=1))
-    log = folder / "orthanc.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([exe, str(cfg)], stdout=out, stderr=subprocess.STDOUT, cwd=folder)
-    root = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 60
+    return exe, plugin
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory) -> Orthanc:
+    """Orthanc asking for a user name and password (USER; VISITOR is known but not authorised: 403)."""
     try:
-        while not answers(root):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                pytest.fail(f"Orthanc did not start (exit code {proc.poll()}):\n{tail}")
-            time.sleep(0.1)
-        yield Orthanc(url=f"{root}/dicom-web", root=root, port=http_port, log=log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with running_orthanc(*_orthanc_files(), tmp_path_factory.mktemp("orthanc")) as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def orthanc_bearer(tmp_path_factory) -> Orthanc:
+    """A second Orthanc that lets in only requests carrying ``Authorization: Bearer TOKEN`` (others: 403)."""
+    try:
+        with running_orthanc(*_orthanc_files(), tmp_path_factory.mktemp("orthanc-bearer"), bearer=True) as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,18 @@ DICOM MG, one patient id per fixture so the tests do not see each other's.
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import socket
+import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -29,6 +34,9 @@ from core_model.io.dicomweb import Credentials, DicomWebServer
 from core_model.io.naming import parse_cdd_cesm_name
 
 USER, PASSWORD = "reader", "pacs-test-secret-7f3a"
+# A user the server knows (right password) but has not authorised: its filter answers 403.
+VISITOR, VISITOR_PASSWORD = "visitor", "visitor-secret-52c1"
+TOKEN = "nafv-test-token-0b9e4d"  # the one bearer token the token-checking Orthanc accepts
 PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc", "/usr/local/share/orthanc/plugins")
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
 
@@ -58,14 +66,79 @@ def orthanc_files() -> tuple[str | None, str | None]:
     return exe, plugin
 
 
-def answers(root: str) -> bool:
+def answers(root: str, header: str = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()) -> bool:
     req = urllib.request.Request(f"{root}/system")
-    req.add_header("Authorization", "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
+    req.add_header("Authorization", header)
     try:
         with urllib.request.urlopen(req, timeout=2) as r:
             return r.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+# Orthanc's Lua hook runs on every REST request after its own user check; false answers 403.
+# (Orthanc 1.10 has no bearer-token support of its own; its authorization plugin needs a web
+# service, so the token-checking server does the check here, on the header as it arrives.)
+BASIC_FILTER = f"""
+function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
+  return username ~= '{VISITOR}'
+end
+"""
+TOKEN_FILTER = f"""
+function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
+  return httpHeaders['authorization'] == 'Bearer {TOKEN}'
+end
+"""
+
+
+@contextmanager
+def running_orthanc(exe: str, plugin: str, folder: Path, bearer: bool = False) -> Iterator[Orthanc]:
+    """Orthanc on free ports, storage in ``folder``: basic auth (USER; VISITOR gets 403), or with
+    ``bearer`` no user check and only ``Authorization: Bearer TOKEN`` let in (anything else 403)."""
+    http_port, dicom_port = free_port(), free_port()
+    while dicom_port == http_port:
+        dicom_port = free_port()
+    lua = folder / "filter.lua"
+    lua.write_text(TOKEN_FILTER if bearer else BASIC_FILTER)
+    config = {
+        "Name": "nafv-test-pacs",
+        "StorageDirectory": str(folder / "db"),
+        "IndexDirectory": str(folder / "db"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomServerEnabled": False,  # only DICOMweb is tested; the port is free anyway for older releases
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": not bearer,
+        "RegisteredUsers": {} if bearer else {USER: PASSWORD, VISITOR: VISITOR_PASSWORD},
+        "LuaScripts": [str(lua)],
+        "Plugins": [plugin],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "SaveJobs": False,
+        "HttpDescribeErrors": True,
+        "HttpCompressionEnabled": False,  # response bytes = file bytes, so a test can cut a transfer mid-image
+    }
+    cfg = folder / "orthanc.json"
+    cfg.write_text(json.dumps(config, indent=1))
+    log = folder / "orthanc.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([exe, str(cfg)], stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+    root = f"http://127.0.0.1:{http_port}"
+    header = f"Bearer {TOKEN}" if bearer else None
+    deadline = time.monotonic() + 60
+    try:
+        while not (answers(root, header) if header else answers(root)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"Orthanc did not start (exit code {proc.poll()}):\n{tail}")
+            time.sleep(0.1)
+        yield Orthanc(url=f"{root}/dicom-web", root=root, port=http_port, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def write_demo_study(folder: Path, patient_id: str, patient_name: str) -> list[Path]:
@@ -123,11 +196,14 @@ class CuttingProxy:
     A real server behind a network that drops mid-transfer: the client sees
     the connection close in the middle of a response. With ``hold`` (an
     Event) the network stalls there instead, until the event is set.
+    ``requests`` holds the request line of every request that went through
+    (what the server was asked for, in order).
     """
 
     def __init__(self, port: int, cut_after: int, hold: threading.Event | None = None):
         self.port_to, self.cut_after, self.sent, self.hold = port, cut_after, 0, hold
         self.stalled = threading.Event()
+        self.requests: list[str] = []
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -154,6 +230,9 @@ class CuttingProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if not counted and data[:4] in (b"GET ", b"POST", b"PUT ", b"HEAD"):
+                    with self.lock:
+                        self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
                 if counted:
                     with self.lock:
                         room = self.cut_after - self.sent

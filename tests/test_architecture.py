@@ -116,3 +116,13 @@ def test_a_wrong_import_is_caught(tmp_path):
     assert "core_model/export/pdf.py:3 imports core_model.inference.analyzer" in bad[1]
     assert "core_model/review/model.py:1 imports PySide6.QtCore (the model core never imports Qt" in bad[2]
     assert bad[3] == "nafv_viewer/app.py:1 imports core_model.train.seg (the viewer never uses train)"
+
+
+def test_the_readme_layout_names_every_core_package():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Repository layout", 1)[1].split("```")[1]
+    listed = {line.strip().split("/")[0] for line in block.splitlines() if line.startswith("  ") and "/" in line}
+    assert listed == set(LAYERS)
+    for line in block.splitlines():
+        if line.startswith("  ") and "/" in line:
+            assert (ROOT / "core_model" / line.split("/")[0].strip()).is_dir()

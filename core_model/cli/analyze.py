@@ -222,9 +222,9 @@ def _run(args: argparse.Namespace) -> int:
     server = _from_server(args)  # before the model imports: a PACS that cannot give the study says so at once
     from tqdm import tqdm
 
-    from core_model.io.analysis_json import write_analysis
-    from core_model.inference.analyzer import Analyzer
-    from core_model.models.checkpoint import NOT_FOR_CLINICAL_USE
+    from core_model.domain.notice import NOT_FOR_CLINICAL_USE
+    from core_model.domain.resources import DEFAULT_SEG_WEIGHTS
+    from core_model.inference.inputs_check import card_channels, check_inputs
     from core_model.io import load_study
     from core_model.io.result_dir import staged_result_dir
 
@@ -234,7 +234,10 @@ def _run(args: argparse.Namespace) -> int:
     single = len(jobs) == 1
     if single and jobs[0][2] is not None:
         raise NafvError(jobs[0][2])
-    analyzer = Analyzer(args.weights_seg, args.weights_cls, device=args.device, num_threads=args.threads)
+    # Each study is read and checked before the models are built: a study the models cannot read (a
+    # single-energy exam) is refused at once, not after torch and the weights have loaded.
+    channels = card_channels(args.weights_seg if args.weights_seg is not None else DEFAULT_SEG_WEIGHTS)
+    analyzer = None
     affected = args.affected.upper() if args.affected else None
 
     failed: list[str] = []
@@ -245,6 +248,7 @@ def _run(args: argparse.Namespace) -> int:
     bar = tqdm(jobs, desc="studies", unit="study", disable=single, file=sys.stderr)
     for path, pid, err in bar:
         label = f"{path}" + (f" [{pid}]" if pid else "")
+        building = False  # weights that cannot be loaded stop the whole run, not one study
         try:
             if err is not None:
                 raise NafvError(err)
@@ -273,8 +277,18 @@ def _run(args: argparse.Namespace) -> int:
                 if there:
                     raise NafvError(f"{out / there[0]} already exists: nothing was written; give --overwrite to "
                                     "replace it, or another --out")
+            if channels is not None:
+                check_inputs(study, channels)
+            if analyzer is None:
+                from core_model.inference.analyzer import Analyzer
+
+                building = True
+                analyzer = Analyzer(args.weights_seg, args.weights_cls, device=args.device, num_threads=args.threads)
+                building = False
             analysis = analyzer.analyze(study, affected_side=affected, explain=not args.no_explain)
             bundle = None
+            from core_model.io.analysis_json import write_analysis
+
             with staged_result_dir(out) as stage:
                 json_path = out / write_analysis(analysis, stage, study=study, overlays=not args.no_overlays).name
                 if args.report:
@@ -287,12 +301,12 @@ def _run(args: argparse.Namespace) -> int:
             if server is not None and args.store:
                 tqdm.write(f"  {_store(server, bundle)}", file=sys.stdout)
         except NafvError as exc:
-            if single:
+            if single or building:
                 raise
             failed.append(f"{label}: {_one_line(exc)}")
             tqdm.write(f"nafv-analyze: failed: {label}: {_one_line(exc)}", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - one broken study must not stop a batch
-            if single:
+            if single or building:
                 raise
             failed.append(f"{label}: internal error ({type(exc).__name__}: {_one_line(exc)})")
             tqdm.write(f"nafv-analyze: failed: {failed[-1]}", file=sys.stderr)

@@ -53,13 +53,15 @@ from core_model.domain.errors import ModelLoadError, NafvError
 from core_model.domain.jobs import CancelToken, ProgressCallback, report
 from core_model.domain.notice import SYNTHETIC_CLASSIFIER_WARNING, SYNTHETIC_MARK_RE
 from core_model.domain.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
-from core_model.domain.study import ENERGY_NAMES, SIDE_NAMES, SIDES, VIEW_KEYS, Study, contralateral, view_key
+from core_model.domain.study import SIDE_NAMES, SIDES, Study, contralateral, view_key
 from core_model.imaging.contours import lesions_from_probability, min_area_for_scale
 from core_model.imaging.location import locate_analysis
 from core_model.imaging.preprocess import Letterbox, normalize_image
 from core_model.inference.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
+from core_model.inference.inputs_check import AnalysisError, missing_inputs_message  # noqa: F401 - AnalysisError: re-exported
 from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_full_size
 from core_model.models.checkpoint import LoadedModel, load_checkpoint
+from core_model.models.device import pick_device
 from core_model.models.segmentation import lesion_probability
 from core_model.transforms.model_inputs import in_reading_orientation, map_views_back, study_inputs
 from core_model.transforms.position_mask import DEFAULT_DECAY
@@ -131,38 +133,6 @@ def decide_affected_side(views: dict[str, ViewResult], given: str | None = None)
                        f"affected one because its contour is the more certain (contour AI score {conf[side]:.2f} "
                        f"vs {conf[other]:.2f}), a close call — check, or choose the affected breast explicitly")
     return d
-
-
-class AnalysisError(NafvError):
-    """A study that cannot be analysed (no image the models can read)."""
-
-
-def missing_inputs_message(study: Study, channels) -> str:
-    """One sentence: what the segmentation needs and this study lacks (e.g. a low-energy-only study)."""
-    waiting = getattr(study, "unassigned", [])
-    if waiting:
-        return (f"the analysis needs images hung on their views, and {len(waiting)} image(s) of this study have no "
-                "view in their files: place them in the viewer (drag each from the strip under the views), then "
-                "analyse again.")
-    absent = [e for e in channels if not any(study.has(k, e) for k in VIEW_KEYS)]
-    if absent:
-        words = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in absent)
-        kind = (" this is a single-energy study (digital mammography without contrast), so it can be read "
-                "but not analysed") if absent == ["rc"] else " nothing was analysed"
-        return f"the analysis needs the {words} images of a contrast-enhanced study and found none;{kind}."
-    need = " and ".join(f"{ENERGY_NAMES[e]} ({e.upper()})" for e in channels)
-    return f"the analysis needs the {need} images of one view together, and no view of this study has both; nothing was analysed."
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NafvError("CUDA was requested but no CUDA GPU is available; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise NafvError(f"unknown device {device!r}; use cpu or cuda") from None
 
 
 def default_threads() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from core_model.domain.errors import StudyLoadError
 from core_model.domain.jobs import CancelToken
 from core_model.domain.study import Study
-from core_model.io.images import is_marked_synthetic, load_named_image
+from core_model.io.images import is_marked_synthetic, load_named_image, load_unnamed_image
 from core_model.io.naming import NameInfo
 
 COLLECTION = "CDD-CESM"
@@ -82,13 +82,24 @@ def load_named_study(
     cdd: bool,
     warnings: list[str],
     cancel: CancelToken | None = None,
+    unnamed: list[Path] = (),
 ) -> Study:
-    """One patient's study from named image files (CDD-CESM names when ``cdd``, else one patient per folder, see :func:`folder_patient_id`)."""
+    """One patient's study from named image files (CDD-CESM names when ``cdd``, else one patient per folder, see :func:`folder_patient_id`).
+
+    ``unnamed`` images (names that give no view) of the chosen patient's folder (with CDD-CESM names:
+    of a folder holding one patient) wait in :attr:`Study.unassigned` for the reader to place them."""
     by_patient: dict[str, list[tuple[Path, NameInfo]]] = {}
     for path, info in sorted(files, key=lambda f: str(f[0])):
         pid = normalize_patient(info.patient_id) if info.patient_id else folder_patient_id(path, root)
         by_patient.setdefault(pid, []).append((path, info))
-    patients = sorted(by_patient, key=patient_sort_key)
+    waiting: dict[str, list[Path]] = {}
+    if cdd:  # CDD-CESM names carry the patient: an unnamed image can only be the sole patient's
+        if len(by_patient) == 1:
+            waiting[next(iter(by_patient))] = sorted(unnamed)
+    else:
+        for path in sorted(unnamed):
+            waiting.setdefault(folder_patient_id(path, root), []).append(path)
+    patients = sorted(set(by_patient) | set(waiting), key=patient_sort_key)
     chosen = choose_patient(patients, patient, root)
     study = Study(
         patient_id=chosen,
@@ -96,7 +107,7 @@ def load_named_study(
         source=root,
         description=f"{COLLECTION} images" if cdd else "image folder",
     )
-    for path, info in by_patient[chosen]:
+    for path, info in by_patient.get(chosen, []):
         if cancel is not None:
             cancel.check()
         slot = (f"{info.side}_{info.view}", info.energy)
@@ -114,4 +125,18 @@ def load_named_study(
             warnings.append(f"{path}: the file name gives no energy (low energy / recombined); shown as low energy")
         if not study.synthetic and is_marked_synthetic(path):
             study.synthetic = True
+    for path in waiting.get(chosen, []):
+        if cancel is not None:
+            cancel.check()
+        try:
+            image = load_unnamed_image(path)
+        except StudyLoadError as err:
+            warnings.append(str(err))
+            continue
+        twin = study.unassigned_image(image.uid)
+        if twin is not None:  # the same bytes twice: one place to choose, not two
+            warnings.append(f"{path}: skipped, the same image as {twin.source.name}")
+            continue
+        warnings.append(f"{path}: {image.reason}; waits among the unassigned images for the reader to place it")
+        study.unassigned.append(image)
     return study

@@ -49,6 +49,7 @@ class Scan:
     dicom_maybe: list[Path] = field(default_factory=list)  # .dcm without preamble, no-suffix files
     cdd: list[tuple[Path, NameInfo]] = field(default_factory=list)
     loose: list[tuple[Path, NameInfo]] = field(default_factory=list)
+    unnamed: list[Path] = field(default_factory=list)  # images whose names give no view
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -57,7 +58,7 @@ class Scan:
             return "dicom"
         if self.cdd:
             return "cdd"
-        if self.loose:
+        if self.loose or self.unnamed:
             return "loose"
         return None
 
@@ -107,8 +108,7 @@ def scan(path: str | Path) -> Scan:
             if info is not None:
                 out.loose.append((f, info))
             else:
-                out.warnings.append(f"{f}: skipped, the file name does not say side (L/R), view (CC/MLO) "
-                                    "and energy (low energy / recombined)")
+                out.unnamed.append(f)
             continue
         try:
             is_dicom = dicom.has_preamble(f)
@@ -156,17 +156,21 @@ def load_study(path: str | Path, patient: str | None = None, cancel: CancelToken
     kind = s.kind
     study: Study | None = None
     if kind == "dicom":
-        ignored = len(s.cdd) + len(s.loose)
+        ignored = len(s.cdd) + len(s.loose) + len(s.unnamed)
         if ignored:
             warnings.append(f"{s.root}: ignored {ignored} PNG/JPEG/TIFF file(s) beside the DICOM files")
         study = dicom.load_dicom_study(s.dicom + s.dicom_maybe, s.root, patient, warnings, cancel)
     elif kind == "cdd":
-        if s.loose:
-            warnings.append(f"{s.root}: ignored {len(s.loose)} image(s) not named like the CDD-CESM files, "
-                            f"e.g. {s.loose[0][0].name}")
-        study = load_named_study(s.cdd, s.root, patient, cdd=True, warnings=warnings, cancel=cancel)
+        one_patient = len({normalize_patient(i.patient_id) for _, i in s.cdd}) == 1
+        others = [f for f, _ in s.loose] + ([] if one_patient else s.unnamed)
+        if others:
+            warnings.append(f"{s.root}: ignored {len(others)} image(s) not named like the CDD-CESM files, "
+                            f"e.g. {others[0].name}")
+        study = load_named_study(s.cdd, s.root, patient, cdd=True, warnings=warnings, cancel=cancel,
+                                 unnamed=s.unnamed if one_patient else [])
     elif kind == "loose":
-        study = load_named_study(s.loose, s.root, patient, cdd=False, warnings=warnings, cancel=cancel)
+        study = load_named_study(s.loose, s.root, patient, cdd=False, warnings=warnings, cancel=cancel,
+                                 unnamed=s.unnamed)
     return _finish(study, s, warnings, patient)
 
 
@@ -183,5 +187,5 @@ def list_patients(path: str | Path, cancel: CancelToken | None = None) -> list[s
     if kind == "cdd":
         return sorted({normalize_patient(i.patient_id) for _, i in s.cdd}, key=patient_sort_key)
     if kind == "loose":
-        return sorted({folder_patient_id(f, s.root) for f, _ in s.loose}, key=patient_sort_key)
+        return sorted({folder_patient_id(f, s.root) for f in [f for f, _ in s.loose] + s.unnamed}, key=patient_sort_key)
     return []

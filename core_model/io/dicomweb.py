@@ -10,6 +10,9 @@ transfer that fails or is cancelled leaves nothing behind, and the next open
 of the same study reads the cache without contacting the server. The cache
 is ``$NAFV_CACHE/dicomweb`` (default ``~/.cache/nafv/dicomweb``), one folder
 per server and one per study; the loaders open it like any DICOM folder.
+The cache is kept under ``NAFV_CACHE_MAX_GB`` (default 20): after each
+retrieval the least recently opened studies are removed, never the one just
+opened (see :func:`evict`).
 
 Credentials come from the environment (``NAFV_DICOMWEB_TOKEN`` for a bearer
 token, or ``NAFV_DICOMWEB_USER`` / ``NAFV_DICOMWEB_PASSWORD`` for basic
@@ -25,6 +28,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,11 @@ PASSWORD_ENV = "NAFV_DICOMWEB_PASSWORD"
 # (connect, read) seconds: a PACS that does not answer is said so, not waited on forever.
 TIMEOUT_S = (10.0, 120.0)
 SEARCH_LIMIT = 200
+CACHE_MAX_ENV = "NAFV_CACHE_MAX_GB"
+# 20 GB: a CEM study (8 images of ~3000 x 2400 pixels, 16 bit, uncompressed) is ~120 MB on disk, so this
+# keeps the last ~150 studies opened (days of a reading list) on any workstation disk, yet stops the cache
+# from filling a disk over months without anyone noticing.
+CACHE_MAX_GB_DEFAULT = 20.0
 PARTIAL_PREFIX = ".partial-"
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _DATE = re.compile(r"\d{8}")
@@ -60,6 +69,20 @@ def cache_root() -> Path:
     (not imported from there: that module loads torch).
     """
     return Path(os.environ.get("NAFV_CACHE") or Path.home() / ".cache" / "nafv") / "dicomweb"
+
+
+def cache_limit_bytes(environ: Optional[dict] = None) -> int:
+    """The cache's size limit: ``NAFV_CACHE_MAX_GB`` (decimal gigabytes, 0 keeps only the study opened)."""
+    text = (os.environ if environ is None else environ).get(CACHE_MAX_ENV, "").strip()
+    if not text:
+        return int(CACHE_MAX_GB_DEFAULT * 1e9)
+    try:
+        gb = float(text)
+    except ValueError:
+        gb = float("nan")
+    if not gb >= 0 or gb == float("inf"):
+        raise ServerError(f"{CACHE_MAX_ENV}={text!r} is not a size: give the cache's limit in gigabytes, e.g. 20")
+    return int(gb * 1e9)
 
 
 @dataclass(frozen=True)
@@ -207,14 +230,20 @@ class DicomWebServer:
         where = f"the PACS at {self.url}"
         if isinstance(err, requests.exceptions.HTTPError) and err.response is not None:
             code = err.response.status_code
+            c = self.credentials
+            given = "token" if c and c.token else "user name and password"
+            check = TOKEN_ENV if c and c.token else f"{USER_ENV} and {PASSWORD_ENV}"
             if code == 401:
-                if self.credentials:
-                    return AuthRequired(f"{where} refused the user name and password (or token) given (HTTP 401) "
-                                        f"while {doing}")
+                if c:
+                    return AuthRequired(f"{where} did not accept the {given} given: not authorised (HTTP 401) while "
+                                        f"{doing}; check the {given} ({check})")
                 return AuthRequired(f"{where} asks for a user name and password (HTTP 401): set {USER_ENV} and "
                                     f"{PASSWORD_ENV}, or {TOKEN_ENV}, in the environment (the viewer asks for them)")
             if code == 403:
-                return AuthRequired(f"{where} does not allow this user access (HTTP 403) while {doing}")
+                # Known but not allowed (Orthanc: an authorisation filter); a bearer token may be wrong or expired.
+                return AuthRequired(f"{where} did not let this {'token' if c and c.token else 'user'} in: not "
+                                    f"authorised (HTTP 403) while {doing}; check the {given} ({check}), or ask "
+                                    "the PACS administrator for access")
             if code == 404:
                 return ServerError(f"{where} has no DICOMweb service or no such study (HTTP 404) while {doing}; "
                                    "check the address (Orthanc: http://HOST:8042/dicom-web)")
@@ -290,10 +319,14 @@ class DicomWebServer:
 
     # -- WADO-RS into the cache -----------------------------------------------------------------
     @property
+    def cache_base(self) -> Path:
+        """The whole cache (all servers): what the size limit applies to."""
+        return self._cache if self._cache is not None else cache_root()
+
+    @property
     def cache_dir(self) -> Path:
         """This server's folder in the cache (a hash of its address: no host names in folder names)."""
-        base = self._cache if self._cache is not None else cache_root()
-        return base / hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:16]
+        return self.cache_base / hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:16]
 
     def cached_study(self, study_uid: str) -> Optional[Path]:
         """The complete cached folder of ``study_uid``, or None when it has not been retrieved."""
@@ -308,8 +341,10 @@ class DicomWebServer:
         fetched. ``progress(stage, fraction)`` is called after each image.
         """
         study_uid = _check_uid(study_uid)
+        limit = cache_limit_bytes()  # a bad setting is said before anything is fetched
         done = self.cached_study(study_uid)
         if done is not None:
+            _touch(done)  # recently used: the last to be evicted
             report(progress, "opened from the local copy", 1.0)
             return done
         report(progress, "asking the PACS for the study", 0.0)
@@ -329,6 +364,8 @@ class DicomWebServer:
                 if not target.is_dir():  # not another process finishing the same study first
                     raise
                 shutil.rmtree(stage, ignore_errors=True)
+            _touch(target)
+            evict(self.cache_base, limit, keep=target)
             return target
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
@@ -400,6 +437,60 @@ def _check_uid(uid: str) -> str:
     if not _UID.fullmatch(uid) or len(uid) > 64:
         raise ServerError(f"{uid or '(empty)'} is not a DICOM UID (digits and dots, like 1.2.840.113619.2.5)")
     return uid
+
+
+def _touch(folder: Path) -> None:
+    """Mark a cached study as just used (its folder's mtime is the cache's use clock)."""
+    now = time.time_ns()  # given explicitly: the file system's own clock may tick only every few ms
+    try:
+        os.utime(folder, ns=(now, now))
+    except OSError:  # a read-only cache still opens; it is just not reordered
+        pass
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for f in folder.iterdir():
+        try:
+            total += f.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def evict(base: Path, limit: int, keep: Optional[Path] = None) -> list[Path]:
+    """Remove the least recently used studies of the cache ``base`` (all servers) until it holds at most
+    ``limit`` bytes; ``keep`` (the study being opened) is never removed, even when it alone is larger.
+
+    Each study is first renamed to a ``.partial-`` name, so a study folder is never seen half removed
+    (and one left by a killed process is cleared like any stale transfer). Returns the folders removed.
+    """
+    studies = []
+    for server in base.iterdir() if base.is_dir() else []:
+        if not server.is_dir() or server.name.startswith("."):
+            continue
+        for study in server.iterdir():
+            if study.is_dir() and _UID.fullmatch(study.name):
+                try:
+                    studies.append((study.stat().st_mtime_ns, study, _size(study)))
+                except OSError:  # removed meanwhile by another process
+                    pass
+    total = sum(size for _, _, size in studies)
+    removed = []
+    for _, study, size in sorted(studies, key=lambda t: t[0]):
+        if total <= limit:
+            break
+        if keep is not None and study == keep:
+            continue
+        doomed = study.with_name(f"{PARTIAL_PREFIX}evict-{study.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            study.rename(doomed)
+        except OSError:  # opened or removed by another process meanwhile: leave it
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        total -= size
+        removed.append(study)
+    return removed
 
 
 def _remove_stale_partials(folder: Path) -> None:

@@ -10,6 +10,7 @@ computed from the image into NaN, so such a file is refused.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from PIL import Image
 
 from core_model.domain.errors import StudyLoadError, os_error_words
 from core_model.domain.notice import SYNTHETIC_MARK_RE
-from core_model.domain.study import StudyImage
+from core_model.domain.study import StudyImage, UnassignedImage
 from core_model.io.limits import size_problem
-from core_model.io.naming import NameInfo
+from core_model.io.naming import NameInfo, slot_hints
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 
@@ -114,3 +115,31 @@ def load_named_image(path: Path, info: NameInfo) -> StudyImage:
         pixel_spacing_mm=None,
         bits_stored=bits,
     )
+
+
+# An image without a view in its name is offered to the reader only when it could be a mammogram:
+# the smallest image this viewer is given in practice is a 512 px reduction, so half that is generous.
+MIN_UNNAMED_SIDE_PX = 256
+
+
+def load_unnamed_image(path: Path) -> UnassignedImage:
+    """An image whose file name gives no view: it waits for the reader to place it.
+
+    Its key in the review is a hash of the file's bytes, so the reader's choice
+    survives a renamed or moved folder. Side and energy are kept as hints when
+    the name gives them (``left.png``, ``..._RC.png``); low energy otherwise.
+    """
+    pixels, bits = read_raster(path)
+    if min(pixels.shape) < MIN_UNNAMED_SIDE_PX:  # an icon or a photo's thumbnail, not a mammogram
+        raise StudyLoadError(f"skipped, the file name does not say side (L/R), view (CC/MLO) and energy (low energy / "
+                             f"recombined), and {pixels.shape[1]}x{pixels.shape[0]} pixels is too small for a mammogram",
+                             path)
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()
+    sides, views, energies = slot_hints(path.stem)
+    unclear = [w for w, got in (("side", sides), ("view", views), ("energy", energies)) if len(got) > 1]
+    missing = [w for w, got in (("side", sides), ("view", views)) if not got]
+    reason = (f"the file name does not say the {' or '.join(missing)}" if missing
+              else f"the file name names more than one {' and '.join(unclear)}")
+    return UnassignedImage(uid=f"sha1:{digest}", energy=energies.pop() if len(energies) == 1 else "le",
+                           pixels=pixels, source=path, reason=reason,
+                           side=sides.pop() if len(sides) == 1 else None, bits_stored=bits)

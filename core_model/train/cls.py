@@ -23,7 +23,9 @@ and writes the comparison table (OUT/ablation.md).
 
 Each variant leaves metrics.csv (one row per fold), roc.png, summary.json and
 per fold a learning-curve CSV/PNG; a rerun with the same OUT resumes (done
-folds are skipped, an interrupted fold continues from its last epoch). Under
+folds are skipped, an interrupted fold continues from its last epoch: each fold
+trains on core_model.train.loop, shared with ``nafv-train seg``, and keeps its
+resume files there). Under
 ``torchrun`` each process trains on its share of every batch (DDP, gloo on
 CPU). ``--export FILE.safetensors`` finally trains on all patients (80/20
 train/val for early stopping) and writes the full model with its model card.
@@ -49,8 +51,12 @@ from tqdm import tqdm
 from core_model.domain.errors import NafvError
 from core_model.losses.classification import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, nafv_loss
 from core_model.models.checkpoint import save_checkpoint, sha256_file
-from core_model.train.common import (DistInfo, MetricsLog, cleanup_distributed, init_distributed, patient_kfold,
-                                     patient_split, pick_device, plot_curves, seed_everything, write_json)
+from core_model.models.device import pick_device
+from core_model.io.atomic import atomic_path, write_text
+from core_model.train.common import (DistInfo, cleanup_distributed, init_distributed, patient_kfold, patient_split,
+                                     seed_everything, write_json)
+from core_model.train.loop import STATE_NAME, save_weights
+from core_model.train.loop import fit as fit_loop
 from core_model.transforms.position_mask import DEFAULT_DECAY
 
 VARIANTS = {
@@ -143,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-data", help="study folder for --finetune-backbone (keep it disjoint from --data)")
     p.add_argument("--finetune-labels", help="annotation CSV for --finetune-data (default as for --labels)")
     p.add_argument("--finetune-lr", type=float, default=3e-4)
+    p.add_argument("--finetune-batch-size", type=int, default=16, help="views per step of --finetune-backbone")
     p.add_argument("--input-size", type=int, default=224,
                    help="square input side in pixels (a multiple of 14 for DINOv2, of 16 for EfficientNet-Lite)")
     p.add_argument("--channels", default="le,le,rc", help="energies filling the three input channels")
@@ -208,8 +215,10 @@ def _default_labels(data: Path, given: str | None) -> Path:
 
 # ----------------------------------------------------------------------------- backbone fine-tuning
 
-def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path, device, show: bool) -> Path:
-    """Supervised fine-tune of the ViT on single position-masked views (benign / malignant); saves timm-format weights."""
+def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path, device, show: bool,
+                      batch_size: int = 16) -> Path:
+    """Supervised fine-tune of the ViT on single position-masked views (benign / malignant), on the training
+    loop (no validation: the data set is separate from the folds); saves timm-format weights."""
     from core_model.train.cls_data import case_inputs
 
     vit = model.backbone
@@ -221,13 +230,12 @@ def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path
     x_all, y_all = torch.stack(xs), torch.tensor(ys)
     probe = torch.nn.Linear(vit.num_features, 2).to(device)
     opt = torch.optim.AdamW(list(vit.parameters()) + list(probe.parameters()), lr=lr, weight_decay=0.05)
-    g = torch.Generator().manual_seed(seed)
-    vit.train()
-    for ep in tqdm(range(epochs), desc="fine-tune backbone", disable=not show):
-        perm = torch.randperm(len(x_all), generator=g)
+
+    def train_epoch(epoch: int, order: list[int], g: torch.Generator) -> dict:
+        vit.train()
         total = 0.0
-        for i in range(0, len(perm), 16):
-            b = perm[i : i + 16]
+        for i in range(0, len(order), batch_size):
+            b = torch.as_tensor(order[i : i + batch_size], dtype=torch.long)
             x = ((x_all[b].to(device) - model.pixel_mean) / model.pixel_std)
             feats = vit.forward_features(x)
             logits = probe(feats[:, vit.num_prefix_tokens :].mean(1))
@@ -236,11 +244,13 @@ def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(b)
-        if show:
-            tqdm.write(f"backbone fine-tune epoch {ep + 1}: loss {total / len(perm):.4f}")
+        return {"train_loss": total / max(len(order), 1)}
+
+    fit_loop(vit, opt, len(x_all), train_epoch, None, epochs=epochs, seed=seed,
+             describe=(lambda r: f"backbone fine-tune epoch {r.epoch}: loss {r.train['train_loss']:.4f}") if show else None)
     vit.eval()
     path = out / "backbone_finetuned.safetensors"
-    save_file({k: v.detach().contiguous().cpu() for k, v in vit.state_dict().items()}, str(path))
+    save_weights(vit, path)
     return path
 
 
@@ -306,7 +316,8 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
 
 def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dist: DistInfo, run_dir: Path,
                desc: str, fresh=None) -> dict[str, Any]:
-    """Early-stopped training of one head; resumes from run_dir/state.pt; returns the best state and its epoch.
+    """Early-stopped training of one head on the training loop (core_model.train.loop); resumes from the
+    files it leaves in run_dir; leaves the best state in ``head`` and returns its epoch.
 
     ``fresh(epoch, case_indices)``, when given, returns that epoch's adversarial token maps
     [len(case_indices), 2, D, h, w] (drawn anew each epoch); else they come from the cache."""
@@ -318,32 +329,15 @@ def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dis
         step_model = DDP(step_model)
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     labels = cache["label"]
-    st = dict(epoch=0, best_auc=-1.0, best_loss=float("inf"), best_epoch=0, bad=0)
-    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-    state_path = run_dir / "state.pt"
-    log = MetricsLog(run_dir / "log.csv")
-    if state_path.is_file():
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
-        head.load_state_dict(saved["head"])
-        opt.load_state_dict(saved["opt"])
-        best_state = saved["best"]
-        st = {k: (float(v) if isinstance(v, float) else int(v)) for k, v in saved["st"].items()}
-        log.truncate_after(st["epoch"])
     use_adv = variant["adversarial"] and (fresh is not None or "adversarial" in cache)
     n_adv = cache["adversarial"].shape[1] if (use_adv and fresh is None) else 0
-    train_idx = torch.as_tensor(train_idx)
-    train_idx = train_idx.long()
+    train_idx = torch.as_tensor(train_idx).long()
     pos = torch.full((len(labels),), -1, dtype=torch.long)
     pos[train_idx] = torch.arange(len(train_idx))  # case index -> row of this epoch's fresh samples
-    done = st["bad"] >= args.patience  # resumed after early stopping: nothing left to train
-    bar = tqdm(range(st["epoch"], args.epochs if not done else st["epoch"]), desc=desc, disable=not dist.is_main,
-               leave=False)
-    for epoch in bar:
+
+    def train_epoch(epoch: int, order: list[int], g: torch.Generator) -> dict:
         head.train()
-        g = torch.Generator().manual_seed(args.seed * 100003 + epoch)
-        perm = train_idx[torch.randperm(len(train_idx), generator=g)]
-        per_rank = len(perm) // dist.world_size
-        mine = perm[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+        mine = train_idx[torch.as_tensor(order, dtype=torch.long)]
         if use_adv and fresh is not None:
             # Algorithm 1: new contralateral adversarial samples every epoch, drawn from (seed, epoch, case)
             fresh_tokens = fresh(epoch, train_idx)
@@ -351,7 +345,7 @@ def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dis
         for i in range(0, len(mine), args.batch_size):
             b = mine[i : i + args.batch_size]
             if len(b) < 2 and len(mine) > 2:
-                continue  # a lone last case gives BatchNorm a degenerate batch
+                continue  # a lone last case gives BatchNorm a degenerate batch (every rank has as many: padded)
             y = labels[b].to(device)
             a = cache["affected"][b].to(device)
             if variant["mode"] == "dual-view":
@@ -374,35 +368,23 @@ def train_head(head, cache, train_idx, val_idx, variant: dict, args, device, dis
             opt.step()
             total += float(loss.detach()) * len(b)
             count += len(b)
+        return {"train_loss": total / max(count, 1)}
+
+    def validate(epoch: int) -> dict:
         p_val = predict(head, cache, val_idx, variant, device)
         y_val = labels[val_idx].numpy()
-        auc = auc_score(y_val, p_val)
         val_loss = float(F.binary_cross_entropy(torch.tensor(p_val, dtype=torch.float32).clamp(1e-6, 1 - 1e-6),
                                                 torch.tensor(y_val).float()))
-        auc_key = -1.0 if math.isnan(auc) else auc
-        # best = highest val AUC; ties (common on small folds) broken by the lower val loss
-        if auc_key > st["best_auc"] + 1e-9 or (abs(auc_key - st["best_auc"]) <= 1e-9 and val_loss < st["best_loss"]):
-            if auc_key > st["best_auc"] + 1e-9:
-                st["bad"] = 0
-            else:
-                st["bad"] += 1
-            st.update(best_auc=auc_key, best_loss=val_loss, best_epoch=epoch + 1)
-            best_state = {k: v.detach().clone().cpu() for k, v in head.state_dict().items()}
-        else:
-            st["bad"] += 1
-        st["epoch"] = epoch + 1
-        train_loss = total / max(count, 1)
-        if dist.is_main:
-            log.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss, val_auc=auc))
-            torch.save(dict(head={k: v.cpu() for k, v in head.state_dict().items()}, opt=opt.state_dict(),
-                            best=best_state, st=st), state_path)
-        bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=f"{auc:.3f}", best=st["best_epoch"])
-        if st["bad"] >= args.patience:
-            break
-    if dist.is_main:
-        plot_curves(run_dir / "log.csv", run_dir / "curves.png", ["train_loss", "val_loss", "val_auc"], desc)
-    head.load_state_dict(best_state)
-    return dict(best_epoch=st["best_epoch"], val_auc=st["best_auc"], epochs_run=st["epoch"])
+        return {"val_loss": val_loss, "val_auc": auc_score(y_val, p_val)}
+
+    # best = highest val AUC; ties (common on small folds) broken by the lower val loss
+    result = fit_loop(head, opt, len(train_idx), train_epoch, validate, epochs=args.epochs, seed=args.seed,
+                      run_dir=run_dir, dist=dist, metric="val_auc", tie_break="val_loss", patience=args.patience,
+                      resume=(run_dir / STATE_NAME).is_file(), best_name="best_head.safetensors", log_name="log.csv",
+                      curves=(["train_loss", "val_loss", "val_auc"], desc))
+    # -1: no validation AUC could be computed (one class only), as the result files have always said
+    return dict(best_epoch=result.best_epoch, val_auc=-1.0 if result.best is None else result.best,
+                epochs_run=result.epochs_run)
 
 
 def _new_head(in_dim: int, cfg: dict, seed: int):
@@ -445,8 +427,7 @@ def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, de
                        ece_uncalibrated=expected_calibration_error(y_test, p_raw),
                        ece=expected_calibration_error(y_test, p_test),
                        y_test=y_test.tolist(), p_test=[round(float(x), 6) for x in p_test])
-            if dist.is_main:
-                save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(fdir / "best_head.safetensors"))
+            if dist.is_main:  # best_head.safetensors: written by the training loop
                 write_json(result_path, row)
         rows.append(row)
         rocs.append((np.array(row["y_test"]), np.array(row["p_test"])))
@@ -467,7 +448,7 @@ def run_variant(name: str, cache, case_patients: list[str], folds, cfg, args, de
     if dist.is_main:
         import csv
 
-        with open(vdir / "metrics.csv", "w", newline="") as fcsv:
+        with atomic_path(vdir / "metrics.csv") as tmp, open(tmp, "w", newline="") as fcsv:
             keys = ["fold", "n_train", "n_val", "n_test", "best_epoch", "epochs_run", "val_auc", "test_auc", "precision", "recall"]
             w = csv.DictWriter(fcsv, fieldnames=keys)
             w.writeheader()
@@ -606,7 +587,8 @@ def main(argv: list[str] | None = None) -> int:
             fdata = Path(args.finetune_data)
             ft_cases, _ = load_cases(fdata, _default_labels(fdata, args.finetune_labels), args.label_from)
             if dist.is_main:
-                finetune_backbone(model, ft_cases, args.finetune_backbone, args.finetune_lr, args.seed, out, device, show)
+                finetune_backbone(model, ft_cases, args.finetune_backbone, args.finetune_lr, args.seed, out, device, show,
+                                  batch_size=args.finetune_batch_size)
             if dist.enabled:
                 torch.distributed.barrier()
         from core_model.models.backbone import create_backbone
@@ -632,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
             cache = embed_cases(model, cases, n_adv, args.seed,
                                 progress=lambda i, n: bar.update(1))
             bar.close()
-            save_file({k: v.contiguous() for k, v in cache.items()}, str(cache_path))
+            with atomic_path(cache_path) as tmp:
+                save_file({k: v.contiguous() for k, v in cache.items()}, str(tmp))
             print(f"cached token maps in {time.time() - t1:.1f} s -> {cache_path}", file=sys.stderr)
         if dist.enabled:
             torch.distributed.barrier()
@@ -679,7 +662,7 @@ def _write_table(results, out: Path, args, n_cases: int, n_patients: int, backbo
     sources = " + ".join(str(d) for d in args.data)
     head = (f"{args.folds}-fold patient-level CV on {n_cases} cases / {n_patients} patients from {sources}; "
             f"backbone: {backbone_desc}; input {args.input_size} px; seed {args.seed}\n\n")
-    (out / "ablation.md" if len(results) > 1 else out / "results.md").write_text(head + "\n".join(lines) + "\n")
+    write_text(out / "ablation.md" if len(results) > 1 else out / "results.md", head + "\n".join(lines) + "\n")
 
 
 def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, dist, out, backbone_desc, data,

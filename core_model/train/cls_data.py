@@ -41,13 +41,14 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from core_model.domain.errors import NafvError
 from core_model.domain.study import Study, contralateral, view_key
 from core_model.imaging.orientation import flip_array
+from core_model.imaging.preprocess import Letterbox
 from core_model.io.cdd_collection import find_column, find_collection, read_table
 from core_model.io.naming import parse_loose_name
+from core_model.train.masks import lesion_source, read_mask, read_mask_file
 from core_model.transforms.adversarial import DEFAULT_JITTER, contralateral_sample
 from core_model.transforms.model_inputs import (VIEWS, breast_images, breast_inputs, in_reading_orientation,
                                                 lesion_masks_at, view_stack)
@@ -121,17 +122,14 @@ def read_labels(csv_path: str | Path, label_from: str = "birads") -> dict[tuple[
 # ----------------------------------------------------------------------------- cases
 
 def read_masks(mask_dir: str | Path) -> dict[tuple[str, str, str], np.ndarray]:
-    """(patient, side, view) -> bool lesion mask, the union of the energies' masks (thresholded at 127)."""
-    out: dict[tuple[str, str, str], np.ndarray] = {}
+    """(patient, side, view) -> bool lesion mask: the RC image's mask, else the LE one (core_model.train.masks)."""
+    found: dict[tuple[str, str, str], dict[str, Path]] = {}
     for p in sorted(Path(mask_dir).iterdir()):
         info = parse_loose_name(p.name)
         if info is None or info.patient_id is None or p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
             continue
-        with Image.open(p) as im:
-            a = np.asarray(im.convert("L")) > 127
-        k = (info.patient_id, info.side, info.view)
-        out[k] = a if k not in out or out[k].shape != a.shape else (out[k] | a)
-    return out
+        found.setdefault((info.patient_id, info.side, info.view), {})[info.energy] = p
+    return {k: read_mask_file(lesion_source(by_energy)) for k, by_energy in found.items()}
 
 
 def cases_from_study(study: Study, masks: dict[str, np.ndarray], labels: dict[str, int]) -> list[Case]:
@@ -151,16 +149,16 @@ def cases_from_study(study: Study, masks: dict[str, np.ndarray], labels: dict[st
     return cases
 
 
-def _fit(a: np.ndarray, max_side: int, nearest: bool = False) -> np.ndarray:
-    """``a`` shrunk so its longer side is at most ``max_side`` (unchanged when it already fits)."""
-    h, w = a.shape
-    if max(h, w) <= max_side:
+def _fit(a: np.ndarray, max_side: int) -> np.ndarray:
+    """``a`` shrunk so its longer side is at most ``max_side`` (unchanged when it already fits), aspect kept:
+    the input pipeline's letterbox into a ``max_side`` square, without its padding. A bool mask stays
+    a bool mask (its resampled coverage above one half)."""
+    if max(a.shape) <= max_side:
         return a
-    s = max_side / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    if nearest:
-        return np.asarray(Image.fromarray(a.astype(np.uint8)).resize(size, Image.NEAREST), dtype=bool)
-    return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize(size, Image.BILINEAR), dtype=np.float32)
+    lb = Letterbox.fit(a.shape, (max_side, max_side))
+    (nh, nw), top, left = lb.new_shape, lb.top, lb.left
+    out = lb.apply(a.astype(np.float32))[top:top + nh, left:left + nw]
+    return out > 0.5 if a.dtype == bool else out
 
 
 def shrink_case(case: Case, max_side: int = MAX_SIDE) -> Case:
@@ -168,7 +166,7 @@ def shrink_case(case: Case, max_side: int = MAX_SIDE) -> Case:
     for images in (case.affected, case.contralateral or {}):
         for k, a in images.items():
             images[k] = _fit(a, max_side)
-    case.masks = {v: _fit(m, max_side, nearest=True) for v, m in case.masks.items()}
+    case.masks = {v: _fit(m, max_side) for v, m in case.masks.items()}
     return case
 
 
@@ -189,10 +187,11 @@ def load_cases(data: str | Path, labels_csv: str | Path, label_from: str = "bira
     notes: list[str] = []
     if coll is not None:
         patients = coll.patients()
+        drawn = coll.segmentation_masks()  # per view: the RC outline, else the LE one (the trainers' one rule)
 
         def study_and_masks(pid: str):
             study = load_named_study(coll.files_of(pid), coll.root, pid, cdd=True, warnings=notes)
-            return study, coll.lesion_masks(pid)
+            return study, {view_key(s, v): read_mask(m) for (p, s, v), m in drawn.items() if p == pid}
     else:
         all_masks = read_masks(mask_dir)
         image_root = data / "images" if (data / "images").is_dir() else data

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from core_model.io.atomic import atomic_path, write_text
 from core_model.io.jsonsafe import dumps
 
 
@@ -29,16 +30,6 @@ def seed_everything(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            from core_model.domain.errors import NafvError
-
-            raise NafvError("CUDA was requested but no CUDA device is available")
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
@@ -171,7 +162,7 @@ class MetricsLog:
         if not rows:
             self.path.unlink(missing_ok=True)
             return
-        with open(self.path, "w", newline="") as f:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
@@ -211,8 +202,4 @@ def plot_curves(csv_path: str | Path, png_path: str | Path, keys: Sequence[str],
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Configs, metrics and summaries; a metric that could not be computed is null, with a warning."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(dumps(obj, label=str(path), indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, dumps(obj, label=str(path), indent=2, default=str) + "\n")

@@ -12,7 +12,9 @@ architecture, no validation patient among its training patients); its weights
 are scored first, so a fine-tune keeps them unless an epoch does better. RUN_DIR receives: config.json, split.json,
 metrics.csv, curves.png, best.safetensors (+ card), last.safetensors (+ card),
 last_optim.safetensors and state.json (resume), train.log lines on stdout.
-Runs unchanged under ``torchrun --nproc_per_node N`` (DDP; gloo on CPU).
+Runs unchanged under ``torchrun --nproc_per_node N`` (DDP; gloo on CPU). The
+epochs, their seeded order, the DDP shares, resume and the best-model choice
+are those of core_model.train.loop, shared with ``nafv-train cls``.
 
 Validation Dice here is computed at the model input size, per image (view),
 thresholding the sigmoid at 0.5, averaged over images; an image whose mask and
@@ -29,17 +31,18 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from core_model.domain.errors import NafvError
 from core_model.imaging.preprocess import preprocessing_card
 from core_model.losses.segmentation import seg_loss
 from core_model.models.checkpoint import card_path, save_checkpoint
+from core_model.models.device import pick_device
 from core_model.models.registry import create_model
 from core_model.models.segmentation import model_config
-from core_model.train.common import (DistInfo, MetricsLog, all_reduce_mean, all_reduce_min_int, all_reduce_sum,
-                                     cleanup_distributed, init_distributed, patient_split, pick_device, plot_curves,
-                                     seed_everything, write_json)
+from core_model.train.common import (DistInfo, all_reduce_mean, all_reduce_min_int, all_reduce_sum,
+                                     cleanup_distributed, init_distributed, patient_split, seed_everything, write_json)
+from core_model.train.loop import EpochRecord, planned_epochs, read_state
+from core_model.train.loop import fit as fit_loop
 from core_model.train.seg_data import AugmentConfig, SegDataset, collate, scan_folders, select_breasts
 
 DEMO_PATIENT = "P66"  # the bundled demo study: never a training image
@@ -227,29 +230,6 @@ def validate(model, ds: SegDataset, idx: list[int], device, bs: int, dist_info: 
             "val_lesion_free_fp": tot[6].item() / tot[7].item() if tot[7].item() else None}
 
 
-def save_optim(opt: torch.optim.Optimizer, path: Path) -> None:
-    """Every per-parameter state tensor (SGD momentum; AdamW moments and step) as safetensors, no pickle."""
-    tensors = {}
-    for gi, group in enumerate(opt.param_groups):
-        for pi, p in enumerate(group["params"]):
-            for name, value in opt.state.get(p, {}).items():
-                t = value if torch.is_tensor(value) else torch.tensor(float(value))
-                tensors[f"{gi}.{pi}.{name}"] = t.detach().contiguous().cpu()
-    save_file(tensors, str(path))
-
-
-def load_optim(opt: torch.optim.Optimizer, path: Path) -> None:
-    tensors = load_file(str(path))
-    for gi, group in enumerate(opt.param_groups):
-        for pi, p in enumerate(group["params"]):
-            prefix = f"{gi}.{pi}."
-            for key, t in tensors.items():
-                if key.startswith(prefix):
-                    name = key[len(prefix):]
-                    # AdamW keeps its step count on the CPU; everything else lives beside the parameter
-                    opt.state[p][name] = t if name == "step" else t.to(p.device)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.train_command = "nafv-train seg " + " ".join(sys.argv[2:] if argv is None else argv)
@@ -302,10 +282,7 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
         model.to(device)
     init_from = None
     if args.resume:
-        state_p = out / "state.json"
-        if not state_p.is_file():
-            raise NafvError("nothing to resume: no state.json in the run folder", out)
-        st = json.loads(state_p.read_text())
+        st = read_state(out)
         init_from = st.get("init_from")
         encoder_init = st.get("encoder_init", encoder_init)
         if st.get("optimizer", "sgd") != args.optimizer:
@@ -334,34 +311,20 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
         write_json(out / "split.json", split)
 
     opt = make_optimizer(args, model)
-    start_epoch, best, best_miou, best_epoch, epoch_times = 1, -1.0, None, 0, []
-    best_extra: dict = {}
-    log = MetricsLog(out / "metrics.csv")
+    epochs_requested = args.epochs
     if args.resume:
-        model.load_state_dict(load_file(str(out / "last.safetensors")))
-        load_optim(opt, out / "last_optim.safetensors")
-        start_epoch, best, best_epoch = st["epoch"] + 1, st["best_dice"], st["best_epoch"]
-        best_miou = st.get("best_miou")
-        epoch_times = st.get("epoch_times", [])
-        if dist_info.is_main:
-            log.truncate_after(st["epoch"])
+        args.epochs = planned_epochs(st, args.epochs)
     net = model
     if dist_info.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dist_info.local_rank] if device.type == "cuda" else None, find_unused_parameters=True)
 
-    n = len(train_ds)
-    per_rank = -(-n // dist_info.world_size)
+    per_rank = -(-len(train_ds) // dist_info.world_size)  # the loop pads every rank's share to this
     steps_per_epoch = -(-per_rank // args.batch_size)
-    epochs_requested = args.epochs
-    if args.resume and st.get("epochs_requested") == args.epochs and st.get("epochs_planned"):
-        # the same command again: keep the plan a time budget had cut, so the schedule does not jump back
-        args.epochs = int(st["epochs_planned"])
-    total_steps = steps_per_epoch * args.epochs
     val_idx = list(range(dist_info.rank, len(val_ds), dist_info.world_size))
     show = dist_info.is_main and not args.no_progress
 
-    def card(metrics: dict, epoch: int) -> dict:
+    def card(metrics: dict, epoch: int, epoch_times: list[float]) -> dict:
         return {
             "architecture": {"name": args.arch, "config": model_config(model)},
             "name": "NaFV-Net lesion segmentation" if args.arch.startswith("nafv") else "U-Net lesion segmentation (baseline)",
@@ -392,29 +355,25 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
             "reproduce": {"train": args.train_command},
         }
 
+    def best_figures(best_metrics: dict, best_epoch: int, val_images: int) -> dict:
+        return {"val_dice": best_metrics.get("val_dice"), "val_miou": best_metrics.get("val_miou"),
+                "best_epoch": best_epoch, "val_patients": len(val_p), "val_images": val_images,
+                **{k: best_metrics.get(k) for k in ("val_lesion_dice", "val_lesion_free_fp")}}
+
+    start_metrics = None
     if init_from is not None and not args.resume:
         # The starting weights are the score to beat: a fine-tune that only gets worse keeps them.
-        vm = validate(model, val_ds, val_idx, device, args.batch_size, dist_info)
-        best, best_miou, best_epoch = vm["val_dice"], vm["val_miou"], 0
-        init_from["val_dice"] = round(best, 6)
+        start_metrics = validate(model, val_ds, val_idx, device, args.batch_size, dist_info)
+        init_from["val_dice"] = round(start_metrics["val_dice"], 6)
         if dist_info.is_main:
-            metrics = {"val_dice": best, "val_miou": best_miou, "best_epoch": 0, "val_patients": len(val_p),
-                       "val_images": vm["val_images"]}
-            save_checkpoint(model, out / "best.safetensors", card(metrics, 0))
-            print(f"start ({Path(args.init).name}): val dice {best:.4f} miou {best_miou:.4f}", flush=True)
+            save_checkpoint(model, out / "best.safetensors",
+                            card(best_figures(start_metrics, 0, start_metrics["val_images"]), 0, []))
+            print(f"start ({Path(args.init).name}): val dice {start_metrics['val_dice']:.4f} "
+                  f"miou {start_metrics['val_miou']:.4f}", flush=True)
 
-    epoch = start_epoch
-    epoch_starts: list[float] = []  # whole iterations, checkpoint writing included, for the time budget
-    while epoch <= args.epochs:
-        te = time.time()
-        epoch_starts.append(te)
+    def train_epoch(epoch: int, mine: list[int], g: torch.Generator) -> dict:
         net.train()
         train_ds.set_epoch(epoch)
-        g = torch.Generator()
-        g.manual_seed(args.seed * 7919 + epoch)
-        perm = torch.randperm(n, generator=g).tolist()
-        perm = (perm * (dist_info.world_size + 1))[: per_rank * dist_info.world_size]  # equal steps on every rank
-        mine = perm[dist_info.rank::dist_info.world_size]
         bar = None
         if show:
             from tqdm import tqdm
@@ -424,7 +383,7 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
         for si, i in enumerate(range(0, len(mine), args.batch_size)):
             step = (epoch - 1) * steps_per_epoch + si
             for group in opt.param_groups:
-                group["lr"] = lr_at(args, step, total_steps)
+                group["lr"] = lr_at(args, step, steps_per_epoch * args.epochs)
             b = collate([train_ds[j] for j in mine[i:i + args.batch_size]])
             valid = (b["present"] & b["has_mask"]).to(device)
             logits = forward(net, b, device)
@@ -442,49 +401,46 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
         if bar is not None:
             bar.close()
         train_loss, train_dice = all_reduce_mean([tl / max(tn, 1), td / max(tn, 1)], dist_info)
-        vm = validate(net.module if dist_info.enabled else net, val_ds, val_idx, device, args.batch_size, dist_info)
-        epoch_times.append(time.time() - te)
-        if args.max_minutes:
-            now = time.time()
-            whole = [b - a for a, b in zip(epoch_starts, epoch_starts[1:])] + [now - epoch_starts[-1]]
-            fit = epochs_that_fit(epoch, args.epochs, now - t_start, whole, args.max_minutes * 60)
-            fit = all_reduce_min_int(fit, dist_info)  # every rank must stop at the same epoch
-            if fit < args.epochs:
-                if dist_info.is_main:
-                    print(f"time budget {args.max_minutes:g} min: planned epochs {args.epochs} -> {fit}", flush=True)
-                args.epochs = fit
-                total_steps = steps_per_epoch * args.epochs
-        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss, "train_dice": train_dice,
-               **vm, "seconds": epoch_times[-1]}
-        improved = vm["val_dice"] > best
-        if improved:
-            best, best_miou, best_epoch = vm["val_dice"], vm["val_miou"], epoch
-        if dist_info.is_main:
-            log.append(row)
-            plot_curves(out / "metrics.csv", out / "curves.png", ["train_loss", "val_loss", "train_dice", "val_dice"],
-                        f"{args.arch} ({args.channels})")
-            metrics = {"val_dice": best, "val_miou": best_miou, "best_epoch": best_epoch,
-                       "val_patients": len(val_p), "val_images": vm["val_images"]}
-            if improved:
-                best_extra = {k: vm[k] for k in ("val_lesion_dice", "val_lesion_free_fp")}
-            metrics.update(best_extra)
-            if improved:
-                save_checkpoint(model, out / "best.safetensors", card(metrics, epoch))
-                if args.save_weights:
-                    save_checkpoint(model, args.save_weights, card(metrics, epoch))
-            save_checkpoint(model, out / "last.safetensors",
-                            card({**metrics, "val_dice_this_epoch": vm["val_dice"]}, epoch))
-            save_optim(opt, out / "last_optim.safetensors")
-            write_json(out / "state.json", {"epoch": epoch, "best_dice": best, "best_miou": best_miou, "best_epoch": best_epoch,
-                                            "optimizer": args.optimizer, "init_from": init_from,
-                                            "encoder_init": encoder_init,
-                                            "epoch_times": epoch_times, "epochs_planned": args.epochs,
-                                            "epochs_requested": epochs_requested})
-            print(f"epoch {epoch}/{args.epochs} loss {train_loss:.4f} dice {train_dice:.4f} | val loss "
-                  f"{vm['val_loss']:.4f} dice {vm['val_dice']:.4f} miou {vm['val_miou']:.4f} lesion dice "
-                  f"{vm['val_lesion_dice']:.4f} lesion-free FP {vm['val_lesion_free_fp'] if vm['val_lesion_free_fp'] is None else round(vm['val_lesion_free_fp'], 3)} | best {best:.4f} "
-                  f"(epoch {best_epoch}) | {epoch_times[-1]:.1f}s", flush=True)
-        epoch += 1
+        return {"lr": opt.param_groups[0]["lr"], "train_loss": train_loss, "train_dice": train_dice}
+
+    def replan(epoch: int, planned: int, whole_epoch_s: list[float]) -> int:
+        if not args.max_minutes:
+            return planned
+        fit = epochs_that_fit(epoch, planned, time.time() - t_start, whole_epoch_s, args.max_minutes * 60)
+        fit = all_reduce_min_int(fit, dist_info)  # every rank must stop at the same epoch
+        if fit < planned:
+            if dist_info.is_main:
+                print(f"time budget {args.max_minutes:g} min: planned epochs {planned} -> {fit}", flush=True)
+            args.epochs = fit  # the poly schedule now ends at the new end
+        return min(fit, planned)
+
+    def write_weights(path: Path, role: str, rec: EpochRecord) -> None:
+        metrics = best_figures(rec.best_metrics, rec.best_epoch, rec.val["val_images"])
+        if role == "last":
+            save_checkpoint(model, path, card({**metrics, "val_dice_this_epoch": rec.val["val_dice"]}, rec.epoch,
+                                              rec.epoch_times))
+            return
+        save_checkpoint(model, path, card(metrics, rec.epoch, rec.epoch_times))
+        if args.save_weights:
+            save_checkpoint(model, args.save_weights, card(metrics, rec.epoch, rec.epoch_times))
+
+    def describe(rec: EpochRecord) -> str:
+        vm, tr = rec.val, rec.train
+        fp = vm["val_lesion_free_fp"]
+        return (f"epoch {rec.epoch}/{rec.epochs} loss {tr['train_loss']:.4f} dice {tr['train_dice']:.4f} | val loss "
+                f"{vm['val_loss']:.4f} dice {vm['val_dice']:.4f} miou {vm['val_miou']:.4f} lesion dice "
+                f"{vm['val_lesion_dice']:.4f} lesion-free FP {fp if fp is None else round(fp, 3)} | best "
+                f"{rec.best:.4f} (epoch {rec.best_epoch}) | {rec.seconds:.1f}s")
+
+    result = fit_loop(
+        model, opt, len(train_ds), train_epoch,
+        lambda epoch: validate(net.module if dist_info.enabled else net, val_ds, val_idx, device, args.batch_size,
+                               dist_info),
+        epochs=epochs_requested, seed=args.seed, run_dir=out, dist=dist_info, metric="val_dice",
+        resume=args.resume, start_metrics=start_metrics, restore_best=False, write_weights=write_weights,
+        state_extra=lambda: {"optimizer": args.optimizer, "init_from": init_from, "encoder_init": encoder_init},
+        replan=replan, describe=describe, curves=(["train_loss", "val_loss", "train_dice", "val_dice"],
+                                                 f"{args.arch} ({args.channels})"), curves_each_epoch=True)
     if dist_info.is_main:
         if args.epochs != epochs_requested:
             # cards written before a cut still show the longer plan
@@ -494,6 +450,6 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
                     c = json.loads(cp.read_text())
                     c["epochs_planned"] = args.epochs
                     write_json(cp, c)
-        print(f"done: best validation Dice {best:.4f} at epoch {best_epoch}; weights {out / 'best.safetensors'}",
-              flush=True)
+        print(f"done: best validation Dice {result.best if result.best is not None else float('nan'):.4f} at epoch "
+              f"{result.best_epoch}; weights {out / 'best.safetensors'}", flush=True)
     return 0

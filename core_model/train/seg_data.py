@@ -10,8 +10,8 @@ CC/MLO when the folder has them. Images are prepared once with
 core_model.imaging.preprocess (normalize_image, then Letterbox) and kept in memory:
 the 512x512 set at 192x192 is a few tens of MB.
 
-Masks: the RC image's mask is the target (the paper segments on RC); the LE
-mask stands in only if the RC one is missing.
+Masks: the RC image's mask is the target, the LE mask only where RC has none
+(the one rule of both trainers, core_model.train.masks).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from core_model.imaging.orientation import reading_flips
 from core_model.imaging.preprocess import Letterbox, normalize_image
 from core_model.io.cdd_collection import CddCollection, find_collection
 from core_model.io.naming import parse_cdd_cesm_name
+from core_model.train.loop import epoch_seed
+from core_model.train.masks import lesion_source, read_mask
 
 VIEWS = ("CC", "MLO")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
-MASK_THRESHOLD = 127
 
 
 @dataclass
@@ -66,13 +67,6 @@ def read_gray(path: Path) -> np.ndarray:
         raise NafvError(f"cannot read image ({exc})", path) from None
 
 
-def read_mask(source: Path | Callable[[], np.ndarray]) -> np.ndarray:
-    """A mask file thresholded at 127, or the mask a callable draws (the collection's outlines)."""
-    if callable(source):
-        return np.asarray(source(), dtype=bool)
-    return read_gray(source) > MASK_THRESHOLD
-
-
 def collection_breasts(coll: CddCollection) -> dict[tuple[str, str], Breast]:
     """Breasts of the public collection: its images, and the masks drawn from its outlines."""
     breasts: dict[tuple[str, str], Breast] = {}
@@ -97,6 +91,7 @@ def scan_folder(data_dir: str | Path) -> dict[tuple[str, str], Breast]:
         raise NafvError("not a CDD-CESM folder: it has no images/ subfolder (with masks/ beside it), and no "
                         "'Low energy images of CDD-CESM' / 'Subtracted images of CDD-CESM' folders", root)
     breasts: dict[tuple[str, str], Breast] = {}
+    masks: dict[tuple[str, str, str], dict[str, Path]] = {}
     for p in sorted(img_dir.iterdir()):
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             continue
@@ -106,8 +101,10 @@ def scan_folder(data_dir: str | Path) -> dict[tuple[str, str], Breast]:
         b = breasts.setdefault((info.patient_id, info.side), Breast(info.patient_id, info.side))
         b.images.setdefault(info.view, {})[info.energy] = p
         m = next((q for q in (mask_dir / p.name, mask_dir / (p.stem + ".png")) if q.is_file()), None)
-        if m is not None and (info.energy == "rc" or info.view not in b.masks):
-            b.masks[info.view] = m
+        if m is not None:
+            masks.setdefault((info.patient_id, info.side, info.view), {})[info.energy] = m
+    for (pid, side, view), by_energy in masks.items():
+        breasts[(pid, side)].masks[view] = lesion_source(by_energy)
     if not breasts:
         raise NafvError("no images named like P12_L_CM_CC.jpg in images/", img_dir)
     return breasts
@@ -280,7 +277,7 @@ class SegDataset(torch.utils.data.Dataset):
         if self.augment_cfg is None:
             return s
         g = torch.Generator()
-        g.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_007 + i)
+        g.manual_seed(epoch_seed(self.seed, self.epoch) * 10_007 + i)
         return augment(s, g, self.augment_cfg)
 
 

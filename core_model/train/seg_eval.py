@@ -36,7 +36,8 @@ from core_model.imaging.orientation import flip_array
 from core_model.models.checkpoint import load_checkpoint
 from core_model.models.segmentation import lesion_probability
 from core_model.train.common import write_json
-from core_model.train.seg_data import VIEWS, patients_of, prepare_view, read_mask, scan_folder, select_breasts
+from core_model.train.masks import read_mask
+from core_model.train.seg_data import VIEWS, patients_of, prepare_view, scan_folder, select_breasts
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ from core_model.domain.errors import NafvError
 from core_model.export.common import export_stem, refuse_overwrite
 from core_model.review.model import Review, ReviewSession, add_ai_findings, review_from_analysis
 from core_model.review.signoff import Finalise, OpenAddendum, is_locked, status_text
-from core_model.review.store import ReviewStore, study_identity
+from core_model.review.store import ReviewStore
 from nafv_viewer.widgets.assessment_panel import AssessmentPanel
 from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
 from nafv_viewer.worker import Job, start_job
@@ -135,40 +135,6 @@ class ReviewWorkflow(QObject):
         window.editor.message.connect(lambda m: window.statusBar().showMessage(m, 8000))
 
     # -- menus and keys -----------------------------------------------------------
-    def shortcut_rows(self) -> list[tuple[str, str, str, Any]]:
-        ed = self.window.editor
-        return [
-            ("review", "A", "Accept the selected finding", self.accept_selected),
-            ("review", "R", "Reject the selected finding", self.reject_selected),
-            ("review", "N", "Next finding: select it and zoom to it", lambda: self.step_finding(1)),
-            ("review", "P", "Previous finding: select it and zoom to it", lambda: self.step_finding(-1)),
-            ("review", "D", "Draw a new contour on a view (click its points)", ed.start_draw),
-            ("review", "Return", "Close the contour being drawn", ed.finish_draw),
-            ("review", "Delete", "Delete the selected finding", lambda: self.controller and self.controller.delete_selected()),
-            ("review", "Ctrl+Z", "Undo the last review change", self.undo),
-            ("review", "Ctrl+Shift+Z", "Redo", self.redo),
-            ("review", "Shift+C", "Rejected contours shown faint / hidden", lambda: ed.set_show_rejected(not ed.show_rejected)),
-            ("review", "Ctrl+Shift+F", "Finalise (sign) the review, or the open addendum: it is then locked", self.finalise),
-            ("review", "Ctrl+Shift+A", "Open an addendum to change a finalised review…", self.start_addendum),
-            ("file", "Ctrl+P", "Export the PDF report…", lambda: self.export("pdf")),
-            ("file", "Ctrl+Shift+S", "Export DICOM SEG of accepted/edited contours…", lambda: self.export("seg")),
-            ("file", "Ctrl+J", "Export the review as JSON…", lambda: self.export("json")),
-            ("file", "Ctrl+Shift+E", "Export all (PDF, DICOM SEG, JSON)…", lambda: self.export("all")),
-        ]
-
-    @staticmethod
-    def mouse_rows() -> list[tuple[str, str]]:
-        return [
-            ("Click a contour", "Select the finding (the findings list follows)"),
-            ("Drag a square handle", "Move that vertex of the selected contour"),
-            ("Shift+click", "Add a vertex to the selected contour on its nearest side"),
-            ("Shift+click a contour on the other view", "Link it with the selected one (same lesion in CC and MLO)"),
-            ("Ctrl+click / right-click a handle", "Remove that vertex"),
-            ("D, clicks, Enter / double-click", "Draw a finding the AI missed; Esc cancels"),
-            ("Findings list: Up / Down", "Move the selection (the list must have the focus)"),
-            ("Findings list: A / R / Delete", "Accept / reject / delete; Link CC+MLO with two rows selected"),
-        ]
-
     def add_menu_options(self, file_menu) -> None:
         file_menu.addSeparator()
         file_menu.addAction(self.deidentify_action)

@@ -139,9 +139,12 @@ class ServerDialog(QDialog):
         start_server_job(job)
 
     def _done(self) -> None:
+        """The job ended (or was let go): the buttons are free again and the bar is empty."""
         self._job = None
         self.cancel_button.setEnabled(False)
         self.search_button.setEnabled(True)
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
         self._on_selection()
 
     def _current(self) -> bool:
@@ -173,8 +176,6 @@ class ServerDialog(QDialog):
             for c, text in enumerate(cells):
                 self.results.setItem(r, c, QTableWidgetItem(text))
         self.results.resizeColumnsToContents()
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
         self.status.setText(f"{len(self.hits)} mammography stud{'y' if len(self.hits) == 1 else 'ies'} found"
                             + ("; choose one and press Open" if self.hits else ""))
         if len(self.hits) == 1:
@@ -234,20 +235,15 @@ class ServerDialog(QDialog):
 
     @Slot(str)
     def _on_error(self, message: str) -> None:
-        if not self._current():
-            return
-        self._done()
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
-        self._show(message)
+        if self._current():
+            self._done()
+            self._show(message)
 
     @Slot(str)
     def _on_auth_needed(self, message: str) -> None:
         if not self._current():
             return
         self._done()
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
         self.sign_in.show()
         self.user.setFocus()
         self._show(message)
@@ -265,8 +261,6 @@ class ServerDialog(QDialog):
         if not (current or self._current()):
             return
         self._done()
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
         self.status.setText("Cancelled; nothing from this transfer is kept")
 
     def done(self, result: int) -> None:  # closing cancels what runs: its result would go nowhere

@@ -32,6 +32,7 @@ from core_model.domain.analysis import side_source_words
 from core_model.domain.notice import NO_LESION_FOUND_SHORT, SYNTHETIC_CLASSIFIER_WARNING, score_words
 from core_model.domain.study import SIDE_NAMES, VIEW_KEYS, Study
 from nafv_viewer.state import COMPARE_MODES, LAYOUTS, PRESETS, ViewerState
+from nafv_viewer.widgets.theme import WARNING, style
 
 LAYOUT_NAMES = {"4up": "4-up (one energy)", "8up": "8-up (LE and RC)", "1up": "1-up (active view)"}
 
@@ -128,7 +129,7 @@ class SidePanel(QScrollArea):
         self.study_label.setWordWrap(True)
         self.warnings_label = QLabel("")
         self.warnings_label.setWordWrap(True)
-        self.warnings_label.setStyleSheet("color: #d08000;")
+        style(self.warnings_label, "study_warnings")
         f.addRow(self.study_label)
         f.addRow(self.warnings_label)
         col.addWidget(box)
@@ -203,14 +204,14 @@ class SidePanel(QScrollArea):
         # The notice sits above the results so it is never scrolled out of sight.
         self.notice_label = QLabel("")
         self.notice_label.setWordWrap(True)
-        self.notice_label.setStyleSheet("color: #ffffff; background: #a01010; padding: 4px; font-weight: bold;")
+        style(self.notice_label, "clinical_notice")
         self.notice_label.setTextFormat(Qt.TextFormat.PlainText)
         self.notice_label.hide()
         v.addWidget(self.notice_label)
         self.caution_label = QLabel("")
         self.caution_label.setWordWrap(True)
         self.caution_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.caution_label.setStyleSheet("color: #000000; background: #e0a000; padding: 4px; font-weight: bold;")
+        style(self.caution_label, "caution")
         self.caution_label.hide()
         v.addWidget(self.caution_label)
         self.result_label = QLabel("Not analysed yet.")
@@ -220,7 +221,7 @@ class SidePanel(QScrollArea):
         self.model_label = QLabel("")
         self.model_label.setWordWrap(True)
         self.model_label.setTextFormat(Qt.TextFormat.RichText)
-        self.model_label.setStyleSheet("color: #808080; font-size: 11px;")
+        style(self.model_label, "model_identity")
         v.addWidget(self.model_label)
         col.addWidget(box)
 
@@ -302,7 +303,7 @@ class SidePanel(QScrollArea):
 
     def _on_side_choice(self, index: int) -> None:
         if not self._updating and self._shown_side is not None:
-            self.stage_label.setText("affected breast changed: run the analysis again to apply it")
+            self.set_stage("affected breast changed: run the analysis again to apply it")
 
     def show_study(self, study: Study | None) -> None:
         self.set_affected_side_choice(None)  # a choice made for one patient never carries to the next
@@ -333,9 +334,22 @@ class SidePanel(QScrollArea):
         if running:
             self.progress.setValue(0)
 
+    def set_stage(self, text: str) -> None:
+        """One line under the progress bar: what the analysis does or why it stopped."""
+        self.stage_label.setText(text)
+
+    def stage(self) -> str:
+        return self.stage_label.text()
+
+    def show_stopped(self, text: str) -> None:
+        """The analysis stopped without a result (cancelled, failed, dropped): buttons free, bar empty, ``text`` said."""
+        self.set_running(False)
+        self.progress.setValue(0)
+        self.set_stage(text)
+
     def set_progress(self, stage: str, fraction: float) -> None:
         self.progress.setValue(int(round(1000 * fraction)))
-        self.stage_label.setText(f"{stage} ({100 * fraction:.0f} %)")
+        self.set_stage(f"{stage} ({100 * fraction:.0f} %)")
 
     def show_saved_ai(self, review: Any) -> None:
         """The AI result a restored review holds, worded as the saved run's (this session has not run the
@@ -387,7 +401,7 @@ class SidePanel(QScrollArea):
         counts = ", ".join(f"{k.replace('_', '-')}: {len(v.lesions)}" for k, v in analysis.views.items())
         lines.append(f"<b>Contoured regions:</b> {counts or 'none'}")
         for w in analysis.warnings:
-            lines.append(f"<span style='color:#d08000'>{escape(str(w))}</span>")
+            lines.append(f"<span style='color:{WARNING}'>{escape(str(w))}</span>")
         self.result_label.setText("<br>".join(lines))
         self.model_label.setText("<br>".join(escape(x) for x in model_lines(analysis) + [f"device: {analysis.device}"]))
         notice = clinical_notice(analysis)

@@ -52,3 +52,30 @@ def style_as_page(widget) -> None:
 
     widget.setObjectName("reviewPage")
     widget.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+
+
+# Colours with a meaning of their own, used beyond the sheet (rich text, overlays).
+WARNING = "#d08000"
+ACCENT = (0, 200, 255)  # the swipe divider, the magnifier's frame, the decoding note
+CONTOUR = (255, 210, 0)  # the analysis' lesion contours
+
+# Single widgets whose look says what they are; applied with :func:`style` so a panel shown on its
+# own (a test, a dialog) looks as it does in the window.
+ROLES = {
+    "study_warnings": f"color: {WARNING};",
+    "clinical_notice": "color: #ffffff; background: #a01010; padding: 4px; font-weight: bold;",
+    "caution": "color: #000000; background: #e0a000; padding: 4px; font-weight: bold;",
+    "model_identity": "color: #808080; font-size: 11px;",
+    "view_empty": "color: #b0b0b0; background: #181818; border: 1px dashed #555; font-size: 13px;",
+    "view_title": "color: #f0f0f0; background: rgba(0,0,0,140); padding: 2px 5px; font-weight: bold;",
+    "view_title_active": "color: #f0f0f0; background: rgba(0,120,200,200); padding: 2px 5px; font-weight: bold;",
+    "magnifier": "border: 2px solid #00c8ff;",
+    "level_note": "color: #00c8ff; background: rgba(0, 0, 0, 160); padding: 2px;",
+    "unassigned_title": "color: #e0b050; font-weight: bold; padding: 2px 4px;",
+    "unassigned_list": f"QListWidget {{ background: {PANEL}; color: #dddddd; border: 1px solid {BORDER}; }}",
+}
+
+
+def style(widget, role: str) -> None:
+    """Give ``widget`` the look of ``role`` (a key of :data:`ROLES`)."""
+    widget.setStyleSheet(ROLES[role])

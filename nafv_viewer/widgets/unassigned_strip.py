@@ -23,6 +23,7 @@ from core_model.domain.study import VIEW_KEYS, UnassignedImage
 from core_model.review.model import AssignImage
 from nafv_viewer.display import build_display_image
 from nafv_viewer.hanging import view_flips
+from nafv_viewer.widgets.theme import style
 
 MIME = "application/x-nafv-unassigned-image"  # payload: the image's SOP Instance UID (UTF-8)
 THUMB = 96  # pixels on the long side
@@ -71,7 +72,7 @@ class UnassignedStrip(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.title = QLabel("Images without a view in their files: drag each onto the view it shows")
-        self.title.setStyleSheet("color: #e0b050; font-weight: bold; padding: 2px 4px;")
+        style(self.title, "unassigned_title")
         self.list = _ThumbList()
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setFlow(QListView.Flow.LeftToRight)
@@ -80,7 +81,7 @@ class UnassignedStrip(QWidget):
         self.list.setFixedHeight(THUMB + 36)
         self.list.setDragEnabled(True)
         self.list.setDragDropMode(QListWidget.DragDropMode.DragOnly)
-        self.list.setStyleSheet("QListWidget { background: #262626; color: #dddddd; border: 1px solid #555; }")
+        style(self.list, "unassigned_list")
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu_at)
         lay = QVBoxLayout(self)

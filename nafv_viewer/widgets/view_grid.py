@@ -78,6 +78,14 @@ class ViewGrid(QStackedWidget):
             return [self.panels4[self.state.active_view]]
         return list(self.panels4.values())
 
+    def panels_of(self, key: str) -> list[ViewPanel]:
+        """Every panel of view ``key`` (its 4-up panel and both 8-up ones), shown or not."""
+        return [p for p in self.all_panels() if p.key == key]
+
+    def shown_image(self, key: str, energy: str) -> DisplayImage | None:
+        """The image of slot (``key``, ``energy``) as hung on screen now, or None when it has none."""
+        return self.panels8[(key, energy)].images.get(energy)
+
     def panel(self, key: str, energy: str | None = None) -> ViewPanel:
         """The panel showing ``key`` in the current layout (``energy`` picks the 8-up one)."""
         if self.state.layout == "8up":
@@ -118,10 +126,11 @@ class ViewGrid(QStackedWidget):
             p.set_view_result(None if analysis is None else analysis.views.get(p.key))
 
     # -- geometry -----------------------------------------------------------------
-    def reset_zoom(self) -> None:
+    def reset_zoom(self, key: str | None = None) -> None:
+        """Fit every panel again (``key``: only that view's panels)."""
         self._syncing = True
         try:
-            for p in self.all_panels():
+            for p in self.all_panels() if key is None else self.panels_of(key):
                 p.reset_zoom()
         finally:
             self._syncing = False
@@ -155,8 +164,7 @@ class ViewGrid(QStackedWidget):
 
     def _blink(self) -> None:
         for p in self.visible_panels():
-            p.blink_phase = not p.blink_phase
-            p.refresh()
+            p.set_blink_phase(not p.blink_phase)
 
     # -- state -> panels ------------------------------------------------------------
     def _apply_layout(self) -> None:
@@ -165,8 +173,7 @@ class ViewGrid(QStackedWidget):
         for key, p in self.panels4.items():
             p.setVisible(layout != "1up" or key == self.state.active_view)
         for p in self.visible_panels():
-            p._lod_key = None
-            p.update_lod()
+            p.redraw()
 
     def _mark_active(self) -> None:
         for p in self.all_panels():
@@ -195,11 +202,10 @@ class ViewGrid(QStackedWidget):
             else:
                 self.blink_timer.stop()
             for p in self.all_panels():
-                p.blink_phase = False
-                p.refresh()
+                p.set_blink_phase(False)
         elif name == "swipe_position":
             for p in self.visible_panels():
-                p._update_swipe()
+                p.update_swipe()
         elif name == "magnifier" and not value:
             for p in self.all_panels():
-                p.magnifier.hide()
+                p.hide_magnifier()

@@ -9,6 +9,8 @@ matches the screen, cropped to the visible part (full resolution when zoomed in)
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -19,10 +21,10 @@ from core_model.domain.study import split_view_key
 from nafv_viewer.display import DisplayImage
 from nafv_viewer.level_loader import loader as level_loader
 from nafv_viewer.state import ViewerState
+from nafv_viewer.widgets.theme import ACCENT, CONTOUR, style
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
-CONTOUR_COLOR = (255, 210, 0)
 _HEAT_LUT = None
 
 
@@ -84,6 +86,14 @@ class ReadingViewBox(pg.ViewBox):
             super().mouseDragEvent(ev, axis)
 
 
+class Drawn(NamedTuple):
+    """What a panel draws now: which image, at which pyramid level, over which part (image coordinates)."""
+
+    image: DisplayImage
+    level: int  # 0 = full resolution, k = 1/2**k
+    rect: QRectF
+
+
 class ViewPanel(QWidget):
     range_changed = Signal(object)  # self, after the reader zoomed or panned this panel
     window_drag = Signal(str, float, float)  # energy shown, dx, dy (screen pixels)
@@ -100,7 +110,7 @@ class ViewPanel(QWidget):
         self.missing_reason: dict[str, str] = {}
         self.view_result = None
         self.blink_phase = False
-        self._lod_key = None
+        self._drawn = None
         self._swipe_key = None
         self._cursor_scene: QPointF | None = None
         self._fitted = True  # follows resizes until the reader zooms or pans
@@ -115,7 +125,7 @@ class ViewPanel(QWidget):
         self.heat_item = pg.ImageItem(axisOrder="row-major")
         self.heat_item.setLookupTable(heat_lut())
         self.heat_item.setLevels([0, 255])
-        self.swipe_line = pg.InfiniteLine(angle=90, pen=pg.mkPen((0, 200, 255), width=1))
+        self.swipe_line = pg.InfiniteLine(angle=90, pen=pg.mkPen(ACCENT, width=1))
         # Heatmap under the swipe image: it belongs to LE, and swipe shows RC right of the divider.
         for z, item in enumerate((self.image_item, self.heat_item, self.swipe_item, self.swipe_line)):
             item.setZValue(z)
@@ -130,14 +140,14 @@ class ViewPanel(QWidget):
         self.empty_label = QLabel(self)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
-        self.empty_label.setStyleSheet("color: #b0b0b0; background: #181818; border: 1px dashed #555; font-size: 13px;")
+        style(self.empty_label, "view_empty")
         self.magnifier = QLabel(self.graphics)
         self.magnifier.setFixedSize(180, 180)
-        self.magnifier.setStyleSheet("border: 2px solid #00c8ff;")
+        style(self.magnifier, "magnifier")
         self.magnifier.hide()
         # A finer level being decoded for the zoom (JPEG 2000): said in the corner until it is drawn.
         self.level_label = QLabel(self.graphics)
-        self.level_label.setStyleSheet("color: #00c8ff; background: rgba(0, 0, 0, 160); padding: 2px;")
+        style(self.level_label, "level_note")
         self.level_label.hide()
         self._wanted_level: tuple[DisplayImage, int] | None = None
         self._level_timer = QTimer(self)
@@ -163,8 +173,7 @@ class ViewPanel(QWidget):
 
     def set_active(self, active: bool) -> None:
         """The active view (1-up, zoom keys) gets a highlighted title."""
-        bg = "rgba(0,120,200,200)" if active else "rgba(0,0,0,140)"
-        self.title.setStyleSheet(f"color: #f0f0f0; background: {bg}; padding: 2px 5px; font-weight: bold;")
+        style(self.title, "view_title_active" if active else "view_title")
 
     # Slots return None on purpose: PySide mishandles the reference count of
     # values (e.g. the bool of Signal.emit) returned from Python slots.
@@ -214,7 +223,7 @@ class ViewPanel(QWidget):
         self.images[image.energy] = image
         self.missing_reason.pop(image.energy, None)
         if first:
-            self._lod_key = None
+            self._drawn = None
         self.refresh(reset_zoom=first)
 
     def set_view_result(self, view_result) -> None:
@@ -243,7 +252,7 @@ class ViewPanel(QWidget):
             suffix = f"  | {('rc' if energy == 'le' else 'le').upper()} right of the line"
         self.title.setText(view_title(self.key, energy) + suffix)
         self.title.adjustSize()
-        self._lod_key = None
+        self._drawn = None
         self._swipe_key = None
         if reset_zoom:
             self.reset_zoom()
@@ -297,7 +306,7 @@ class ViewPanel(QWidget):
     def _on_range(self, *_):
         self.update_lod()
         if self.state.compare == "swipe":
-            self._update_swipe()  # the RC part is cropped to the view at full resolution
+            self.update_swipe()  # the RC part is cropped to the view at full resolution
 
     def _on_resized(self, *_):
         if self._fitted:
@@ -309,30 +318,64 @@ class ViewPanel(QWidget):
         self._fitted = False
         self.range_changed.emit(self)
 
+    @property
+    def fitted(self) -> bool:
+        """The view fits the breast and follows resizes (until the reader zooms or pans)."""
+        return self._fitted
+
+    def set_manual_range(self, box: tuple[float, float, float, float]) -> None:
+        """Show ``box`` (fractions of the image) as if the reader had zoomed there: linked panels follow."""
+        self.set_normalized_range(box)
+        self._on_manual_range()
+
     def zoom_by(self, factor: float) -> None:
         self.vb.scaleBy((factor, factor))
+        self._on_manual_range()
+
+    def pan_by(self, fx: float, fy: float) -> None:
+        """Move by a fraction of what is visible (as the reader's drag does: linked panels follow)."""
+        r = self.vb.viewRect()
+        self.vb.translateBy(x=fx * r.width(), y=fy * r.height())
         self._on_manual_range()
 
     def _screen_width(self) -> float:
         return float(self.vb.width()) * self.devicePixelRatioF()
 
+    @property
+    def drawn(self) -> Drawn | None:
+        """The image, level and part on screen now (None before the first image is drawn)."""
+        return self._drawn
+
+    def redraw(self) -> None:
+        """Pick the level and crop afresh (after the panel was shown again or resized by a relayout)."""
+        self._drawn = None
+        self.update_lod()
+
+    def set_blink_phase(self, phase: bool) -> None:
+        """Blink: True shows the other energy of this view (when it has one)."""
+        self.blink_phase = phase
+        self.refresh()
+
+    def hide_magnifier(self) -> None:
+        self.magnifier.hide()
+
     def update_lod(self) -> None:
         """Pick the pyramid level and crop for the visible part; no-op if the current one covers it."""
         img = self.current
-        if img is None or not self.graphics.isVisible() and self._lod_key is not None:
+        if img is None or not self.graphics.isVisible() and self._drawn is not None:
             return
         r = self.vb.viewRect()
         wanted = img.pick_level(r.width(), self._screen_width())
         level = img.available(wanted)  # the nearest decoded level until the wanted one is (worker thread)
         self._want(img, wanted if level != wanted else None)
-        key = self._lod_key
-        if key is not None and key[0] is img and key[1] == level and key[2].contains(r.intersected(QRectF(0, 0, img.shape[1], img.shape[0]))):
+        key = self._drawn
+        if key is not None and key.image is img and key.level == level and key.rect.contains(r.intersected(QRectF(0, 0, img.shape[1], img.shape[0]))):
             return
         array, (sx, sy, sw, sh) = img.crop(level, r.left(), r.top(), r.right(), r.bottom())
         self.image_item.setImage(array, autoLevels=False, levels=self._levels(img))
         self.image_item.setRect(QRectF(sx, sy, sw, sh))
-        self._lod_key = (img, level, QRectF(sx, sy, sw, sh))
-        self._update_swipe()
+        self._drawn = Drawn(img, level, QRectF(sx, sy, sw, sh))
+        self.update_swipe()
 
     def _want(self, img: DisplayImage, level: int | None) -> None:
         """Ask for ``level`` of ``img`` to be decoded off the GUI thread (None: nothing is missing).
@@ -374,11 +417,11 @@ class ViewPanel(QWidget):
 
     def _on_level_ready(self, img, level: int) -> None:
         if self._wanted_level is not None and self._wanted_level[0] is img and img is self.current:
-            self._lod_key = None
+            self._drawn = None
             self.update_lod()
         elif any(img is i for i in self.images.values()):
             self._swipe_key = None
-            self._update_swipe()
+            self.update_swipe()
 
     def _on_level_failed(self, img, level: int, message: str) -> None:
         if self._wanted_level is not None and self._wanted_level[0] is img:
@@ -398,11 +441,11 @@ class ViewPanel(QWidget):
         if img is None:
             return
         self.image_item.setLevels(self._levels(img))
-        self._update_swipe(levels_only=True)
+        self.update_swipe(levels_only=True)
         self._update_magnifier()
 
     # -- compare: swipe ---------------------------------------------------------------
-    def _update_swipe(self, levels_only: bool = False) -> None:
+    def update_swipe(self, levels_only: bool = False) -> None:
         other_energy = "rc" if self.shown_energy == "le" else "le"
         other = self.images.get(other_energy)
         if self.state.compare != "swipe" or other is None or self.current is None:
@@ -415,7 +458,7 @@ class ViewPanel(QWidget):
         if levels_only and self._swipe_key is not None:
             self.swipe_item.setLevels(self._levels(other))
             return
-        level = self._lod_key[1] if self._lod_key else len(other.levels) - 1
+        level = self._drawn.level if self._drawn else len(other.levels) - 1
         level = other.available(min(level, len(other.levels) - 1))
         arr = other.levels[level]
         # The pixels right of the divider show the other energy (same geometry).
@@ -458,9 +501,9 @@ class ViewPanel(QWidget):
                 if len(pts) < 2:
                     continue
                 pts = np.vstack([pts, pts[:1]])
-                curve = pg.PlotCurveItem(pts[:, 0], pts[:, 1], pen=pg.mkPen(CONTOUR_COLOR, width=2))
+                curve = pg.PlotCurveItem(pts[:, 0], pts[:, 1], pen=pg.mkPen(CONTOUR, width=2))
                 curve.setZValue(5)
-                label = pg.TextItem(f"{i + 1}", color=CONTOUR_COLOR, anchor=(0.5, 1.0))
+                label = pg.TextItem(f"{i + 1}", color=CONTOUR, anchor=(0.5, 1.0))
                 label.setPos(float(pts[:, 0].mean()), float(pts[:, 1].min()))
                 label.setZValue(6)
                 for it in (curve, label):

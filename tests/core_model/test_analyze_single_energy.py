@@ -89,3 +89,38 @@ def test_an_analysis_that_runs_names_the_images_it_left_out(demo_dir, weights):
     assert set(analysis.views) == {"L_CC", "L_MLO", "R_CC", "R_MLO"}
     assert ("1 image(s) without a view in their files were not analysed; place them in the viewer to include them"
             in analysis.warnings)
+
+
+def test_cli_refuses_a_single_energy_study_before_any_model_is_built(ffdm_dir, tmp_path):
+    """A fresh process, as a user runs it: the sentence comes without torch or the model code ever imported."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "out"
+    probe = ("import json, sys\n"
+             "from core_model.cli.analyze import main\n"
+             f"code = main([{str(ffdm_dir)!r}, '--out', {str(out)!r}, '--device', 'cpu'])\n"
+             "heavy = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'core_model.models',"
+             " 'core_model.inference.analyzer', 'safetensors.torch')))\n"
+             "print(json.dumps({'code': code, 'heavy': heavy}))\n")
+    run = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "PYTHONPATH": str(repo)})
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen == {"code": 2, "heavy": []}
+    assert run.stderr.strip().splitlines()[-1] == f"nafv-analyze: {SENTENCE}"
+    assert not out.exists()
+
+
+def test_the_early_check_reads_the_energies_from_the_card_or_leaves_it_to_the_loader(weights, tmp_path):
+    from core_model.domain.resources import DEFAULT_SEG_WEIGHTS
+    from core_model.inference.inputs_check import card_channels
+
+    assert card_channels(DEFAULT_SEG_WEIGHTS) == ("le", "rc")  # the shipped segmentation reads both energies
+    assert card_channels(weights["seg"]) is None  # the card gives no channels: the analyzer checks, as before
+    broken = tmp_path / "broken.safetensors"
+    broken.with_suffix(".json").write_text("{not json")
+    assert card_channels(broken) is None
+    assert card_channels(tmp_path / "absent.safetensors") is None

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
-import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from core_model.domain.analysis import Analysis, Lesion, ViewResult
-from core_model.domain.errors import NafvError
-from core_model.domain.study import VIEW_KEYS
-from viewer_helpers import FakeAnalyzer, make_analysis, send_drag  # noqa: F401  (fixtures use them)
+from viewer_helpers import FakeAnalyzer
 
 
 @pytest.fixture(scope="session")

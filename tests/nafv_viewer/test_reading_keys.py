@@ -19,6 +19,18 @@ def _key(qtbot, widget, key, modifier=NONE):
     QApplication.processEvents()
 
 
+def _findings(w):
+    """The review's controller and its finding ids, in the list's order."""
+    ctl = w.review_flow.controller
+    return ctl, list(ctl.review.findings)
+
+
+def _key_on(qtbot, w, finding_id, key):
+    """Select a finding, then press a window key on it."""
+    w.review_flow.controller.select(finding_id)
+    _key(qtbot, w, key)
+
+
 def _rows(panel) -> list[int]:
     return sorted({i.row() for i in panel.table.selectedIndexes()})
 
@@ -59,8 +71,7 @@ def test_r_with_a_finding_selected_rejects_it_and_resets_nothing(reviewed, qtbot
 
 def test_n_and_p_step_through_the_findings_and_zoom_to_each(reviewed, qtbot):
     w = reviewed
-    ctl = w.review_flow.controller
-    ids = list(ctl.review.findings)
+    ctl, ids = _findings(w)
     seen = []
     for _ in range(len(ids) + 1):
         _key(qtbot, w, Qt.Key.Key_N)
@@ -81,9 +92,8 @@ def test_n_and_p_step_through_the_findings_and_zoom_to_each(reviewed, qtbot):
 
 def test_arrows_move_the_list_selection_when_the_list_has_focus(reviewed, qtbot):
     w = reviewed
-    ctl = w.review_flow.controller
+    ctl, ids = _findings(w)
     panel = w.review_flow.findings_panel
-    ids = list(ctl.review.findings)
     ctl.select(ids[0])
     panel.table.setFocus()
     window_before = (w.state.windows[w.state.energy].center, w.state.windows[w.state.energy].width)
@@ -101,13 +111,10 @@ def test_arrows_move_the_list_selection_when_the_list_has_focus(reviewed, qtbot)
 
 def test_list_highlight_equals_the_selection_after_undo_and_redo(reviewed, qtbot):
     w = reviewed
-    ctl = w.review_flow.controller
+    ctl, ids = _findings(w)
     panel = w.review_flow.findings_panel
-    ids = list(ctl.review.findings)
-    ctl.select(ids[0])
-    _key(qtbot, w, Qt.Key.Key_A)
-    ctl.select(ids[2])
-    _key(qtbot, w, Qt.Key.Key_R)
+    _key_on(qtbot, w, ids[0], Qt.Key.Key_A)
+    _key_on(qtbot, w, ids[2], Qt.Key.Key_R)
     _key(qtbot, w, Qt.Key.Key_Z, CTRL)
     _key(qtbot, w, Qt.Key.Key_Z, CTRL | Qt.KeyboardModifier.ShiftModifier)
     assert _rows(panel) == [ids.index(ctl.selected)] == [2]
@@ -124,11 +131,9 @@ def test_list_highlight_equals_the_selection_after_undo_and_redo(reviewed, qtbot
 
 def test_finalise_locks_the_review_in_the_viewer_and_an_addendum_reopens_it(reviewed, qtbot):
     w = reviewed
-    ctl = w.review_flow.controller
+    ctl, ids = _findings(w)
     ap = w.review_flow.assessment_panel
-    ids = list(ctl.review.findings)
-    ctl.select(ids[0])
-    _key(qtbot, w, Qt.Key.Key_A)
+    _key_on(qtbot, w, ids[0], Qt.Key.Key_A)
     # no reader name yet: refused, said why
     _key(qtbot, w, Qt.Key.Key_F, CTRL | Qt.KeyboardModifier.ShiftModifier)
     assert not ctl.review.signoff["finalised"] and "reader's name" in w.last_error
@@ -298,9 +303,8 @@ def test_findings_columns_fit_the_panel(reviewed):
 
 def test_lexicon_terms_and_bpe_are_set_from_the_panels_and_follow_the_selection(reviewed, qtbot):
     w = reviewed
-    ctl = w.review_flow.controller
+    ctl, ids = _findings(w)
     panel = w.review_flow.findings_panel
-    ids = list(ctl.review.findings)
     assert not panel.descriptors["margin"].isEnabled()  # nothing selected
     ctl.select(ids[0])
     panel.descriptors["type"].setCurrentText("mass")
@@ -343,14 +347,14 @@ def test_fields_are_filled_from_the_keyboard_without_the_window_shortcuts_taking
 
 def test_a_new_analysis_leaves_a_finalised_review_as_signed(reviewed, qtbot, monkeypatch):
     w = reviewed
-    first = w._analyzer.analyze
+    first = w.analyses.analyzer.analyze
 
     def another_score(*a, **k):  # the next run says something else
         result = first(*a, **k)
         result.malignancy_probability = 0.2
         return result
 
-    monkeypatch.setattr(w._analyzer, "analyze", another_score)
+    monkeypatch.setattr(w.analyses.analyzer, "analyze", another_score)
     ctl = w.review_flow.controller
     ap = w.review_flow.assessment_panel
     ap.reader.setText("Dr Q")

@@ -47,13 +47,19 @@ def test_analysis_refused_while_a_study_loads(make_window, qtbot, demo_dir, cdd_
     _no_ai_on(w, "P12")
 
 
-def test_result_of_previous_study_is_dropped(make_window, qtbot, demo_dir, cdd_test_dir):
+def _analysing_the_demo(make_window, qtbot, demo_dir):
+    """A window on the demo study whose analysis has started and holds its result until released."""
     fake = BlockingAnalyzer()
     w = make_window(fake)
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(demo_dir)
     w.run_analysis()
-    threads = list(w._threads)
+    return w, fake
+
+
+def test_result_of_previous_study_is_dropped(make_window, qtbot, demo_dir, cdd_test_dir):
+    w, fake = _analysing_the_demo(make_window, qtbot, demo_dir)
+    threads = w.job_threads()
     assert fake.started.wait(10) and fake.studies == [w.study.patient_id]
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(cdd_test_dir, patient="P12")
@@ -67,12 +73,8 @@ def test_result_of_previous_study_is_dropped(make_window, qtbot, demo_dir, cdd_t
 
 def test_result_for_a_study_replaced_meanwhile_is_dropped(make_window, qtbot, demo_dir, demo_study):
     """The job is tagged with its study: a result is applied only to that study."""
-    fake = BlockingAnalyzer()
-    w = make_window(fake)
-    with qtbot.waitSignal(w.study_ready, timeout=10000):
-        w.open_study(demo_dir)
-    w.run_analysis()
-    job = w._analysis_job
+    w, fake = _analysing_the_demo(make_window, qtbot, demo_dir)
+    job = w.analyses.job
     assert job.study is w.study
     w.study = demo_study  # another Study object became current without the job being dropped
     fake.release.set()

@@ -29,8 +29,9 @@ def test_dicom_study_preview_then_all_views_hung_by_tags(make_window, qtbot, dic
     p = w.grid.panels4["R_CC"]
     img = p.current
     # R-CC LE was shown from its own file before the whole study was read, and kept.
-    assert w._preview is not None and (w._preview.key, w._preview.energy) == ("R_CC", "le")
-    assert img is w._preview and img.source == w.study.get("R_CC", "le").source
+    preview = w.studies.preview
+    assert preview is not None and (preview.key, preview.energy) == ("R_CC", "le")
+    assert img is preview and img.source == w.study.get("R_CC", "le").source
     assert img.flips.source == "tags" and img.flips.horizontal  # stored mirrored, tags say so
     # Displayed with the chest wall on the right, like the un-mirrored original.
     cols = (img.levels[0] > 20 * 257).mean(axis=0)

@@ -28,7 +28,7 @@ def test_study_with_a_2gb_file_opens_and_the_window_closes_cleanly(make_window, 
     assert len(w.study) == 7 and not w.study.has("L_MLO", "rc")
     assert any(msg.startswith(f"{big}: skipped") for msg in w.study.warnings)
     assert "big.dcm" in w.side.warnings_label.text()
-    threads = list(w._threads)
+    threads = w.job_threads()
     w.close()
     assert not any(t.isRunning() for t in threads)
 
@@ -49,7 +49,7 @@ def test_closing_while_a_study_loads_cancels_and_joins_the_loader(make_window, q
     w = make_window()
     w.open_study(tmp_path / "study")
     qtbot.waitUntil(lambda: len(started) >= 1, timeout=5000)
-    threads = list(w._threads)
+    threads = w.job_threads()
     assert threads and all(t.isRunning() for t in threads)
     t0 = time.perf_counter()
     w.close()
@@ -78,7 +78,7 @@ def test_a_loader_stuck_past_the_wait_outlives_its_window_without_abort(qtbot, t
     w = MainWindow(study_loader=stuck_loader, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     w.open_study(tmp_path)
     qtbot.waitUntil(entered.is_set, timeout=5000)
-    (thread,) = w._threads
+    (thread,) = w.job_threads()
     w.shutdown(timeout_ms=100)
     w.close()
     Shiboken.delete(w)  # the window and its children are gone; the running thread must not be among them

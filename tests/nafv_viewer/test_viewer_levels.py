@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from core_model.io.dicom_write import write_mg_dicom
 from core_model.io.naming import parse_cdd_cesm_name
+from tests.model_files import tiny_weights
 
 J2K = "1.2.840.10008.1.2.4.90"
 ROWS, COLS = 2048, 1664
@@ -40,7 +40,8 @@ def test_opens_from_a_level_and_zoom_decodes_full_resolution_off_the_gui_thread(
         img = p.current
         assert img.pyramid is not None and img.levels[0] is None  # full resolution not decoded to open
         assert not img.pyramid.decoded(0)
-        assert p._lod_key[1] >= 1
+        assert p.drawn.level >= 1 and p.drawn.image is img
+        assert p.image_item.image.shape[1] < p.drawn.rect.width()  # fewer pixels drawn than the part covers
 
     p = w.grid.panels4["R_CC"]
     img = p.current
@@ -48,18 +49,18 @@ def test_opens_from_a_level_and_zoom_decodes_full_resolution_off_the_gui_thread(
     decode = img.pyramid._decode
     img.pyramid._decode = lambda k: (threads.append(threading.current_thread()), decode(k))[1]
     # zoom to about one image pixel per screen pixel: full resolution wanted
-    p.set_normalized_range((0.4, 0.4, 0.4 + p.vb.width() / COLS, 0.4 + p.vb.height() / ROWS))
-    p._on_manual_range()
+    p.set_manual_range((0.4, 0.4, 0.4 + p.vb.width() / COLS, 0.4 + p.vb.height() / ROWS))
     assert p.decoding_level
-    assert p._lod_key[1] >= 1  # meanwhile the coarser level stays on screen
-    qtbot.waitUntil(lambda: p.level_label.isVisible() or p._lod_key[1] == 0, timeout=10000)
+    assert p.drawn.level >= 1  # meanwhile the coarser level stays on screen
+    qtbot.waitUntil(lambda: p.level_label.isVisible() or p.drawn.level == 0, timeout=10000)
     assert "Decoding full resolution" in p.level_label.text()  # said while it decodes
-    qtbot.waitUntil(lambda: p._lod_key is not None and p._lod_key[1] == 0, timeout=30000)
+    qtbot.waitUntil(lambda: p.drawn is not None and p.drawn.level == 0, timeout=30000)
     assert threads and all(t is not threading.main_thread() for t in threads)
     assert not p.decoding_level and not p.level_label.isVisible()
     # the full-resolution pixels drawn are the file's, in reading position
     full = img.flips.apply(img.pyramid.level(0))
-    sx, sy, sw, sh = (int(round(v)) for v in (p._lod_key[2].x(), p._lod_key[2].y(), p._lod_key[2].width(), p._lod_key[2].height()))
+    on_screen = p.image_item.mapRectToParent(p.image_item.boundingRect())  # where the drawn pixels lie, in image coordinates
+    sx, sy, sw, sh = (int(round(v)) for v in on_screen.getRect())
     np.testing.assert_array_equal(p.image_item.image, full[sy:sy + sh, sx:sx + sw])
     # only what is shown is decoded: the recombined images behind the low-energy ones stay at screen size
     hidden = [q.images[e] for q in panels for e in q.images if e != q.shown_energy]
@@ -68,25 +69,18 @@ def test_opens_from_a_level_and_zoom_decodes_full_resolution_off_the_gui_thread(
 
 def test_warm_up_loads_the_weights_once_and_the_first_analysis_reuses_them(make_window, qtbot, demo_dir, tmp_path):
     from core_model.inference.analyzer import Analyzer
-    from core_model.models.checkpoint import save_checkpoint
-    from core_model.models.registry import create_model
 
-    torch.manual_seed(0)
-    paths = []
-    for name in ("nafv_seg_tiny", "nafv_cls_tiny"):
-        paths.append(tmp_path / f"{name}.safetensors")
-        save_checkpoint(create_model(name), paths[-1], {"architecture": {"name": name, "config": {}},
-                                                         "trained_on": "nothing (untrained test weights)"})
+    paths = tiny_weights(tmp_path)
     made = []
 
     def factory():
-        made.append(Analyzer(paths[0], paths[1], device="cpu", num_threads=1))
+        made.append(Analyzer(paths["seg"], paths["cls"], device="cpu", num_threads=1))
         return made[-1]
 
     w = make_window()
-    w._analyzer_factory = factory
+    w.analyses.analyzer_factory = factory
     w.warm_analysis().join(120)
-    assert len(made) == 1 and w._analyzer is made[0]
+    assert len(made) == 1 and w.analyses.analyzer is made[0]
     with qtbot.waitSignal(w.study_ready, timeout=10000):
         w.open_study(demo_dir)
     with qtbot.waitSignal(w.analysis_finished, timeout=60000) as blocker:

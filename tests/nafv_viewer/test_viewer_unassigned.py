@@ -6,7 +6,6 @@ from __future__ import annotations
 import warnings
 
 import pytest
-import torch
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
@@ -14,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 from core_model.domain.study import VIEW_KEYS
 from core_model.review.model import AssignImage
 from nafv_viewer.widgets.unassigned_strip import MIME, dropped_uid
+from tests.model_files import tiny_weights
 from tests.study_files import cbis_ddsm_study
 
 pytestmark = pytest.mark.qt
@@ -146,15 +146,8 @@ def test_other_drops_are_the_windows(make_window, qtbot, tmp_path, demo_dir):
 
 def test_single_energy_study_opens_and_the_ai_action_says_what_it_lacks(make_window, qtbot, ffdm_dir, tmp_path):
     from core_model.inference.analyzer import Analyzer
-    from core_model.models.checkpoint import save_checkpoint
-    from core_model.models.registry import create_model
 
-    paths = {}
-    for kind, name in (("seg", "nafv_seg_tiny"), ("cls", "nafv_cls_tiny")):
-        torch.manual_seed(0)
-        paths[kind] = tmp_path / f"{name}.safetensors"
-        save_checkpoint(create_model(name), paths[kind], {"architecture": {"name": name, "config": {}},
-                                                          "trained_on": "nothing (untrained test weights)"})
+    paths = tiny_weights(tmp_path)
     w = make_window(analyzer=Analyzer(paths["seg"], paths["cls"], device="cpu", num_threads=1))
     _open(qtbot, w, ffdm_dir)
     assert all(w.grid.panels4[k].has_image for k in VIEW_KEYS)

@@ -3,9 +3,7 @@
 import threading
 
 import pytest
-from PySide6.QtCore import QThread
 
-from core_model.domain.errors import StudyLoadError
 from nafv_viewer.worker import AnalysisJob, StudyLoadJob, start_job
 
 from viewer_helpers import FakeAnalyzer

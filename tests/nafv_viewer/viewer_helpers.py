@@ -10,11 +10,11 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from core_model.domain.analysis import Analysis, Lesion, ViewResult
 from core_model.domain.errors import NafvError
 from core_model.domain.study import VIEW_KEYS
+from tests.model_files import analysis_of
 
 
 def send_drag(widget, start, end, button) -> None:
@@ -55,15 +55,7 @@ def make_analysis(study, not_for_clinical_use: bool = True) -> Analysis:
         "not_for_clinical_use": not_for_clinical_use,
         "notice": "Research software: not for clinical use.",
     }
-    return Analysis(
-        models={"segmentation": ident, "classifier": dict(ident, name="nafv_cls_test")},
-        device="cpu",
-        affected_side="L",
-        affected_side_source="segmentation",
-        malignancy_probability=0.73,
-        classifier_mode="four-view",
-        views=views,
-    )
+    return analysis_of(views, {"segmentation": ident, "classifier": dict(ident, name="nafv_cls_test")})
 
 
 class FakeAnalyzer:

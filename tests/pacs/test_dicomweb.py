@@ -79,7 +79,7 @@ def test_401_without_credentials_then_success_with_them_from_the_environment(ort
     assert "HTTP 401" in str(err.value) and "NAFV_DICOMWEB_USER" in str(err.value)
     assert _leftovers(anonymous) == []
     wrong = DicomWebServer(orthanc.url, credentials=Credentials(USER, "not-it"), cache=tmp_path)
-    with pytest.raises(AuthRequired, match="refused the user name and password"):
+    with pytest.raises(AuthRequired, match=r"did not accept the user name and password given: not authorised \(HTTP 401\)"):
         wrong.search_studies()
     monkeypatch.setenv("NAFV_DICOMWEB_USER", USER)
     monkeypatch.setenv("NAFV_DICOMWEB_PASSWORD", PASSWORD)
@@ -142,6 +142,32 @@ def test_cancel_midway_leaves_nothing(orthanc, pacs_study, tmp_path):
     with pytest.raises(Cancelled):
         server.retrieve_study(pacs_study.uid, progress=progress, cancel=token)
     assert _leftovers(server) == [] and server.cached_study(pacs_study.uid) is None
+
+
+def test_cancel_after_the_first_image_is_honoured_before_the_second_is_asked_for(orthanc, pacs_study, tmp_path):
+    """Through a relay that records each request: after the cancel, the PACS is asked for nothing more."""
+    proxy = CuttingProxy(orthanc.port, cut_after=10**12)
+    try:
+        server = DicomWebServer(f"http://127.0.0.1:{proxy.port}/dicom-web", credentials=Credentials(USER, PASSWORD),
+                                cache=tmp_path)
+        token = CancelToken()
+        seen: list[tuple[str, float]] = []
+
+        def progress(stage: str, fraction: float) -> None:
+            seen.append((stage, fraction))
+            if stage.startswith("retrieving image 1 of"):
+                token.cancel()  # as the viewer's Cancel button does, from another thread, between two images
+
+        with pytest.raises(Cancelled):
+            server.retrieve_study(pacs_study.uid, progress=progress, cancel=token)
+    finally:
+        proxy.close()
+    assert seen == [("asking the PACS for the study", 0.0), ("retrieving image 1 of 8", 1 / 8)]
+    images = [r for r in proxy.requests if "/instances/" in r]
+    assert len(images) == 1 and images[0].startswith(f"GET /dicom-web/studies/{pacs_study.uid}/series/")
+    assert _leftovers(server) == [] and server.cached_study(pacs_study.uid) is None
+    # the next open retrieves the whole study
+    assert len(list(orthanc.server(tmp_path).retrieve_study(pacs_study.uid).glob("*.dcm"))) == 8
 
 
 def test_stale_partial_of_a_killed_process_is_removed(orthanc, pacs_study, tmp_path):

@@ -166,3 +166,54 @@ def test_malformed_window_is_ignored_and_the_image_kept(dicom_study):
     assert img.window is None and np.array_equal(img.pixels, images[("L", "CC", "le")])
     msg = _warning_for(study, "P66_L_CC_le.dcm")
     assert "WindowCenter '12a'" in msg and "ignored the window" in msg
+
+
+def test_images_whose_names_give_no_view_wait_for_the_reader(tmp_path):
+    from core_model.domain.resources import DEMO_DIR
+
+    demo = sorted(DEMO_DIR.glob("*.jpg"))
+    rcc = next(p for p in demo if "_R_DM_CC" in p.name)
+    lcc = next(p for p in demo if "_L_DM_CC" in p.name)
+    lcc_rc = next(p for p in demo if "_L_CM_CC" in p.name)
+    (tmp_path / "R_CC_LE.jpg").write_bytes(rcc.read_bytes())
+    (tmp_path / "scan 0002.jpg").write_bytes(lcc.read_bytes())  # a name that says nothing
+    (tmp_path / "left_rc.jpg").write_bytes(lcc_rc.read_bytes())  # side and energy, no view
+    (tmp_path / "scan 0002b.jpg").write_bytes(lcc.read_bytes())  # the same bytes again
+    study = load_study(tmp_path)
+    assert list(study.images) == [("R_CC", "le")]
+    waiting = {u.source.name: u for u in study.unassigned}
+    assert set(waiting) == {"scan 0002.jpg", "left_rc.jpg"}
+    assert waiting["scan 0002.jpg"].reason == "the file name does not say the side or view"
+    assert (waiting["scan 0002.jpg"].side, waiting["scan 0002.jpg"].energy) == (None, "le")
+    assert waiting["left_rc.jpg"].reason == "the file name does not say the view"
+    assert (waiting["left_rc.jpg"].side, waiting["left_rc.jpg"].energy) == ("L", "rc")
+    # the reader's choice is keyed by the content, so a copy is the same image and is offered once
+    assert waiting["scan 0002.jpg"].uid.startswith("sha1:") and waiting["scan 0002.jpg"].uid != waiting["left_rc.jpg"].uid
+    assert any(w.endswith("scan 0002b.jpg: skipped, the same image as scan 0002.jpg") for w in study.warnings)
+    assert any("scan 0002.jpg: the file name does not say the side or view; waits among the unassigned" in w
+               for w in study.warnings)
+    study.assign(waiting["scan 0002.jpg"].uid, "L_CC")
+    assert ("L_CC", "le") in study.images
+
+
+def test_a_folder_of_unnamed_images_opens_with_all_of_them_waiting(tmp_path):
+    from core_model.domain.resources import DEMO_DIR
+
+    for i, p in enumerate(sorted(DEMO_DIR.glob("*.jpg"))[:4]):
+        (tmp_path / f"IMG_{i:04d}.jpg").write_bytes(p.read_bytes())
+    study = load_study(tmp_path)
+    assert len(study) == 0 and len(study.unassigned) == 4
+    assert len({u.uid for u in study.unassigned}) == 4
+
+
+def test_an_unnamed_image_beside_two_cdd_patients_belongs_to_neither(tmp_path):
+    from core_model.domain.resources import DEMO_DIR
+
+    demo = sorted(DEMO_DIR.glob("*.jpg"))
+    for p in demo[:2]:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+        (tmp_path / p.name.replace("P66_", "P67_", 1)).write_bytes(p.read_bytes())
+    (tmp_path / "loose scan.jpg").write_bytes(demo[2].read_bytes())
+    study = load_study(tmp_path, patient="P66")
+    assert study.unassigned == [] and len(study) == 2
+    assert any("ignored 1 image(s) not named like the CDD-CESM files, e.g. loose scan.jpg" in w for w in study.warnings)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from core_model.cli.train import main as nafv_train
 from core_model.io.cdd_collection import DrawnMask
 from core_model.train.cls_data import load_cases, shrink_case
@@ -31,6 +33,7 @@ def test_segmentation_breasts_with_drawn_and_empty_masks(cdd_replica):
             assert bool(s["masks"][i].any()) == lesion  # normal views enter with an empty mask
 
 
+@pytest.mark.slow
 def test_seg_cli_one_epoch_on_the_collection(cdd_replica, tmp_path):
     out = tmp_path / "seg"
     rc = nafv_train(["seg", "--data", str(cdd_replica["root"]), "--out", str(out), "--arch", "nafv_seg_tiny",
@@ -61,6 +64,7 @@ def test_classifier_cases_from_the_collection(cdd_replica):
     assert small.contralateral[("MLO", "rc")].shape == (100, 81) and small.masks["CC"].dtype == bool
 
 
+@pytest.mark.slow
 def test_cls_cli_one_epoch_on_the_collection(cdd_replica, tmp_path):
     out = tmp_path / "cls"
     rc = nafv_train(["cls", "--data", str(cdd_replica["root"]), "--label-from", "pathology", "--folds", "3",

@@ -123,6 +123,7 @@ def test_pretrained_backbone_fresh_adversarial_and_calibrated_export(phantom_dat
     assert card["synthetic_only"] is True  # phantom folders: the analyzer will say so beside patients' scores
 
 
+@pytest.mark.slow
 def test_a_rerun_with_other_settings_is_refused_not_mixed_into_the_folds(phantom_data, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["cls", "--data", str(phantom_data), "--label-from", "pathology", "--out", str(out), "--folds", "3",

@@ -85,6 +85,7 @@ def _train(out, *extra):
                        "--threads", "1", "--no-progress", "--batch-size", "2", *extra])
 
 
+@pytest.mark.slow
 def test_cli_trains_deterministically_resumes_and_writes_card(cdd_test_dir, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     assert _train((cdd_test_dir, full), "--epochs", "2") == 0
@@ -115,6 +116,7 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
                        "--no-cross"]) == 2
 
 
+@pytest.mark.slow
 def test_init_starts_from_given_weights_and_refuses_other_models_or_leaks(cdd_test_dir, tmp_path, capsys):
     from core_model.domain.errors import NafvError
     from core_model.train.seg import init_weights
@@ -144,6 +146,7 @@ def test_init_starts_from_given_weights_and_refuses_other_models_or_leaks(cdd_te
         init_weights(model, "nafv_seg_tiny", str(start), {"val": card["split"]["train"][:1]})
 
 
+@pytest.mark.slow
 def test_adamw_runs_resume_exactly_and_refuse_another_optimizer(cdd_test_dir, tmp_path, capsys):
     full, part = tmp_path / "full", tmp_path / "part"
     assert _train((cdd_test_dir, full), "--epochs", "2", "--optimizer", "adamw") == 0
@@ -181,6 +184,7 @@ def test_cli_time_budget_stops_early_and_records_it(cdd_test_dir, tmp_path, caps
     assert "--max-minutes must be above 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_time_budget_cut_replans_the_schedule_and_survives_resume(cdd_test_dir, tmp_path, monkeypatch):
     import argparse
 
