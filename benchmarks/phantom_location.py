@@ -19,7 +19,6 @@ Figures, not assertions: benchmarks/results/phantom_location.json (and ..._per_l
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -34,7 +33,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core_model.io.jsonsafe import dumps as json_dumps  # noqa: E402
+from phantom_bench import phantom_arguments, write_summary_and_rows  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "phantom_location.json"
 
@@ -110,12 +109,8 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--difficulty", default="easy", choices=("easy", "medium", "hard"))
-    ap.add_argument("--n", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", type=Path, required=True, help="working folder (studies and analyses)")
-    ap.add_argument("--data", type=Path, help="score an existing phantom folder (written with --dicom) instead")
+    ap = phantom_arguments(__doc__.split("\n\n")[0], n=30,
+                           data_help="score an existing phantom folder (written with --dicom) instead")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--result", type=Path, default=RESULT)
     ap.add_argument("--score-only", action="store_true", help="score OUT/analyses as they are (no new analysis)")
@@ -140,13 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.result.is_file():  # keep the figures of the run that made the analyses
         before = json.loads(args.result.read_text(encoding="utf-8"))
         summary.update({k: before[k] for k in ("nafv_analyze_exit", "seconds") if k in before})
-    args.result.parent.mkdir(parents=True, exist_ok=True)
-    args.result.write_text(json_dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with open(args.result.with_name(args.result.stem + "_per_lesion.csv"), "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        w.writeheader()
-        w.writerows(rows)
-    print(json.dumps(summary, indent=2))
+    write_summary_and_rows(summary, args.result, rows, args.result.with_name(args.result.stem + "_per_lesion.csv"))
     return 0
 
 

@@ -21,7 +21,6 @@ Results go to OUT/summary.json (and OUT/per_study.csv). Figures, not assertions.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -35,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core_model.io.jsonsafe import dumps as json_dumps  # noqa: E402
+from phantom_bench import phantom_arguments, write_summary_and_rows  # noqa: E402
 from core_model.train.cls import auc_score  # noqa: E402
 
 
@@ -97,12 +96,8 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--difficulty", default="easy", choices=("easy", "medium", "hard"))
-    ap.add_argument("--n", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--data", type=Path, help="score an existing phantom folder instead of writing one")
+    ap = phantom_arguments(__doc__.split("\n\n")[0], n=60,
+                           data_help="score an existing phantom folder instead of writing one")
     ap.add_argument("--weights-seg", type=Path)
     ap.add_argument("--weights-cls", type=Path)
     ap.add_argument("--threads", type=int, default=2)
@@ -135,12 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = int(found.group(1)) if found else None
     summary.update(difficulty=difficulty, seed=seed, data=str(data), command="nafv-analyze " + " ".join(cmd[1:]),
                    nafv_analyze_exit=rc, seconds=round(time.time() - t0, 1))
-    (args.out / "summary.json").write_text(json_dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with open(args.out / "per_study.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        w.writeheader()
-        w.writerows(rows)
-    print(json.dumps(summary, indent=2))
+    write_summary_and_rows(summary, args.out / "summary.json", rows, args.out / "per_study.csv")
     return 0
 
 

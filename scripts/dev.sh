@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh clone: sets up .venv (idempotent) and then
 #   demo  -> opens the viewer on the bundled demo study
-#   test  -> runs the test suite
+#   test  -> runs the whole test suite, slow tests included (what CI runs)
+#   quick -> runs the tests not marked slow (plain `pytest` does the same)
 #   setup -> only sets up
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +59,9 @@ case "$cmd" in
                     || echo "note: orthanc not installed; PACS tests will skip" >&2
             fi
         fi
+        # pyproject's addopts leave the slow tests out of plain `pytest`; this -m takes them back in.
+        QT_QPA_PLATFORM=offscreen exec "$VENV/bin/python" -m pytest -q -m "slow or not slow" "$@" ;;
+    quick)
         QT_QPA_PLATFORM=offscreen exec "$VENV/bin/python" -m pytest -q "$@" ;;
-    *) echo "usage: scripts/dev.sh [demo|test|setup]" >&2; exit 2 ;;
+    *) echo "usage: scripts/dev.sh [demo|test|quick|setup]" >&2; exit 2 ;;
 esac

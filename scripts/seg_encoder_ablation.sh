@@ -10,30 +10,20 @@
 # benchmarks/seg_table_summary.py RUNS_DIR --stages adamw then gives the table.
 # VARIANTS="name ..." runs a subset. Uses `python3`, or $PYTHON. Exits 1 if any variant failed.
 set -u -o pipefail
-usage="usage: seg_encoder_ablation.sh DATA_DIR RUNS_DIR [EPOCHS] [SIZE] [THREADS]"
-DATA=${1:?$usage}
-RUNS=${2:?$usage}
+source "$(dirname "$0")/lib/runs.sh"
+data_and_runs "usage: seg_encoder_ablation.sh DATA_DIR RUNS_DIR [EPOCHS] [SIZE] [THREADS]" "$@"
 EPOCHS=${3:-8}
 SIZE=${4:-192}
 THREADS=${5:-1}
-PY=${PYTHON:-python3}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
-declare -A ARGS=(
-  [pretrained_s0]="--seed 0"
-  [pretrained_s1]="--seed 1"
-  [scratch_s0]="--scratch --seed 0"
-  [scratch_s1]="--scratch --seed 1"
-)
-VARIANTS=${VARIANTS:-"pretrained_s0 scratch_s0 pretrained_s1 scratch_s1"}
-for v in $VARIANTS; do
-  [[ -n "${ARGS[$v]:-}" ]] || { echo "unknown variant: $v (known: ${!ARGS[*]})" >&2; exit 2; }
+declare -A ARGS=()
+for seed in 0 1; do  # the two encoders, each with two seeds
+  ARGS[pretrained_s$seed]="--seed $seed"
+  ARGS[scratch_s$seed]="--scratch --seed $seed"
 done
-if [[ -d "$RUNS" && -n "$(ls -A "$RUNS")" ]]; then
-  echo "$RUNS is not empty: give a new folder, so old runs cannot mix into this table" >&2
-  exit 2
-fi
+VARIANTS=${VARIANTS:-"pretrained_s0 scratch_s0 pretrained_s1 scratch_s1"}
+check_variants
+refuse_used_runs_dir "$RUNS"
 mkdir -p "$RUNS"
 failed=0
 for v in $VARIANTS; do

@@ -11,14 +11,10 @@
 # really ran. Equal minutes are not equal epochs: a slower variant runs fewer.
 # VARIANTS="name ..." runs a subset. Uses `python3`, or $PYTHON. Exits 1 if any variant failed.
 set -u -o pipefail
-usage="usage: seg_table_gpu.sh DATA_DIR RUNS_DIR [MINUTES_PER_STAGE] [EPOCHS_PER_STAGE]"
-DATA=${1:?$usage}
-RUNS=${2:?$usage}
+source "$(dirname "$0")/lib/runs.sh"
+data_and_runs "usage: seg_table_gpu.sh DATA_DIR RUNS_DIR [MINUTES_PER_STAGE] [EPOCHS_PER_STAGE]" "$@"
 MINUTES=${3:-30}
 EPOCHS=${4:-60}
-PY=${PYTHON:-python3}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
 declare -A ARGS=(
   [nafv_lerc_s0]="--channels le+rc --size 256 --seed 0"
@@ -50,13 +46,8 @@ pipeline() {
   done
 }
 
-for v in $VARIANTS; do  # every name checked before anything starts
-  [[ -n "${ARGS[$v]:-}" ]] || { echo "unknown variant: $v (known: ${!ARGS[*]})" >&2; exit 2; }
-done
-if [[ -d "$RUNS" && -n "$(ls -A "$RUNS")" ]]; then
-  echo "$RUNS is not empty: give a new folder, so old runs cannot mix into this table" >&2
-  exit 2
-fi
+check_variants
+refuse_used_runs_dir "$RUNS"
 "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" \
   || echo "note: no CUDA device; all variants will share the CPU" >&2
 mkdir -p "$RUNS"

@@ -42,10 +42,40 @@ def test_robust_kl_hand_computed():
     assert float(both) == pytest.approx(expected / 2, rel=1e-5)
 
 
-def test_composite_loss_eq10():
+def test_composite_loss_eq10_hand_computed():
+    # p = (0.25, 0.75) against q = (0.5, 0.5); malignant target, alpha 0.5, gamma 2, beta 0.7
     lo = torch.tensor([[0.0, math.log(3.0)]])
     la = torch.tensor([[0.0, 0.0]])
     y = torch.tensor([1])
-    total = nafv_loss(lo, y, la, alpha=0.5, gamma=2.0, beta=0.7)
-    assert float(total) == pytest.approx(float(focal_loss(lo, y, 0.5, 2.0)) + 0.7 * float(robust_kl(lo, la)), rel=1e-6)
-    assert float(nafv_loss(lo, y, None)) == pytest.approx(float(focal_loss(lo, y)), rel=1e-6)
+    focal = -0.5 * 0.25**2 * math.log(0.75)
+    kl = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    assert float(nafv_loss(lo, y, la, alpha=0.5, gamma=2.0, beta=0.7)) == pytest.approx(focal + 0.7 * kl, rel=1e-5)
+    # no adversarial prediction, or beta 0: the focal term alone
+    assert float(nafv_loss(lo, y, None, alpha=0.5, gamma=2.0)) == pytest.approx(focal, rel=1e-5)
+    assert float(nafv_loss(lo, y, la, alpha=0.5, gamma=2.0, beta=0.0)) == pytest.approx(focal, rel=1e-5)
+
+
+def test_confident_right_answer_costs_less_than_a_wrong_one():
+    y = torch.tensor([1])
+    right = torch.tensor([[0.0, 3.0]])  # p(malignant) = 0.95
+    unsure = torch.tensor([[0.0, 0.0]])  # 0.5
+    wrong = torch.tensor([[3.0, 0.0]])  # 0.05
+    losses = [float(focal_loss(z, y, gamma=2.0)) for z in (right, unsure, wrong)]
+    assert losses[0] < losses[1] < losses[2]
+    # gamma = 2 down-weights the easy case far more than the hard one, relative to cross-entropy:
+    # alpha_t (1 - p_t)^2 is 0.5 * 0.047^2 for the right answer and 0.5 * 0.953^2 for the wrong one
+    ce = [float(torch.nn.functional.cross_entropy(z, y)) for z in (right, wrong)]
+    assert losses[0] / ce[0] < 0.002 and losses[2] / ce[1] > 0.45
+
+
+def test_robust_term_is_zero_only_when_the_predictions_agree():
+    base = torch.tensor([[0.3, -1.2], [2.0, 0.5]])
+    assert float(robust_kl(base, base.clone())) == pytest.approx(0.0, abs=1e-7)
+    # shifting both logits by a constant is the same distribution
+    assert float(robust_kl(base, base + 5.0)) == pytest.approx(0.0, abs=1e-6)
+    closer, further = base + torch.tensor([0.0, 0.5]), base + torch.tensor([0.0, 2.0])
+    assert 0 < float(robust_kl(base, closer)) < float(robust_kl(base, further))
+    # the robust term pulls the adversarial prediction towards the original one
+    adv = closer.clone().requires_grad_(True)
+    robust_kl(base, adv).backward()
+    assert (adv.grad[:, 1] > 0).all()  # gradient descent lowers the shifted logit back

@@ -42,4 +42,4 @@ def test_shipped_model_scores_demo_study(demo_dir):
     assert p4.shape == p2.shape == (1, 2)
     assert torch.equal(p4, p4_again)  # eval mode: deterministic
     assert 0.0 < float(p4[0, 1]) < 1.0 and torch.isfinite(p2).all()
-    assert torch.allclose(p4.sum(1), torch.ones(1))
+    assert abs(float(p4[0, 1]) - float(p2[0, 1])) > 1e-4  # the contralateral breast enters the four-view score

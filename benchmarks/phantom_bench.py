@@ -1,0 +1,42 @@
+"""What the phantom benchmarks (phantom_location.py, phantom_pipeline.py) share: the arguments that say
+which synthetic studies to write or score, and writing the figures (summary JSON, one CSV row per case).
+
+Imported by the scripts beside it (run as ``python benchmarks/NAME.py``, so this folder is on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from core_model.io.jsonsafe import dumps as json_dumps  # noqa: E402
+
+
+def phantom_arguments(description: str, n: int, data_help: str) -> argparse.ArgumentParser:
+    """A parser with the phantom folder's arguments (difficulty, count, seed; or an existing ``--data``)
+    and the working folder ``--out``; each benchmark adds its own."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--difficulty", default="easy", choices=("easy", "medium", "hard"))
+    ap.add_argument("--n", type=int, default=n)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", type=Path, required=True, help="working folder (studies and analyses)")
+    ap.add_argument("--data", type=Path, help=data_help)
+    return ap
+
+
+def write_summary_and_rows(summary: dict, summary_path: Path, rows: list[dict], rows_path: Path) -> None:
+    """``summary`` to ``summary_path`` (and printed); ``rows`` to ``rows_path`` with the union of their keys as columns."""
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json_dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with open(rows_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        w.writeheader()
+        w.writerows(rows)
+    print(json.dumps(summary, indent=2))
