@@ -89,7 +89,6 @@ def test_large_private_data_before_the_pixels_still_loads(tmp_path, demo_small):
     assert study.warnings == [] and np.array_equal(study.get("L_CC", "le").pixels, demo_small[("L", "CC", "le")])
 
 
-<<<<<<< HEAD
 @pytest.mark.parametrize("victim, slope, said", [
     ("P66_R_CC_le.dcm", b"0 ", "RescaleSlope is 0"),
     ("P66_R_MLO_rc.dcm", b"two ", "skipped, its RescaleSlope value 'two' is not a number"),
@@ -104,23 +103,7 @@ def test_a_bad_rescale_slope_skips_only_that_file_naming_the_tag(dicom_study, vi
     assert len(study) == 7 and not study.has(key, energy)
     msg = _warning_for(study, victim)
     assert msg.startswith(f"{path}: skipped") and said in msg
-=======
-@pytest.mark.parametrize("key,energy,slope,why", [
-    ("R_CC", "le", b"0 ", "RescaleSlope is 0"),
-    ("R_MLO", "rc", b"two ", "its RescaleSlope value 'two' is not a number"),
-])
-def test_unusable_rescale_skips_only_that_file_naming_the_tag(dicom_study, key, energy, slope, why):
-    folder, _ = dicom_study
-    name = f"P66_{key}_{energy}.dcm"
-    victim = folder / name
-    set_raw_ds(victim, "RescaleSlope", slope)
-    set_raw_ds(victim, "RescaleIntercept", b"0 ")
-    study = load_study(folder)
-    assert len(study) == 7 and not study.has(key, energy)
-    msg = _warning_for(study, name)
-    assert msg.startswith(f"{victim}: skipped") and why in msg
 
->>>>>>> tests
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_pixels_are_refused(tmp_path, demo_small, bad):
