@@ -18,7 +18,12 @@ from typing import Any
 
 from core_model.domain.study import ENERGIES, SIDES, VIEW_KEYS
 
-SCHEMA_VERSION = 1
+# 1: findings, links, assessments, AI summary.
+# 2: adds the sign-off (finalised reviews are locked), addenda, lexicon terms per finding, BPE per
+#    breast and image assignments. Version 1 files read as they are; every save writes 2, so a
+#    version-1 program refuses the file (as newer) instead of ignoring a signature and letting a
+#    finalised review be edited.
+SCHEMA_VERSION = 2
 FORMAT = "nafv-review"
 
 STATES = ("proposed", "accepted", "edited", "rejected")

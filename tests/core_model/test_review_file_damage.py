@@ -12,6 +12,7 @@ import pytest
 
 from core_model.domain.study import Study, StudyImage
 from core_model.review.model import Review, ReviewSession, SetReader
+from core_model.review.schema import SCHEMA_VERSION
 from core_model.review.store import ReviewStore, ReviewStoreError, study_identity
 
 
@@ -52,7 +53,8 @@ def _finding_with(identity, **changes) -> str:
 MALFORMED = {
     "top-level list": lambda i: "[1, 2, 3]",
     "assessment is a string": lambda i: _with(i, assessments={"L": "4A", "R": {}}),
-    "schema_version 1e999": lambda i: _text(_valid(i)).replace('"schema_version": 1', '"schema_version": 1e999'),
+    "schema_version 1e999": lambda i: _text(_valid(i)).replace(f'"schema_version": {SCHEMA_VERSION}',
+                                                               '"schema_version": 1e999'),
     "deep nesting": lambda i: '{"format": "nafv-review", "ai": ' + "[" * 200_000 + "]" * 200_000 + "}",
     "deep nesting json can parse": lambda i: _text(_valid(i))[:-1] + ', "extra": ' + "[" * 600 + "]" * 600 + "}",
     "torn file": lambda i: _text(_valid(i))[:57],
@@ -163,3 +165,22 @@ def test_a_read_only_review_file_is_never_replaced(tmp_path):
         os.chmod(path, 0o644)
     session.do(SetReader("Dr. B"))  # writable again: saving goes on
     assert json.loads(path.read_text())["reader"] == "Dr. B"
+
+
+def test_a_version_1_review_opens_and_is_saved_as_the_current_version(tmp_path):
+    store = ReviewStore(tmp_path / "reviews")
+    study = _study()
+    identity = study_identity(study)
+    path = store.path_for(identity)
+    path.parent.mkdir(parents=True)
+    old = _valid(identity)
+    old["schema_version"] = 1
+    for newer in ("signoff", "assignments"):
+        old.pop(newer, None)
+    path.write_text(_text(old))
+    review = store.open(study)
+    assert [f.id for f in review.findings.values()] == ["F1"] and review.restore_warnings == []
+    ReviewSession(review, store).do(SetReader("Dr. A"))
+    saved = json.loads(path.read_text())
+    assert SCHEMA_VERSION == 2 and saved["schema_version"] == 2 and saved["reader"] == "Dr. A"
+    assert saved["findings"][0]["polygon"] == [[1, 1], [9, 1], [5, 8]]
