@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +38,7 @@ from core_model.inference.analyzer import DEFAULT_CLS_WEIGHTS, _resize_map  # no
 from core_model.inference.explain import CAM_METHODS, gradcam_views  # noqa: E402
 from core_model.io import list_patients, load_study  # noqa: E402
 from core_model.io.jsonsafe import dumps  # noqa: E402
+from core_model.io.masks import read_mask_png  # noqa: E402
 from core_model.io.naming import parse_loose_name  # noqa: E402
 from core_model.models.checkpoint import load_checkpoint  # noqa: E402
 from core_model.transforms.model_inputs import study_inputs  # noqa: E402
@@ -52,7 +52,7 @@ def _masks_from_dir(mask_dir: Path, patient: str) -> dict[str, np.ndarray]:
         info = parse_loose_name(p.name)
         if info is None or info.patient_id != patient:
             continue
-        a = np.asarray(Image.open(p).convert("L")) > 127
+        a = read_mask_png(p)
         k = view_key(info.side, info.view)
         out[k] = a | out[k] if k in out and out[k].shape == a.shape else a
     return out

@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core_model.io.masks import read_mask_png  # noqa: E402
 from phantom_bench import phantom_arguments, write_summary_and_rows  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "phantom_location.json"
@@ -69,7 +70,7 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
         row = dict(patient=pid, view=key, true_clock=t["clock"], true_nipple_mm=t["nipple_mm"], found=False)
         if doc_path.is_file():
             view = json.loads(doc_path.read_text(encoding="utf-8"))["views"].get(key, {})
-            mask = np.asarray(Image.open(t["mask"])) > 127
+            mask = read_mask_png(t["mask"])
             hits = [les for les in view.get("lesions", []) if _overlap(les["polygon"], mask) > 0]
             if hits:
                 les = max(hits, key=lambda x: x["score"] or 0.0)

@@ -19,8 +19,11 @@ MASK_LEVEL = 127  # an 8-bit mask pixel above this is lesion
 
 def read_grey(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     """The 8-bit greyscale pixels of an image file; with ``shape`` (rows, columns), a file of another size is refused."""
-    with Image.open(path) as im:
-        a = np.asarray(im.convert("L"))
+    try:
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("L"))
+    except OSError as exc:
+        raise NafvError(f"cannot read the image ({exc})", path) from None
     if shape is not None and a.shape != tuple(shape):
         raise NafvError(f"image is {a.shape[1]}x{a.shape[0]}, the analysis says {shape[1]}x{shape[0]}", path)
     return a

@@ -47,8 +47,9 @@ from core_model.domain.study import Study, contralateral, view_key
 from core_model.imaging.orientation import flip_array
 from core_model.imaging.preprocess import Letterbox
 from core_model.io.cdd_collection import find_column, find_collection, read_table
+from core_model.io.masks import read_mask_png
 from core_model.io.naming import parse_loose_name
-from core_model.train.masks import lesion_source, read_mask, read_mask_file
+from core_model.train.masks import lesion_source, read_mask
 from core_model.transforms.adversarial import DEFAULT_JITTER, contralateral_sample
 from core_model.transforms.model_inputs import (VIEWS, breast_images, breast_inputs, in_reading_orientation,
                                                 lesion_masks_at, view_stack)
@@ -129,7 +130,7 @@ def read_masks(mask_dir: str | Path) -> dict[tuple[str, str, str], np.ndarray]:
         if info is None or info.patient_id is None or p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
             continue
         found.setdefault((info.patient_id, info.side, info.view), {})[info.energy] = p
-    return {k: read_mask_file(lesion_source(by_energy)) for k, by_energy in found.items()}
+    return {k: read_mask_png(lesion_source(by_energy)) for k, by_energy in found.items()}
 
 
 def cases_from_study(study: Study, masks: dict[str, np.ndarray], labels: dict[str, int]) -> list[Case]:

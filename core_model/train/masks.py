@@ -1,6 +1,6 @@
-"""Lesion masks for training: the one threshold for mask files, and the one rule for which energy's mask is the lesion.
+"""Lesion masks for training: the one rule for which energy's mask is the lesion.
 
-Both trainers read masks here. The rule: a view's lesion is the outline drawn
+Both trainers read masks here (files through :func:`core_model.io.masks.read_mask_png`, the one threshold). The rule: a view's lesion is the outline drawn
 on its recombined (RC) image; the low-energy (LE) outline stands in only where
 the view has no RC one. LE and RC of a view share the geometry, so both
 outlines mark the same pixels where they agree; where they differ, the RC
@@ -18,13 +18,8 @@ from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
 import numpy as np
-from PIL import Image
 
-from core_model.domain.errors import NafvError
-
-# Mask files are 0/255 images, in CDD-CESM JPEG-compressed: compression rings around the
-# edges, so the midpoint separates lesion from background.
-MASK_THRESHOLD = 127
+from core_model.io.masks import read_mask_png
 
 T = TypeVar("T")
 
@@ -34,17 +29,8 @@ def lesion_source(by_energy: Mapping[str, T]) -> T | None:
     return by_energy.get("rc", by_energy.get("le"))
 
 
-def read_mask_file(path: str | Path) -> np.ndarray:
-    """A mask image as a bool array (above MASK_THRESHOLD)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("L")) > MASK_THRESHOLD
-    except OSError as exc:
-        raise NafvError(f"cannot read mask image ({exc})", path) from None
-
-
 def read_mask(source: str | Path | Callable[[], np.ndarray]) -> np.ndarray:
     """A mask file, or the mask a callable draws (the collection's outlines), as a bool array."""
     if callable(source):
         return np.asarray(source(), dtype=bool)
-    return read_mask_file(source)
+    return read_mask_png(source)

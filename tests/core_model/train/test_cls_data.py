@@ -6,6 +6,7 @@ from PIL import Image
 
 from core_model.domain.errors import NafvError
 from core_model.io import load_study
+from core_model.io.masks import read_mask_png
 from core_model.models import create_model
 from core_model.train.cls_data import case_inputs, embed_cases, load_cases, read_labels
 from core_model.transforms.model_inputs import study_inputs
@@ -58,7 +59,7 @@ def test_study_inputs_demo_study(demo_dir):
     study = load_study(demo_dir)
     masks = {}
     for p in (demo_dir.parent / "demo_masks").glob("P66_L_DM_*.jpg"):
-        masks["L_" + p.stem.split("_")[-1]] = np.asarray(Image.open(p).convert("L")) > 127
+        masks["L_" + p.stem.split("_")[-1]] = read_mask_png(p)
     aff, con = study_inputs(study, masks, "L", 56, ("le", "le", "rc"))
     assert aff.shape == con.shape == (1, 2, 3, 56, 56)
     # Eq. 8: far from the lesion the input is dimmed relative to the raw image
@@ -83,7 +84,7 @@ def test_adversarial_inputs_and_token_cache(demo_dir):
     masks = {}
     for p in (demo_dir.parent / "demo_masks").glob("P66_*_DM_*.jpg"):
         _, side, _, view = p.stem.split("_")
-        masks[f"{side}_{view}"] = np.asarray(Image.open(p).convert("L")) > 127
+        masks[f"{side}_{view}"] = read_mask_png(p)
     cases = cases_from_study(study, masks, {"L": 1, "R": 0})
     assert sorted((c.side, c.label) for c in cases) == [("L", 1), ("R", 0)]  # lesions on both sides
     x = case_inputs(cases[0], 56, ("le", "le", "rc"), n_adversarial=2, rng=np.random.default_rng(0))
