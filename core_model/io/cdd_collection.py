@@ -356,31 +356,6 @@ class CddCollection:
                 out[(pid, side, view)] = m
         return out
 
-    def lesion_masks(self, patient: str) -> dict[str, np.ndarray]:
-        """View key ('L_CC') -> lesion mask of one patient, the union of the outlines drawn on both
-        energies, at the low-energy image's size (the classifier's cases need the lesion, not the energy)."""
-        out: dict[str, np.ndarray] = {}
-        for (pid, side, view, energy) in self.shapes:
-            if pid != patient or view_key(side, view) in out:
-                continue
-            size = None
-            for e in ("le", "rc"):
-                if (pid, side, view, e) in self.images:
-                    size = size or image_size(self.images[(pid, side, view, e)])
-            if size is None:
-                continue
-            mask = np.zeros(size, bool)
-            for e in ("le", "rc"):
-                m = self._drawn((pid, side, view, e))
-                if m is None:
-                    continue
-                drawn = m()
-                if drawn.shape != size:  # the energies of one view are the same size in the collection
-                    drawn = np.asarray(Image.fromarray(drawn).resize(size[::-1], Image.NEAREST), bool)
-                mask |= drawn
-            out[view_key(side, view)] = mask
-        return out
-
 
 def _walk(root: Path):
     base = len(root.parts)

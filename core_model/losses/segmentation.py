@@ -1,7 +1,7 @@
 """Segmentation loss: binary cross-entropy + soft Dice on the lesion class.
 
 The paper does not give its segmentation loss. BCE alone lets the large
-background (lesions are a median 4 % of a CDD-CESM image) dominate; soft Dice
+background (a lesion is a small part of a mammogram) dominate; soft Dice
 optimises the reported metric directly but is noisy early; the sum is the
 usual compromise. Views that do not exist (``valid`` False) add nothing, and
 lesion-free views add only their BCE.

@@ -165,8 +165,8 @@ class NafvSegConfig:
     chosen for training from scratch on a 2-core CPU in minutes per epoch:
 
     - input_size 160: sized for training from scratch on 2 CPU cores shared with
-      other jobs (the shipped weights use 256 with a pretrained encoder). Lesions
-      (median 4 % of the image, smallest 0.13 %) keep >= ~33 pixels.
+      other jobs (the shipped weights use 256 with a pretrained encoder); a small
+      lesion must still cover a few dozen input pixels.
     - widths: stem + the paper's three encoder blocks (each halves the size, so the
       fused feature map is H/8); ``extra_convs`` stride-1 units per block.
     - patch 2 on the H/8 map -> P = 16 in image pixels, 10x10 = 100 tokens per view

@@ -72,17 +72,6 @@ def test_outlines_rasterise_onto_the_true_lesions(cdd_replica):
         assert m.image.name.split("_")[2] == ("DM" if pid == "P3" else "CM")
 
 
-def test_classifier_masks_are_the_union_of_both_energies(cdd_replica):
-    coll = find_collection(cdd_replica["root"])
-    side = next(s for (p, s, _), m in cdd_replica["truth"].items() if p == "P4" and m.any())
-    p4 = coll.lesion_masks("P4")  # a polygon on RC and a point on LE
-    assert set(p4) == {f"{side}_CC", f"{side}_MLO"}
-    point = cdd_replica["drawn"][("P4", side, "CC", "le")]
-    polygon = rasterize([cdd_replica["drawn"][("P4", side, "CC", "rc")]], (256, 208))
-    assert p4[f"{side}_CC"][point["cy"], point["cx"]] and (p4[f"{side}_CC"] >= polygon).all()
-    assert coll.lesion_masks("P7") == {}  # normal patient: nothing drawn
-
-
 def test_normal_views_come_from_the_spreadsheet(cdd_replica):
     coll = find_collection(cdd_replica["root"])
     normal = {(p, s, v) for (p, s, v), m in cdd_replica["truth"].items() if not m.any()}
