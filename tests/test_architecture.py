@@ -120,9 +120,18 @@ def test_a_wrong_import_is_caught(tmp_path):
 
 def test_the_readme_layout_names_every_core_package():
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("## Repository layout", 1)[1].split("```")[1]
-    listed = {line.strip().split("/")[0] for line in block.splitlines() if line.startswith("  ") and "/" in line}
-    assert listed == set(LAYERS)
-    for line in block.splitlines():
-        if line.startswith("  ") and "/" in line:
-            assert (ROOT / "core_model" / line.split("/")[0].strip()).is_dir()
+    block = readme.split("## Repository layout", 1)[1].split("```")[1].splitlines()
+    listed: dict[str, set[str]] = {}  # top folder -> the folders indented under it
+    top = None
+    for line in block:
+        name = line.strip().split()[0] if line.strip() else ""
+        if line and not line.startswith(" "):
+            top = name.rstrip("/")
+            listed[top] = set()
+        elif line.startswith("  ") and not line.startswith("   ") and name.endswith("/"):
+            listed[top].add(name.rstrip("/"))
+    assert listed["core_model"] == set(LAYERS)
+    for top, subs in listed.items():
+        assert (ROOT / top).is_dir(), top
+        for sub in subs:
+            assert (ROOT / top / sub).is_dir(), f"{top}/{sub}"
