@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core_model.domain.errors import NafvError
-from core_model.imaging.orientation import flip_array
-from core_model.imaging.orientation import reading_flips
+from core_model.imaging.orientation import flip_array, reading_flips
 from core_model.imaging.preprocess import Letterbox, normalize_image
 from core_model.io.cdd_collection import CddCollection, find_collection
+from core_model.io.images import read_raster
 from core_model.io.naming import parse_cdd_cesm_name
 from core_model.train.loop import epoch_seed
 from core_model.train.masks import lesion_source, read_mask
@@ -55,16 +55,6 @@ class Breast:
 
     def has_view(self, view: str, channels: tuple[str, ...]) -> bool:
         return all(e in self.images.get(view, {}) for e in channels)
-
-
-def read_gray(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("L", "I;16", "I", "F"):
-                im = im.convert("L")
-            return np.asarray(im)
-    except OSError as exc:
-        raise NafvError(f"cannot read image ({exc})", path) from None
 
 
 def collection_breasts(coll: CddCollection) -> dict[tuple[str, str], Breast]:
@@ -168,7 +158,7 @@ def prepare_view(b: Breast, view: str, channels: tuple[str, ...], size: tuple[in
     ``flips`` says how, so masks and predictions can follow."""
     if not b.has_view(view, channels):
         return None, None, None
-    pixels = [read_gray(b.images[view][e]) for e in channels]
+    pixels = [read_raster(Path(b.images[view][e]))[0] for e in channels]  # the viewer's reader: same pixels
     for e, px in zip(channels, pixels):
         if px.shape != pixels[0].shape:
             raise NafvError(f"{view} LE and RC images differ in size ({px.shape} vs {pixels[0].shape})", b.images[view][e])

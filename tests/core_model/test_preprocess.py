@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core_model.imaging.preprocess import Letterbox, normalize_image, preprocessing_card
-from core_model.train.seg_data import read_gray
+from core_model.io.images import read_raster
 
 
 def test_fit_portrait_pads_left_and_right():
@@ -42,7 +42,7 @@ def test_apply_places_image_and_pads_with_zero():
 
 def test_invert_map_round_trip_on_real_nonsquare_crop(cdd_test_dir):
     # a real RC image cropped to a non-square region; a lesion-sized blob survives the round trip
-    px = read_gray(cdd_test_dir / "images" / "P12_L_CM_CC.jpg")[:, 100:400].astype(np.float32)
+    px = read_raster(cdd_test_dir / "images" / "P12_L_CM_CC.jpg")[0][:, 100:400].astype(np.float32)
     assert px.shape == (512, 300)
     lb = Letterbox.fit(px.shape, (256, 256))
     blob = np.zeros(px.shape, np.float32)
@@ -64,7 +64,7 @@ def test_apply_rejects_wrong_shape():
 
 
 def test_normalize_robust_range_and_window(cdd_test_dir):
-    px = read_gray(cdd_test_dir / "images" / "P102_R_CM_CC.jpg")
+    px = read_raster(cdd_test_dir / "images" / "P102_R_CM_CC.jpg")[0]
     n = normalize_image(px)
     assert n.dtype == np.float32 and n.min() == 0.0 and n.max() == 1.0
     lo, hi = np.percentile(px, [0.5, 99.5])
