@@ -43,8 +43,9 @@ the dual-view path (the bilateral MedCTB is skipped). ``model.channels`` says
 which energies fill the C=3 input channels (default ("le", "le", "rc"): the
 paper classifies LE images, the RC channel adds the enhancement);
 ``model.input_size`` the square side in pixels; ``model.mode`` what it was
-trained as ("four-view" or "dual-view"); ``model.backbone`` the timm ViT
-(drop ``num_prefix_tokens`` when reshaping its tokens); Grad-CAM targets
+trained as ("four-view" or "dual-view"); ``model.backbone`` the feature extractor (the
+EfficientNet-Lite encoder by default; a timm DINOv2 ViT when chosen: drop its
+``num_prefix_tokens`` when reshaping its tokens); Grad-CAM targets
 ``head.stage1``, the head's first per-view stage (see
 :data:`core_model.inference.explain.DEFAULT_TARGET` for why); ``model.head_forward(tokens_affected, tokens_contralateral=None)``
 runs the classifier on cached token maps [B, 2, D, h, w].
