@@ -75,7 +75,7 @@ def test_report_content_rows(dicom_review):
     d2, a2 = 0.1 * max_diameter(f2.polygon), 0.01 * polygon_area(f2.polygon)
     assert rows["F1 + F2"] == ["F1 + F2", "left CC + MLO", "—",
                                f"CC {d1:.1f} mm, {a1:.0f} mm²; MLO {d2:.1f} mm, {a2:.0f} mm²",
-                               "mass, irregular, spiculated margin, heterogeneous internal enhancement",
+                               "mass, irregular shape, spiculated margin, heterogeneous internal enhancement",
                                "AI contour accepted; AI contour edited", "0.80 / " + f"{f2.ai_score:.2f}"]
     assert "F3" not in str(c["findings"])  # drawn, then withdrawn by the reader
     assert c["assessment"][0] == ["Breast", "BI-RADS (reader)", "Recommendation", "Composition, BPE", "AI classifier score"]
