@@ -340,3 +340,22 @@ def test_identification_takes_study_date_and_age_from_the_dicom_header(dicom_rev
     assert anon["study_date"] == "" and anon["age"] == "52 years"
     rows = report_content(review, facts=facts)["identity"]
     assert rows[1][2:] == ["Study date", facts["study_date"]] and rows[2][2:] == ["Age", "52 years"]
+
+
+def test_pdf_prints_calcification_morphology_and_distribution_and_flags_an_older_term(dicom_review, tmp_path):
+    study, review = _reviewed(dicom_review)
+    s = ReviewSession(review)
+    s.do(SetDescriptor("F1", "type", "calcifications"))  # drops the mass terms _reviewed set
+    s.do(SetDescriptor("F1", "morphology", "fine pleomorphic"))
+    s.do(SetDescriptor("F1", "distribution", "segmental"))
+    row = {r[0]: r for r in report_content(review)["findings"][1:]}["F1 + F2"]
+    assert row[4] == "calcifications, fine pleomorphic morphology (suspicious), segmental distribution"
+    review.findings["F1"].descriptors["shape"] = review.findings["F2"].descriptors["shape"] = "oval"  # older review
+    row = {r[0]: r for r in report_content(review)["findings"][1:]}["F1 + F2"]
+    assert row[4].endswith("segmental distribution, from an earlier review, not used for calcifications: oval shape")
+    path = export_pdf(review, study, tmp_path / "calc.pdf")
+    if not HAVE_POPPLER:
+        pytest.skip("poppler-utils (pdftoppm/pdftotext) not installed: rendering checks skipped")
+    text = " ".join(subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout.split())
+    assert "fine pleomorphic morphology (suspicious)" in text.replace("- ", "-") or "fine pleomorphic" in text
+    assert "segmental distribution" in text and "not used for calcifications" in text
