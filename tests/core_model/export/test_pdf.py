@@ -357,5 +357,5 @@ def test_pdf_prints_calcification_morphology_and_distribution_and_flags_an_older
     if not HAVE_POPPLER:
         pytest.skip("poppler-utils (pdftoppm/pdftotext) not installed: rendering checks skipped")
     text = " ".join(subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout.split())
-    assert "fine pleomorphic morphology (suspicious)" in text.replace("- ", "-") or "fine pleomorphic" in text
-    assert "segmental distribution" in text and "not used for calcifications" in text
+    assert ("calcifications, fine pleomorphic morphology (suspicious), segmental distribution, from an earlier review, "
+            "not used for calcifications: oval shape") in text
