@@ -8,14 +8,20 @@ One Comprehensive 3D SR per study. Per finding, one planar ROI group:
   half a pixel);
 - the tracking identifier and UID, the same as the SEG's, so a lesion linked
   across CC and MLO is one lesion in both objects;
-- finding type (lesion; no lexicon type is recorded by the review) and site
-  (breast, laterality);
+- finding type (lesion) and site (breast, laterality);
 - measurements: longest diameter and area in mm, distance from the nipple in
   mm (only when the view has a pixel spacing), and the AI lesion score with
   the model that made it (name, weights sha256) as the algorithm;
 - qualitative evaluations: clock face and quadrant (for a linked CC + MLO
   pair), depth third, where the contour came from (AI or reader) and the
-  reader's decision (accepted, edited, rejected, or not reviewed).
+  reader's decision (accepted, edited, rejected, or not reviewed);
+- the reader's BI-RADS lexicon terms (:mod:`core_model.review.lexicon`), one
+  qualitative evaluation per field the finding's type takes, coded in the
+  private scheme (concept "Finding type", "Calcification morphology", ...;
+  value the lexicon's words; the value code is derived from the words, so it
+  does not change when the lexicon table is reordered). A term an older
+  review stored that the type does not take is left out of the SR (a coded
+  report must not contradict its own finding type); the PDF and JSON keep it.
 
 The SR must name the images it measures: a view whose source is not DICOM
 is left out with a message, as for the SEG (no invented UIDs). The
@@ -25,6 +31,7 @@ not-for-clinical-use notice goes into the series description when it applies.
 from __future__ import annotations
 
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,7 @@ from core_model.export.dicom_seg import _source, _tracking
 from core_model.imaging.geometry import max_diameter, polygon_area
 from core_model.imaging.location import locate_review
 from core_model.io.atomic import atomic_path
+from core_model.review.lexicon import FIELDS, stray_terms
 from core_model.review.model import CONFIRMED, PROPOSED, REJECTED, Finding, Review
 
 SCHEME = "99NAFV"  # private coding scheme for what DICOM has no code for
@@ -65,6 +73,25 @@ QUADRANT_CODES = {"upper outer": codes.cid6020.UpperOuterQuadrantOfBreast,
                   "lower inner": codes.cid6020.LowerInnerQuadrantOfBreast,
                   "central": codes.cid6019.CentralRegionOfBreast}
 LATERALITY = {"L": codes.SCT.Left, "R": codes.SCT.Right}
+# lexicon field -> the concept its term is reported under ("distribution" is named by the type it describes)
+LEXICON_CONCEPTS = {"type": ("RD040", "Finding type"), "shape": ("RD041", "Mass shape"),
+                    "margin": ("RD042", "Mass margin"), "mass_density": ("RD043", "Mass density"),
+                    "asymmetry_kind": ("RD044", "Asymmetry type"), "morphology": ("RD045", "Calcification morphology"),
+                    "distribution": ("RD046", "Distribution"), "internal_enhancement": ("RD047", "Internal enhancement")}
+
+
+def lexicon_evaluations(descriptors: dict[str, str]) -> list:
+    """One qualitative evaluation per lexicon term that the finding's type takes (stray terms left out)."""
+    stray = stray_terms(descriptors)
+    out = []
+    for name in FIELDS:
+        term = descriptors.get(name)
+        if not term or name in stray:
+            continue
+        code, meaning = LEXICON_CONCEPTS[name]
+        value = hd.sr.CodedConcept(f"LX{zlib.crc32(f'{name}:{term}'.encode()):08X}", SCHEME, term)
+        out.append(hd.sr.QualitativeEvaluation(hd.sr.CodedConcept(code, SCHEME, meaning), value))
+    return out
 
 
 def clock_code(hour: float):
@@ -117,6 +144,7 @@ def _group(review: Review, f: Finding, src: pydicom.Dataset, spacing, loc: dict[
             evaluations.append(hd.sr.QualitativeEvaluation(codes.DCM.ClockfaceOrRegion, clock_code(loc["clock"])))
             evaluations.append(hd.sr.QualitativeEvaluation(codes.DCM.QuadrantLocation, QUADRANT_CODES[loc["quadrant"]]))
         evaluations.append(hd.sr.QualitativeEvaluation(codes.DCM.Depth, DEPTH_CODES[loc["depth"]]))
+    evaluations += lexicon_evaluations(f.descriptors)
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=f"{tid} ({f.id})"[:64]),
         referenced_region=region,

@@ -47,6 +47,7 @@ from core_model.imaging.orientation import flip_points, reading_flips
 from core_model.imaging.tissue import tissue_bbox
 from core_model.io.atomic import atomic_path
 from core_model.review import birads
+from core_model.review.lexicon import describe, stray_terms
 from core_model.review.model import ACCEPTED, CONFIRMED, EDITED, PROPOSED, REJECTED, Finding, Review
 from core_model.review.signoff import addendum_lines, status_text
 
@@ -327,17 +328,18 @@ def _location_of(f: Finding, d: dict[str, Any], locations: dict[str, Any] | None
     return _location_text(d)
 
 
-LEXICON_FIELDS = ("type", "shape", "margin", "internal_enhancement")
-
-
 def _descriptor_text(d: dict[str, Any]) -> str:
-    """BI-RADS lexicon descriptors the reader recorded for the finding, '—' when none."""
+    """BI-RADS lexicon descriptors the reader recorded for the finding, '—' when none.
+
+    A term an older review stored that the finding's type does not take is
+    printed too, marked as such: it is the reader's record, not the lexicon's."""
     lex = d.get("descriptors") if isinstance(d.get("descriptors"), dict) else {}
-    parts = []
-    for k in LEXICON_FIELDS:
-        if lex.get(k):
-            parts.append(f"{lex[k]} margin" if k == "margin" else f"{lex[k]} internal enhancement"
-                         if k == "internal_enhancement" and "enhancement" not in lex[k] else f"{lex[k]}")
+    stray = stray_terms(lex)
+    parts = describe({k: v for k, v in lex.items() if k not in stray})
+    if stray:
+        kind = lex.get("type")
+        parts.append(f"from an earlier review, {'without a type' if not kind else 'not used for ' + kind}: "
+                     + ", ".join(describe(stray)))
     return ", ".join(parts) or "—"
 
 

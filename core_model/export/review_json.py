@@ -1,8 +1,10 @@
 """JSON export of a whole review: every finding (all states), links, assessment, AI output, sizes.
 
 The file is the review's own format (``Review.to_dict``) plus an ``export``
-block (date, software, notice) and each finding's size in mm when the view's
-pixel spacing is known, so another tool can read it without this package.
+block (date, software, notice), each finding's size in mm when the view's
+pixel spacing is known, and, where an older review stored lexicon terms the
+finding's type does not take, those terms named under
+``descriptors_not_for_type``, so another tool can read it without this package.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from core_model.export.common import SOFTWARE, notice, now_utc, refuse_overwrite, shown_ids, size_dict
 from core_model.io.atomic import write_text
 from core_model.io.jsonsafe import dumps
+from core_model.review.lexicon import stray_terms
 from core_model.review.model import Review
 from core_model.review.store import PRIVATE
 
@@ -25,6 +28,9 @@ def review_json(review: Review, *, deidentify: bool = False) -> dict[str, Any]:
         d["ai"].pop("warnings", None)  # load warnings name source files, which may carry identifiers
     for fd in d["findings"]:
         fd["size"] = size_dict(review, review.findings[fd["id"]])
+        stray = stray_terms(fd["descriptors"])
+        if stray:  # terms an older review stored that the finding's type does not take (kept, as recorded)
+            fd["descriptors_not_for_type"] = stray
     d["export"] = {
         "exported_at": now_utc(),
         "software": SOFTWARE,

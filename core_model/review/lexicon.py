@@ -1,30 +1,167 @@
-"""BI-RADS lexicon terms the reader records: per finding (type, shape, margin, internal enhancement)
-and per breast (background parenchymal enhancement, BPE).
+"""BI-RADS lexicon terms the reader records: per finding, the descriptors its type takes, and per breast
+the background parenchymal enhancement (BPE).
 
-Terms of the ACR BI-RADS mammography lexicon, with the contrast-enhanced
-mammography supplement's internal-enhancement and BPE terms. Stored as the
-lower-case words below; a report prints them as they are.
+Source: ACR BI-RADS Atlas, 5th edition (2013), mammography lexicon (masses:
+shape, margin, density; calcifications: typically benign and suspicious
+morphology, distribution; asymmetries; architectural distortion), and the ACR
+BI-RADS contrast-enhanced mammography (CEM) supplement (2022) for what is seen
+on the recombined images: mass internal enhancement, non-mass enhancement
+distribution and internal enhancement pattern, and BPE.
+
+One table, :data:`DESCRIPTORS`, says which fields each finding type takes and
+their terms; the lexicon does not describe calcifications by shape or margin,
+nor a mass by distribution, so :func:`check_term` refuses those. Kept as the
+project adds them, not from the lexicon: "no enhancement" for a mass or an
+architectural distortion (the reader's record that the recombined image shows
+none). Terms are stored as the lower-case words below; a report prints them as
+they are.
+
+Reviews written before the descriptors depended on the type (shape, margin and
+internal enhancement offered for every type, or set with no type) load as they
+are: a stored term the finding's type does not take is kept in the file and
+reported by :func:`stray_terms`, never mapped to another term or type, because
+the file is the reader's record and a mapping would put words in the reader's
+mouth (an untyped "irregular shape" does not say the finding is a mass).
 """
 
 from __future__ import annotations
 
-FINDING_TERMS: dict[str, tuple[str, ...]] = {
-    "type": ("mass", "non-mass enhancement", "asymmetry", "architectural distortion", "calcifications"),
-    "shape": ("oval", "round", "irregular"),
-    "margin": ("circumscribed", "obscured", "microlobulated", "indistinct", "spiculated"),
-    "internal_enhancement": ("homogeneous", "heterogeneous", "rim enhancement", "no enhancement"),
+from typing import Mapping
+
+TYPES = ("mass", "non-mass enhancement", "asymmetry", "architectural distortion", "calcifications")
+
+CALCIFICATIONS_BENIGN = ("skin", "vascular", "coarse or popcorn-like", "large rod-like", "round", "rim",
+                         "dystrophic", "milk of calcium", "suture")
+CALCIFICATIONS_SUSPICIOUS = ("amorphous", "coarse heterogeneous", "fine pleomorphic",
+                             "fine linear or fine-linear branching")
+
+# finding type -> the fields it takes (in the order a reader fills them) -> their terms
+DESCRIPTORS: dict[str, dict[str, tuple[str, ...]]] = {
+    "mass": {
+        "shape": ("oval", "round", "irregular"),
+        "margin": ("circumscribed", "obscured", "microlobulated", "indistinct", "spiculated"),
+        "mass_density": ("high", "equal", "low", "fat-containing"),
+        "internal_enhancement": ("homogeneous", "heterogeneous", "rim enhancement", "no enhancement"),
+    },
+    "non-mass enhancement": {
+        "distribution": ("focal", "linear", "segmental", "regional", "multiple regions", "diffuse"),
+        "internal_enhancement": ("homogeneous", "heterogeneous", "clumped", "clustered ring"),
+    },
+    "calcifications": {
+        "morphology": CALCIFICATIONS_BENIGN + CALCIFICATIONS_SUSPICIOUS,
+        "distribution": ("diffuse", "regional", "grouped", "linear", "segmental"),
+    },
+    "asymmetry": {
+        "asymmetry_kind": ("asymmetry", "global asymmetry", "focal asymmetry", "developing asymmetry"),
+    },
+    "architectural distortion": {
+        "internal_enhancement": ("homogeneous", "heterogeneous", "no enhancement"),
+    },
 }
-FIELD_NAMES = {"type": "type", "shape": "shape", "margin": "margin", "internal_enhancement": "internal enhancement"}
+
+# every field, in the order the findings panel shows them; the words a reader reads for each
+FIELD_NAMES = {"type": "type", "shape": "shape", "margin": "margin", "mass_density": "density",
+               "asymmetry_kind": "kind of asymmetry", "morphology": "morphology", "distribution": "distribution",
+               "internal_enhancement": "internal enhancement"}
+FIELDS = tuple(FIELD_NAMES)
+
+
+def _all_terms(name: str) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for fields in DESCRIPTORS.values():
+        seen.update(dict.fromkeys(fields.get(name, ())))
+    return tuple(seen)
+
+
+# field -> every term it has for any type (what a file may hold, whatever the type)
+FINDING_TERMS: dict[str, tuple[str, ...]] = {"type": TYPES, **{n: _all_terms(n) for n in FIELDS if n != "type"}}
 BPE = ("minimal", "mild", "moderate", "marked")
 
 
-def check_term(field: str, value: str | None) -> str | None:
-    """``value`` as stored (None clears it); ValueError naming the allowed terms otherwise."""
-    if field not in FINDING_TERMS:
-        raise ValueError(f"unknown finding descriptor {field!r}; one of {', '.join(FINDING_TERMS)}")
+def fields_of(finding_type: str | None) -> tuple[str, ...]:
+    """The descriptor fields a finding of this type takes, besides its type (none without a type)."""
+    return tuple(DESCRIPTORS.get(finding_type or "", {}))
+
+
+def terms_of(name: str, finding_type: str | None) -> tuple[str, ...]:
+    """The terms of field ``name`` for this type; () when the type does not take the field."""
+    if name == "type":
+        return TYPES
+    return DESCRIPTORS.get(finding_type or "", {}).get(name, ())
+
+
+def _words(names) -> str:
+    names = [FIELD_NAMES[n] for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def known_term(name: str, value: str | None) -> str | None:
+    """``value`` as stored when it is a term of field ``name`` for some type (None clears); ValueError otherwise."""
+    if name not in FINDING_TERMS:
+        raise ValueError(f"unknown finding descriptor {name!r}; one of {', '.join(FIELD_NAMES.values())}")
     if value in (None, ""):
         return None
     v = str(value).strip().lower()
-    if v not in FINDING_TERMS[field]:
-        raise ValueError(f"{FIELD_NAMES[field]} must be one of {', '.join(FINDING_TERMS[field])}, not {value!r}")
+    if v not in FINDING_TERMS[name]:
+        raise ValueError(f"{FIELD_NAMES[name]} must be one of {', '.join(FINDING_TERMS[name])}, not {value!r}")
     return v
+
+
+def check_term(name: str, value: str | None, type: str | None = None) -> str | None:  # noqa: A002 - the lexicon's word
+    """``value`` as stored (None clears it) for a finding of ``type``; ValueError in words otherwise.
+
+    A field the type does not take is refused whatever the value; clearing is
+    always allowed (it removes a term an older review stored)."""
+    v = known_term(name, value)
+    if v is None or name == "type":
+        return v
+    if type is None:
+        raise ValueError(f"choose the finding's type before its {FIELD_NAMES[name]}: "
+                         "which descriptors apply depends on it")
+    if type not in DESCRIPTORS:
+        raise ValueError(f"{type!r} is not a finding type; one of {', '.join(TYPES)}")
+    allowed = terms_of(name, type)
+    if not allowed:
+        raise ValueError(f"the BI-RADS lexicon gives {type} no {FIELD_NAMES[name]}; "
+                         f"{type} is described by {_words(fields_of(type))}")
+    if v not in allowed:
+        raise ValueError(f"{FIELD_NAMES[name]} of {type} must be one of {', '.join(allowed)}, not {value!r}")
+    return v
+
+
+def stray_terms(descriptors: Mapping[str, str]) -> dict[str, str]:
+    """The stored terms the finding's type does not take (from an older review): kept, flagged."""
+    kind = descriptors.get("type")
+    return {n: v for n, v in descriptors.items() if n != "type" and v not in terms_of(n, kind)}
+
+
+def retype(descriptors: Mapping[str, str], new_type: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(kept, dropped): the descriptors after the type becomes ``new_type``; only terms it takes stay."""
+    kept = {} if new_type is None else {"type": new_type}
+    dropped = {}
+    for n, v in descriptors.items():
+        if n == "type":
+            continue
+        if v in terms_of(n, new_type):
+            kept[n] = v
+        else:
+            dropped[n] = v
+    return kept, dropped
+
+
+def describe(descriptors: Mapping[str, str]) -> list[str]:
+    """The terms as report words, in the panel's order: "oval shape", "fine pleomorphic morphology"."""
+    out = []
+    for n in FIELDS:
+        v = descriptors.get(n)
+        if not v:
+            continue
+        if n in ("type", "asymmetry_kind") or n == "internal_enhancement" and "enhancement" in v \
+                or n == "mass_density" and v == "fat-containing":
+            out.append(v)
+        elif n == "morphology":
+            group = "suspicious" if v in CALCIFICATIONS_SUSPICIOUS else "typically benign"
+            out.append(f"{v} morphology ({group})")
+        else:
+            out.append(f"{v} {FIELD_NAMES[n]}")
+    return out

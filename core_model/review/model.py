@@ -25,7 +25,7 @@ from core_model.domain.errors import NafvError
 from core_model.domain.study import SIDES, VIEW_KEYS, split_view_key
 from core_model.imaging.geometry import max_diameter, polygon_area
 from core_model.review import signoff
-from core_model.review.lexicon import BPE, FIELD_NAMES, check_term
+from core_model.review.lexicon import BPE, FIELD_NAMES, check_term, describe, known_term, retype
 from core_model.review.schema import BIRADS, DENSITIES, ORIGINS, SCHEMA_VERSION, STATES, check_review
 
 PROPOSED, ACCEPTED, EDITED, REJECTED = STATES
@@ -66,7 +66,8 @@ class Finding:
     ai_score: float | None = None  # mean segmentation probability inside the AI contour
     ai_polygon: list[Point] | None = None  # the AI's contour as proposed, kept for audit
     link: str | None = None  # id of the same lesion's finding on the other view of the breast
-    # The reader's BI-RADS lexicon terms (core_model.review.lexicon.FINDING_TERMS); only the ones set.
+    # The reader's BI-RADS lexicon terms (core_model.review.lexicon.DESCRIPTORS); only the ones set. A term
+    # an older review stored that the type does not take stays here (lexicon.stray_terms flags it).
     descriptors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -663,7 +664,14 @@ class AssignImage(Command):
 
 @dataclass
 class SetDescriptor(Command):
-    """Set (or clear, with None) one lexicon term of a lesion: on the finding and its linked other view."""
+    """Set (or clear, with None) one lexicon term of a lesion: on the finding and its linked other view.
+
+    The term is checked against the finding's type (a calcification has no
+    margin). Setting the type keeps only the terms the new type takes, and
+    drops the rest in the same command, so one undo brings them back; the
+    command's text names what was dropped. Setting the type it already has
+    drops the terms an older review stored that the type does not take.
+    """
 
     fid: str
     field_name: str
@@ -672,7 +680,8 @@ class SetDescriptor(Command):
 
     def __post_init__(self) -> None:
         try:
-            self.value = check_term(self.field_name, self.value)
+            # a term of the lexicon; whether this finding's type takes it is checked in apply
+            self.value = known_term(self.field_name, self.value)
         except ValueError as err:
             raise ReviewError(str(err)) from None
         self.text = f"set {self.fid} {FIELD_NAMES[self.field_name]}"
@@ -680,13 +689,28 @@ class SetDescriptor(Command):
     def apply(self, review: Review) -> None:
         f = review.finding(self.fid)
         ids = [self.fid] + ([f.link] if f.link in review.findings else [])
+        if self.field_name != "type":
+            try:
+                check_term(self.field_name, self.value, f.descriptors.get("type"))
+            except ValueError as err:
+                raise ReviewError(str(err)) from None
         self._old = {i: dict(review.findings[i].descriptors) for i in ids}
+        dropped: dict[str, str] = {}
         for i in ids:
             d = review.findings[i].descriptors
-            if self.value is None:
+            if self.field_name == "type":
+                kept, gone = retype(d, self.value)
+                review.findings[i].descriptors = kept
+                dropped.update(gone)
+            elif self.value is None:
                 d.pop(self.field_name, None)
             else:
                 d[self.field_name] = self.value
+        if self.field_name == "type":
+            self.text = f"set {self.fid} type to {self.value or 'none'}"
+            if dropped:
+                self.text += (f"; dropped {', '.join(describe(dropped))} (not "
+                              f"{'used without a type' if self.value is None else 'used for ' + self.value})")
 
     def undo(self, review: Review) -> None:
         for i, d in self._old.items():

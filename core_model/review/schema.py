@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from core_model.domain.study import ENERGIES, SIDES, VIEW_KEYS
+from core_model.review.lexicon import known_term
 
 # 1: findings, links, assessments, AI summary.
 # 2: adds the sign-off (finalised reviews are locked), addenda, lexicon terms per finding, BPE per
@@ -114,7 +115,20 @@ def _finding(f: Any, where: str) -> str:
     _optional(f, "link", lambda v: isinstance(v, str), "a finding id", f"{where}.")
     _optional(f, "descriptors", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
               "an object of lexicon terms", f"{where}.")
+    _descriptors(f.get("descriptors") or {}, f"{where}.descriptors")
     return fid
+
+
+def _descriptors(d: dict, where: str) -> None:
+    # Every field and term of the lexicon for any type: a term an older review stored for a type that no
+    # longer takes it still loads (flagged by lexicon.stray_terms); a word the lexicon does not have is damage.
+    for name, term in d.items():
+        try:
+            stored = known_term(name, term)
+        except ValueError as err:
+            _fail(f"{where}.{name}", str(err))
+        if stored != term:
+            _fail(f"{where}.{name}", f"{term!r} is not written as the lexicon writes it ({stored!r})")
 
 
 def _assessments(a: dict) -> None:

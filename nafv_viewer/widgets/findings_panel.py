@@ -44,7 +44,7 @@ from core_model.review.model import (
     reject,
 )
 
-from core_model.review.lexicon import FIELD_NAMES, FINDING_TERMS
+from core_model.review.lexicon import FIELD_NAMES, FIELDS, describe, stray_terms, terms_of
 from core_model.review.signoff import SignoffCommand
 from nafv_viewer.widgets.theme import style_as_page
 
@@ -243,16 +243,28 @@ class FindingsPanel(QWidget):
         self.message = QLabel("")
         self.message.setWordWrap(True)
 
-        # the selected lesion's lexicon terms (shared with its linked other view); Tab reaches each
+        # the selected lesion's lexicon terms (shared with its linked other view): the type, then only the
+        # fields that type takes (hidden rows are out of the Tab chain, the others keep the panel's order)
         self.descriptors: dict[str, QComboBox] = {}
-        terms = QFormLayout()
-        for name, choices in FINDING_TERMS.items():
+        self._terms = terms = QFormLayout()
+        for name in FIELDS:
             combo = QComboBox(self)
-            combo.addItems([NOT_GIVEN, *choices])
+            combo.addItems([NOT_GIVEN, *terms_of(name, None)])
             combo.currentTextChanged.connect(lambda v, n=name: self._set_descriptor(n, v))
             keep_keys(combo)
             terms.addRow(FIELD_NAMES[name].capitalize(), combo)
             self.descriptors[name] = combo
+        combos = list(self.descriptors.values())
+        for a, b in zip(combos, combos[1:]):
+            QWidget.setTabOrder(a, b)
+        # terms an older review stored that the finding's type does not take: shown, kept until dropped
+        self.stray_note = QLabel("")
+        self.stray_note.setWordWrap(True)
+        self.drop_stray_btn = QPushButton("Drop these terms", self)
+        self.drop_stray_btn.clicked.connect(self.drop_stray_terms)
+        terms.addRow(self.stray_note)
+        terms.addRow(self.drop_stray_btn)
+        QWidget.setTabOrder(combos[-1], self.drop_stray_btn)
 
         row1, row2 = QHBoxLayout(), QHBoxLayout()
         for b in (self.accept_btn, self.reject_btn, self.delete_btn):
@@ -367,11 +379,25 @@ class FindingsPanel(QWidget):
 
     def _show_descriptors(self) -> None:
         f = self.controller.review.findings.get(self.controller.selected)
+        kind = f.descriptors.get("type") if f is not None else None
         was, self._updating = self._updating, True
         try:
             for name, combo in self.descriptors.items():
+                choices = [NOT_GIVEN, *terms_of(name, kind)]
+                self._terms.setRowVisible(combo, len(choices) > 1)
+                if [combo.itemText(i) for i in range(combo.count())] != choices:
+                    combo.clear()
+                    combo.addItems(choices)
                 combo.setEnabled(f is not None)
-                combo.setCurrentText((f.descriptors.get(name) if f is not None else None) or NOT_GIVEN)
+                value = f.descriptors.get(name) if f is not None else None
+                combo.setCurrentIndex(choices.index(value) if value in choices else 0)
+            stray = stray_terms(f.descriptors) if f is not None else {}
+            if stray:
+                self.stray_note.setText(f"From an earlier review, {'not used for ' + kind if kind else 'without a type'}: "
+                                        f"{', '.join(describe(stray))}. Kept in the file until dropped"
+                                        + ("." if kind else "; choosing a type keeps those it takes."))
+            self._terms.setRowVisible(self.stray_note, bool(stray))
+            self._terms.setRowVisible(self.drop_stray_btn, bool(stray))
         finally:
             self._updating = was
 
@@ -381,8 +407,23 @@ class FindingsPanel(QWidget):
         value = None if text == NOT_GIVEN else text
         if self._updating or f is None or f.descriptors.get(name) == value:
             return
-        if not self.controller.push(SetDescriptor(fid, name, value)):
+        cmd = SetDescriptor(fid, name, value)
+        if not self.controller.push(cmd):
             self._show_descriptors()
+        elif "dropped" in cmd.text:  # a type change removed terms: say which (one undo brings them back)
+            self.message.setText(cmd.text[:1].upper() + cmd.text[1:] + ".")
+
+    def drop_stray_terms(self) -> bool:
+        """Remove the selected finding's terms that its type does not take (one undoable change)."""
+        fid = self.controller.selected
+        f = self.controller.review.findings.get(fid)
+        if f is None or not stray_terms(f.descriptors):
+            return False
+        cmd = SetDescriptor(fid, "type", f.descriptors.get("type"))
+        ok = self.controller.push(cmd)
+        if ok:
+            self.message.setText(cmd.text[:1].upper() + cmd.text[1:] + ".")
+        return ok
 
     # ---- widget -> controller
     def selected_ids(self) -> list[str]:

@@ -329,12 +329,13 @@ def test_fields_are_filled_from_the_keyboard_without_the_window_shortcuts_taking
     fid = next(iter(ctl.review.findings))
     ctl.select(fid)
     panel = w.review_flow.findings_panel
+    panel.descriptors["type"].setCurrentText("mass")  # shape is a mass descriptor: offered once the type says so
     combo = panel.descriptors["shape"]
     combo.setFocus()
     window_before = w.state.windows[w.state.energy].center
     _key(qtbot, combo, Qt.Key.Key_Down)
     _key(qtbot, combo, Qt.Key.Key_Down)
-    assert ctl.review.findings[fid].descriptors == {"shape": "round"}
+    assert ctl.review.findings[fid].descriptors == {"type": "mass", "shape": "round"}
     assert w.state.windows[w.state.energy].center == window_before  # not window/level
     _key(qtbot, combo, Qt.Key.Key_I)  # a letter jumps to the term, and does not invert the image
     assert ctl.review.findings[fid].descriptors["shape"] == "irregular" and not w.state.invert

@@ -220,3 +220,59 @@ def test_two_windows_on_one_review_merge_and_a_clash_is_refused_in_one_line_and_
     assert b_assessment.birads["L"].currentText() == "2" and b.review.assessments["L"].birads == "2"
     assert _saved(store, a)["assessments"]["L"]["birads"] == "2"
     assert not b.stack.canUndo()  # the history was of a review that is not on disk any more
+
+
+def _shown_fields(panel) -> list[str]:
+    return [n for n, combo in panel.descriptors.items() if panel._terms.isRowVisible(combo)]
+
+
+def test_descriptor_fields_follow_the_finding_type_from_the_keyboard_and_undo_restores_the_dropped(setup, qtbot):
+    store, study, c, panel, _ = setup
+    c.select("F1")
+    assert _shown_fields(panel) == ["type"]  # nothing else applies before the type is known
+    panel.descriptors["type"].setCurrentText("mass")
+    assert _shown_fields(panel) == ["type", "shape", "margin", "mass_density", "internal_enhancement"]
+    panel.descriptors["shape"].setCurrentText("oval")
+    panel.descriptors["margin"].setCurrentText("spiculated")
+    # Tab goes type -> shape -> margin -> density: the visible fields, in the panel's order
+    panel.activateWindow()
+    qtbot.waitUntil(panel.isActiveWindow)
+    panel.descriptors["type"].setFocus()
+    qtbot.keyClick(panel.descriptors["type"], Qt.Key.Key_Tab)
+    assert panel.descriptors["shape"].hasFocus()
+    qtbot.keyClick(panel.descriptors["shape"], Qt.Key.Key_Tab)
+    qtbot.keyClick(panel.descriptors["margin"], Qt.Key.Key_Tab)
+    assert panel.descriptors["mass_density"].hasFocus()
+
+    panel.descriptors["type"].setCurrentText("calcifications")
+    assert _shown_fields(panel) == ["type", "morphology", "distribution"]
+    assert c.review.findings["F1"].descriptors == {"type": "calcifications"}
+    assert "dropped oval shape, spiculated margin (not used for calcifications)" in panel.message.text()
+    assert c.stack.undoText() == panel.message.text()[:-1].replace("Set", "set", 1)
+    items = [panel.descriptors["distribution"].itemText(i) for i in range(panel.descriptors["distribution"].count())]
+    assert items == ["—", "diffuse", "regional", "grouped", "linear", "segmental"]
+    panel.descriptors["morphology"].setFocus()
+    qtbot.keyClick(panel.descriptors["morphology"], Qt.Key.Key_F)  # a letter jumps to "fine pleomorphic"
+    assert c.review.findings["F1"].descriptors["morphology"] == "fine pleomorphic"
+    panel.descriptors["distribution"].setCurrentText("segmental")
+    assert _saved(store, c)["findings"][0]["descriptors"] == {"type": "calcifications", "morphology": "fine pleomorphic",
+                                                              "distribution": "segmental"}
+    for _ in range(3):
+        assert c.undo()
+    assert c.review.findings["F1"].descriptors == {"type": "mass", "shape": "oval", "margin": "spiculated"}
+    assert _shown_fields(panel)[:3] == ["type", "shape", "margin"] and panel.descriptors["shape"].currentText() == "oval"
+
+
+def test_terms_an_older_review_stored_are_shown_flagged_and_dropped_on_request(setup):
+    store, study, c, panel, _ = setup
+    c.review.findings["F2"].descriptors = {"type": "non-mass enhancement", "shape": "irregular",
+                                           "internal_enhancement": "rim enhancement"}
+    c.select("F2")
+    panel.refresh()
+    assert _shown_fields(panel) == ["type", "distribution", "internal_enhancement"]
+    assert panel.descriptors["internal_enhancement"].currentText() == "—"  # not an NME term: not offered
+    assert not panel.stray_note.isHidden()
+    assert "not used for non-mass enhancement: irregular shape, rim enhancement" in panel.stray_note.text()
+    assert panel.drop_stray_terms()
+    assert c.review.findings["F2"].descriptors == {"type": "non-mass enhancement"} and panel.stray_note.isHidden()
+    assert c.undo() and c.review.findings["F2"].descriptors["shape"] == "irregular"

@@ -13,7 +13,7 @@ from core_model.export.pdf import report_content
 from core_model.imaging.geometry import max_diameter, polygon_area
 from core_model.imaging.location import locate_review
 from core_model.io import load_study
-from core_model.review.model import (AddFinding, Link, MoveVertex, ReviewSession, accept,
+from core_model.review.model import (AddFinding, Link, MoveVertex, ReviewSession, SetDescriptor, accept,
                                      reject, review_from_analysis, with_study_spacing)
 from core_model.review.store import study_identity
 from review_export_helpers import analysis_from_masks
@@ -122,3 +122,23 @@ def test_report_sizes_in_mm_with_spacing_and_in_pixels_only_without(dicom_review
                                              study_identity(demo)))
     texts = [r[3] for r in report_content(plain, locations=locate_review(plain, demo))["findings"][1:]]
     assert texts and all("px (in pixels, no spacing in the file)" in t for t in texts)
+
+
+def test_sr_carries_the_lexicon_terms_the_finding_type_takes(dicom_review, tmp_path):
+    study, review = dicom_review
+    s = ReviewSession(review)
+    s.do(Link("F1", "F2"))
+    s.do(SetDescriptor("F1", "type", "calcifications"))
+    s.do(SetDescriptor("F1", "morphology", "amorphous"))
+    s.do(SetDescriptor("F1", "distribution", "grouped"))
+    s.do(accept("F1"))
+    s.do(accept("F2"))
+    s.do(AddFinding("L_CC", [(200, 200), (230, 200), (215, 240)]))  # F3, drawn by the reader, no terms
+    review.findings["F2"].descriptors["margin"] = "spiculated"  # an older review's term: not a calcification's
+    out = export_dicom_sr(review, study, tmp_path / "sr.dcm")
+    back = {f["tracking_id"].split("(")[-1].rstrip(")"): f["evaluations"] for f in read_sr_findings(out.written)}
+    for fid in ("F1", "F2"):
+        assert back[fid]["Finding type"] == "calcifications"
+        assert back[fid]["Calcification morphology"] == "amorphous" and back[fid]["Distribution"] == "grouped"
+    assert "Mass margin" not in back["F2"]  # a coded report does not contradict its own finding type
+    assert "Finding type" not in back["F3"]  # nothing recorded, nothing reported

@@ -75,7 +75,7 @@ def test_report_content_rows(dicom_review):
     d2, a2 = 0.1 * max_diameter(f2.polygon), 0.01 * polygon_area(f2.polygon)
     assert rows["F1 + F2"] == ["F1 + F2", "left CC + MLO", "—",
                                f"CC {d1:.1f} mm, {a1:.0f} mm²; MLO {d2:.1f} mm, {a2:.0f} mm²",
-                               "mass, irregular, spiculated margin, heterogeneous internal enhancement",
+                               "mass, irregular shape, spiculated margin, heterogeneous internal enhancement",
                                "AI contour accepted; AI contour edited", "0.80 / " + f"{f2.ai_score:.2f}"]
     assert "F3" not in str(c["findings"])  # drawn, then withdrawn by the reader
     assert c["assessment"][0] == ["Breast", "BI-RADS (reader)", "Recommendation", "Composition, BPE", "AI classifier score"]
@@ -340,3 +340,22 @@ def test_identification_takes_study_date_and_age_from_the_dicom_header(dicom_rev
     assert anon["study_date"] == "" and anon["age"] == "52 years"
     rows = report_content(review, facts=facts)["identity"]
     assert rows[1][2:] == ["Study date", facts["study_date"]] and rows[2][2:] == ["Age", "52 years"]
+
+
+def test_pdf_prints_calcification_morphology_and_distribution_and_flags_an_older_term(dicom_review, tmp_path):
+    study, review = _reviewed(dicom_review)
+    s = ReviewSession(review)
+    s.do(SetDescriptor("F1", "type", "calcifications"))  # drops the mass terms _reviewed set
+    s.do(SetDescriptor("F1", "morphology", "fine pleomorphic"))
+    s.do(SetDescriptor("F1", "distribution", "segmental"))
+    row = {r[0]: r for r in report_content(review)["findings"][1:]}["F1 + F2"]
+    assert row[4] == "calcifications, fine pleomorphic morphology (suspicious), segmental distribution"
+    review.findings["F1"].descriptors["shape"] = review.findings["F2"].descriptors["shape"] = "oval"  # older review
+    row = {r[0]: r for r in report_content(review)["findings"][1:]}["F1 + F2"]
+    assert row[4].endswith("segmental distribution, from an earlier review, not used for calcifications: oval shape")
+    path = export_pdf(review, study, tmp_path / "calc.pdf")
+    if not HAVE_POPPLER:
+        pytest.skip("poppler-utils (pdftoppm/pdftotext) not installed: rendering checks skipped")
+    text = " ".join(subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout.split())
+    assert ("calcifications, fine pleomorphic morphology (suspicious), segmental distribution, from an earlier review, "
+            "not used for calcifications: oval shape") in text

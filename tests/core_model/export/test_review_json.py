@@ -8,7 +8,7 @@ import pytest
 
 from core_model.export.review_json import export_review_json
 from core_model.imaging.geometry import max_diameter
-from core_model.review.model import MoveVertex, Review, ReviewSession, SetAssessment, accept, reject
+from core_model.review.model import MoveVertex, Review, ReviewSession, SetAssessment, SetDescriptor, accept, reject
 
 
 def test_json_holds_whole_review_with_sizes_and_reads_back(dicom_review, tmp_path):
@@ -53,3 +53,18 @@ def test_json_never_holds_nan_tokens(dicom_review, tmp_path):
     d = json.loads(export_review_json(review, tmp_path / "review.json").read_text(encoding="utf-8"), parse_constant=refuse)
     assert d["ai"]["malignancy_probability"] is None
     assert next(iter(d["ai"]["models"].values()))["metrics"] == {"val_auc": None, "val_dice": 0.5}
+
+
+def test_json_carries_the_type_dependent_terms_and_names_those_an_older_review_left(dicom_review, tmp_path):
+    study, review = dicom_review
+    s = ReviewSession(review)
+    s.do(SetDescriptor("F1", "type", "calcifications"))
+    s.do(SetDescriptor("F1", "morphology", "fine linear or fine-linear branching"))
+    s.do(SetDescriptor("F1", "distribution", "linear"))
+    review.findings["F2"].descriptors = {"type": "asymmetry", "margin": "obscured"}  # as an older review stored it
+    d = json.loads(export_review_json(review, tmp_path / "review.json").read_text(encoding="utf-8"))
+    f1, f2 = d["findings"]
+    assert f1["descriptors"] == {"type": "calcifications", "morphology": "fine linear or fine-linear branching",
+                                 "distribution": "linear"} and "descriptors_not_for_type" not in f1
+    assert f2["descriptors"] == {"type": "asymmetry", "margin": "obscured"}
+    assert f2["descriptors_not_for_type"] == {"margin": "obscured"}
