@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Iterator
 
 
-def _fsync(path: Path, flags: int = 0) -> None:
-    fd = os.open(path, os.O_RDONLY | flags)
+def _fsync(path: Path, flags: int = os.O_RDWR) -> None:
+    # a file is opened for writing: Windows refuses to flush a read-only handle (EBADF)
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
@@ -45,7 +46,7 @@ def atomic_path(path: str | Path, *, durable: bool = True, mode: int | None = No
         tmp.unlink(missing_ok=True)
         raise
     if durable and hasattr(os, "O_DIRECTORY"):  # POSIX: the new name is on disk once its folder is
-        _fsync(path.parent, os.O_DIRECTORY)
+        _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def write_bytes(path: str | Path, data: bytes, *, durable: bool = True, mode: int | None = None) -> None:

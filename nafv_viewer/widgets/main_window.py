@@ -343,6 +343,8 @@ class MainWindow(QMainWindow):
     def _on_study_loaded(self, study: Study) -> None:
         self._drop_analysis()  # none may run on the study being replaced
         self.analysis = None
+        self.caliper.set_enabled(False)  # a measurement belongs to the images it was made on
+        self.caliper.clear()
         self.review_flow.close()
         self.grid.begin_study(study, keep=self.studies.preview)
         self.side.show_study(study)

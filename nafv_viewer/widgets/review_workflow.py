@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
@@ -30,7 +30,7 @@ from core_model.review.signoff import Finalise, OpenAddendum, is_locked, status_
 from core_model.review.store import ReviewStore
 from nafv_viewer.widgets.assessment_panel import AssessmentPanel
 from nafv_viewer.widgets.findings_panel import FindingsPanel, ReviewController
-from nafv_viewer.worker import Job, start_job
+from nafv_viewer.worker import Job, JobThreads
 
 EXPORT_KINDS = ("pdf", "seg", "json", "all")
 
@@ -46,14 +46,14 @@ class ExportJob(Job):
         self.overwrite = overwrite
         self.dicom_written: list[Path] = []  # the SEG and SR files, which can go back to the PACS
 
-    @Slot()
-    def run(self) -> None:
+    def describe(self) -> str:
+        return f"exporting into {self.out_dir}"
+
+    def work(self) -> list[str]:
         try:
-            self.finished.emit(self._export())
-        except NafvError as err:
-            self.errored.emit(str(err))
-        except OSError as err:
-            self.errored.emit(f"could not write to {self.out_dir}: {err.strerror or err}")
+            return self._export()
+        except OSError as err:  # a full disk or a folder without write access: say where, in words
+            raise NafvError(f"could not write to {self.out_dir}: {err.strerror or err}") from None
 
     def _export(self) -> list[str]:
         from core_model.export.dicom_seg import export_dicom_seg
@@ -135,7 +135,7 @@ class ReviewWorkflow(QObject):
         self.sendable: list[Path] = []  # the last export's DICOM SEG and SR files
         self._send_job = None
         self._export_job: ExportJob | None = None
-        self._export_threads: list[QThread] = []
+        self._threads = JobThreads()  # export and send threads, kept until they end, joined on close
         self.deidentify_action = QAction("De-identify exports (PDF and JSON)", self)
         self.deidentify_action.setCheckable(True)
         self.heatmaps_action = QAction("Include heatmaps in the PDF", self)
@@ -161,6 +161,7 @@ class ReviewWorkflow(QObject):
             self.controller.deleteLater()
         self.controller = self.findings_panel = self.assessment_panel = None
         self.study = None
+        self.sendable = []  # the last export belonged to that study: never sent from another one
 
     def open(self, study, analysis=None) -> Review | None:
         """Restore (or start) ``study``'s review; add ``analysis``'s proposals if it has none yet."""
@@ -384,15 +385,15 @@ class ReviewWorkflow(QObject):
         job.finished.connect(self._on_export_done)
         job.errored.connect(self._on_export_error)
         self.window.statusBar().showMessage(f"Exporting into {out_dir} …")
-        thread = start_job(job, self)
-        self._export_threads.append(thread)
-        thread.finished.connect(lambda t=thread: t in self._export_threads and self._export_threads.remove(t))
+        self._threads.start(job, self)
         return job
 
     @Slot(object)
     def _on_export_done(self, lines: list) -> None:
         job, self._export_job = self._export_job, None
-        self.sendable = list(job.dicom_written) if job is not None else []
+        # only while the same study's review is open: an export finishing after the reader moved on is not sendable
+        same = job is not None and self.controller is not None and job.review.identity == self.controller.review.identity
+        self.sendable = list(job.dicom_written) if same else []
         server = self.window.origin_server()
         if self.sendable and server is not None:
             lines = list(lines) + [f"Send the DICOM SEG and SR to {server.url} with File > Send to the PACS (Ctrl+Shift+U)"]
@@ -408,12 +409,15 @@ class ReviewWorkflow(QObject):
     def send_to_server(self):
         """Send the last export's DICOM SEG and SR to the PACS the study came from (STOW-RS), off the GUI
         thread; ``sent(int)`` or ``send_failed(message)``. None when there is nothing to send or nowhere."""
-        from nafv_viewer.server_jobs import StoreJob, start_server_job
+        from nafv_viewer.server_jobs import StoreJob
 
         server = self.window.origin_server()
         if server is None:
             self.window.show_error("Nothing to send to", "This study was opened from a folder, not retrieved from a "
                                    "PACS: there is no server to send the results back to.")
+            return None
+        if self._send_job is not None:
+            self.window.statusBar().showMessage(f"Still sending to {self._send_job.server.url} …", 8000)
             return None
         if not self.sendable:
             self.window.show_error("Nothing to send", "Export the DICOM SEG first (File > Export DICOM SEG…, "
@@ -424,13 +428,21 @@ class ReviewWorkflow(QObject):
         job.errored.connect(self._on_send_failed)
         job.auth_needed.connect(self._on_send_failed)
         self.window.statusBar().showMessage(f"Sending {len(self.sendable)} object(s) to {server.url} …")
-        self._send_job = job  # kept: its signals must outlive this call
-        start_server_job(job)
+        self._send_job = job  # kept: its signals must outlive this call; one send at a time
+        for end in (job.finished, job.errored, job.cancelled):
+            end.connect(self._send_ended)
+        self._threads.start(job, None)  # not parented: closing the window must not destroy a running send
         return job
+
+    @Slot()
+    def _send_ended(self, *_) -> None:
+        self._send_job = None
 
     @Slot(object)
     def _on_sent(self, n: int) -> None:
-        self.window.statusBar().showMessage(f"Sent {n} object(s) to {self.window.origin_server().url}", 15000)
+        job = self.sender()
+        url = job.server.url if job is not None and hasattr(job, "server") else "the PACS"
+        self.window.statusBar().showMessage(f"Sent {n} object(s) to {url}", 15000)
         self.sent.emit(int(n))
 
     @Slot(str)
@@ -445,6 +457,5 @@ class ReviewWorkflow(QObject):
         self.export_failed.emit(message)
 
     def wait_exports(self, timeout_ms: int) -> None:
-        for t in list(self._export_threads):
-            t.quit()
-            t.wait(timeout_ms)
+        """On closing: wait for exports and sends; one still blocked (a network share) is kept alive elsewhere."""
+        self._threads.join(timeout_ms)

@@ -95,3 +95,16 @@ def test_selected_finding_shows_the_band_on_the_other_view_of_its_breast(reviewe
     controller.select("")
     QApplication.processEvents()
     assert not [t for t in _texts(mlo) if t.startswith("same distance")]
+
+
+def test_a_measurement_does_not_follow_the_reader_to_the_next_study(demo_window, qtbot, demo_dir):
+    w = demo_window
+    panel = w.grid.panels4["R_CC"]
+    w.caliper.set_enabled(True)
+    send_drag(panel.graphics.viewport(), _screen(panel, (150, 200)), _screen(panel, (270, 360)), Qt.MouseButton.LeftButton)
+    assert list(w.caliper.lines) == ["R_CC"]
+    with qtbot.waitSignal(w.study_ready, timeout=20000):
+        w.open_study(demo_dir)
+    QApplication.processEvents()
+    assert w.caliper.lines == {} and not w.caliper.enabled
+    assert not [t for t in _texts(w.grid.panels4["R_CC"]) if "px" in t]

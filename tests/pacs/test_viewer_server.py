@@ -143,6 +143,13 @@ def test_the_readers_seg_and_sr_go_back_to_the_pacs_the_study_came_from(window, 
     stored = {i["00080018"]["Value"][0]: i["00080060"]["Value"][0] for i in series}
     assert uids <= set(stored) and {stored[u] for u in uids} == {"SEG", "SR"}
 
+    # another study opened: the last export was that patient's, so nothing is offered for sending
+    from core_model.domain.resources import DEMO_DIR
+
+    with qtbot.waitSignal(flow.review_opened, timeout=30000):
+        w.open_study(DEMO_DIR)
+    assert flow.sendable == [] and w.origin_server() is None
+
 
 def test_a_study_from_a_folder_has_no_pacs_to_send_to(window, qtbot, demo_dir):
     w = window
