@@ -40,13 +40,13 @@ SEARCH_DEPTH = 0.75
 SEARCH_WIDTH = 0.6
 # Angle of the line to the vertical, degrees: steeper is a skin fold, flatter a gland edge.
 MIN_ANGLE, MAX_ANGLE = 1.0, 70.0
-MIN_TOP_CELLS = 3  # the muscle is at least this many cells wide at the top
+MIN_TOP_CELLS = 10  # the muscle is at least this many cells wide at the top (of at most 256)
 MIN_SPAN = 0.15  # the muscle edge is seen over at least this share of the breast's height
 MIN_ROWS = 12  # agreeing rows (mask cells), below this the line is not trusted
 MIN_SUPPORT = 0.45  # share of the rows the line spans that agree with it
 INLIER_CELLS = 2.5  # a row agrees when its edge lies within this many cells of the line
 # Muscle must be brighter than the band in front of it by this share of the breast's grey range.
-MIN_CONTRAST = 0.06
+MIN_CONTRAST = 0.12
 BAND_CELLS = 6  # width of the band in front of the line that the muscle is compared with
 _TRIALS = 300
 
