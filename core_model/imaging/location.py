@@ -81,7 +81,7 @@ class ViewLandmarks:
         d = np.array([(x1 - x0) * sx, (y1 - y0) * sy])
         d /= max(float(np.hypot(*d)), 1e-9)
         t = float(np.dot(np.array([(nx - x0) * sx, (ny - y0) * sy]), d))
-        return x0 + t * d[0] / sx, y0 + t * d[1] / sy
+        return float(x0 + t * d[0] / sx), float(y0 + t * d[1] / sy)
 
     @property
     def side(self) -> str:

@@ -20,8 +20,9 @@ when it is plausible, else the caller keeps the image edge:
 - the tissue on its chest-wall side (the muscle) is brighter than the band
   in front of it.
 
-A phantom or a CC view without a muscle triangle fails these tests, so its
-depth stays measured to the image edge.
+A view without a clear, straight muscle edge (a CC view, an MLO cropped at
+the chest wall, a faint strip) fails these tests, and its depth stays
+measured to the image edge.
 """
 
 from __future__ import annotations
@@ -66,15 +67,6 @@ class PectoralLine:
     low: tuple[float, float]
     support: float
     contrast: float
-
-    def foot(self, xy: tuple[float, float]) -> tuple[float, float]:
-        """The foot of the perpendicular from ``xy`` to the line (the posterior nipple line's end)."""
-        # line through (x_top, 0) with direction (slope, 1)
-        d = np.array([self.slope, 1.0]) / np.hypot(self.slope, 1.0)
-        p0 = np.array([self.x_top, 0.0])
-        t = float(np.dot(np.asarray(xy, float) - p0, d))
-        f = p0 + t * d
-        return float(f[0]), float(f[1])
 
 
 def _fit(ys: np.ndarray, xs: np.ndarray, rng: np.random.Generator) -> tuple[float, float, np.ndarray] | None:

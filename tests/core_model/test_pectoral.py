@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core_model.imaging.location import canonical_view, place, study_landmarks
+from core_model.imaging.location import canonical_view, place, study_landmarks, view_landmarks
 from core_model.imaging.orientation import reading_flips
 from core_model.imaging.pectoral import find_pectoral
 from core_model.io.detect import load_study
@@ -99,3 +99,12 @@ def test_mlo_depth_is_measured_to_the_pectoral_line(ffdm, key):
     assert 0.95 * (nx - fx) / (nx + 0.5) < just_in_front.depth_fraction - 0.1
     fractions = [place(lm, _disc_at(lm, t)).depth_fraction for t in (0.2, 0.4, 0.6, 0.8)]
     assert fractions == sorted(fractions)
+
+
+def test_a_reduced_resolution_level_gives_the_same_line_in_full_size_pixels(demo_dir):
+    px = np.asarray(Image.open(demo_dir / "P66_L_DM_MLO.jpg").convert("L"))
+    flips = reading_flips("L", "MLO", px)
+    full = view_landmarks("L_MLO", px, flips, None).to_dict()
+    half = view_landmarks("L_MLO", px[::2, ::2], flips, None, full_shape=px.shape).to_dict()
+    assert half["chest_wall"] == full["chest_wall"] == "pectoral line"
+    np.testing.assert_allclose(half["pectoral_line"], full["pectoral_line"], atol=2.0)
