@@ -45,6 +45,7 @@ MIN_TOP_CELLS = 10  # the muscle is at least this many cells wide at the top (of
 MIN_SPAN = 0.15  # the muscle edge is seen over at least this share of the breast's height
 MIN_ROWS = 12  # agreeing rows (mask cells), below this the line is not trusted
 MIN_SUPPORT = 0.45  # share of the rows the line spans that agree with it
+MAX_GAP_CELLS = 12  # the muscle edge is followed down until this many rows in a row disagree
 INLIER_CELLS = 2.5  # a row agrees when its edge lies within this many cells of the line
 # Muscle must be brighter than the band in front of it by this share of the breast's grey range.
 MIN_CONTRAST = 0.12
@@ -148,17 +149,22 @@ def detect_pectoral(canon: np.ndarray) -> tuple[PectoralLine | None, str]:
         return None, f"meets the top at {x_at_top - wall_x:.0f} cells from the chest wall"
     if y_at_wall < top_row + MIN_SPAN * height:
         return None, "meets the chest wall too high"
-    # the rows the muscle edge is seen on: down to the chest wall or to its last agreeing row
-    seen_to = min(y_at_wall, float(ys_a[inl].max()))
-    spanned = ys_a <= seen_to
+    # the rows the line is judged on: down to the chest wall or to its last agreeing row
+    agree = np.sort(ys_a[inl])
+    judged_to = min(y_at_wall, float(agree[-1]))
+    spanned = ys_a <= judged_to
     n_in = int((inl & spanned).sum())
     support = n_in / max(int(spanned.sum()), 1)
-    if seen_to < top_row + MIN_SPAN * height or n_in < MIN_ROWS or support < MIN_SUPPORT:
+    if judged_to < top_row + MIN_SPAN * height or n_in < MIN_ROWS or support < MIN_SUPPORT:
         return None, f"{n_in} agreeing rows, support {support:.2f}"
+    # where the muscle edge is last seen: an agreeing row after a long gap is a gland edge that
+    # happens to lie on the line, so the drawn line stops before it (the depth uses the whole line)
+    gaps = np.flatnonzero(np.diff(agree) > MAX_GAP_CELLS)
+    seen_to = min(judged_to, float(agree[gaps[0]])) if gaps.size else judged_to
     # muscle (between the chest wall and the line) vs the band just in front of it, over the seen rows
     rr, cc = np.mgrid[0:mask.shape[0], 0:mask.shape[1]]
     line_x = a * rr + b
-    rows_ok = (rr >= top_row) & (rr <= seen_to)
+    rows_ok = (rr >= top_row) & (rr <= judged_to)
     muscle = mask & rows_ok & (cc < line_x - 1) & (cc > wall_x + 1)
     front = mask & rows_ok & (cc > line_x + 1) & (cc <= line_x + BAND_CELLS)
     if muscle.sum() < 10 or front.sum() < 10:
@@ -170,8 +176,7 @@ def detect_pectoral(canon: np.ndarray) -> tuple[PectoralLine | None, str]:
     half = (step - 1) / 2.0
     slope = float(a)
     x_top = float(b * step + half - slope * half)
-    low_y = seen_to if y_at_wall > seen_to else y_at_wall
     top = (float(x_at_top * step + half), float(top_row * step + half))
-    low = (float((a * low_y + b) * step + half), float(low_y * step + half))
+    low = (float((a * seen_to + b) * step + half), float(seen_to * step + half))
     return PectoralLine(slope=slope, x_top=x_top, top=top, low=low, support=round(support, 3),
                         contrast=round(contrast, 3)), ""
