@@ -8,13 +8,16 @@ right, and lateral (CC) or superior (MLO) at the top:
 
 - the nipple: the most anterior point of the skin line (the breast's
   outline farthest from the chest wall);
-- the chest wall: the image edge the breast is cut by. On MLO this stands in
-  for the pectoral line (not traced here), so the depth on MLO is measured to
-  the image edge, as on CC.
+- the chest wall: on MLO the pectoral muscle's edge when
+  :mod:`core_model.imaging.pectoral` finds it plausibly (``chest_wall`` says
+  "pectoral line"); otherwise, and always on CC, the image edge the breast is
+  cut by ("image edge").
 
-Per finding and view: distance from the nipple (mm when the view has a pixel
-spacing, else pixels), depth as the anterior / middle / posterior third of
-the nipple-to-chest-wall distance along the nipple axis, and the offset from
+The posterior nipple line runs from the nipple to the chest wall: to the foot
+of the perpendicular on the pectoral line, or straight back to the image
+edge. Per finding and view: distance from the nipple (mm when the view has a
+pixel spacing, else pixels), depth as the anterior / middle / posterior third
+of the posterior nipple line (the finding projected onto it), and the offset from
 the nipple axis as a fraction of the breast's half-height at that depth
 (lateral on CC, superior on MLO; positive = up in the canonical frame).
 
@@ -37,6 +40,7 @@ import numpy as np
 
 from core_model.imaging.geometry import max_diameter, polygon_area
 from core_model.imaging.orientation import flip_points, orientation_flips
+from core_model.imaging.pectoral import find_pectoral
 from core_model.imaging.tissue import tissue_mask
 
 Flips = tuple[bool, bool]
@@ -62,7 +66,22 @@ class ViewLandmarks:
     nipple_c: tuple[float, float]  # canonical frame, full-resolution pixels
     top: np.ndarray  # per canonical column (full-res index), first breast row (nan: no breast)
     bottom: np.ndarray  # last breast row
-    chest_wall: str = "image edge"
+    chest_wall: str = "image edge"  # or "pectoral line"
+    pectoral_c: tuple[tuple[float, float], tuple[float, float]] | None = None  # its ends, canonical full-res
+
+    @property
+    def chest_wall_c(self) -> tuple[float, float]:
+        """End of the posterior nipple line (canonical frame): the foot of the perpendicular from the
+        nipple on the pectoral line (right angle in mm when the spacing is known), else the image edge."""
+        nx, ny = self.nipple_c
+        if self.pectoral_c is None:
+            return -0.5, ny
+        sy, sx = self.spacing or (1.0, 1.0)
+        (x0, y0), (x1, y1) = self.pectoral_c
+        d = np.array([(x1 - x0) * sx, (y1 - y0) * sy])
+        d /= max(float(np.hypot(*d)), 1e-9)
+        t = float(np.dot(np.array([(nx - x0) * sx, (ny - y0) * sy]), d))
+        return float(x0 + t * d[0] / sx), float(y0 + t * d[1] / sy)
 
     @property
     def side(self) -> str:
@@ -80,16 +99,42 @@ class ViewLandmarks:
         return pts
 
     def nipple_to_chest_wall(self) -> float:
-        """Length of the nipple axis in pixels (column units)."""
-        return float(self.nipple_c[0]) + 0.5
+        """Length of the posterior nipple line in pixels."""
+        (nx, ny), (fx, fy) = self.nipple_c, self.chest_wall_c
+        return float(math.hypot(nx - fx, ny - fy))
+
+    def depth_fraction(self, xy_c: tuple[float, float]) -> float:
+        """0 at the nipple, 1 at the chest wall: the canonical point projected onto the posterior nipple line."""
+        sy, sx = self.spacing or (1.0, 1.0)
+        (nx, ny), (fx, fy) = self.nipple_c, self.chest_wall_c
+        ax, ay = (fx - nx) * sx, (fy - ny) * sy
+        along = ((xy_c[0] - nx) * sx * ax + (xy_c[1] - ny) * sy * ay) / max(ax * ax + ay * ay, 1.0)
+        return float(np.clip(along, 0.0, 1.0))
+
+    def from_canonical(self, xy_c) -> np.ndarray:
+        """Canonical (x, y) points -> stored image coordinates."""
+        pts = np.array(xy_c, float).reshape(-1, 2)
+        if self.side == "R":
+            pts[:, 0] = (self.shape[1] - 1) - pts[:, 0]
+        return flip_points(pts, self.shape, self.flips)  # a flip is its own inverse
 
     def to_dict(self) -> dict[str, Any]:
         sy, sx = self.spacing or (None, None)
-        axis = self.nipple_to_chest_wall()
-        return {"nipple": [round(self.nipple_xy[0], 1), round(self.nipple_xy[1], 1)],
-                "chest_wall": self.chest_wall,
-                "nipple_to_chest_wall_mm": None if sx is None else round(axis * sx, 1),
-                "nipple_to_chest_wall_px": round(axis, 1)}
+        (nx, ny), (fx, fy) = self.nipple_c, self.chest_wall_c
+        out = {"nipple": [round(self.nipple_xy[0], 1), round(self.nipple_xy[1], 1)],
+               "chest_wall": self.chest_wall,
+               "nipple_to_chest_wall_mm": None if sx is None else round(math.hypot((nx - fx) * sx, (ny - fy) * sy), 1),
+               "nipple_to_chest_wall_px": round(self.nipple_to_chest_wall(), 1)}
+        if self.pectoral_c is not None:  # stored pixels, (top end, chest-wall end)
+            out["pectoral_line"] = [[round(float(v), 1) for v in p] for p in self.from_canonical(self.pectoral_c)]
+        return out
+
+
+def canonical_view(key: str, pixels: np.ndarray, flips: Flips) -> np.ndarray:
+    """The stored image in the canonical frame (a view, no copy): reading orientation, then the right breast mirrored."""
+    canon = pixels[:, ::-1] if flips[0] else pixels
+    canon = canon[::-1, :] if flips[1] else canon
+    return canon[:, ::-1] if key.startswith("R_") else canon
 
 
 def view_landmarks(key: str, pixels: np.ndarray, flips: Flips, spacing: tuple[float, float] | None,
@@ -102,10 +147,7 @@ def view_landmarks(key: str, pixels: np.ndarray, flips: Flips, spacing: tuple[fl
     px = np.asarray(pixels)
     h, w = full_shape or px.shape
     fy, fx = h / px.shape[0], w / px.shape[1]
-    # into the canonical frame first (views, no copies): reading orientation, then the right breast mirrored
-    canon = px[:, ::-1] if flips[0] else px
-    canon = canon[::-1, :] if flips[1] else canon
-    canon = canon[:, ::-1] if key.startswith("R_") else canon
+    canon = canonical_view(key, px, flips)
     mask, step = tissue_mask(canon)
     if mask.sum() < 16:
         return None
@@ -123,13 +165,15 @@ def view_landmarks(key: str, pixels: np.ndarray, flips: Flips, spacing: tuple[fl
     full_cols = np.minimum((np.arange(w) / sx).astype(int), mask.shape[1] - 1)
     top = top_w[full_cols] * sy
     bottom = bot_w[full_cols] * sy + (sy - 1)
-    stored_nipple = np.array([[nip_col, nip_row]], float)
-    if key.startswith("R_"):
-        stored_nipple[:, 0] = (w - 1) - stored_nipple[:, 0]
-    stored_nipple = flip_points(stored_nipple, (h, w), flips)  # a flip is its own inverse
-    return ViewLandmarks(key=key, shape=(h, w), flips=flips, spacing=spacing,
-                         nipple_xy=(float(stored_nipple[0, 0]), float(stored_nipple[0, 1])),
-                         nipple_c=(nip_col, nip_row), top=top, bottom=bottom)
+    lm = ViewLandmarks(key=key, shape=(h, w), flips=flips, spacing=spacing, nipple_xy=(0.0, 0.0),
+                       nipple_c=(nip_col, nip_row), top=top, bottom=bottom)
+    sn = lm.from_canonical([[nip_col, nip_row]])
+    lm.nipple_xy = (float(sn[0, 0]), float(sn[0, 1]))
+    line = find_pectoral(canon) if key.endswith("_MLO") else None
+    if line is not None:  # level pixels -> full-size pixels (centre to centre)
+        lm.pectoral_c = tuple((x * fx + (fx - 1) / 2.0, y * fy + (fy - 1) / 2.0) for x, y in (line.top, line.low))
+        lm.chest_wall = "pectoral line"
+    return lm
 
 
 def study_landmarks(study: Any, flips_by_view: dict[str, Flips] | None = None) -> dict[str, ViewLandmarks]:
@@ -201,7 +245,7 @@ def place(lm: ViewLandmarks, poly) -> Place:
     nx, ny = lm.nipple_c
     sy, sx = lm.spacing or (1.0, 1.0)
     dist = math.hypot((cx - nx) * sx, (cy - ny) * sy)
-    frac = float(np.clip((nx - cx) / max(lm.nipple_to_chest_wall(), 1.0), 0.0, 1.0))
+    frac = lm.depth_fraction((cx, cy))
     col = int(np.clip(round(cx), 0, len(lm.top) - 1))
     up = ny - cy  # > 0: above the nipple axis
     edge = lm.top[col] if up > 0 else lm.bottom[col]

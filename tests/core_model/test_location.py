@@ -68,7 +68,8 @@ def test_nipple_is_the_tip_of_the_breast_on_every_view_however_it_is_stored(mirr
     for key, lm in lms.items():
         x, y = to_stored(key, [[DEPTH, NIP_Y]], mirrored)[0]
         assert lm.nipple_xy[0] == pytest.approx(x, abs=2.0) and lm.nipple_xy[1] == pytest.approx(y, abs=3.0)
-        # chest wall: the image edge; the nipple axis is the breast's depth
+        # chest wall: the image edge (no muscle drawn, so no pectoral line on MLO); the nipple axis is the breast's depth
+        assert lm.chest_wall == "image edge" and lm.pectoral_c is None
         assert lm.to_dict()["nipple_to_chest_wall_mm"] == pytest.approx(DEPTH * SPACING[1], abs=0.6)
 
 
