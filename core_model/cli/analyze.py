@@ -190,7 +190,9 @@ def _from_server(args: argparse.Namespace):
                 bar.n = round(100 * fraction)
                 bar.set_postfix_str(stage, refresh=True)
 
-            args.studies.append(str(server.retrieve_study(uid, progress=progress)))
+            # a batch's earlier studies stay in the cache until analysed, whatever the cache limit
+            kept = [Path(s) for s in args.studies]
+            args.studies.append(str(server.retrieve_study(uid, progress=progress, keep=kept)))
     return server
 
 

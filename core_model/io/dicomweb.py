@@ -334,11 +334,12 @@ class DicomWebServer:
         return folder if folder.is_dir() else None
 
     def retrieve_study(self, study_uid: str, progress: Optional[ProgressCallback] = None,
-                       cancel: Optional[CancelToken] = None) -> Path:
+                       cancel: Optional[CancelToken] = None, keep: Iterable[Path] = ()) -> Path:
         """The study's MG images as a local folder (from the cache when already retrieved).
 
         Written whole or not at all: a failure or a cancel removes what was
-        fetched. ``progress(stage, fraction)`` is called after each image.
+        fetched. ``progress(stage, fraction)`` is called after each image. Making room in the cache
+        afterwards never removes this study nor those in ``keep`` (a batch's earlier retrievals).
         """
         study_uid = _check_uid(study_uid)
         limit = cache_limit_bytes()  # a bad setting is said before anything is fetched
@@ -365,7 +366,7 @@ class DicomWebServer:
                     raise
                 shutil.rmtree(stage, ignore_errors=True)
             _touch(target)
-            evict(self.cache_base, limit, keep=target)
+            evict(self.cache_base, limit, keep={target, *keep})
             return target
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
@@ -458,9 +459,10 @@ def _size(folder: Path) -> int:
     return total
 
 
-def evict(base: Path, limit: int, keep: Optional[Path] = None) -> list[Path]:
+def evict(base: Path, limit: int, keep: Optional[Path] | Iterable[Path] = None) -> list[Path]:
     """Remove the least recently used studies of the cache ``base`` (all servers) until it holds at most
-    ``limit`` bytes; ``keep`` (the study being opened) is never removed, even when it alone is larger.
+    ``limit`` bytes; ``keep`` (the study being opened, or every study of a batch still to be analysed)
+    is never removed, even when it alone is larger.
 
     Each study is first renamed to a ``.partial-`` name, so a study folder is never seen half removed
     (and one left by a killed process is cleared like any stale transfer). Returns the folders removed.
@@ -475,17 +477,18 @@ def evict(base: Path, limit: int, keep: Optional[Path] = None) -> list[Path]:
                     studies.append((study.stat().st_mtime_ns, study, _size(study)))
                 except OSError:  # removed meanwhile by another process
                     pass
+    kept = {keep} if isinstance(keep, Path) else set(keep or ())
     total = sum(size for _, _, size in studies)
     removed = []
     for _, study, size in sorted(studies, key=lambda t: t[0]):
         if total <= limit:
             break
-        if keep is not None and study == keep:
+        if study in kept:
             continue
         doomed = study.with_name(f"{PARTIAL_PREFIX}evict-{study.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             study.rename(doomed)
-        except OSError:  # opened or removed by another process meanwhile: leave it
+        except OSError:  # removed or renamed by another process meanwhile: leave it
             continue
         shutil.rmtree(doomed, ignore_errors=True)
         total -= size

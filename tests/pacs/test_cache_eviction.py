@@ -60,6 +60,17 @@ def test_the_study_being_opened_stays_even_when_larger_than_the_limit(orthanc, t
     assert len(list(folder.glob("*.dcm"))) == 8
 
 
+def test_a_batch_keeps_the_studies_it_has_not_analysed_yet(orthanc, three_studies, tmp_path, monkeypatch):
+    a, b, c = three_studies
+    server = orthanc.server(tmp_path / "cache")
+    monkeypatch.setenv(CACHE_MAX_ENV, "0")  # no room at all: only what the batch still needs stays
+    first = server.retrieve_study(a)
+    second = server.retrieve_study(b, keep=[first])
+    third = server.retrieve_study(c, keep=[first, second])
+    assert _cached(server) == {a, b, c}
+    assert all(len(list(f.glob("*.dcm"))) == 8 for f in (first, second, third))
+
+
 def test_the_default_limit_and_a_bad_setting(orthanc, pacs_study, tmp_path, monkeypatch):
     assert cache_limit_bytes({}) == 20 * 10**9
     assert cache_limit_bytes({CACHE_MAX_ENV: "0.5"}) == 500_000_000
