@@ -26,6 +26,7 @@ epoch and is cut back to the checkpointed epoch on resume.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -102,6 +103,14 @@ def load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
                     name = key[len(prefix):]
                     # AdamW keeps its step count on the CPU; everything else lives beside the parameter
                     opt.state[p][name] = t if name == "step" else t.to(p.device)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_state(run_dir: str | Path) -> dict[str, Any]:
@@ -205,6 +214,12 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, n_train: int,
         best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
     if resume:
         st = read_state(run_dir)
+        for name, digest in (st.get("files_sha256") or {}).items():
+            if not (run_dir / name).is_file() or _sha256(run_dir / name) != digest:
+                raise NafvError(f"cannot resume: {name} is not the file state.json was saved with (the run was "
+                                f"stopped while saving epoch {int(st['epoch']) + 1}); continuing would repeat that "
+                                "epoch on weights already trained on it. Start again, or start a new run from "
+                                "best.safetensors", run_dir)
         model.load_state_dict(load_file(str(run_dir / LAST_NAME)))
         load_optimizer(optimizer, run_dir / OPTIM_NAME)
         start = int(st["epoch"]) + 1
@@ -252,6 +267,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, n_train: int,
             write(run_dir / LAST_NAME, "last", record)
             save_optimizer(optimizer, run_dir / OPTIM_NAME)
             write_json(run_dir / STATE_NAME, {
+                # written last, with the digests of what it belongs to: a run killed between these writes
+                # is caught on resume instead of repeating an epoch from weights already trained on it
+                "files_sha256": {n: _sha256(run_dir / n) for n in (LAST_NAME, OPTIM_NAME)},
                 "epoch": epoch, "epochs_planned": planned, "epochs_requested": epochs, "seed": seed,
                 "metric": metric, "best": _finite_or_none(best), "best_epoch": best_epoch,
                 "best_tie_break": _finite_or_none(best_loss), "best_metrics": best_metrics, "bad_epochs": bad,

@@ -86,6 +86,15 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
         _run(tmp_path / "empty", 2, resume=True)
 
 
+def test_a_run_stopped_while_saving_is_not_resumed_on_mismatched_files(tmp_path):
+    _run(tmp_path, 2)
+    state = (tmp_path / "state.json").read_text()
+    _run(tmp_path, 3, resume=True)  # epoch 3 saved ...
+    (tmp_path / "state.json").write_text(state)  # ... as if killed before its state.json was written
+    with pytest.raises(NafvError, match="last.safetensors is not the file state.json was saved with .*epoch 3"):
+        _run(tmp_path, 4, resume=True)
+
+
 def test_the_best_epoch_is_kept_when_later_epochs_are_worse_and_patience_stops(tmp_path):
     model, opt, train_epoch, _ = _trainer()
     scores = {1: 0.5, 2: 0.9, 3: 0.4, 4: 0.3, 5: 0.95}
