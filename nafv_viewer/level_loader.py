@@ -61,18 +61,6 @@ class LevelLoader(QObject):
         else:
             self.failed.emit(image, level, message)
 
-    def wait_idle(self, timeout_s: float = 30.0) -> bool:
-        """Block until nothing is pending (tests and benchmarks)."""
-        import time
-
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            with self._lock:
-                if not self._pending:
-                    return True
-            time.sleep(0.01)
-        return False
-
 
 _LOADER: LevelLoader | None = None
 

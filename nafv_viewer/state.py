@@ -61,9 +61,6 @@ class ViewerState:
     def subscribe(self, callback: Callable[[str, Any], None]) -> None:
         self._listeners.append(callback)
 
-    def unsubscribe(self, callback: Callable[[str, Any], None]) -> None:
-        self._listeners = [c for c in self._listeners if c is not callback]
-
     def _set(self, name: str, value: Any) -> None:
         if getattr(self, name, object()) == value:
             return

@@ -6,7 +6,8 @@ are allowed: a study with only the affected breast is common, and
 :meth:`Study.missing` says which slots are empty. Images whose side or view no
 tag, description or file name gives wait in :attr:`Study.unassigned` until the
 reader puts each on a slot (:meth:`Study.assign`, kept in the review by SOP
-Instance UID so the next open hangs them the same way).
+Instance UID, or for a plain image file by a hash of its bytes, so the next
+open hangs them the same way).
 """
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ class StudyImage:
 class UnassignedImage:
     """An image of the study whose slot the files do not say; the reader chooses it.
 
-    ``uid`` is the SOP Instance UID (the file name when there is none): it keys
-    the reader's choice in the review. ``side`` is kept when only the view was
+    ``uid`` is the SOP Instance UID (for a plain image file ``sha1:`` and the hash
+    of its bytes): it keys the reader's choice in the review. ``side`` is kept when only the view was
     missing, as a hint.
     """
 

@@ -174,14 +174,6 @@ class ImagePyramid:
             k += 1
         return k
 
-    def best_decoded(self, k: int) -> int | None:
-        """The decoded level nearest to ``k`` at or below its resolution (finer first), else the finest coarser one."""
-        finer = [j for j in self._levels if j <= k]
-        if finer:
-            return max(finer)
-        coarser = [j for j in self._levels if j > k]
-        return min(coarser) if coarser else None
-
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._levels.values())
 

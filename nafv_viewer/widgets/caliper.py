@@ -1,7 +1,7 @@
 """The caliper: measure a distance on a view by dragging, in mm from the image's pixel spacing.
 
 One :class:`Caliper` per window serves every :class:`ViewPanel`. With the
-caliper on (M), a left-drag on a view draws a line from where the button went
+caliper on (Shift+M), a left-drag on a view draws a line from where the button went
 down to where it is, labelled with its length: in mm when the file gives the
 pixel spacing, otherwise in pixels and said so. The line stays on its view
 (one per view) until the reader measures again there, or presses Esc. Ends are
