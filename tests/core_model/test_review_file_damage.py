@@ -133,13 +133,19 @@ def test_a_file_damaged_while_the_study_is_open_is_moved_aside_by_the_next_save(
     assert "moved aside" in review.merge_note and kept[0].name in review.merge_note
 
 
-def test_a_review_of_a_newer_version_is_refused_and_left_untouched(tmp_path):
+def _on_disk(tmp_path, make_text):
+    """(store, study, path) with the study's review file already written as ``make_text(identity)``."""
     store = ReviewStore(tmp_path / "reviews")
     study = _study()
     identity = study_identity(study)
     path = store.path_for(identity)
     path.parent.mkdir(parents=True)
-    path.write_text(_with(identity, schema_version=99))
+    path.write_text(make_text(identity))
+    return store, study, path
+
+
+def test_a_review_of_a_newer_version_is_refused_and_left_untouched(tmp_path):
+    store, study, path = _on_disk(tmp_path, lambda identity: _with(identity, schema_version=99))
     with pytest.raises(ReviewStoreError, match="newer version"):
         store.open(study)
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -167,17 +173,16 @@ def test_a_read_only_review_file_is_never_replaced(tmp_path):
     assert json.loads(path.read_text())["reader"] == "Dr. B"
 
 
-def test_a_version_1_review_opens_and_is_saved_as_the_current_version(tmp_path):
-    store = ReviewStore(tmp_path / "reviews")
-    study = _study()
-    identity = study_identity(study)
-    path = store.path_for(identity)
-    path.parent.mkdir(parents=True)
+def _version_1(identity) -> str:
     old = _valid(identity)
     old["schema_version"] = 1
     for newer in ("signoff", "assignments"):
         old.pop(newer, None)
-    path.write_text(_text(old))
+    return _text(old)
+
+
+def test_a_version_1_review_opens_and_is_saved_as_the_current_version(tmp_path):
+    store, study, path = _on_disk(tmp_path, _version_1)
     review = store.open(study)
     assert [f.id for f in review.findings.values()] == ["F1"] and review.restore_warnings == []
     ReviewSession(review, store).do(SetReader("Dr. A"))
