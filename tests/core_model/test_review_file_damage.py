@@ -81,16 +81,23 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("kind", list(MALFORMED))
-def test_malformed_review_is_moved_aside_and_the_study_opens_with_a_fresh_review(tmp_path, kind):
+def _on_disk(tmp_path, make_text):
+    """(store, study, path) with the study's review file already written as ``make_text(identity)``."""
     store = ReviewStore(tmp_path / "reviews")
     study = _study()
     identity = study_identity(study)
     path = store.path_for(identity)
     path.parent.mkdir(parents=True)
-    text = MALFORMED[kind](identity)
-    data = b"\xff" if kind == "not UTF-8" else text.encode("utf-8")
-    path.write_bytes(data)
+    content = make_text(identity)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return store, study, path
+
+
+@pytest.mark.parametrize("kind", list(MALFORMED))
+def test_malformed_review_is_moved_aside_and_the_study_opens_with_a_fresh_review(tmp_path, kind):
+    store, study, path = _on_disk(tmp_path,
+                                  lambda identity: b"\xff" if kind == "not UTF-8" else MALFORMED[kind](identity))
+    data = path.read_bytes()
 
     review = store.open(study)  # never raises: the study stays usable
 
@@ -131,17 +138,6 @@ def test_a_file_damaged_while_the_study_is_open_is_moved_aside_by_the_next_save(
     kept = [p for p in path.parent.iterdir() if p != path]
     assert len(kept) == 1 and kept[0].read_text() == "{ half a review"
     assert "moved aside" in review.merge_note and kept[0].name in review.merge_note
-
-
-def _on_disk(tmp_path, make_text):
-    """(store, study, path) with the study's review file already written as ``make_text(identity)``."""
-    store = ReviewStore(tmp_path / "reviews")
-    study = _study()
-    identity = study_identity(study)
-    path = store.path_for(identity)
-    path.parent.mkdir(parents=True)
-    path.write_text(make_text(identity))
-    return store, study, path
 
 
 def test_a_review_of_a_newer_version_is_refused_and_left_untouched(tmp_path):
