@@ -53,8 +53,14 @@ def study_at_level(study: Study, long_side: int) -> tuple[Study, dict[str, tuple
 
 def _resize(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
-    out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)
-    return np.clip(out[0, 0].numpy(), 0.0, 1.0)
+    out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
+    return np.clip(out, 0.0, 1.0, out=out)  # in place: a full-size map is 13 MP, no second copy
+
+
+def _nearest(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    rows = (np.arange(shape[0]) * m.shape[0] // shape[0])[:, None]
+    cols = (np.arange(shape[1]) * m.shape[1] // shape[1])[None, :]
+    return m[rows, cols]
 
 
 def views_to_full_size(views: dict[str, ViewResult], full_shapes: dict[str, tuple[int, int]],
@@ -76,6 +82,6 @@ def views_to_full_size(views: dict[str, ViewResult], full_shapes: dict[str, tupl
                 prob, min_area_px=min_area_for_scale(float(box.scale_xy.mean())), min_score=min_score)
             vr.probability = prob
         else:
-            vr.mask = (_resize(vr.mask.astype(np.float32), full) >= 0.5).astype(vr.mask.dtype)
+            vr.mask = _nearest(vr.mask, full)
         if vr.heatmap is not None:
             vr.heatmap = _resize(vr.heatmap, full)

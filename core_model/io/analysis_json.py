@@ -58,6 +58,33 @@ def _to_u8(a: np.ndarray) -> np.ndarray:
     return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+# The probability and heatmap come from a model that sees 256 px: a PNG of at most this many pixels on
+# the long side keeps all they hold, and spares writing (and reading back) 13 MP maps per full-size view.
+MAP_MAX_SIDE = 1024
+
+
+def _map_step(shape: tuple[int, int]) -> int:
+    return max(1, -(-max(shape) // MAP_MAX_SIDE))
+
+
+def _map_png(a: np.ndarray, path: Path) -> None:
+    step = _map_step(a.shape)
+    _png(_to_u8(a[::step, ::step]), path)
+
+
+def _read_map(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A probability or heatmap PNG as float [0, 1] at the image's ``shape`` (stored smaller for a large image)."""
+    step = _map_step(shape)
+    small = (-(-shape[0] // step), -(-shape[1] // step))
+    a = read_grey(path)
+    if a.shape == tuple(shape):
+        return a.astype(np.float32) / 255.0
+    if a.shape != small:
+        raise NafvError(f"image is {a.shape[1]}x{a.shape[0]}, the analysis says {shape[1]}x{shape[0]}", path)
+    grown = Image.fromarray(a.astype(np.float32) / 255.0, mode="F").resize((shape[1], shape[0]), Image.BILINEAR)
+    return np.asarray(grown, dtype=np.float32)
+
+
 OVERLAY_MAX_SIDE = 1024
 
 
@@ -205,10 +232,10 @@ def write_analysis(analysis: Analysis, out_dir: str | Path, study: Study | None 
             _png((vr.mask > 0).astype(np.uint8) * 255, out_dir / f["mask"])
             if vr.probability is not None:
                 f["probability"] = f"{key}_probability.png"
-                _png(_to_u8(vr.probability), out_dir / f["probability"])
+                _map_png(vr.probability, out_dir / f["probability"])
             if vr.heatmap is not None:
                 f["heatmap"] = f"{key}_heatmap.png"
-                _png(_to_u8(vr.heatmap), out_dir / f["heatmap"])
+                _map_png(vr.heatmap, out_dir / f["heatmap"])
             if overlays and study is not None:
                 base = study.get(key, "le") or study.get(key, "rc")
                 if base is not None and base.shape == vr.mask.shape:
@@ -244,8 +271,8 @@ def read_analysis(path: str | Path) -> Analysis:
         w, h = v["image_size"]
         shape = (int(h), int(w))
         mask = read_mask_png(base / v["mask_png"], shape).astype(np.uint8)
-        prob = read_grey(base / v["probability_png"], shape).astype(np.float32) / 255.0 if v.get("probability_png") else None
-        heat = read_grey(base / v["heatmap_png"], shape).astype(np.float32) / 255.0 if v.get("heatmap_png") else None
+        prob = _read_map(base / v["probability_png"], shape) if v.get("probability_png") else None
+        heat = _read_map(base / v["heatmap_png"], shape) if v.get("heatmap_png") else None
         lesions = [
             Lesion(polygon=np.asarray(les["polygon"], dtype=np.float32).reshape(-1, 2), score=float(les["score"]),
                    area_px=float(les.get("area_px", 0.0)), bbox=tuple(float(x) for x in les.get("bbox", (0, 0, 0, 0))),

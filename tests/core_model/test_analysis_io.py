@@ -46,3 +46,24 @@ def test_non_finite_numbers_are_null_and_a_lost_result_is_said(tmp_path):
 def test_finite_results_add_no_warning(tmp_path):
     doc = _strict(write_analysis(_analysis(), tmp_path / "out").read_text(encoding="utf-8"))
     assert doc["warnings"] == [] and doc["malignancy_probability"] == 0.4
+
+
+def test_maps_of_a_full_size_view_are_stored_small_and_read_back_at_full_size(tmp_path):
+    from PIL import Image
+
+    rows, cols = 2600, 2100  # a full-size view: the maps go to disk at most 1024 px on the long side
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    smooth = np.exp(-(((xx - 1200) / 500) ** 2 + ((yy - 900) / 600) ** 2)).astype(np.float32)  # a model's map
+    mask = (smooth > 0.5).astype(np.uint8)
+    vr = ViewResult("L_CC", mask, smooth, smooth[::-1].copy(), [])
+    path = write_analysis(_analysis(views={"L_CC": vr}), tmp_path / "out")
+    doc = _strict(path.read_text())
+    v = doc["views"]["L_CC"]
+    assert max(Image.open(path.parent / v["probability_png"]).size) <= 1024
+    assert max(Image.open(path.parent / v["heatmap_png"]).size) <= 1024
+    assert Image.open(path.parent / v["mask_png"]).size == (cols, rows)  # the lesion raster stays exact
+    back = read_analysis(path).views["L_CC"]
+    assert back.probability.shape == back.heatmap.shape == (rows, cols)
+    assert np.abs(back.probability - smooth).max() < 0.02  # 8-bit steps and a 3 px grid on a smooth map
+    assert np.abs(back.heatmap - smooth[::-1]).max() < 0.02
+    assert np.array_equal(back.mask, mask)
