@@ -77,7 +77,8 @@ LATERALITY = {"L": codes.SCT.Left, "R": codes.SCT.Right}
 LEXICON_CONCEPTS = {"type": ("RD040", "Finding type"), "shape": ("RD041", "Mass shape"),
                     "margin": ("RD042", "Mass margin"), "mass_density": ("RD043", "Mass density"),
                     "asymmetry_kind": ("RD044", "Asymmetry type"), "morphology": ("RD045", "Calcification morphology"),
-                    "distribution": ("RD046", "Distribution"), "internal_enhancement": ("RD047", "Internal enhancement")}
+                    "distribution": ("RD046", "Distribution"), "internal_enhancement": ("RD047", "Internal enhancement"),
+                    "enhancement": ("RD048", "Enhancement on recombined image")}
 
 
 def lexicon_evaluations(descriptors: dict[str, str]) -> list:

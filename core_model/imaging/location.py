@@ -72,7 +72,8 @@ class ViewLandmarks:
     @property
     def chest_wall_c(self) -> tuple[float, float]:
         """End of the posterior nipple line (canonical frame): the foot of the perpendicular from the
-        nipple on the pectoral line (right angle in mm when the spacing is known), else the image edge."""
+        nipple on the pectoral line (right angle in mm when the spacing is known), or where that line
+        leaves the image when the foot lies beyond it; without a pectoral line, the image edge."""
         nx, ny = self.nipple_c
         if self.pectoral_c is None:
             return -0.5, ny
@@ -81,7 +82,11 @@ class ViewLandmarks:
         d = np.array([(x1 - x0) * sx, (y1 - y0) * sy])
         d /= max(float(np.hypot(*d)), 1e-9)
         t = float(np.dot(np.array([(nx - x0) * sx, (ny - y0) * sy]), d))
-        return float(x0 + t * d[0] / sx), float(y0 + t * d[1] / sy)
+        fx, fy = float(x0 + t * d[0] / sx), float(y0 + t * d[1] / sy)
+        if fx < -0.5 < nx:  # the muscle line would meet it beyond the image: the edge comes first
+            k = (nx + 0.5) / (nx - fx)
+            return -0.5, ny + k * (fy - ny)
+        return fx, fy
 
     @property
     def side(self) -> str:

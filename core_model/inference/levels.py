@@ -58,8 +58,9 @@ def _resize(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _nearest(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    rows = (np.arange(shape[0]) * m.shape[0] // shape[0])[:, None]
-    cols = (np.arange(shape[1]) * m.shape[1] // shape[1])[None, :]
+    # each full-size pixel takes the level pixel under its centre
+    rows = ((2 * np.arange(shape[0]) + 1) * m.shape[0] // (2 * shape[0]))[:, None]
+    cols = ((2 * np.arange(shape[1]) + 1) * m.shape[1] // (2 * shape[1]))[None, :]
     return m[rows, cols]
 
 

@@ -1,16 +1,18 @@
-"""Analysis <-> files: ``analysis.json`` plus per-view PNGs of the original image size, and reading them back.
+"""Analysis <-> files: ``analysis.json`` plus per-view PNGs, and reading them back.
 
 Layout of an output folder::
 
     analysis.json
     L_CC_mask.png         lesion mask, 8-bit, 255 = lesion, 0 = background
-    L_CC_probability.png  segmentation probability x 255
-    L_CC_heatmap.png      Grad-CAM on the LE image x 255 (affected side only)
+    L_CC_probability.png  segmentation probability x 255 (<= 1024 px on the long side)
+    L_CC_heatmap.png      Grad-CAM on the LE image x 255 (affected side only; <= 1024 px)
     L_CC_overlay.png      for a quick look: LE image, heatmap, red lesion outline
                           (subsampled to <= 1024 px on the long side)
 
-The mask, probability and heatmap PNGs have the size of the study image they
-belong to, so overlaying them needs no rescaling. Paths in the JSON are relative to the JSON's folder. Polygons
+The mask PNG has the size of the study image it belongs to. The probability
+and heatmap come from a model that sees 256 px: for an image larger than 1024 px
+they are stored subsampled by a whole step (the sample nearest each block's
+centre) and :func:`read_analysis` resizes them back to the image's size. Paths in the JSON are relative to the JSON's folder. Polygons
 are ``[[x, y], ...]`` in original pixels (x = column, y = row, pixel centres
 at integers). The JSON always carries the models' identity and the
 not-for-clinical-use notice.
@@ -69,13 +71,15 @@ def _map_step(shape: tuple[int, int]) -> int:
 
 def _map_png(a: np.ndarray, path: Path) -> None:
     step = _map_step(a.shape)
-    _png(_to_u8(a[::step, ::step]), path)
+    o = (step - 1) // 2  # the sample nearest each block's centre, where a resize back expects it
+    _png(_to_u8(a[o::step, o::step]), path)
 
 
 def _read_map(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """A probability or heatmap PNG as float [0, 1] at the image's ``shape`` (stored smaller for a large image)."""
     step = _map_step(shape)
-    small = (-(-shape[0] // step), -(-shape[1] // step))
+    o = (step - 1) // 2
+    small = (-(-(shape[0] - o) // step), -(-(shape[1] - o) // step))
     a = read_grey(path)
     if a.shape == tuple(shape):
         return a.astype(np.float32) / 255.0

@@ -6,14 +6,15 @@ shape, margin, density; calcifications: typically benign and suspicious
 morphology, distribution; asymmetries; architectural distortion), and the ACR
 BI-RADS contrast-enhanced mammography (CEM) supplement (2022) for what is seen
 on the recombined images: mass internal enhancement, non-mass enhancement
-distribution and internal enhancement pattern, and BPE.
+distribution and internal enhancement pattern, whether a finding seen on the
+low-energy image enhances (calcifications, asymmetry, architectural
+distortion: present or absent), and BPE.
 
 One table, :data:`DESCRIPTORS`, says which fields each finding type takes and
 their terms; the lexicon does not describe calcifications by shape or margin,
 nor a mass by distribution, so :func:`check_term` refuses those. Kept as the
-project adds them, not from the lexicon: "no enhancement" for a mass or an
-architectural distortion (the reader's record that the recombined image shows
-none). Terms are stored as the lower-case words below; a report prints them as
+project adds it, not from the lexicon: "no enhancement" among a mass's internal
+enhancement terms (the reader's record that the recombined image shows none). Terms are stored as the lower-case words below; a report prints them as
 they are.
 
 Reviews written before the descriptors depended on the type (shape, margin and
@@ -35,6 +36,10 @@ CALCIFICATIONS_BENIGN = ("skin", "vascular", "coarse or popcorn-like", "large ro
 CALCIFICATIONS_SUSPICIOUS = ("amorphous", "coarse heterogeneous", "fine pleomorphic",
                              "fine linear or fine-linear branching")
 
+# Findings seen on the low-energy image (calcifications, asymmetry, distortion) are described on CEM by
+# whether the recombined image shows enhancement there, not by an internal pattern.
+ENHANCEMENT = ("present", "absent")
+
 # finding type -> the fields it takes (in the order a reader fills them) -> their terms
 DESCRIPTORS: dict[str, dict[str, tuple[str, ...]]] = {
     "mass": {
@@ -50,19 +55,21 @@ DESCRIPTORS: dict[str, dict[str, tuple[str, ...]]] = {
     "calcifications": {
         "morphology": CALCIFICATIONS_BENIGN + CALCIFICATIONS_SUSPICIOUS,
         "distribution": ("diffuse", "regional", "grouped", "linear", "segmental"),
+        "enhancement": ENHANCEMENT,
     },
     "asymmetry": {
         "asymmetry_kind": ("asymmetry", "global asymmetry", "focal asymmetry", "developing asymmetry"),
+        "enhancement": ENHANCEMENT,
     },
     "architectural distortion": {
-        "internal_enhancement": ("homogeneous", "heterogeneous", "no enhancement"),
+        "enhancement": ENHANCEMENT,
     },
 }
 
 # every field, in the order the findings panel shows them; the words a reader reads for each
 FIELD_NAMES = {"type": "type", "shape": "shape", "margin": "margin", "mass_density": "density",
                "asymmetry_kind": "kind of asymmetry", "morphology": "morphology", "distribution": "distribution",
-               "internal_enhancement": "internal enhancement"}
+               "internal_enhancement": "internal enhancement", "enhancement": "enhancement"}
 FIELDS = tuple(FIELD_NAMES)
 
 
@@ -137,12 +144,17 @@ def stray_terms(descriptors: Mapping[str, str]) -> dict[str, str]:
 
 def retype(descriptors: Mapping[str, str], new_type: str | None) -> tuple[dict[str, str], dict[str, str]]:
     """(kept, dropped): the descriptors after the type becomes ``new_type``; only terms it takes stay."""
+    old_type = descriptors.get("type")
     kept = {} if new_type is None else {"type": new_type}
     dropped = {}
     for n, v in descriptors.items():
         if n == "type":
             continue
-        if v in terms_of(n, new_type):
+        # the same word under the same field can mean another thing for another type (a segmental
+        # calcification distribution is not a segmental non-mass enhancement): keep a term only where
+        # the field is the same concept, i.e. offers the same terms (or the finding had no type yet)
+        same_concept = old_type is None or terms_of(n, old_type) == terms_of(n, new_type)
+        if same_concept and v in terms_of(n, new_type):
             kept[n] = v
         else:
             dropped[n] = v
@@ -156,7 +168,11 @@ def describe(descriptors: Mapping[str, str]) -> list[str]:
         v = descriptors.get(n)
         if not v:
             continue
-        if n in ("type", "asymmetry_kind") or n == "internal_enhancement" and "enhancement" in v \
+        if n == "asymmetry_kind" and v == descriptors.get("type"):
+            continue  # "asymmetry" once, not "asymmetry, asymmetry"
+        if n == "enhancement":
+            out.append("enhancing on the recombined image" if v == "present" else "no enhancement")
+        elif n in ("type", "asymmetry_kind") or n == "internal_enhancement" and "enhancement" in v \
                 or n == "mass_density" and v == "fat-containing":
             out.append(v)
         elif n == "morphology":

@@ -566,15 +566,27 @@ class Link(Command):
             raise ReviewError("only contours of the same breast can be linked")
         if {fa.view, fb.view} != {"CC", "MLO"}:
             raise ReviewError("link a CC contour with an MLO contour of the same breast")
+        # one lesion, one description: the pair shares its lexicon terms
+        if fa.descriptors and fb.descriptors and fa.descriptors != fb.descriptors:
+            raise ReviewError(f"{self.a} and {self.b} are described differently "
+                              f"({', '.join(describe(fa.descriptors)) or 'no terms'} vs "
+                              f"{', '.join(describe(fb.descriptors)) or 'no terms'}): make them the same, "
+                              "or clear one, before linking them as one lesion")
         touched = {self.a, self.b, fa.link, fb.link} - {None}
         self._old = {fid: review.findings[fid].link for fid in touched if fid in review.findings}
+        self._old_terms = {self.a: dict(fa.descriptors), self.b: dict(fb.descriptors)}
         for old in (fa.link, fb.link):
             if old and old in review.findings:
                 review.findings[old].link = None
         fa.link, fb.link = self.b, self.a
+        shared = dict(fa.descriptors or fb.descriptors)
+        fa.descriptors, fb.descriptors = dict(shared), dict(shared)
 
     def undo(self, review: Review) -> None:
         _set_links(review, self._old)
+        for fid, terms in getattr(self, "_old_terms", {}).items():
+            if fid in review.findings:
+                review.findings[fid].descriptors = dict(terms)
 
 
 @dataclass
@@ -690,10 +702,12 @@ class SetDescriptor(Command):
         f = review.finding(self.fid)
         ids = [self.fid] + ([f.link] if f.link in review.findings else [])
         if self.field_name != "type":
-            try:
-                check_term(self.field_name, self.value, f.descriptors.get("type"))
-            except ValueError as err:
-                raise ReviewError(str(err)) from None
+            for i in ids:  # each contour of the lesion against its own type (a merge may have made them differ)
+                try:
+                    check_term(self.field_name, self.value, review.findings[i].descriptors.get("type"))
+                except ValueError as err:
+                    where = "" if i == self.fid else f"the linked contour {i}: "
+                    raise ReviewError(where + str(err)) from None
         self._old = {i: dict(review.findings[i].descriptors) for i in ids}
         dropped: dict[str, str] = {}
         for i in ids:

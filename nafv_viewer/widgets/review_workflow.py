@@ -393,7 +393,8 @@ class ReviewWorkflow(QObject):
         job, self._export_job = self._export_job, None
         # only while the same study's review is open: an export finishing after the reader moved on is not sendable
         same = job is not None and self.controller is not None and job.review.identity == self.controller.review.identity
-        self.sendable = list(job.dicom_written) if same else []
+        if job is not None and job.kind in ("seg", "all"):  # a PDF or JSON export leaves the last SEG and SR as they are
+            self.sendable = list(job.dicom_written) if same else []
         server = self.window.origin_server()
         if self.sendable and server is not None:
             lines = list(lines) + [f"Send the DICOM SEG and SR to {server.url} with File > Send to the PACS (Ctrl+Shift+U)"]
@@ -429,7 +430,7 @@ class ReviewWorkflow(QObject):
         job.auth_needed.connect(self._on_send_failed)
         self.window.statusBar().showMessage(f"Sending {len(self.sendable)} object(s) to {server.url} …")
         self._send_job = job  # kept: its signals must outlive this call; one send at a time
-        for end in (job.finished, job.errored, job.cancelled):
+        for end in (job.finished, job.errored, job.cancelled, job.auth_needed):  # every way a send ends
             end.connect(self._send_ended)
         self._threads.start(job, None)  # not parented: closing the window must not destroy a running send
         return job

@@ -108,3 +108,24 @@ def test_a_reduced_resolution_level_gives_the_same_line_in_full_size_pixels(demo
     half = view_landmarks("L_MLO", px[::2, ::2], flips, None, full_shape=px.shape).to_dict()
     assert half["chest_wall"] == full["chest_wall"] == "pectoral line"
     np.testing.assert_allclose(half["pectoral_line"], full["pectoral_line"], atol=2.0)
+
+
+def test_a_short_muscle_line_never_carries_the_nipple_line_past_the_image_edge(ffdm):
+    from dataclasses import replace
+
+    lm = ffdm["R_MLO"]
+    nx, ny = lm.nipple_c
+    # a muscle edge ending high up and sloping so that the perpendicular from the nipple meets it
+    # well behind the image's chest-wall edge: the image edge comes first
+    (x0, y0), (x1, y1) = (10.0, 0.0), (0.0, 40.0)
+    d = np.array([x1 - x0, y1 - y0]) / math.hypot(x1 - x0, y1 - y0)
+    t = float(np.dot([nx - x0, ny - y0], d))
+    foot = (x0 + t * d[0], y0 + t * d[1])
+    assert foot[0] < -0.5  # the unclipped foot lies outside the image
+    short = replace(lm, pectoral_c=((x0, y0), (x1, y1)))
+    fx, fy = short.chest_wall_c
+    assert fx == -0.5
+    # the end lies on the way from the nipple to that foot, where it leaves the image
+    k = (nx + 0.5) / (nx - foot[0])
+    assert fy == pytest.approx(ny + k * (foot[1] - ny))
+    assert short.nipple_to_chest_wall() == pytest.approx(math.hypot(nx + 0.5, fy - ny))

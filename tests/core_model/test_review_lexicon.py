@@ -55,7 +55,7 @@ def test_bpe_per_breast_is_validated_saved_and_merged_by_field(review):
 
 
 def test_the_table_refuses_fields_a_type_does_not_take():
-    with pytest.raises(ValueError, match="gives calcifications no margin; calcifications is described by morphology and distribution"):
+    with pytest.raises(ValueError, match="gives calcifications no margin; calcifications is described by morphology, distribution and enhancement"):
         check_term("margin", "spiculated", type="calcifications")
     with pytest.raises(ValueError, match="gives mass no distribution; mass is described by shape, margin, density and internal enhancement"):
         check_term("distribution", "segmental", type="mass")
@@ -68,7 +68,14 @@ def test_the_table_refuses_fields_a_type_does_not_take():
     assert check_term("distribution", "multiple regions", type="non-mass enhancement") == "multiple regions"
     assert check_term("asymmetry_kind", "developing asymmetry", type="asymmetry") == "developing asymmetry"
     assert check_term("margin", None, type="calcifications") is None  # clearing is always allowed
-    assert list(DESCRIPTORS["architectural distortion"]) == ["internal_enhancement"]
+    # a finding seen on the low-energy image is described on CEM by whether it enhances, not by a pattern
+    assert list(DESCRIPTORS["architectural distortion"]) == ["enhancement"]
+    with pytest.raises(ValueError, match="gives architectural distortion no internal enhancement"):
+        check_term("internal_enhancement", "heterogeneous", type="architectural distortion")
+    assert describe({"type": "asymmetry", "asymmetry_kind": "asymmetry", "enhancement": "absent"}) == [
+        "asymmetry", "no enhancement"]
+    assert describe({"type": "asymmetry", "asymmetry_kind": "focal asymmetry", "enhancement": "present"}) == [
+        "asymmetry", "focal asymmetry", "enhancing on the recombined image"]
     assert FINDING_TERMS["distribution"] == ("focal", "linear", "segmental", "regional", "multiple regions", "diffuse", "grouped")
     assert describe({"type": "calcifications", "morphology": "amorphous", "distribution": "grouped"}) == [
         "calcifications", "amorphous morphology (suspicious)", "grouped distribution"]
@@ -102,10 +109,19 @@ def test_changing_type_keeps_only_the_terms_that_apply_in_one_undoable_command(r
     s.redo()
     assert review.findings["F2"].descriptors == {"type": "calcifications"}
     s.undo()
-    # to a non-mass enhancement: the internal enhancement term it shares stays, shape and margin go
+    # to a non-mass enhancement: a mass's internal enhancement is another concept than an NME's internal
+    # pattern (other terms), so "heterogeneous" goes with shape and margin instead of changing meaning
     cmd = s.do(SetDescriptor("F1", "type", "non-mass enhancement"))
-    assert review.findings["F1"].descriptors == {"type": "non-mass enhancement", "internal_enhancement": "heterogeneous"}
-    assert "dropped oval shape, spiculated margin (" in cmd.text
+    assert review.findings["F1"].descriptors == {"type": "non-mass enhancement"}
+    assert "dropped oval shape, spiculated margin, heterogeneous internal enhancement (" in cmd.text
+    s.undo()
+    # between types whose field is the same concept the term stays: enhancement present/absent on RC
+    s.do(SetDescriptor("F1", "type", "calcifications"))
+    s.do(SetDescriptor("F1", "enhancement", "present"))
+    s.do(SetDescriptor("F1", "type", "architectural distortion"))
+    assert review.findings["F2"].descriptors == {"type": "architectural distortion", "enhancement": "present"}
+    assert retype({"type": "calcifications", "distribution": "segmental"}, "non-mass enhancement") == (
+        {"type": "non-mass enhancement"}, {"distribution": "segmental"})
     assert retype({"shape": "round"}, "mass") == ({"type": "mass", "shape": "round"}, {})
 
 
@@ -137,3 +153,23 @@ def test_an_older_review_with_terms_its_type_no_longer_takes_loads_kept_and_flag
     d["findings"][0]["descriptors"] = {"type": "calcifications", "morphology": "sparkly"}
     with pytest.raises(ReviewSchemaError, match="morphology must be one of skin"):
         check_review(d)
+
+
+def test_a_link_makes_one_description_and_refuses_two_different_ones(review):
+    from core_model.review.model import Link, ReviewError, ReviewSession, Unlink
+
+    s = ReviewSession(review)
+    cc = next(f for f in review.findings.values() if f.view == "CC")
+    mlo = next(f for f in review.findings.values() if f.view == "MLO" and f.side == cc.side)
+    if cc.link:
+        s.do(Unlink(cc.id))
+    s.do(SetDescriptor(cc.id, "type", "mass"))
+    s.do(SetDescriptor(cc.id, "shape", "oval"))
+    s.do(Link(cc.id, mlo.id))  # the MLO contour had no terms: it takes the lesion's
+    assert review.findings[mlo.id].descriptors == {"type": "mass", "shape": "oval"}
+    s.undo()
+    assert review.findings[mlo.id].descriptors == {} and review.findings[cc.id].link is None
+    s.do(SetDescriptor(mlo.id, "type", "calcifications"))
+    with pytest.raises(ReviewError, match=f"{cc.id} and {mlo.id} are described differently"):
+        s.do(Link(cc.id, mlo.id))
+    assert review.findings[cc.id].link is None

@@ -245,7 +245,7 @@ def test_descriptor_fields_follow_the_finding_type_from_the_keyboard_and_undo_re
     assert panel.descriptors["mass_density"].hasFocus()
 
     panel.descriptors["type"].setCurrentText("calcifications")
-    assert _shown_fields(panel) == ["type", "morphology", "distribution"]
+    assert _shown_fields(panel) == ["type", "morphology", "distribution", "enhancement"]
     assert c.review.findings["F1"].descriptors == {"type": "calcifications"}
     assert "dropped oval shape, spiculated margin (not used for calcifications)" in panel.message.text()
     assert c.stack.undoText() == panel.message.text()[:-1].replace("Set", "set", 1)

@@ -142,3 +142,14 @@ def test_sr_carries_the_lexicon_terms_the_finding_type_takes(dicom_review, tmp_p
         assert back[fid]["Calcification morphology"] == "amorphous" and back[fid]["Distribution"] == "grouped"
     assert "Mass margin" not in back["F2"]  # a coded report does not contradict its own finding type
     assert "Finding type" not in back["F3"]  # nothing recorded, nothing reported
+
+
+def test_every_lexicon_field_has_a_concept_in_the_report():
+    from core_model.export.dicom_sr import LEXICON_CONCEPTS, lexicon_evaluations
+    from core_model.review.lexicon import DESCRIPTORS, FIELDS
+
+    assert set(LEXICON_CONCEPTS) == set(FIELDS)
+    for kind, fields in DESCRIPTORS.items():
+        terms = {"type": kind, **{n: ts[0] for n, ts in fields.items()}}
+        items = lexicon_evaluations(terms)
+        assert [i.name.meaning for i in items] == [LEXICON_CONCEPTS[n][1] for n in FIELDS if n in terms]
