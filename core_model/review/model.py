@@ -584,9 +584,14 @@ class Link(Command):
 
     def undo(self, review: Review) -> None:
         _set_links(review, self._old)
-        for fid, terms in getattr(self, "_old_terms", {}).items():
-            if fid in review.findings:
-                review.findings[fid].descriptors = dict(terms)
+        _set_descriptors(review, getattr(self, "_old_terms", {}))
+
+
+def _set_descriptors(review: Review, terms_by_id: dict[str, dict[str, str]]) -> None:
+    """Put back the lexicon terms an undo restores (findings deleted meanwhile are skipped)."""
+    for fid, terms in terms_by_id.items():
+        if fid in review.findings:
+            review.findings[fid].descriptors = dict(terms)
 
 
 @dataclass
@@ -727,9 +732,7 @@ class SetDescriptor(Command):
                               f"{'used without a type' if self.value is None else 'used for ' + self.value})")
 
     def undo(self, review: Review) -> None:
-        for i, d in self._old.items():
-            if i in review.findings:
-                review.findings[i].descriptors = dict(d)
+        _set_descriptors(review, self._old)
 
 
 @dataclass
