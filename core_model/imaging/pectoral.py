@@ -172,11 +172,11 @@ def detect_pectoral(canon: np.ndarray) -> tuple[PectoralLine | None, str]:
     contrast = float(np.median(img[muscle]) - np.median(img[front]))
     if contrast < MIN_CONTRAST:
         return None, f"contrast {contrast:.2f}"
-    # back to pixels of ``canon``: a cell's centre is at step * index + (step - 1) / 2
-    half = (step - 1) / 2.0
+    # back to pixels of ``canon``: cell (r, c) is the sample at pixel (step * r, step * c), as the
+    # tissue mask takes every step-th pixel
     slope = float(a)
-    x_top = float(b * step + half - slope * half)
-    top = (float(x_at_top * step + half), float(top_row * step + half))
-    low = (float((a * seen_to + b) * step + half), float(seen_to * step + half))
+    x_top = float(b * step)
+    top = (float(x_at_top * step), float(top_row * step))
+    low = (float((a * seen_to + b) * step), float(seen_to * step))
     return PectoralLine(slope=slope, x_top=x_top, top=top, low=low, support=round(support, 3),
                         contrast=round(contrast, 3)), ""

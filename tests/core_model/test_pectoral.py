@@ -129,3 +129,19 @@ def test_a_short_muscle_line_never_carries_the_nipple_line_past_the_image_edge(f
     k = (nx + 0.5) / (nx - foot[0])
     assert fy == pytest.approx(ny + k * (foot[1] - ny))
     assert short.nipple_to_chest_wall() == pytest.approx(math.hypot(nx + 0.5, fy - ny))
+
+
+def test_a_drawn_muscle_edge_is_found_within_a_few_pixels():
+    from core_model.imaging.pectoral import detect_pectoral
+
+    rows, cols = 2400, 1800  # larger than the working grid: the line comes back from mask cells to pixels
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    rng = np.random.default_rng(0)
+    breast = ((x / 1400.0) ** 2 + ((y - 1300) / 1250.0) ** 2) < 1.0  # canonical: chest wall on the left
+    img = np.where(breast, 90 + 10 * rng.standard_normal((rows, cols)), 0).astype(np.float32)
+    muscle = breast & (x < 700 - 0.7 * y)  # its front edge meets the chest wall at y = 1000
+    img[muscle] = 200 + 10 * rng.standard_normal(int(muscle.sum()))
+    line, why = detect_pectoral(np.clip(img, 0, 255).astype(np.uint8))
+    assert line is not None, why
+    for yy in (0, 400, 800):
+        assert line.x_top + line.slope * yy == pytest.approx(700 - 0.7 * yy, abs=6), yy
