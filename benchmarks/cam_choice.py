@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from core_model.domain.study import view_key  # noqa: E402
-from core_model.inference.analyzer import DEFAULT_CLS_WEIGHTS, _resize_map  # noqa: E402
+from core_model.imaging.preprocess import resize_map  # noqa: E402
+from core_model.inference.analyzer import DEFAULT_CLS_WEIGHTS  # noqa: E402
 from core_model.inference.explain import CAM_METHODS, gradcam_views  # noqa: E402
 from core_model.io import list_patients, load_study  # noqa: E402
 from core_model.io.jsonsafe import dumps  # noqa: E402
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     gt = masks.get(vk)
                     if le is None or gt is None or not gt.any() or gt.shape != le.shape:
                         continue
-                    h = _resize_map(maps[i], le.shape)
+                    h = resize_map(maps[i], le.shape)
                     tol = max(1, round(0.02 * max(le.shape)))
                     near = ndimage.binary_dilation(gt, iterations=tol)
                     total = float(h.sum())

@@ -44,14 +44,28 @@ def normalize_image(pixels: np.ndarray, window: tuple[float, float] | None = Non
     return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
-def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_bilinear(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of (..., h, w) float arrays; antialiased when shrinking."""
     a = np.asarray(arr, dtype=np.float32)
     lead = a.shape[:-2]
+    size = (int(size[0]), int(size[1]))
     t = torch.from_numpy(np.ascontiguousarray(a)).reshape(1, -1, *a.shape[-2:])
     shrink = size[0] < a.shape[-2] or size[1] < a.shape[-1]
     out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)
     return out.reshape(*lead, *size).numpy()
+
+
+def resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A [0, 1] map (probability, heatmap) at ``shape``, bilinear and kept in [0, 1]."""
+    out = resize_bilinear(m, shape)
+    return np.clip(out, 0.0, 1.0, out=out)  # in place: a full-size map is 13 MP, no second copy
+
+
+def resize_nearest(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``m`` (a mask, a label map) at ``shape``: each output pixel takes the input pixel under its centre."""
+    rows = ((2 * np.arange(shape[0]) + 1) * m.shape[0] // (2 * shape[0]))[:, None]
+    cols = ((2 * np.arange(shape[1]) + 1) * m.shape[1] // (2 * shape[1]))[None, :]
+    return m[rows, cols]
 
 
 @dataclass(frozen=True)
@@ -90,7 +104,7 @@ class Letterbox:
             raise ValueError(f"image shape {img.shape[-2:]} is not the letterbox source {self.src_shape}")
         out = np.full((*img.shape[:-2], *self.dst_shape), pad_value, dtype=np.float32)
         nh, nw = self.new_shape
-        out[..., self.top:self.top + nh, self.left:self.left + nw] = _resize(img, (nh, nw))
+        out[..., self.top:self.top + nh, self.left:self.left + nw] = resize_bilinear(img, (nh, nw))
         return out
 
     def invert_map(self, map_dst: np.ndarray) -> np.ndarray:
@@ -100,7 +114,7 @@ class Letterbox:
             raise ValueError(f"map shape {m.shape[-2:]} is not the letterbox output {self.dst_shape}")
         nh, nw = self.new_shape
         crop = m[..., self.top:self.top + nh, self.left:self.left + nw]
-        return _resize(crop, self.src_shape)
+        return resize_bilinear(crop, self.src_shape)
 
     def to_model(self, xy: np.ndarray) -> np.ndarray:
         """Source (x, y) points -> model-input (x, y) points."""

@@ -57,7 +57,7 @@ from core_model.domain.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
 from core_model.domain.study import SIDES, Study, contralateral, view_key
 from core_model.imaging.contours import lesions_from_probability, min_area_for_scale
 from core_model.imaging.location import locate_analysis
-from core_model.imaging.preprocess import Letterbox, normalize_image
+from core_model.imaging.preprocess import Letterbox, normalize_image, resize_map
 from core_model.inference.affected_side import decide_affected_side
 from core_model.inference.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.inference.inputs_check import AnalysisError, missing_inputs_message  # noqa: F401 - AnalysisError: re-exported
@@ -155,12 +155,6 @@ def main_lesion(vr: ViewResult) -> np.ndarray:
 
 def _size2(size: int | tuple[int, int]) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
-def _resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
-    out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)
-    return np.clip(out[0, 0].numpy(), 0.0, 1.0)
 
 
 def _prepare(img: np.ndarray, box: Letterbox) -> np.ndarray:
@@ -450,7 +444,7 @@ class Analyzer:
                     # segmented gets no result at all: an empty mask there would
                     # read as "no lesion".
                     if le is not None and key in result.views and result.views[key].mask.shape == le.shape:
-                        result.views[key].heatmap = _resize_map(cam.maps[i], le.shape)
+                        result.views[key].heatmap = resize_map(cam.maps[i], le.shape)
                 if not any(float(cam.maps[i].max()) > 0 for i in range(2)):
                     warnings.append(
                         "Grad-CAM found no image region that supports the prediction at the chosen layer; "

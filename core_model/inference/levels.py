@@ -14,13 +14,11 @@ level (the demo's 512 px JPEGs) are analysed as they are.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 
 from core_model.domain.analysis import ViewResult
 from core_model.domain.study import Study, StudyImage
 from core_model.imaging.contours import lesions_from_probability, min_area_for_scale
-from core_model.imaging.preprocess import Letterbox
+from core_model.imaging.preprocess import Letterbox, resize_map, resize_nearest
 from core_model.io.pyramid import pixels_for
 
 # Long side of the level read, in multiples of the largest model input.
@@ -51,19 +49,6 @@ def study_at_level(study: Study, long_side: int) -> tuple[Study, dict[str, tuple
     return out, reduced
 
 
-def _resize(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
-    out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
-    return np.clip(out, 0.0, 1.0, out=out)  # in place: a full-size map is 13 MP, no second copy
-
-
-def _nearest(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    # each full-size pixel takes the level pixel under its centre
-    rows = ((2 * np.arange(shape[0]) + 1) * m.shape[0] // (2 * shape[0]))[:, None]
-    cols = ((2 * np.arange(shape[1]) + 1) * m.shape[1] // (2 * shape[1]))[None, :]
-    return m[rows, cols]
-
-
 def views_to_full_size(views: dict[str, ViewResult], full_shapes: dict[str, tuple[int, int]],
                        seg_input: tuple[int, int], min_score: float = 0.0) -> None:
     """Bring the results of reduced views to their full-size images (in place).
@@ -77,12 +62,12 @@ def views_to_full_size(views: dict[str, ViewResult], full_shapes: dict[str, tupl
         if full is None or vr.mask.shape == full:
             continue
         if vr.probability is not None:
-            prob = _resize(vr.probability, full)
+            prob = resize_map(vr.probability, full)
             box = Letterbox.fit(full, seg_input)
             vr.mask, vr.lesions = lesions_from_probability(
                 prob, min_area_px=min_area_for_scale(float(box.scale_xy.mean())), min_score=min_score)
             vr.probability = prob
         else:
-            vr.mask = _nearest(vr.mask, full)
+            vr.mask = resize_nearest(vr.mask, full)
         if vr.heatmap is not None:
-            vr.heatmap = _resize(vr.heatmap, full)
+            vr.heatmap = resize_map(vr.heatmap, full)

@@ -34,7 +34,7 @@ from core_model.domain.errors import NafvError
 from core_model.domain.notice import NOT_FOR_CLINICAL_USE
 from core_model.domain.study import VIEW_KEYS, Study
 from core_model.imaging.colormap import jet
-from core_model.imaging.preprocess import normalize_image
+from core_model.imaging.preprocess import normalize_image, resize_nearest
 from core_model.io.atomic import atomic_path, write_text
 from core_model.io.jsonsafe import dumps
 from core_model.io.masks import read_grey, read_mask_png
@@ -125,9 +125,8 @@ def _overlay_inputs(base, vr: ViewResult):
     if not isinstance(base, LevelledStudyImage):
         return base.pixels, vr.mask, vr.heatmap
     px, _ = pixels_for(base, OVERLAY_MAX_SIDE)
-    rows = (np.arange(px.shape[0]) * vr.mask.shape[0] // px.shape[0])[:, None]
-    cols = (np.arange(px.shape[1]) * vr.mask.shape[1] // px.shape[1])[None, :]
-    return px, vr.mask[rows, cols], None if vr.heatmap is None else vr.heatmap[rows, cols]
+    return (px, resize_nearest(vr.mask, px.shape),
+            None if vr.heatmap is None else resize_nearest(vr.heatmap, px.shape))
 
 
 def model_summary(models: dict[str, dict]) -> dict[str, Any]:
