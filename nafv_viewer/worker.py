@@ -217,7 +217,14 @@ class StudyLoadJob(Job):
 
 
 class AnalysisJob(Job):
-    """Builds the analyzer (weights load here, off the GUI thread) and analyses one study."""
+    """Builds the analyzer (weights load here, off the GUI thread) and analyses one study.
+
+    An analyzer that can give its result in two steps (``analyze_first``, as the real one does)
+    sends the contours and score as ``analysed(analysis)`` as soon as they exist, then computes
+    the heatmaps and ends with ``finished(heatmaps)``; any other ends with ``finished(analysis)``.
+    """
+
+    analysed = Signal(object)
 
     def __init__(self, study: Study, analyzer_factory: AnalyzerFactory | None = None, affected_side: str | None = None):
         super().__init__()
@@ -235,7 +242,16 @@ class AnalysisJob(Job):
         self._report("loading the model", 0.0)
         analyzer = self.analyzer_factory()
         self.token.check()
-        return analyzer.analyze(self.study, progress=self._report, cancel=self.token, affected_side=self.affected_side)
+        first = getattr(analyzer, "analyze_first", None)
+        if first is None:
+            return analyzer.analyze(self.study, progress=self._report, cancel=self.token, affected_side=self.affected_side)
+        analysis, pending = first(self.study, progress=self._report, cancel=self.token, affected_side=self.affected_side)
+        self.token.check()
+        if pending is None:
+            return analysis
+        self.analysed.emit(analysis)
+        # the heatmaps are made here and applied in the GUI thread, which owns the analysis from now on
+        return pending.compute(self.token, self._report)
 
 
 class JobThread(QThread):

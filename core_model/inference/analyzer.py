@@ -11,7 +11,8 @@ order (each timed, reported to ``progress`` and preceded by a cancel check):
    into the model input (aspect kept).
 2. ``segmentation``: both breasts in one batch (study-level batching), each
    breast's CC+MLO with the other breast as contralateral input.
-3. ``contours``: probability maps back to original pixels, thresholded at 0.5,
+3. ``contours``: probability maps back to original pixels, thresholded at the
+   card's ``inference.threshold`` (0.5 when it has none),
    specks removed (:data:`core_model.imaging.contours.MIN_LESION_AREA_INPUT_PX`) and,
    when the weights' card sets ``inference.min_contour_score``, outlines less
    certain than that; polygons and per-lesion scores.
@@ -23,9 +24,12 @@ order (each timed, reported to ``progress`` and preceded by a cancel check):
    classifier is four-view and it exists; else dual-view) times the position
    mask of the lesion (Eq. 8) -> malignancy score.
 5. ``explain``: Grad-CAM of the predicted class on the LE images of the
-   affected views (:mod:`core_model.inference.explain`). It shares the classifier's
-   forward pass (one forward + one backward in all); ``timings_s`` books the
-   forward under ``classification`` and the backward and maps under ``explain``.
+   affected views (:mod:`core_model.inference.explain`). :meth:`Analyzer.analyze`
+   shares the classifier's forward pass (one forward + one backward in all;
+   ``timings_s`` books the forward under ``classification`` and the backward and
+   maps under ``explain``). :meth:`Analyzer.analyze_first` returns the analysis
+   without them and a :class:`core_model.inference.heatmaps.PendingHeatmaps`, so
+   the viewer shows contours and score first.
 
 Every image is brought to reading orientation before the models see it and
 the results are mapped back to the images as stored
@@ -55,11 +59,12 @@ from core_model.domain.jobs import CancelToken, ProgressCallback, report
 from core_model.domain.notice import SYNTHETIC_CLASSIFIER_WARNING, SYNTHETIC_MARK_RE
 from core_model.domain.resources import DEFAULT_CLS_WEIGHTS, DEFAULT_SEG_WEIGHTS
 from core_model.domain.study import SIDES, Study, contralateral, view_key
-from core_model.imaging.contours import lesions_from_probability, min_area_for_scale
+from core_model.imaging.contours import THRESHOLD, lesions_from_probability, min_area_for_scale
 from core_model.imaging.location import locate_analysis
-from core_model.imaging.preprocess import Letterbox, normalize_image, resize_map
+from core_model.imaging.preprocess import Letterbox, normalize_image
 from core_model.inference.affected_side import decide_affected_side
 from core_model.inference.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
+from core_model.inference.heatmaps import PendingHeatmaps
 from core_model.inference.inputs_check import AnalysisError, missing_inputs_message  # noqa: F401 - AnalysisError: re-exported
 from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_full_size
 from core_model.models.checkpoint import LoadedModel, load_checkpoint
@@ -198,7 +203,14 @@ class Analyzer:
             )
         # A contour is kept only if its mean probability reaches this (the seg card's "inference", chosen
         # on validation studies): faint outlines of normal tissue are what a reader must not be shown.
-        self.min_contour_score = float((self.seg.card.get("inference") or {}).get("min_contour_score", 0.0))
+        inference = self.seg.card.get("inference") or {}
+        self.min_contour_score = float(inference.get("min_contour_score", 0.0))
+        # The probability level the contours are drawn at (the card's, chosen on validation studies
+        # with the cut above; 0.5 for weights whose card does not say).
+        self.threshold = float(inference.get("threshold", THRESHOLD))
+        if not 0.0 < self.threshold < 1.0:
+            raise ModelLoadError(f"the segmentation card gives a contour threshold of {self.threshold}, not in (0, 1)",
+                                 seg_path)
         # Weights that never saw a patient say so beside every score they give a patient.
         self.cls_synthetic_only = self.cls is not None and (
             bool(self.cls.card.get("synthetic_only"))
@@ -340,6 +352,27 @@ class Analyzer:
         affected_side: str | None = None,
         explain: bool = True,
     ) -> Analysis:
+        """Everything at once: contours, affected side, score and (with ``explain``) the heatmaps."""
+        result, pending = self.analyze_first(study, progress, cancel, affected_side, explain=explain, share_forward=True)
+        if pending is not None:
+            report(progress, "explain", 1.0 - _STAGES["explain"])
+            pending.compute(cancel).apply(result)
+        report(progress, "done", 1.0)
+        return result
+
+    def analyze_first(
+        self,
+        study: Study,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        affected_side: str | None = None,
+        explain: bool = True,
+        share_forward: bool = False,
+    ) -> tuple[Analysis, PendingHeatmaps | None]:
+        """The analysis without its heatmaps, and what computes them (None when there are none to
+        make: ``explain`` off, or no score). The viewer shows the first while the second runs.
+        ``share_forward`` computes Grad-CAM's forward pass with the score's, so the heatmaps then
+        cost only the mapping (fastest in all; slower to the score)."""
         if affected_side is not None:
             affected_side = affected_side.upper()
             if affected_side not in SIDES:
@@ -382,7 +415,8 @@ class Analyzer:
                 box = inputs[key][1]
                 full = np.clip(box.invert_map(p), 0.0, 1.0)
                 min_area = min_area_for_scale(float(box.scale_xy.mean()))
-                mask, lesions = lesions_from_probability(full, min_area_px=min_area, min_score=self.min_contour_score)
+                mask, lesions = lesions_from_probability(full, self.threshold, min_area_px=min_area,
+                                                         min_score=self.min_contour_score)
                 result.views[key] = ViewResult(key=key, mask=mask, probability=full, lesions=lesions)
 
         # The affected breast: a pure decision from the contours (core_model.inference.affected_side).
@@ -394,64 +428,62 @@ class Analyzer:
         result.side_evidence = decision.confidence
         warnings.extend(decision.notes)
 
+        pending = None
         if self.cls is not None and decision.side is not None:
-            self._classify(study, result, decision.side, explain, clock, warnings)
+            pending = self._classify(study, result, decision.side, explain, share_forward, clock, warnings)
             if result.malignancy_probability is not None and not study.synthetic and self.cls_synthetic_only:
                 warnings.append(SYNTHETIC_CLASSIFIER_WARNING)
+            if pending is not None:
+                pending.flips, pending.full_shapes = flips, full_shapes
         map_views_back(result.views, flips)
-        views_to_full_size(result.views, full_shapes, _size2(self.seg.model.input_size), self.min_contour_score)
+        views_to_full_size(result.views, full_shapes, _size2(self.seg.model.input_size), self.min_contour_score,
+                           self.threshold)
         with clock.stage("location"):
             try:
                 locate_analysis(stored, result, flips)
             except (ValueError, IndexError) as exc:  # a location is an aid: its failure must not cost the contours
                 warnings.append(f"the findings could not be located (nipple, clock face): {exc}")
         result.timings_s = dict(clock.timings, total=time.perf_counter() - clock.t0)
-        report(progress, "done", 1.0)
-        return result
+        return result, pending
 
-    def _classify(self, study: Study, result: Analysis, side: str, explain: bool, clock: _Clock,
-                  warnings: list[str]) -> None:
-        """Stages 4-5: the malignancy score of ``side`` and its Grad-CAM heatmaps (reading orientation)."""
+    def _classify(self, study: Study, result: Analysis, side: str, explain: bool, share_forward: bool, clock: _Clock,
+                  warnings: list[str]) -> PendingHeatmaps | None:
+        """Stage 4: the malignancy score of ``side`` (reading orientation), and what its Grad-CAM
+        heatmaps need (stage 5), with Grad-CAM's forward and backward already run when ``share_forward``."""
         cls = self.cls.model
         with clock.stage("classification"):
             prepared = self._cls_inputs(study, result.views, side, warnings)
+            if prepared is None:
+                return None
+            a, c = (t.to(self.device) if t is not None else None for t in prepared)
+            result.classifier_mode = "four-view" if c is not None else "dual-view"
+            views_in = torch.cat([a[0]] + ([c[0]] if c is not None else []))
             cam = None
-            if prepared is not None:
-                a, c = (t.to(self.device) if t is not None else None for t in prepared)
-                result.classifier_mode = "four-view" if c is not None else "dual-view"
-                if explain:
-                    # One forward pass serves the score and Grad-CAM (which needs
-                    # gradients, so no inference_mode here); the backward pass and
-                    # the maps are booked under "explain" below.
-                    views_in = torch.cat([a[0]] + ([c[0]] if c is not None else []))
-                    t_cam = time.perf_counter()
-                    with _cancellable(cls, clock.cancel):
-                        cam = explain_views(cls, views_in, None, self.cam_method, self.cam_target, cancel=clock.cancel)
-                    cam_s = time.perf_counter() - t_cam
-                    logits = cam.logits[None]
-                else:
-                    with torch.inference_mode(), _cancellable(cls, clock.cancel):
-                        logits = cls(a, c)
-                result.malignancy_probability = float(torch.softmax(logits.float() / self.temperature, -1)[0, 1])
-
+            if explain and share_forward:
+                # One forward pass serves the score and Grad-CAM (which needs gradients, so no
+                # inference_mode here); the backward pass is booked under "explain" below.
+                t_cam = time.perf_counter()
+                with _cancellable(cls, clock.cancel):
+                    cam = explain_views(cls, views_in, None, self.cam_method, self.cam_target, cancel=clock.cancel)
+                backward_s = time.perf_counter() - t_cam - cam.forward_s
+                logits = cam.logits[None]
+            else:
+                with torch.inference_mode(), _cancellable(cls, clock.cancel):
+                    logits = cls(a, c)
+            result.malignancy_probability = float(torch.softmax(logits.float() / self.temperature, -1)[0, 1])
         if cam is not None:
-            with clock.stage("explain"):
-                for i, view in enumerate(("CC", "MLO")):
-                    key = view_key(side, view)
-                    le = study.get(key, "le")
-                    # The classifier input is the image resized to a square (no
-                    # letterbox), so a plain resize maps back. A view that was not
-                    # segmented gets no result at all: an empty mask there would
-                    # read as "no lesion".
-                    if le is not None and key in result.views and result.views[key].mask.shape == le.shape:
-                        result.views[key].heatmap = resize_map(cam.maps[i], le.shape)
-                if not any(float(cam.maps[i].max()) > 0 for i in range(2)):
-                    warnings.append(
-                        "Grad-CAM found no image region that supports the prediction at the chosen layer; "
-                        "the heatmaps are empty (this says nothing about the lesion)"
-                    )
-                result.heatmap_target = "malignant" if cam.category == 1 else "benign"
-                result.heatmap_method = f"{self.cam_method} @ {self.cam_target}"
-            backward_s = cam_s - cam.forward_s
             clock.timings["classification"] -= backward_s
-            clock.timings["explain"] += backward_s
+            clock.timings["explain"] = clock.timings.get("explain", 0.0) + backward_s
+        if not explain:
+            return None
+        keys, shapes = [], {}
+        for view in ("CC", "MLO"):
+            key = view_key(side, view)
+            le = study.get(key, "le")
+            # A view that was not segmented gets no heatmap at all: an empty mask there would read as "no lesion".
+            if le is not None and key in result.views and result.views[key].mask.shape == le.shape:
+                keys.append(key)
+                shapes[key] = le.shape
+            else:
+                keys.append(None)
+        return PendingHeatmaps(cls, views_in.detach(), tuple(keys), shapes, {}, {}, self.cam_method, self.cam_target, cam)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from core_model.domain.analysis import ViewResult
 from core_model.domain.study import Study, StudyImage
-from core_model.imaging.contours import lesions_from_probability, min_area_for_scale
+from core_model.imaging.contours import THRESHOLD, lesions_from_probability, min_area_for_scale
 from core_model.imaging.preprocess import Letterbox, resize_map, resize_nearest
 from core_model.io.pyramid import pixels_for
 
@@ -50,7 +50,7 @@ def study_at_level(study: Study, long_side: int) -> tuple[Study, dict[str, tuple
 
 
 def views_to_full_size(views: dict[str, ViewResult], full_shapes: dict[str, tuple[int, int]],
-                       seg_input: tuple[int, int], min_score: float = 0.0) -> None:
+                       seg_input: tuple[int, int], min_score: float = 0.0, threshold: float = THRESHOLD) -> None:
     """Bring the results of reduced views to their full-size images (in place).
 
     The contours are drawn again from the full-size probability, with the
@@ -65,7 +65,7 @@ def views_to_full_size(views: dict[str, ViewResult], full_shapes: dict[str, tupl
             prob = resize_map(vr.probability, full)
             box = Letterbox.fit(full, seg_input)
             vr.mask, vr.lesions = lesions_from_probability(
-                prob, min_area_px=min_area_for_scale(float(box.scale_xy.mean())), min_score=min_score)
+                prob, threshold, min_area_px=min_area_for_scale(float(box.scale_xy.mean())), min_score=min_score)
             vr.probability = prob
         else:
             vr.mask = resize_nearest(vr.mask, full)

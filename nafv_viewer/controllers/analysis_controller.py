@@ -5,6 +5,12 @@ every later run reuses them. A run is tagged with the study it was started
 for: ``finished(study, analysis)`` names it, so the window applies a result
 only to that study. A dropped run (another study was opened) is forgotten:
 whatever it still sends is ignored.
+
+The result comes in two steps when the analyzer can give it so: ``finished``
+with the contours and score, then ``heatmaps_ready(study, heatmaps)`` (a
+:class:`core_model.inference.heatmaps.Heatmaps` to apply to that analysis).
+``running`` stays true until the heatmaps are in; a cancel then drops only
+them (``heatmaps_dropped``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ class AnalysisController(QObject):
     started = Signal()
     progress = Signal(str, float)  # stage, fraction done
     finished = Signal(object, object)  # the Study the run was for, its Analysis
+    heatmaps_ready = Signal(object, object)  # the Study, its Heatmaps (after finished)
+    heatmaps_dropped = Signal(str)  # why the heatmaps of a shown result will not come
     failed = Signal(str)
     cancelled = Signal()
 
@@ -31,6 +39,7 @@ class AnalysisController(QObject):
         self.analyzer = None
         self._lock = threading.Lock()
         self.job: AnalysisJob | None = None
+        self._shown = False  # the running job's contours and score were sent; its heatmaps are to come
         self.threads = JobThreads()
         self.warmup: threading.Thread | None = None
 
@@ -72,8 +81,9 @@ class AnalysisController(QObject):
         if self.job is not None:
             return False
         job = AnalysisJob(study, self.cached_analyzer, affected_side=affected_side)
-        self.job = job
+        self.job, self._shown = job, False
         job.progress.connect(self._on_progress)
+        job.analysed.connect(self._on_analysed)
         job.finished.connect(self._on_finished)
         job.errored.connect(self._on_error)
         job.cancelled.connect(self._on_cancelled)
@@ -105,23 +115,38 @@ class AnalysisController(QObject):
             self.progress.emit(stage, fraction)
 
     @Slot(object)
-    def _on_finished(self, analysis: Any) -> None:
+    def _on_analysed(self, analysis: Any) -> None:
         if self._current():
-            study = self.job.study
+            self._shown = True
+            self.finished.emit(self.job.study, analysis)
+
+    @Slot(object)
+    def _on_finished(self, result: Any) -> None:
+        if self._current():
+            study, shown = self.job.study, self._shown
             self.job = None
-            self.finished.emit(study, analysis)
+            if shown:
+                self.heatmaps_ready.emit(study, result)
+            else:
+                self.finished.emit(study, result)
 
     @Slot(str)
     def _on_error(self, message: str) -> None:
         if self._current():
-            self.job = None
-            self.failed.emit(message)
+            shown, self.job = self._shown, None
+            if shown:  # the contours and score stand; only the heatmaps failed
+                self.heatmaps_dropped.emit(f"heatmaps failed: {message}")
+            else:
+                self.failed.emit(message)
 
     @Slot()
     def _on_cancelled(self) -> None:
         if self._current():
-            self.job = None
-            self.cancelled.emit()
+            shown, self.job = self._shown, None
+            if shown:
+                self.heatmaps_dropped.emit("heatmaps cancelled")
+            else:
+                self.cancelled.emit()
 
     def shutdown(self, timeout_ms: int) -> None:
         """Cancel the run, let the warm-up end (torch must not be mid-call when the process ends), join."""

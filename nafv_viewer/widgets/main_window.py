@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
     study_failed = Signal(str)
     patients_offered = Signal(list)  # a folder of several patients: the reader picks one
     analysis_finished = Signal(object)
+    heatmaps_shown = Signal(object)  # the analysis, now with its heatmaps
     analysis_failed = Signal(str)
     analysis_cancelled = Signal()
 
@@ -154,6 +155,8 @@ class MainWindow(QMainWindow):
         an = self.analyses
         an.progress.connect(self.side.set_progress)
         an.finished.connect(self._on_analysis_done)
+        an.heatmaps_ready.connect(self._on_heatmaps)
+        an.heatmaps_dropped.connect(lambda why: self.statusBar().showMessage(f"Analysis shown; {why}", 12000))
         an.failed.connect(self._on_analysis_error)
         an.cancelled.connect(self._on_analysis_cancelled)
 
@@ -403,6 +406,8 @@ class MainWindow(QMainWindow):
             self.side.set_running(True)
             self.side.set_progress("starting", 0.0)
             self.statusBar().showMessage("Analysis running…")
+        elif self.analyses.running:
+            self.statusBar().showMessage("The analysis is still running (or its heatmaps are): wait for it, or cancel it", 8000)
 
     def _drop_analysis(self) -> None:
         if self.analyses.drop():
@@ -422,9 +427,20 @@ class MainWindow(QMainWindow):
         self.side.set_progress("done", 1.0)
         self.side.show_analysis(analysis)
         self.grid.set_analysis(analysis)
-        self.statusBar().showMessage("Analysis finished" + (" — not for clinical use" if analysis.not_for_clinical_use else ""))
+        heat_to_come = self.analyses.running  # the same run goes on with the heatmaps
+        self.statusBar().showMessage("Analysis finished" + (" — not for clinical use" if analysis.not_for_clinical_use else "")
+                                     + ("; heatmaps follow" if heat_to_come else ""))
         self.review_flow.open(self.study, analysis)
         self.analysis_finished.emit(analysis)
+
+    def _on_heatmaps(self, study: Study, heatmaps) -> None:
+        if study is not self.study or self.analysis is None:
+            return
+        heatmaps.apply(self.analysis)
+        self.grid.set_analysis(self.analysis)
+        self.side.show_analysis(self.analysis)
+        self.statusBar().showMessage("Heatmaps shown (H: on/off)" + (" — not for clinical use" if self.analysis.not_for_clinical_use else ""), 8000)
+        self.heatmaps_shown.emit(self.analysis)
 
     def _on_analysis_error(self, message: str) -> None:
         self.side.show_stopped("failed")

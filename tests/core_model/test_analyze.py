@@ -133,6 +133,24 @@ def test_caller_sets_the_affected_side(analyzer, demo):
         analyzer.analyze(demo, affected_side="X")
 
 
+def test_heatmaps_after_the_result_are_the_heatmaps_of_one_call(analyzer, demo):
+    """What the viewer shows first (contours, score, no heatmaps) and the heatmaps it adds after are
+    what one call gives: same score, same maps at the same place."""
+    whole = analyzer.analyze(demo, affected_side="R", explain=True)
+    first, pending = analyzer.analyze_first(demo, affected_side="R", explain=True)
+    assert pending is not None and all(v.heatmap is None for v in first.views.values())
+    assert first.malignancy_probability == pytest.approx(whole.malignancy_probability, abs=1e-5)
+    assert first.heatmap_method is None and "explain" not in first.timings_s
+    heat = pending.compute()
+    assert set(heat.maps) == {"R_CC", "R_MLO"}
+    heat.apply(first)
+    for key in ("R_CC", "R_MLO"):
+        np.testing.assert_allclose(first.views[key].heatmap, whole.views[key].heatmap, atol=1e-4)
+    assert (first.heatmap_target, first.heatmap_method) == (whole.heatmap_target, whole.heatmap_method)
+    assert first.timings_s["explain"] > 0 and first.timings_s["total"] > first.timings_s["explain"]
+    assert analyzer.analyze_first(demo, affected_side="R", explain=False)[1] is None
+
+
 def test_non_square_image_maps_back_to_original_pixels(weights):
     """A bright rectangle drawn in a 300 x 700 image must come back where it was drawn."""
     h, w = 300, 700

@@ -124,8 +124,11 @@ def test_analysis_of_the_demo_imports_no_timm_and_gives_the_recorded_result(tmp_
     heavy = sorted(m for m in modules if m.split(".")[0] in ("timm", "torchvision") or m.startswith("torch._dynamo"))
     assert heavy == [], heavy[:10]
 
+    # the command ends without the interpreter's teardown: what it printed and wrote is all there
+    assert "P66: affected breast right" in out.stdout and "not for clinical use" in out.stderr
     a = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert a["affected_side"] == "R" and a["lesion_found"] is True
+    assert all((tmp_path / "out" / a["views"][k]["heatmap_png"]).stat().st_size > 0 for k in ("R_CC", "R_MLO"))
     assert a["malignancy_probability"] == pytest.approx(0.9962, abs=1e-4)
     assert a["side_evidence"] == pytest.approx({"R": 0.714951, "L": 0.690494}, abs=1e-5)
     found = {k: [(les["score"], les["area_px"]) for les in v["lesions"]] for k, v in a["views"].items()}

@@ -38,3 +38,33 @@ def test_real_analyzer_in_the_window(make_window, qtbot, demo_dir, tiny_weights)
         assert p.heatmap_visible == (vr.heatmap is not None)
     if analysis.malignancy_probability is not None:
         assert f"{analysis.malignancy_probability:.2f} on a 0–1 scale" in w.side.result_label.text()
+
+
+def test_contours_and_score_first_then_the_heatmaps(make_window, qtbot, demo_dir, tiny_weights):
+    """The reader sees the contours and the score without waiting for Grad-CAM; the heatmaps of the
+    same run follow on the affected breast's LE views, at image size, and a new run is possible after."""
+    from core_model.inference.analyzer import Analyzer
+
+    seg, cls = tiny_weights
+    w = make_window(analyzer=Analyzer(seg_weights=seg, cls_weights=cls, device="cpu", num_threads=1))
+    with qtbot.waitSignal(w.study_ready, timeout=10000):
+        w.open_study(demo_dir)
+    w.side.set_affected_side_choice("R")  # the classifier runs whatever the untrained segmentation finds
+    shown = []
+    w.analysis_finished.connect(lambda a: shown.append(("analysis", [k for k, v in a.views.items() if v.heatmap is not None])))
+    w.heatmaps_shown.connect(lambda a: shown.append(("heatmaps", None)))
+    with qtbot.waitSignal(w.heatmaps_shown, timeout=60000) as blocker:
+        w.run_analysis()
+    assert shown[0] == ("analysis", []) and shown[1][0] == "heatmaps"  # first without, then with
+    analysis = blocker.args[0]
+    assert analysis is w.analysis and analysis.malignancy_probability is not None
+    assert analysis.heatmap_method and analysis.heatmap_target in ("malignant", "benign")
+    assert "explain" in analysis.timings_s
+    for key in ("R_CC", "R_MLO"):
+        heat = analysis.views[key].heatmap
+        assert heat is not None and heat.shape == w.study.get(key, "le").shape
+        assert w.grid.panels4[key].heatmap_visible == (w.grid.panels4[key].shown_energy == "le")
+    assert all(analysis.views[k].heatmap is None for k in ("L_CC", "L_MLO") if k in analysis.views)
+    assert not w.analyses.running
+    with qtbot.waitSignal(w.analysis_finished, timeout=60000):
+        w.run_analysis()  # the next run is not refused
