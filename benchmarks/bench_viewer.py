@@ -34,6 +34,7 @@ import argparse
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -235,6 +236,7 @@ def compare_j2k(args) -> int:
         for name, path in (("demo", REPO / "resources" / "demo"), ("uncompressed", studies["uncompressed"]), ("j2k", studies["j2k"])):
             out = Path(tempfile.mkdtemp(prefix="nafv-bench-out-"))
             analyze[name].append(_process_run([py, "-m", "core_model.cli.analyze", str(path), "--out", str(out)]))
+            shutil.rmtree(out, ignore_errors=True)
         loads.append(round(os.getloadavg()[0], 2))
         print(f"repeat {i + 1}/{args.repeats} done (load {loads[-1]})", file=sys.stderr)
 
@@ -270,6 +272,8 @@ def compare_j2k(args) -> int:
     text = dumps(doc, label=str(out), indent=1)
     out.write_text(text + "\n")
     print(json.dumps({"medians": med, "ratios": doc["ratios"], "load": loads}, indent=1))
+    if args.keep is None:  # two full-size studies: 250 MB
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -1,18 +1,22 @@
-"""Choose the segmentation's contour score cut on validation studies, never on the test ones.
+"""Choose the segmentation's contour threshold and score cut on validation studies, never on the test ones.
 
     python benchmarks/choose_contour_score.py --seg W.safetensors --phantoms DIR [DIR ...] \
         --real-dir ../shared/data/cdd-cesm-512 [--max-normal 0.2] [--write-card]
 
-A contour is shown only when its mean segmentation probability reaches the cut. The segmentation
-runs once per study (cut 0); then, for each candidate cut, this counts on the phantom folders
-(synthetic studies, one lesion in one breast, the other breast normal) the contours per view of the
-normal breast and the share of lesion views that keep a contour on the lesion, and on the real
-folder's validation patients (the weights' card names them; every one has a lesion) the share of
-lesion views that keep one and the mean Dice of what is kept. The cut chosen is the lowest that
-brings the phantom normal views to ``--max-normal`` contours per view or fewer; ``--write-card``
-records it in the weights' card (``inference.min_contour_score``), which the analyzer honours.
-Phantom folders must not be the ones the pipeline is later scored on (benchmarks/phantom_pipeline.py).
-Results: ``--out`` (JSON).
+A contour is the iso-line of the segmentation probability at the threshold around a component, and
+it is shown only when its mean probability (its score) reaches the cut. The segmentation runs once
+per study; then, for each (threshold, cut) pair, this counts on the phantom folders (synthetic
+studies, one lesion in one breast, the other breast normal) the contours per view of the normal
+breast, the share of lesion views that keep a contour on the lesion and the share of studies whose
+most certain contour is on the lesion's breast (the analyzer's side decision; a study without any
+contour counts as wrong), and on the real folder's validation patients (the weights' card names
+them; every one has a lesion) the share of lesion views that keep one and the mean Dice of what is
+kept. Among the pairs that leave ``--max-normal`` contours per normal-breast view or fewer and put
+as many phantom studies on the right breast as the best of them (within ``--side-tolerance``: one
+or two studies are noise), the one chosen leaves the fewest contours on normal breasts, then has
+the best real Dice. ``--write-card`` records it in the weights' card (``inference.threshold``,
+``inference.min_contour_score``), which the analyzer honours. Phantom folders must not be the ones
+the pipeline is later scored on (benchmarks/phantom_pipeline.py). Results: ``--out`` (JSON).
 """
 
 from __future__ import annotations
@@ -30,51 +34,73 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from cam_choice import _masks_from_dir  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from core_model.imaging.contours import lesion_mask, min_area_for_scale  # noqa: E402
+from core_model.imaging.preprocess import Letterbox  # noqa: E402
 from core_model.inference.analyzer import Analyzer  # noqa: E402
 from core_model.io import load_study  # noqa: E402
 from core_model.io.jsonsafe import dumps  # noqa: E402
 from core_model.models.checkpoint import card_path, read_card  # noqa: E402
 
-CUTS = [round(0.5 + 0.025 * i, 3) for i in range(13)]  # 0.5 (no cut) .. 0.8
+THRESHOLDS = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
+CUTS = [round(0.2 + 0.05 * i, 3) for i in range(13)]  # a cut at or under the threshold cuts nothing
 
 
-def view_rows(analysis, masks: dict[str, np.ndarray], kind: str, pid: str) -> list[dict]:
+def view_rows(analysis, masks: dict[str, np.ndarray], kind: str, pid: str, seg_input) -> list[dict]:
+    """Per analysed view with a ground-truth mask: its probability map (float16), minimum area and mask."""
     rows = []
     for key, vr in analysis.views.items():
         gt = masks.get(key)
         if gt is None or gt.shape != vr.mask.shape:
             continue
-        lesion = bool(gt.any())
-        contours = []
-        for les in vr.lesions:
-            x0, y0, x1, y1 = (int(round(v)) for v in les.bbox)
-            on = bool(gt[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1].any()) if lesion else False  # its box meets the lesion
-            contours.append({"score": les.score, "on_lesion": on, "area_px": les.area_px})
-        # the probability inside the shown mask (specks already dropped) is kept, so the Dice at each
-        # cut can be recomputed
-        rows.append({"kind": kind, "patient": pid, "view": key, "lesion": lesion, "contours": contours,
-                     "gt_px": int(gt.sum()), "_prob": np.where(vr.mask > 0, vr.probability, 0.0), "_gt": gt})
+        box = Letterbox.fit(gt.shape, seg_input)
+        rows.append({"kind": kind, "patient": pid, "view": key, "lesion": bool(gt.any()),
+                     "min_area": min_area_for_scale(float(box.scale_xy.mean())),
+                     "_prob": vr.probability.astype(np.float16), "_gt": gt.astype(bool)})
     return rows
 
 
-def dice_at(prob: np.ndarray, gt: np.ndarray, cut: float) -> float:
-    from core_model.imaging.contours import lesion_mask
+def score_view(row: dict, threshold: float, cut: float) -> dict:
+    """Contours at (threshold, cut): their scores, which touch the lesion's box, and the Dice of the mask."""
+    prob = row["_prob"].astype(np.float32)
+    mask, labels, n = lesion_mask(prob, threshold, row["min_area"], cut)
+    gt = row["_gt"]
+    scores, on = [], []
+    for idx, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        scores.append(float(prob[sl][labels[sl] == idx].mean()))
+        on.append(bool(gt[sl].any()))  # its box meets the lesion
+    m = mask.astype(bool)
+    tot = float(m.sum() + gt.sum())
+    dice = 1.0 if tot == 0 else 2.0 * float((m & gt).sum()) / tot
+    return {"scores": scores, "on_lesion": on, "dice": dice}
 
-    mask = lesion_mask(prob, 0.5, 0.0, cut)[0].astype(bool)
-    s = float(mask.sum() + gt.sum())
-    return 1.0 if s == 0 else 2.0 * float((mask & gt).sum()) / s
 
-
-def summarise(rows: list[dict], cut: float) -> dict:
-    normal = [r for r in rows if not r["lesion"]]
-    lesion = [r for r in rows if r["lesion"]]
-    kept = lambda r: [c for c in r["contours"] if c["score"] >= cut]  # noqa: E731
+def summarise(rows: list[dict], threshold: float, cut: float) -> dict:
+    scored = [(r, score_view(r, threshold, cut)) for r in rows]
+    normal = [v for r, v in scored if not r["lesion"]]
+    lesion = [v for r, v in scored if r["lesion"]]
     out = {"views_normal": len(normal), "views_lesion": len(lesion)}
     if normal:
-        out["contours_per_normal_view"] = float(np.mean([len(kept(r)) for r in normal]))
+        out["contours_per_normal_view"] = float(np.mean([len(v["scores"]) for v in normal]))
     if lesion:
-        out["lesion_views_hit"] = float(np.mean([any(c["on_lesion"] for c in kept(r)) for r in lesion]))
-        out["lesion_dice"] = float(np.mean([dice_at(r["_prob"], r["_gt"], cut) for r in lesion]))
+        out["lesion_views_hit"] = float(np.mean([any(v["on_lesion"]) for v in lesion]))
+        out["lesion_dice"] = float(np.mean([v["dice"] for v in lesion]))
+    studies: dict[str, dict[str, float]] = {}
+    truth: dict[str, set] = {}
+    for r, v in scored:  # the analyzer's side decision: the breast of the most certain contour
+        best = studies.setdefault(r["patient"], {"L": 0.0, "R": 0.0})
+        best[r["view"][0]] = max([best[r["view"][0]]] + v["scores"])
+        if r["lesion"]:
+            truth.setdefault(r["patient"], set()).add(r["view"][0])
+    if normal and truth:
+        right = [max("LR", key=lambda s: (c[s], s == "R")) in truth.get(p, set()) and max(c.values()) > 0
+                 for p, c in studies.items()]
+        out["studies"] = len(right)
+        out["side_correct"] = float(np.mean(right))
+        out["no_lesion_found"] = int(sum(max(c.values()) == 0 for c in studies.values()))
     return out
 
 
@@ -84,51 +110,69 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phantoms", type=Path, nargs="+", required=True)
     ap.add_argument("--real-dir", type=Path)
     ap.add_argument("--max-normal", type=float, default=0.2)
+    ap.add_argument("--side-tolerance", type=float, default=0.02,
+                    help="side-correct shares this close to the best count as equal (0.02: one or two of 80 studies)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write-card", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "contour_score_choice.json")
     args = ap.parse_args(argv)
     an = Analyzer(seg_weights=args.seg, device="cpu", num_threads=args.threads)
     an.cls = None  # the cut is about contours; the classifier is not needed
-    an.min_contour_score = 0.0
+    an.min_contour_score, an.threshold = 0.0, min(THRESHOLDS)  # every contour any pair could keep
+    seg_input = an.seg.model.input_size
+    seg_input = (seg_input, seg_input) if isinstance(seg_input, int) else tuple(seg_input)
     rows: list[dict] = []
     for folder in args.phantoms:
         pids = sorted({"P" + r["Patient_ID"] for r in csv.DictReader(open(folder / "labels.csv", encoding="utf-8"))})
         for pid in pids:
             study = load_study(folder / "images", patient=pid)
-            rows += view_rows(an.analyze(study, explain=False), _masks_from_dir(folder / "masks", pid), "phantom", pid)
+            rows += view_rows(an.analyze(study, explain=False), _masks_from_dir(folder / "masks", pid), "phantom",
+                              f"{folder.name}/{pid}",
+                              seg_input)
         print(f"{folder}: {len(pids)} studies", file=sys.stderr)
     if args.real_dir:
         for pid in read_card(args.seg).get("split", {}).get("val", []):
             if not (args.real_dir / "images").is_dir() or not any((args.real_dir / "images").glob(f"{pid}_*")):
                 continue
             study = load_study(args.real_dir / "images", patient=pid)
-            rows += view_rows(an.analyze(study, explain=False), _masks_from_dir(args.real_dir / "masks", pid), "real", pid)
+            rows += view_rows(an.analyze(study, explain=False), _masks_from_dir(args.real_dir / "masks", pid), "real", pid,
+                              seg_input)
         print(f"{args.real_dir}: validation patients done", file=sys.stderr)
     table = []
-    for cut in CUTS:
-        table.append({"cut": cut, "phantom": summarise([r for r in rows if r["kind"] == "phantom"], cut),
-                      "real": summarise([r for r in rows if r["kind"] == "real"], cut)})
-    ok = [t for t in table if t["phantom"].get("contours_per_normal_view", 0.0) <= args.max_normal]
-    chosen = ok[0]["cut"] if ok else None
+    for t in THRESHOLDS:
+        for cut in [0.0] + [c for c in CUTS if c > t]:
+            table.append({"threshold": t, "cut": cut,
+                          "phantom": summarise([r for r in rows if r["kind"] == "phantom"], t, cut),
+                          "real": summarise([r for r in rows if r["kind"] == "real"], t, cut)})
+            print(json.dumps(table[-1]), file=sys.stderr)
+    ok = [e for e in table if e["phantom"].get("contours_per_normal_view", 0.0) <= args.max_normal]
+    best = None
+    if ok:
+        top = max(e["phantom"].get("side_correct", 0.0) for e in ok)
+        near = [e for e in ok if e["phantom"].get("side_correct", 0.0) >= top - args.side_tolerance]
+        best = min(near, key=lambda e: (e["phantom"]["contours_per_normal_view"], -e["real"].get("lesion_dice", 0.0),
+                                        -e["threshold"], e["cut"]))
+    chosen = None if best is None else {"threshold": best["threshold"], "min_contour_score": best["cut"]}
     doc = {"command": "benchmarks/choose_contour_score.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "weights_sha256": an.identity["segmentation"]["weights_sha256"], "max_normal": args.max_normal,
            "chosen": chosen, "table": table}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(dumps(doc, label=str(args.out), indent=1) + "\n")
-    for t in table:
-        print(json.dumps(t))
-    print(f"chosen cut: {chosen}")
+    print(f"chosen: {chosen}")
     if args.write_card and chosen is not None:
         cp = card_path(args.seg)
         card = json.loads(cp.read_text(encoding="utf-8"))
-        card.setdefault("inference", {})["min_contour_score"] = chosen
-        card["inference"]["min_contour_score_chosen_by"] = (
+        inf = card.setdefault("inference", {})
+        inf.update(chosen)
+        inf.pop("min_contour_score_chosen_by", None)
+        inf["chosen_by"] = (
             f"benchmarks/choose_contour_score.py on {', '.join(p.name for p in args.phantoms)}"
             + (f" and the validation patients of {args.real_dir.name}" if args.real_dir else "")
-            + f": the lowest cut leaving at most {args.max_normal} contours per normal-breast view")
+            + f": of the (threshold, cut) pairs leaving at most {args.max_normal} contours per normal-breast view, "
+              f"and putting as many validation phantom studies on the right breast as the best (within {args.side_tolerance}), "
+              "the one with the fewest contours on normal breasts, then the best real Dice")
         cp.write_text(dumps(card, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote inference.min_contour_score = {chosen} into {cp}")
+        print(f"wrote inference {chosen} into {cp}")
     return 0
 
 

@@ -34,20 +34,15 @@ def min_area_for_scale(scale: float) -> float:
     return MIN_LESION_AREA_INPUT_PX / max(scale, 1e-9) ** 2
 
 
-def lesion_mask(probability: np.ndarray, threshold: float = THRESHOLD, min_area_px: float = 0.0,
-                min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
-    """Threshold and drop components smaller than ``min_area_px`` or less certain than ``min_score``
-    (mean probability inside the component).
-
-    Returns (mask uint8 {0,1}, component labels int32, number of components kept).
-    """
+def _components(probability: np.ndarray, threshold: float, min_area_px: float,
+                min_score: float) -> tuple[np.ndarray, tuple[slice, slice], int]:
+    """(labels 1..n of the kept components inside ``box``, ``box``, n): the work of :func:`lesion_mask`
+    on the bounding box of the thresholded pixels only, which holds every component (a full-size
+    mammogram is 13 MP; a lesion's box a few thousand pixels)."""
     binary = probability >= threshold
-    full = np.zeros(binary.shape, np.int32)
     rows, cols = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
     if rows.size == 0:
-        return binary.astype(np.uint8), full, 0
-    # Components lie inside the bounding box of the thresholded pixels: labelling only that box
-    # gives the same result and spares a full-size (13 MP for a mammogram) pass per step.
+        return np.zeros((0, 0), np.int32), (slice(0, 0), slice(0, 0)), 0
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     labels, n = ndimage.label(binary[box], structure=np.ones((3, 3), bool))
     areas = np.bincount(labels.ravel(), minlength=n + 1)
@@ -59,8 +54,20 @@ def lesion_mask(probability: np.ndarray, threshold: float = THRESHOLD, min_area_
     # relabel kept components 1..k in order of first appearance
     new_ids = np.zeros(n + 1, np.int32)
     new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    full[box] = new_ids[labels]
-    return (full > 0).astype(np.uint8), full, int(keep.sum())
+    return new_ids[labels], box, int(keep.sum())
+
+
+def lesion_mask(probability: np.ndarray, threshold: float = THRESHOLD, min_area_px: float = 0.0,
+                min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Threshold and drop components smaller than ``min_area_px`` or less certain than ``min_score``
+    (mean probability inside the component).
+
+    Returns (mask uint8 {0,1}, component labels int32, number of components kept).
+    """
+    labels, box, n = _components(probability, threshold, min_area_px, min_score)
+    full = np.zeros(probability.shape, np.int32)
+    full[box] = labels
+    return (full > 0).astype(np.uint8), full, n
 
 
 def _simplify(points: np.ndarray, tol: float) -> np.ndarray:
@@ -129,17 +136,25 @@ def lesions_from_probability(
     probability over the component's pixels, ``area_px`` its pixel count.
     """
     probability = np.asarray(probability, dtype=np.float32)
-    mask, labels, n = lesion_mask(probability, threshold, min_area_px, min_score)
+    box_labels, box, n = _components(probability, threshold, min_area_px, min_score)
+    mask = np.zeros(probability.shape, np.uint8)
+    mask[box] = box_labels > 0
     lesions: list[Lesion] = []
     if n == 0:
         return mask, lesions
     h, w = probability.shape
-    for idx, sl in enumerate(ndimage.find_objects(labels), start=1):
+    # the box's labels with the 2-pixel margin each crop below takes (no full-size label image)
+    padded = np.pad(box_labels, 2)
+    o0, o1 = box[0].start - 2, box[1].start - 2
+    for idx, sl in enumerate(ndimage.find_objects(box_labels), start=1):
         if sl is None:
             continue
+        # from the box's coordinates to the image's
+        sl = (slice(sl[0].start + box[0].start, sl[0].stop + box[0].start),
+              slice(sl[1].start + box[1].start, sl[1].stop + box[1].start))
         r0, r1 = max(sl[0].start - 2, 0), min(sl[0].stop + 2, h)
         c0, c1 = max(sl[1].start - 2, 0), min(sl[1].stop + 2, w)
-        comp = labels[r0:r1, c0:c1] == idx
+        comp = padded[r0 - o0:r1 - o0, c0 - o1:c1 - o1] == idx
         # The real probabilities keep the iso-line sub-pixel exact; pixels of
         # other components in the crop are held just under the threshold so
         # they draw no line, and a zero border closes lines at the image edge.

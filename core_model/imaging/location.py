@@ -50,7 +50,10 @@ DEPTHS = ("anterior", "middle", "posterior")
 # Within this share of the half-height of the nipple axis on both views the lesion is behind the nipple.
 CENTRAL_FRACTION = 0.12
 NO_SPACING = "in pixels, no spacing in the file"
-LANDMARK_LONG_SIDE = 1024  # resolution level the breast outline is found on, for images kept as levels
+# Resolution level the breast outline is found on, for images kept as levels: the level the analysis
+# already decoded for its models (about 0.5 mm per pixel on a full-field mammogram, far finer than a
+# clock position or a distance in whole millimetres needs), so locating costs no second decode.
+LANDMARK_LONG_SIDE = 512
 MAX_SIZE_RATIO = 3.0  # CC and MLO contours of one lesion differ in size by less than this
 
 

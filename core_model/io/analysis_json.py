@@ -90,6 +90,7 @@ def _read_map(path: Path, shape: tuple[int, int]) -> np.ndarray:
 
 
 OVERLAY_MAX_SIDE = 1024
+OVERLAY_MIN_SIDE = 512
 
 
 def overlay_image(base: np.ndarray, mask: np.ndarray | None, heatmap: np.ndarray | None) -> np.ndarray:
@@ -118,13 +119,18 @@ def overlay_image(base: np.ndarray, mask: np.ndarray | None, heatmap: np.ndarray
 
 
 def _overlay_inputs(base, vr: ViewResult):
-    """(pixels, mask, heatmap) for the quick look: a JPEG 2000 image gives its level of about
-    OVERLAY_MAX_SIDE pixels (no full decode for a picture), the maps sampled to match."""
-    from core_model.io.pyramid import LevelledStudyImage, pixels_for
+    """(pixels, mask, heatmap) for the quick look: an image kept as levels gives the level already
+    decoded nearest OVERLAY_MAX_SIDE pixels if one has OVERLAY_MIN_SIDE or more (the analysis's own:
+    a picture is not worth another decode), else its level of about OVERLAY_MAX_SIDE; the maps are
+    sampled to match."""
+    from core_model.io.pyramid import LevelledStudyImage
 
     if not isinstance(base, LevelledStudyImage):
         return base.pixels, vr.mask, vr.heatmap
-    px, _ = pixels_for(base, OVERLAY_MAX_SIDE)
+    p = base.pyramid
+    ready = [k for k in p.decoded_levels() if max(p.shape(k)) >= OVERLAY_MIN_SIDE]
+    k = min(ready, key=lambda k: abs(max(p.shape(k)) - OVERLAY_MAX_SIDE)) if ready else p.level_for(OVERLAY_MAX_SIDE)
+    px = p.level(k)
     return (px, resize_nearest(vr.mask, px.shape),
             None if vr.heatmap is None else resize_nearest(vr.heatmap, px.shape))
 

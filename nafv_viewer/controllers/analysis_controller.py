@@ -112,7 +112,8 @@ class AnalysisController(QObject):
     @Slot(str, float)
     def _on_progress(self, stage: str, fraction: float) -> None:
         if self._current():
-            self.progress.emit(stage, fraction)
+            # after the result is shown, what still runs is the heatmaps, whatever the analyzer calls its step
+            self.progress.emit("heatmaps" if self._shown else stage, fraction)
 
     @Slot(object)
     def _on_analysed(self, analysis: Any) -> None:

@@ -73,3 +73,20 @@ def test_reduced_level_analysis_agrees_with_full_size(analyzer, big_j2k_study, m
         a, b = reduced.views[f"{side}_{view}"].mask > 0, full.views[f"{side}_{view}"].mask > 0
         dice = 2 * (a & b).sum() / max(1, a.sum() + b.sum())
         assert dice > 0.9, (view, dice)
+
+
+def test_models_location_and_overlays_read_one_level(analyzer, big_j2k_study, tmp_path):
+    """The models, the location of the findings and the quick-look overlays all read the one level
+    the models need: each image of a full-size study is decoded at that level only (1/4 here)."""
+    from core_model.io.analysis_json import write_analysis
+
+    study = load_study(big_j2k_study)
+    before = {k: set(i.pyramid.decoded_levels()) for k, i in study.images.items()}
+    analysis = analyzer.analyze(study, explain=False)
+    analysed = {k: set(i.pyramid.decoded_levels()) for k, i in study.images.items()}
+    write_analysis(analysis, tmp_path, study=study)
+    assert {k: set(i.pyramid.decoded_levels()) for k, i in study.images.items()} == analysed  # overlays: no decode
+    assert all(analysed[k] - before[k] <= {2} for k in analysed) and any(2 in v for v in analysed.values())
+    assert any(vr.lesions and vr.lesions[0].location is not None for vr in analysis.views.values())
+    with Image.open(tmp_path / "R_CC_overlay.png") as im:
+        assert im.size == (COLS // 4, ROWS // 4)

@@ -338,3 +338,33 @@ def test_json_contract_and_round_trip(analyzer, demo, tmp_path):
             assert np.allclose(back.views[key].lesions[0].polygon, vr.lesions[0].polygon, atol=0.01)
         if vr.heatmap is not None:
             assert np.abs(back.views[key].heatmap - vr.heatmap).max() <= 0.5 / 255 + 1e-6
+
+
+def test_the_card_gives_the_contour_threshold(tmp_path):
+    """The contours are drawn at the segmentation card's ``inference.threshold``: a lower one
+    outlines more of the same probability map; a threshold outside (0, 1) is refused on load."""
+    def ckpt(threshold):
+        w = tmp_path / f"bright_{threshold}.safetensors"
+        save_checkpoint(create_model("_test_bright_seg"), w, {
+            "architecture": {"name": "_test_bright_seg", "config": {}}, "trained_on": "untrained (test)",
+            "inference": {"threshold": threshold}})
+        return w
+
+    y, x = np.mgrid[0:128, 0:128]
+    blob = np.exp(-((x - 64.0) ** 2 + (y - 64.0) ** 2) / (2 * 20.0 ** 2))
+    images = {}
+    for key in VIEW_KEYS:
+        rc = (0.3 + 0.4 * blob) if key.startswith("R") else np.full((128, 128), 0.3) + 0.01 * (x % 2)
+        images[(key, "rc")] = rc.astype(np.float32)
+        images[(key, "le")] = np.full((128, 128), 0.4, np.float32) + 0.01 * (y % 2)
+    study = _study(images)
+    high = Analyzer(ckpt(0.5), device="cpu", num_threads=1).analyze(study, explain=False)
+    low = Analyzer(ckpt(0.2), device="cpu", num_threads=1).analyze(study, explain=False)
+    for key in ("R_CC", "R_MLO"):
+        h, lo = high.views[key], low.views[key]
+        np.testing.assert_array_equal(lo.probability, h.probability)
+        assert lo.mask.sum() > h.mask.sum() > 0 and (lo.mask >= h.mask).all()
+        assert lo.probability[lo.mask > 0].min() >= 0.2 - 1e-6 and h.probability[h.mask > 0].min() >= 0.5 - 1e-6
+        assert lo.probability[(lo.mask > 0) & (h.mask == 0)].max() < 0.5
+    with pytest.raises(ModelLoadError, match="threshold"):
+        Analyzer(ckpt(1.5), device="cpu", num_threads=1)
