@@ -97,3 +97,54 @@ def test_analysis_controller_cancel_and_drop(qtbot, demo_study, shut_down):
     assert all(t.wait(10000) for t in threads)
     qtbot.wait(100)
     assert heard == []  # its result, progress and end went nowhere
+
+
+class _TwoStep(FakeAnalyzer):
+    """Gives the result first and its heatmaps after, as the real analyzer does; the heatmaps wait for
+    ``release`` (honouring cancel), so a test can act between the two."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def analyze_first(self, study, progress=None, cancel=None, affected_side=None):
+        analysis = self.analyze(study, progress, cancel, affected_side)
+        release = self.release
+
+        class Pending:
+            def compute(self, cancel=None, progress=None):
+                while not release.wait(0.01):
+                    if cancel is not None:
+                        cancel.check()
+                if progress is not None:
+                    progress("explain", 1.0)
+                return "heatmaps of " + study.patient_id
+
+        return analysis, Pending()
+
+
+def test_analysis_controller_result_first_then_heatmaps(qtbot, demo_study, shut_down):
+    fake = _TwoStep()
+    an = AnalysisController(lambda: fake)
+    shut_down(an)
+    heard = []
+    an.finished.connect(lambda s, a: heard.append("result"))
+    an.heatmaps_ready.connect(lambda s, h: heard.append(h))
+    an.progress.connect(lambda stage, f: heard.append(stage) if stage == "heatmaps" else None)
+    with qtbot.waitSignal(an.finished, timeout=10000) as blocker:
+        an.run(demo_study)
+    assert blocker.args[0] is demo_study and an.running  # the run goes on with the heatmaps
+    assert not an.run(demo_study)
+    with qtbot.waitSignal(an.heatmaps_ready, timeout=10000):
+        fake.release.set()
+    assert heard == ["result", "heatmaps", f"heatmaps of {demo_study.patient_id}"] and not an.running
+
+    # cancelled while the heatmaps run: the result stands, only the heatmaps are dropped
+    fake.release.clear()
+    heard.clear()
+    an.cancelled.connect(lambda: heard.append("cancelled"))
+    with qtbot.waitSignal(an.finished, timeout=10000):
+        an.run(demo_study)
+    with qtbot.waitSignal(an.heatmaps_dropped, timeout=10000) as blocker:
+        assert an.cancel()
+    assert blocker.args[0] == "heatmaps cancelled" and heard == ["result"] and not an.running
