@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,7 @@ from core_model.imaging.contours import THRESHOLD, lesions_from_probability, min
 from core_model.imaging.location import locate_analysis
 from core_model.imaging.preprocess import Letterbox, normalize_image
 from core_model.inference.affected_side import decide_affected_side
+from core_model.inference.cancel import cancellable
 from core_model.inference.explain import DEFAULT_METHOD, DEFAULT_TARGET, explain_views
 from core_model.inference.heatmaps import PendingHeatmaps
 from core_model.inference.inputs_check import AnalysisError, missing_inputs_message  # noqa: F401 - AnalysisError: re-exported
@@ -90,24 +92,6 @@ def default_threads() -> int:
     except AttributeError:  # not on Linux
         n = os.cpu_count() or 1
     return max(1, min(16, n))
-
-
-@contextmanager
-def _cancellable(model: torch.nn.Module, cancel: CancelToken | None) -> Iterator[None]:
-    """Check ``cancel`` before every submodule runs, so a long forward pass stops in well under a second."""
-    if cancel is None:
-        yield
-        return
-
-    def hook(module, args):
-        cancel.check()
-
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules()]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class _Clock:
@@ -184,6 +168,10 @@ class Analyzer:
         else:
             self.num_threads = torch.get_num_threads()
         self.init_warnings: list[str] = []
+        # One analysis at a time on these models: a run dropped by the viewer may still be finishing
+        # (its cancel is seen at the next module) when the next one starts, and Grad-CAM's hooks on
+        # the classifier must see one study's passes only.
+        self.lock = threading.Lock()
         self.cam_method = DEFAULT_METHOD
         self.cam_target = DEFAULT_TARGET
 
@@ -299,7 +287,7 @@ class Analyzer:
         clock.check()
         t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
         flip_tta = bool((self.seg.card.get("inference") or {}).get("flip_tta", False))
-        with torch.inference_mode(), _cancellable(seg, clock.cancel):
+        with torch.inference_mode(), cancellable(seg, clock.cancel):
             prob = lesion_probability(
                 seg,
                 t(views),
@@ -373,6 +361,12 @@ class Analyzer:
         make: ``explain`` off, or no score). The viewer shows the first while the second runs.
         ``share_forward`` computes Grad-CAM's forward pass with the score's, so the heatmaps then
         cost only the mapping (fastest in all; slower to the score)."""
+        with self.lock:
+            return self._analyze_first(study, progress, cancel, affected_side, explain, share_forward)
+
+    def _analyze_first(self, study: Study, progress: ProgressCallback | None, cancel: CancelToken | None,
+                       affected_side: str | None, explain: bool, share_forward: bool
+                       ) -> tuple[Analysis, PendingHeatmaps | None]:
         if affected_side is not None:
             affected_side = affected_side.upper()
             if affected_side not in SIDES:
@@ -463,12 +457,12 @@ class Analyzer:
                 # One forward pass serves the score and Grad-CAM (which needs gradients, so no
                 # inference_mode here); the backward pass is booked under "explain" below.
                 t_cam = time.perf_counter()
-                with _cancellable(cls, clock.cancel):
+                with cancellable(cls, clock.cancel):
                     cam = explain_views(cls, views_in, None, self.cam_method, self.cam_target, cancel=clock.cancel)
                 backward_s = time.perf_counter() - t_cam - cam.forward_s
                 logits = cam.logits[None]
             else:
-                with torch.inference_mode(), _cancellable(cls, clock.cancel):
+                with torch.inference_mode(), cancellable(cls, clock.cancel):
                     logits = cls(a, c)
             result.malignancy_probability = float(torch.softmax(logits.float() / self.temperature, -1)[0, 1])
         if cam is not None:
@@ -486,4 +480,5 @@ class Analyzer:
                 shapes[key] = le.shape
             else:
                 keys.append(None)
-        return PendingHeatmaps(cls, views_in.detach(), tuple(keys), shapes, {}, {}, self.cam_method, self.cam_target, cam)
+        return PendingHeatmaps(cls, views_in.detach(), tuple(keys), shapes, {}, {}, self.cam_method, self.cam_target, cam,
+                               self.lock)

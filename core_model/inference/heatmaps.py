@@ -12,7 +12,9 @@ the analysis, in the thread that owns it.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from core_model.domain.analysis import Analysis
 from core_model.domain.jobs import CancelToken, ProgressCallback, report
 from core_model.imaging.orientation import flip_array
 from core_model.imaging.preprocess import resize_map
+from core_model.inference.cancel import cancellable
 from core_model.inference.explain import CamResult, explain_views
 
 EMPTY_CAM_WARNING = ("Grad-CAM found no image region that supports the prediction at the chosen layer; "
@@ -64,13 +67,14 @@ class PendingHeatmaps:
     method: str
     target: str
     cam: CamResult | None = None  # already computed in the classification's own forward pass
+    lock: Any = None  # the analyzer's: its models serve one analysis at a time
 
     def compute(self, cancel: CancelToken | None = None, progress: ProgressCallback | None = None) -> Heatmaps:
-        report(progress, "explain", 0.0)
         t = time.perf_counter()
         cam = self.cam
         if cam is None:
-            cam = explain_views(self.model, self.views_in, None, self.method, self.target, cancel=cancel)
+            with self.lock or nullcontext(), cancellable(self.model, cancel):
+                cam = explain_views(self.model, self.views_in, None, self.method, self.target, cancel=cancel)
         maps = {}
         for i, key in enumerate(self.keys):
             if key is None:

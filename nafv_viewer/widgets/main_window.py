@@ -156,7 +156,7 @@ class MainWindow(QMainWindow):
         an.progress.connect(self.side.set_progress)
         an.finished.connect(self._on_analysis_done)
         an.heatmaps_ready.connect(self._on_heatmaps)
-        an.heatmaps_dropped.connect(lambda why: self.statusBar().showMessage(f"Analysis shown; {why}", 12000))
+        an.heatmaps_dropped.connect(self._on_heatmaps_dropped)
         an.failed.connect(self._on_analysis_error)
         an.cancelled.connect(self._on_analysis_cancelled)
 
@@ -423,11 +423,13 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Analysis result dropped: it was for a study that is no longer open")
             return
         self.analysis = analysis
-        self.side.set_running(False)
+        heat_to_come = self.analyses.running  # the same run goes on with the heatmaps
+        self.side.set_running(heat_to_come)  # cancel stays offered while the heatmaps are made
         self.side.set_progress("done", 1.0)
+        if heat_to_come:
+            self.side.set_stage("done; heatmaps follow…")
         self.side.show_analysis(analysis)
         self.grid.set_analysis(analysis)
-        heat_to_come = self.analyses.running  # the same run goes on with the heatmaps
         self.statusBar().showMessage("Analysis finished" + (" — not for clinical use" if analysis.not_for_clinical_use else "")
                                      + ("; heatmaps follow" if heat_to_come else ""))
         self.review_flow.open(self.study, analysis)
@@ -438,9 +440,18 @@ class MainWindow(QMainWindow):
             return
         heatmaps.apply(self.analysis)
         self.grid.set_analysis(self.analysis)
+        self.side.set_running(False)
+        self.side.set_stage("done, with heatmaps")
         self.side.show_analysis(self.analysis)
+        if heatmaps.warnings:  # e.g. an empty Grad-CAM: the review's AI summary says it too
+            self.review_flow.open(self.study, self.analysis)
         self.statusBar().showMessage("Heatmaps shown (H: on/off)" + (" — not for clinical use" if self.analysis.not_for_clinical_use else ""), 8000)
         self.heatmaps_shown.emit(self.analysis)
+
+    def _on_heatmaps_dropped(self, why: str) -> None:
+        self.side.set_running(False)
+        self.side.set_stage(f"done; {why}")
+        self.statusBar().showMessage(f"Analysis shown without heatmaps: {why}", 12000)
 
     def _on_analysis_error(self, message: str) -> None:
         self.side.show_stopped("failed")

@@ -67,7 +67,8 @@ class ExportJob(Job):
         if self.kind in ("pdf", "all"):
             heat = heatmaps_from(self.analysis) if (self.heatmaps and self.analysis is not None) else None
             if self.heatmaps and not heat:
-                lines.append("PDF: no heatmaps to include (the analysis has not run in this session)")
+                lines.append("PDF: no heatmaps to include (the analysis has not run in this session, or its heatmaps "
+                             "were not ready)")
             p = export_pdf(self.review, self.study, targets["pdf"], deidentify=self.deidentify, heatmaps=heat or None,
                            overwrite=self.overwrite)
             lines.insert(0, f"wrote {p}")

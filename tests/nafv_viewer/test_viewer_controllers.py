@@ -9,7 +9,7 @@ from PySide6.QtCore import QSettings
 
 from nafv_viewer.controllers.analysis_controller import AnalysisController
 from nafv_viewer.controllers.study_controller import MAX_RECENT, StudyController
-from viewer_helpers import FakeAnalyzer
+from viewer_helpers import FakeAnalyzer, TwoStepAnalyzer
 
 pytestmark = pytest.mark.qt
 
@@ -99,32 +99,8 @@ def test_analysis_controller_cancel_and_drop(qtbot, demo_study, shut_down):
     assert heard == []  # its result, progress and end went nowhere
 
 
-class _TwoStep(FakeAnalyzer):
-    """Gives the result first and its heatmaps after, as the real analyzer does; the heatmaps wait for
-    ``release`` (honouring cancel), so a test can act between the two."""
-
-    def __init__(self):
-        super().__init__()
-        self.release = threading.Event()
-
-    def analyze_first(self, study, progress=None, cancel=None, affected_side=None):
-        analysis = self.analyze(study, progress, cancel, affected_side)
-        release = self.release
-
-        class Pending:
-            def compute(self, cancel=None, progress=None):
-                while not release.wait(0.01):
-                    if cancel is not None:
-                        cancel.check()
-                if progress is not None:
-                    progress("explain", 1.0)
-                return "heatmaps of " + study.patient_id
-
-        return analysis, Pending()
-
-
 def test_analysis_controller_result_first_then_heatmaps(qtbot, demo_study, shut_down):
-    fake = _TwoStep()
+    fake = TwoStepAnalyzer()
     an = AnalysisController(lambda: fake)
     shut_down(an)
     heard = []

@@ -68,3 +68,22 @@ def test_contours_and_score_first_then_the_heatmaps(make_window, qtbot, demo_dir
     assert not w.analyses.running
     with qtbot.waitSignal(w.analysis_finished, timeout=60000):
         w.run_analysis()  # the next run is not refused
+
+
+def test_cancel_stays_offered_while_the_heatmaps_are_made(make_window, qtbot, demo_dir):
+    """Between the result and its heatmaps the run is still going: Cancel is offered, and a cancel then
+    keeps the result on screen and says that only the heatmaps were dropped."""
+    from viewer_helpers import TwoStepAnalyzer
+
+    fake = TwoStepAnalyzer()
+    w = make_window(analyzer=fake)
+    with qtbot.waitSignal(w.study_ready, timeout=10000):
+        w.open_study(demo_dir)
+    with qtbot.waitSignal(w.analysis_finished, timeout=10000):
+        w.run_analysis()
+    assert w.side.cancel_button.isEnabled() and not w.side.run_button.isEnabled()
+    assert "heatmaps follow" in w.side.stage()
+    with qtbot.waitSignal(w.analyses.heatmaps_dropped, timeout=10000):
+        w.cancel_analysis()
+    assert w.analysis is not None and w.side.run_button.isEnabled() and not w.side.cancel_button.isEnabled()
+    assert "heatmaps cancelled" in w.side.stage() and "without heatmaps" in w.statusBar().currentMessage()

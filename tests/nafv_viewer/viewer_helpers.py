@@ -89,3 +89,27 @@ class FakeAnalyzer:
         if affected_side is not None:  # as the real analyzer: the caller's side, said to be the caller's
             a.affected_side, a.affected_side_source = affected_side, "caller"
         return a
+
+
+class TwoStepAnalyzer(FakeAnalyzer):
+    """Gives the result first and its heatmaps after, as the real analyzer does; the heatmaps wait for
+    ``release`` (honouring cancel), so a test can act between the two."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def analyze_first(self, study, progress=None, cancel=None, affected_side=None):
+        analysis = self.analyze(study, progress, cancel, affected_side)
+        release = self.release
+
+        class Pending:
+            def compute(self, cancel=None, progress=None):
+                while not release.wait(0.01):
+                    if cancel is not None:
+                        cancel.check()
+                if progress is not None:
+                    progress("explain", 1.0)
+                return "heatmaps of " + study.patient_id
+
+        return analysis, Pending()
