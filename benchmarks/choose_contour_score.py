@@ -12,9 +12,9 @@ most certain contour is on the lesion's breast (the analyzer's side decision; a 
 contour counts as wrong), and on the real folder's validation patients (the weights' card names
 them; every one has a lesion) the share of lesion views that keep one and the mean Dice of what is
 kept. Among the pairs that leave ``--max-normal`` contours per normal-breast view or fewer and put
-as many phantom studies on the right breast as the best of them (within ``--side-tolerance``: one
-or two studies are noise), the one chosen leaves the fewest contours on normal breasts, then has
-the best real Dice. ``--write-card`` records it in the weights' card (``inference.threshold``,
+as many phantom studies on the right breast as the best of them (within ``--side-tolerance``
+studies: two of 80 are noise), the one chosen has the best Dice on the real patients' lesions,
+then the fewest contours on normal breasts. ``--write-card`` records it in the weights' card (``inference.threshold``,
 ``inference.min_contour_score``), which the analyzer honours. Phantom folders must not be the ones
 the pipeline is later scored on (benchmarks/phantom_pipeline.py). Results: ``--out`` (JSON).
 """
@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phantoms", type=Path, nargs="+", required=True)
     ap.add_argument("--real-dir", type=Path)
     ap.add_argument("--max-normal", type=float, default=0.2)
-    ap.add_argument("--side-tolerance", type=float, default=0.02,
-                    help="side-correct shares this close to the best count as equal (0.02: one or two of 80 studies)")
+    ap.add_argument("--side-tolerance", type=int, default=2,
+                    help="pairs that put at most this many fewer phantom studies on the right breast than the best "
+                         "pair count as equal (2 of 80: about one standard error of the share)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write-card", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "contour_score_choice.json")
@@ -148,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     ok = [e for e in table if e["phantom"].get("contours_per_normal_view", 0.0) <= args.max_normal]
     best = None
     if ok:
-        top = max(e["phantom"].get("side_correct", 0.0) for e in ok)
-        near = [e for e in ok if e["phantom"].get("side_correct", 0.0) >= top - args.side_tolerance]
-        best = min(near, key=lambda e: (e["phantom"]["contours_per_normal_view"], -e["real"].get("lesion_dice", 0.0),
-                                        -e["threshold"], e["cut"]))
+        right = lambda e: round(e["phantom"].get("side_correct", 0.0) * e["phantom"].get("studies", 0))  # noqa: E731
+        top = max(right(e) for e in ok)
+        near = [e for e in ok if right(e) >= top - args.side_tolerance]
+        best = max(near, key=lambda e: (round(e["real"].get("lesion_dice", 0.0), 4),
+                                        -e["phantom"]["contours_per_normal_view"], e["threshold"], -e["cut"]))
     chosen = None if best is None else {"threshold": best["threshold"], "min_contour_score": best["cut"]}
     doc = {"command": "benchmarks/choose_contour_score.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "weights_sha256": an.identity["segmentation"]["weights_sha256"], "max_normal": args.max_normal,
@@ -169,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             f"benchmarks/choose_contour_score.py on {', '.join(p.name for p in args.phantoms)}"
             + (f" and the validation patients of {args.real_dir.name}" if args.real_dir else "")
             + f": of the (threshold, cut) pairs leaving at most {args.max_normal} contours per normal-breast view, "
-              f"and putting as many validation phantom studies on the right breast as the best (within {args.side_tolerance}), "
-              "the one with the fewest contours on normal breasts, then the best real Dice")
+              f"and putting as many validation phantom studies on the right breast as the best (within {args.side_tolerance} "
+              "studies), the one with the best real lesion Dice, then the fewest contours on normal breasts")
         cp.write_text(dumps(card, indent=2) + "\n", encoding="utf-8")
         print(f"wrote inference {chosen} into {cp}")
     return 0
