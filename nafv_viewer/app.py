@@ -128,6 +128,11 @@ def _screenshot(window, app, path: Path | None, out: Path, analyze: bool, patien
             if name != "done":
                 print(f"nafv-viewer: analysis failed: {a[0] if a else name}", file=sys.stderr)
                 return 2
+            if window.analyses.running:  # the heatmaps follow the contours and score: the picture shows them
+                name, a = _wait_for({"shown": window.heatmaps_shown, "dropped": window.analyses.heatmaps_dropped},
+                                    SCREENSHOT_TIMEOUT_S)
+                if name != "shown":
+                    print(f"nafv-viewer: no heatmaps in the picture: {a[0] if a else 'timed out'}", file=sys.stderr)
             if review_demo:
                 _review_in_progress(window)
     for _ in range(3):

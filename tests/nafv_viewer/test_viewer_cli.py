@@ -93,3 +93,21 @@ def test_screenshot_runs_never_touch_the_readers_reviews(qapp, tmp_path, monkeyp
         assert main(["--demo", "--analyze", "--screenshot", str(tmp_path / "b.png"), *extra]) == 0
         assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
     assert os.environ["NAFV_DATA_DIR"] == env  # and the process's own setting is left as it was
+
+
+def test_an_analysis_screenshot_waits_for_the_heatmaps(qapp, tmp_path, monkeypatch):
+    """The contours and score come first and the heatmaps after: the picture is taken with both."""
+    import threading
+
+    import nafv_viewer.app as app_module
+    from nafv_viewer.widgets.main_window import MainWindow
+    from viewer_helpers import TwoStepAnalyzer
+
+    fake = TwoStepAnalyzer()
+    threading.Timer(0.5, fake.release.set).start()  # the heatmaps take their time
+    monkeypatch.setattr(app_module, "_analyzer_factory", lambda args: (lambda: fake))
+    seen = []
+    grab = MainWindow.grab
+    monkeypatch.setattr(MainWindow, "grab", lambda self, *a: (seen.append(self.analysis.heatmap_method), grab(self, *a))[1])
+    assert main(["--demo", "--analyze", "--screenshot", str(tmp_path / "a.png")]) == 0
+    assert seen == ["fake Grad-CAM of P66"] and (tmp_path / "a.png").stat().st_size > 0

@@ -105,7 +105,7 @@ def test_analysis_controller_result_first_then_heatmaps(qtbot, demo_study, shut_
     shut_down(an)
     heard = []
     an.finished.connect(lambda s, a: heard.append("result"))
-    an.heatmaps_ready.connect(lambda s, h: heard.append(h))
+    an.heatmaps_ready.connect(lambda s, h: heard.append(h.method))
     an.progress.connect(lambda stage, f: heard.append(stage) if stage == "heatmaps" else None)
     with qtbot.waitSignal(an.finished, timeout=10000) as blocker:
         an.run(demo_study)
@@ -113,7 +113,7 @@ def test_analysis_controller_result_first_then_heatmaps(qtbot, demo_study, shut_
     assert not an.run(demo_study)
     with qtbot.waitSignal(an.heatmaps_ready, timeout=10000):
         fake.release.set()
-    assert heard == ["result", "heatmaps", f"heatmaps of {demo_study.patient_id}"] and not an.running
+    assert heard == ["result", "heatmaps", f"fake Grad-CAM of {demo_study.patient_id}"] and not an.running
 
     # cancelled while the heatmaps run: the result stands, only the heatmaps are dropped
     fake.release.clear()

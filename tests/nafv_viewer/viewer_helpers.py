@@ -110,6 +110,8 @@ class TwoStepAnalyzer(FakeAnalyzer):
                         cancel.check()
                 if progress is not None:
                     progress("explain", 1.0)
-                return "heatmaps of " + study.patient_id
+                from core_model.inference.heatmaps import Heatmaps
+
+                return Heatmaps(maps={}, target="malignant", method=f"fake Grad-CAM of {study.patient_id}")
 
         return analysis, Pending()
