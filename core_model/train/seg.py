@@ -196,7 +196,8 @@ def init_weights(model: torch.nn.Module, arch: str, weights: str, split: dict) -
         model.load_state_dict(loaded.model.state_dict(), strict=True)
     except RuntimeError as exc:
         raise NafvError(f"--init weights do not fit this model ({str(exc).splitlines()[0]})", weights) from None
-    return {"weights": str(weights), "weights_sha256": loaded.sha256, "epochs": loaded.card.get("epochs")}
+    return {"weights": str(weights), "weights_sha256": loaded.sha256, "epochs": loaded.card.get("epochs"),
+            "encoder_init": (loaded.card.get("encoder") or {}).get("init")}
 
 
 def forward(model, batch: dict, device: torch.device) -> torch.Tensor:
@@ -290,6 +291,8 @@ def _train(args, device: torch.device, dist_info: DistInfo) -> int:
                             f"resume it with the same optimizer", out)
     elif args.init:  # checked before the (slow) data preparation and before the run folder is made
         init_from = init_weights(model, args.arch, args.init, {"train": train_p, "val": val_p})
+        if init_from.get("encoder_init"):  # where the encoder's weights first came from, and the way here
+            encoder_init = f"{init_from['encoder_init']}, through the --init weights ({Path(args.init).name})"
     size = tuple(model.input_size)
     train_b = select_breasts(breasts, set(train_p), channels)
     val_b = select_breasts(breasts, set(val_p), channels)

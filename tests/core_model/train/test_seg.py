@@ -131,6 +131,9 @@ def test_init_starts_from_given_weights_and_refuses_other_models_or_leaks(cdd_te
     best = json.loads((tuned / "best.json").read_text())
     assert best["training"]["optimizer"] == "AdamW" and best["training"]["momentum"] is None
     assert best["training"]["init_from"]["weights_sha256"] == load_checkpoint(start).sha256
+    # the card says where the encoder's weights first came from, and that they came through --init
+    first_init = json.loads((first / "best.json").read_text())["encoder"]["init"]
+    assert best["encoder"]["init"] == f"{first_init}, through the --init weights (best.safetensors)"
     # an epoch that does no better than the start does not replace it as "best"
     assert best["metrics"]["best_epoch"] == 0
     assert best["metrics"]["val_dice"] == pytest.approx(json.loads((first / "best.json").read_text())["metrics"]["val_dice"])
