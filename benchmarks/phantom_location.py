@@ -3,7 +3,7 @@
     python benchmarks/phantom_location.py --n 30 --seed 7 --difficulty easy --out benchmarks/results/phantom_location
 
 Writes ``--n`` synthetic DICOM studies (``nafv-train phantom --dicom``; a seed the shipped weights were
-not trained on, their cards list 101 and 102), runs ``nafv-analyze --report`` on them as a user would
+not trained on, their cards list 101, 102 and 103), runs ``nafv-analyze --report`` on them as a user would
 (shipped weights), and compares every lesion the segmentation found with the generator's labels.csv:
 
 - a lesion is *found* on a view when a contour of that view overlaps its ground-truth mask (the
