@@ -72,7 +72,7 @@ from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_f
 from core_model.models.checkpoint import LoadedModel, load_checkpoint
 from core_model.models.device import pick_device
 from core_model.models.segmentation import lesion_probability
-from core_model.transforms.model_inputs import in_reading_orientation, map_views_back, study_inputs
+from core_model.transforms.model_inputs import crop_boxes, in_reading_orientation, map_views_back, study_inputs
 from core_model.transforms.position_mask import DEFAULT_DECAY
 
 # Said whenever four-view classifier weights score a study without the other breast.
@@ -303,6 +303,14 @@ class Analyzer:
                     out[view_key(side, view)] = prob[b, v]
         return out
 
+    @property
+    def _crop(self) -> float:
+        return float(getattr(self.cls.model, "crop", 0.0))
+
+    @staticmethod
+    def _main_lesions(views: dict[str, ViewResult], side: str) -> dict[str, np.ndarray]:
+        return {key: main_lesion(vr) for key, vr in views.items() if key.startswith(side + "_")}
+
     def _cls_inputs(self, study: Study, views: dict[str, ViewResult], side: str, warnings: list[str]):
         """(affected [1, 2, 3, S, S], contralateral or None) exactly as the classifier was trained on
         (:func:`core_model.transforms.model_inputs.study_inputs`: square resize, energies per ``cls.channels``,
@@ -312,10 +320,10 @@ class Analyzer:
         a CC or MLO low-energy image.
         """
         cls = self.cls.model
-        masks = {key: main_lesion(vr) for key, vr in views.items() if key.startswith(side + "_")}
+        masks = self._main_lesions(views, side)
         try:
             aff, con = study_inputs(study, masks, side, int(cls.input_size), cls.channels,
-                                    float(getattr(cls, "position_decay", DEFAULT_DECAY)))
+                                    float(getattr(cls, "position_decay", DEFAULT_DECAY)), self._crop)
         except NafvError as exc:
             warnings.append(f"no malignancy probability: {exc.reason}")
             return None
@@ -480,5 +488,9 @@ class Analyzer:
                 shapes[key] = le.shape
             else:
                 keys.append(None)
+        # where each lesion-centred input lies in its view (none for whole-view inputs), so the maps go back there
+        masks = self._main_lesions(result.views, side)
+        boxes = crop_boxes({v: masks[view_key(side, v)] for v in ("CC", "MLO") if view_key(side, v) in masks},
+                           self._crop)
         return PendingHeatmaps(cls, views_in.detach(), tuple(keys), shapes, {}, {}, self.cam_method, self.cam_target, cam,
-                               self.lock)
+                               self.lock, {view_key(side, v): b for v, b in boxes.items()})

@@ -53,6 +53,17 @@ class Heatmaps:
             t["total"] += self.seconds
 
 
+def paste(square: np.ndarray, box: tuple[int, int, int], shape: tuple[int, int]) -> np.ndarray:
+    """A map of ``shape``, zero outside the crop ``box`` and ``square`` inside it (clipped to the image)."""
+    r0, c0, side = box
+    out = np.zeros(shape, dtype=np.float32)
+    rs, cs = max(r0, 0), max(c0, 0)
+    re, ce = min(r0 + side, shape[0]), min(c0 + side, shape[1])
+    if re > rs and ce > cs:
+        out[rs:re, cs:ce] = square[rs - r0:re - r0, cs - c0:ce - c0]
+    return out
+
+
 @dataclass
 class PendingHeatmaps:
     """What Grad-CAM needs after the analysis: the classifier and its input, and per explained view
@@ -68,6 +79,8 @@ class PendingHeatmaps:
     target: str
     cam: CamResult | None = None  # already computed in the classification's own forward pass
     lock: Any = None  # the analyzer's: its models serve one analysis at a time
+    # view key -> (row0, col0, side) of a lesion-centred classifier input in the level (reading orientation)
+    crop_boxes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def compute(self, cancel: CancelToken | None = None, progress: ProgressCallback | None = None) -> Heatmaps:
         t = time.perf_counter()
@@ -79,9 +92,12 @@ class PendingHeatmaps:
         for i, key in enumerate(self.keys):
             if key is None:
                 continue
-            # The classifier input is the image resized to a square (no letterbox), so a plain resize
-            # maps back; then the flips to reading orientation are undone and the level brought to full size.
-            heat = resize_map(cam.maps[i], self.level_shapes[key])
+            # The classifier input is the image (or its lesion square) resized to a square, no letterbox,
+            # so a plain resize maps back; then the flips to reading orientation are undone and the level
+            # brought to full size.
+            box = self.crop_boxes.get(key)
+            heat = (resize_map(cam.maps[i], self.level_shapes[key]) if box is None
+                    else paste(resize_map(cam.maps[i], (box[2], box[2])), box, self.level_shapes[key]))
             f = self.flips.get(key, (False, False))
             if f[0] or f[1]:
                 heat = flip_array(heat, f)

@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="square input side in pixels (a multiple of 14 for DINOv2, of 16 for EfficientNet-Lite)")
     p.add_argument("--channels", default="le,le,rc", help="energies filling the three input channels")
     p.add_argument("--position-decay", type=float, default=DEFAULT_DECAY, help="Eq. 8 decay, fraction of the image diagonal")
+    p.add_argument("--crop", type=float, default=0.0,
+                   help="read each view as a square around its lesion, this fraction of the view's longer side "
+                        "(at least twice the lesion); 0: the whole view, as the paper (docs/classification.md)")
     p.add_argument("--adversarial-variants", type=int, default=0,
                    help="0 (default, Algorithm 1): a new contralateral adversarial sample per case every epoch; "
                         "N > 0: N samples per case drawn once and cached (faster, fewer distinct samples)")
@@ -194,7 +197,7 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
     channels = tuple(c.strip().lower() for c in args.channels.split(","))
     return dict(backbone=args.backbone, input_size=args.input_size, backbone_overrides=overrides,
                 mode=args.mode, channels=channels, dims=_ints(args.head_dims), depths=_ints(args.head_depths),
-                num_heads=_ints(args.head_heads), position_decay=args.position_decay)
+                num_heads=_ints(args.head_heads), position_decay=args.position_decay, crop=args.crop)
 
 
 def _default_labels(data: Path, given: str | None) -> Path:
@@ -224,7 +227,7 @@ def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path
     vit = model.backbone
     xs, ys = [], []
     for c in cases:
-        x = case_inputs(c, model.input_size, model.channels, model.position_decay)["affected"]
+        x = case_inputs(c, model.input_size, model.channels, model.position_decay, crop=model.crop)["affected"]
         xs.extend(torch.from_numpy(x))
         ys.extend([c.label, c.label])
     x_all, y_all = torch.stack(xs), torch.tensor(ys)
@@ -703,6 +706,7 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
         task="benign (0) vs malignant (1) of the affected breast from CC + MLO"
              + (" of both breasts" if variant["mode"] == "four-view" else ""),
         inputs=dict(channels=list(cfg["channels"]), input_size=cfg["input_size"], position_decay=cfg["position_decay"],
+                    crop=cfg["crop"],
                     value_range="[0, 1] per image (file window or min/max), times the Eq. 8 position mask"),
         backbone=backbone_desc,
         training=dict(variant=variant_name, beta=args.beta,

@@ -51,8 +51,8 @@ from core_model.io.masks import read_mask_png
 from core_model.io.naming import parse_loose_name
 from core_model.train.masks import lesion_source, read_mask
 from core_model.transforms.adversarial import DEFAULT_JITTER, contralateral_sample
-from core_model.transforms.model_inputs import (VIEWS, breast_images, breast_inputs, in_reading_orientation,
-                                                lesion_masks_at, view_stack)
+from core_model.transforms.model_inputs import (VIEWS, breast_images, breast_inputs, crop_breasts,
+                                                in_reading_orientation, lesion_masks_at, view_stack)
 from core_model.transforms.position_mask import DEFAULT_DECAY, position_mask
 LABEL_SOURCES = ("birads", "pathology")
 # Longest side a case's views are kept at in memory; the classifier sees them as
@@ -224,19 +224,21 @@ def load_cases(data: str | Path, labels_csv: str | Path, label_from: str = "bira
 
 def case_inputs(case: Case, input_size: int, channels: Sequence[str], decay: float = DEFAULT_DECAY,
                 n_adversarial: int = 0, rng: np.random.Generator | None = None,
-                jitter: float = DEFAULT_JITTER) -> dict[str, np.ndarray]:
+                jitter: float = DEFAULT_JITTER, crop: float = 0.0) -> dict[str, np.ndarray]:
     """Network inputs of one case: 'affected' [2, 3, S, S], 'contralateral' [2, 3, S, S] (if present),
-    'adversarial' [n, 2, 3, S, S] (if requested and a contralateral side exists)."""
+    'adversarial' [n, 2, 3, S, S] (if requested and a contralateral side exists). ``crop``: the
+    lesion-centred squares of ``model_inputs`` (0: whole views); the adversarial paste happens in them."""
     s = input_size
-    out = breast_inputs(case.affected, case.masks, case.contralateral, s, channels, decay)  # Eq. 8
-    if case.contralateral is None:
+    affected, masks, contralateral = crop_breasts(case.affected, case.masks, case.contralateral, crop)
+    out = breast_inputs(affected, masks, contralateral, s, channels, decay)  # Eq. 8
+    if contralateral is None:
         return out
-    lesion = lesion_masks_at(case.masks, s)
+    lesion = lesion_masks_at(masks, s)
     adv_views = []
     if n_adversarial > 0:
         rng = rng or np.random.default_rng(0)
-        aff_full = {v: view_stack(case.affected, v, channels, s) for v in VIEWS}
-        con_full = {v: view_stack(case.contralateral, v, channels, s) for v in VIEWS}
+        aff_full = {v: view_stack(affected, v, channels, s) for v in VIEWS}
+        con_full = {v: view_stack(contralateral, v, channels, s) for v in VIEWS}
         for _ in range(n_adversarial):
             sample = []
             for v in VIEWS:
@@ -293,7 +295,7 @@ def embed_cases(model, cases: Sequence[Case], n_adversarial: int, seed: int, dec
 
     for i, case in enumerate(cases):
         x = case_inputs(case, model.input_size, model.channels, decay, n_adversarial,
-                        np.random.default_rng([seed, i]))
+                        np.random.default_rng([seed, i]), crop=model.crop)
         pending.append((torch.from_numpy(x["affected"]), ("a", i, 0)))
         if "contralateral" in x:
             has[i] = True
@@ -330,7 +332,7 @@ def embed_adversarial(model, cases: Sequence[Case], keys: Sequence[int], seed: i
         if case.contralateral is None:
             continue
         x = case_inputs(case, model.input_size, model.channels, decay, 1,
-                        np.random.default_rng([seed, 1_000_003 + epoch, key]))
+                        np.random.default_rng([seed, 1_000_003 + epoch, key]), crop=model.crop)
         todo.append((i, torch.from_numpy(x["adversarial"][0])))
     for j in range(0, len(todo), batch_views):
         chunk = todo[j:j + batch_views]

@@ -17,6 +17,14 @@ aspect is not kept, as in the 512x512 CDD-CESM release), the energies named
 by ``channels`` in the three input channels, times the lesion position mask
 (Eq. 8); the contralateral views get the affected lesion's mask mirrored onto
 them (the paper's "symmetrical alignment of positional information").
+
+With ``crop`` > 0 (the classifier card's ``inputs.crop``; a departure from the
+paper's whole-view input, docs/classification.md) each view is first cut to a
+square around its lesion, ``crop`` times the view's longer side (at least
+twice the lesion's extent), and the contralateral view to the mirrored square:
+at 224 px a whole view leaves a 5 mm lesion a few pixels wide and its margin,
+the sign that separates the classes, invisible. A view without a lesion mask
+stays whole. :func:`crop_boxes` is where each crop lies, so heatmaps map back.
 Training (``core_model.train.cls_data``) and the analyzer call these same
 functions.
 """
@@ -92,6 +100,80 @@ def view_stack(images: dict[tuple[str, str], np.ndarray], view: str, channels: S
     return np.stack([resize_square(images.get((view, e), images[(view, "le")]), size) for e in channels])
 
 
+Box = tuple[int, int, int]  # (row0, col0, side) of a square crop; it may reach past the image (zero padding)
+
+
+def _square_at(center: tuple[float, float], side: int, shape: tuple[int, int]) -> Box:
+    """The ``side`` square centred on ``center``, shifted to lie inside ``shape`` along each axis that is
+    long enough to hold it (centred, reaching past both edges, along one that is not)."""
+    out = []
+    for c, n in zip(center, shape):
+        start = int(round(c - side / 2))
+        out.append(min(max(start, 0), n - side) if side <= n else (n - side) // 2)
+    return out[0], out[1], side
+
+
+def lesion_box(mask: np.ndarray, crop: float) -> Box | None:
+    """The square the classifier reads of a view with lesion ``mask``: centred on the mask's bounding box,
+    ``crop`` times the view's longer side or twice the lesion's extent, whichever is larger (never more
+    than the longer side). None for an empty mask (the view stays whole)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    side = int(round(max(crop * max(mask.shape), 2 * max(r1 - r0, c1 - c0))))
+    side = max(16, min(side, max(mask.shape)))
+    return _square_at(((r0 + r1) / 2, (c0 + c1) / 2), side, mask.shape)
+
+
+def mirrored_box(box: Box, shape: tuple[int, int], other: tuple[int, int]) -> Box:
+    """``box`` of a view of ``shape`` carried to the contralateral view of shape ``other`` (reading
+    orientation: the breasts face each other, so the column mirrors), scaled by the heights."""
+    r0, c0, side = box
+    scale = other[0] / shape[0]
+    centre = ((r0 + side / 2) * scale, other[1] - (c0 + side / 2) * other[1] / shape[1])
+    return _square_at(centre, max(1, int(round(side * scale))), other)
+
+
+def cut(a: np.ndarray, box: Box) -> np.ndarray:
+    """The ``box`` square of ``a``, zero where it reaches past the image."""
+    r0, c0, side = box
+    out = np.zeros((side, side), dtype=a.dtype)
+    rs, cs = max(r0, 0), max(c0, 0)
+    re, ce = min(r0 + side, a.shape[0]), min(c0 + side, a.shape[1])
+    if re > rs and ce > cs:
+        out[rs - r0:re - r0, cs - c0:ce - c0] = a[rs:re, cs:ce]
+    return out
+
+
+def crop_boxes(masks: dict[str, np.ndarray], crop: float) -> dict[str, Box]:
+    """view -> crop box of the affected views that have a lesion (none when ``crop`` is 0)."""
+    if crop <= 0:
+        return {}
+    boxes = {v: lesion_box(m, crop) for v, m in masks.items()}
+    return {v: b for v, b in boxes.items() if b is not None}
+
+
+def crop_breasts(affected: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray],
+                 contra: dict[tuple[str, str], np.ndarray] | None, crop: float):
+    """(affected, masks, contra) cut to the lesion squares (:func:`crop_boxes`), the contralateral
+    views to the mirrored squares; unchanged when ``crop`` is 0 or no view has a lesion."""
+    boxes = crop_boxes(masks, crop)
+    if not boxes:
+        return affected, masks, contra
+    aff = {(v, e): (cut(a, boxes[v]) if v in boxes else a) for (v, e), a in affected.items()}
+    m = {v: (cut(a, boxes[v]) if v in boxes else a) for v, a in masks.items()}
+    con = None
+    if contra is not None:
+        con = {}
+        for (v, e), a in contra.items():
+            if v in boxes:
+                con[(v, e)] = cut(a, mirrored_box(boxes[v], masks[v].shape, a.shape))
+            else:
+                con[(v, e)] = a
+    return aff, m, con
+
+
 def lesion_masks_at(masks: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     """view -> bool lesion mask resized to the square input."""
     return {v: resize_square(masks[v].astype(np.float32), size, nearest=True) > 0.5 for v in VIEWS}
@@ -99,11 +181,13 @@ def lesion_masks_at(masks: dict[str, np.ndarray], size: int) -> dict[str, np.nda
 
 def breast_inputs(affected: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray],
                   contra: dict[tuple[str, str], np.ndarray] | None, size: int, channels: Sequence[str],
-                  decay: float = DEFAULT_DECAY) -> dict[str, np.ndarray]:
+                  decay: float = DEFAULT_DECAY, crop: float = 0.0) -> dict[str, np.ndarray]:
     """'affected' [2, 3, S, S] and, when ``contra`` is given, 'contralateral' [2, 3, S, S] (Eq. 8).
 
     ``affected`` / ``contra``: (view, energy) -> float32 [0, 1] in reading orientation;
-    ``masks``: view -> lesion mask of the affected views (empty: an all-ones position mask)."""
+    ``masks``: view -> lesion mask of the affected views (empty: an all-ones position mask);
+    ``crop``: see the module docstring."""
+    affected, masks, contra = crop_breasts(affected, masks, contra, crop)
     lesion = lesion_masks_at(masks, size)
     out = {"affected": np.stack([view_stack(affected, v, channels, size) * position_mask(lesion[v], decay)
                                  for v in VIEWS]).astype(np.float32)}
@@ -126,7 +210,8 @@ def breast_images(study: Study, side: str) -> dict[tuple[str, str], np.ndarray]:
 
 
 def study_inputs(study: Study, lesion_masks: dict[str, np.ndarray], affected_side: str, input_size: int,
-                 channels: Sequence[str], decay: float = DEFAULT_DECAY) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 channels: Sequence[str], decay: float = DEFAULT_DECAY,
+                 crop: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(affected [1, 2, 3, S, S], contralateral [1, 2, 3, S, S] or None) for ``model(affected, contralateral)``.
 
     ``study`` and ``lesion_masks`` (view key -> mask at the image's resolution) in reading
@@ -144,7 +229,7 @@ def study_inputs(study: Study, lesion_masks: dict[str, np.ndarray], affected_sid
     con = breast_images(study, contralateral(side))
     if not all((v, "le") in con for v in VIEWS):
         con = None
-    x = breast_inputs(aff, masks, con, input_size, channels, decay)
+    x = breast_inputs(aff, masks, con, input_size, channels, decay, crop)
     a = torch.from_numpy(x["affected"])[None]
     c = torch.from_numpy(x["contralateral"])[None] if "contralateral" in x else None
     return a, c

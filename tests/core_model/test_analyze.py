@@ -69,6 +69,7 @@ def weights(tmp_path_factory) -> dict[str, Path]:
         "seg": _tiny_ckpt(tmp, "nafv_seg_tiny"),
         "cls": _tiny_ckpt(tmp, "nafv_cls_tiny"),
         "cls_dual": _tiny_ckpt(tmp, "nafv_cls_tiny", "_dual", mode="dual-view"),
+        "cls_crop": _tiny_ckpt(tmp, "nafv_cls_tiny", "_crop", crop=0.2),
         "bright": _tiny_ckpt(tmp, "_test_bright_seg"),
     }
 
@@ -226,6 +227,39 @@ def test_missing_view_is_skipped_and_said(analyzer, demo):
     # the classifier still scores the right breast (its MLO LE exists, so four-view inputs are complete)
     assert a.malignancy_probability is not None and a.classifier_mode == "four-view"
     assert a.views["R_CC"].heatmap is not None
+
+
+def test_lesion_centred_classifier_maps_its_heatmaps_back_to_the_lesion_square(weights):
+    """A classifier whose card reads lesion squares (inputs.crop) is fed those squares, and its
+    Grad-CAM maps come back inside them, at the lesion, not stretched over the whole view."""
+    rng = np.random.default_rng(3)
+    images, rows, cols = {}, *np.ogrid[:400, :320]
+    for key in VIEW_KEYS:
+        for energy in ("le", "rc"):
+            px = (0.3 + 0.01 * rng.random((400, 320))).astype(np.float32)
+            px[0, 0] = 0.9  # every image spans the same range, so none is stretched to noise
+            if key.startswith("L_") and energy == "rc":  # an enhancing 24 px lesion, left breast only
+                px[(rows - 150) ** 2 + (cols - 100) ** 2 <= 12 ** 2] = 0.9
+            images[(key, energy)] = px
+    study = _study(images)
+    # the bright-RC stand-in outlines the enhancing lesion (the tiny untrained one outlines everything)
+    crop = Analyzer(weights["bright"], weights["cls_crop"], device="cpu", num_threads=1)
+    whole = Analyzer(weights["bright"], weights["cls"], device="cpu", num_threads=1)
+    a, pending = crop.analyze_first(study)
+    b = whole.analyze(study, explain=False)
+    assert a.affected_side == "L" and a.malignancy_probability is not None and a.classifier_mode == "four-view"
+    assert a.malignancy_probability != pytest.approx(b.malignancy_probability, abs=1e-6)  # other inputs, same weights
+    pending.compute().apply(a)
+    scale = 400 / pending.level_shapes["L_CC"][0]  # the squares are in the level the models read
+    for key in ("L_CC", "L_MLO"):
+        r0, c0, side = (round(v * scale) for v in pending.crop_boxes[key])
+        assert side <= 200 and r0 < 150 < r0 + side and c0 < 100 < c0 + side  # a square around the lesion
+        heat = a.views[key].heatmap
+        assert heat.shape == (400, 320) and heat.max() > 0
+        rows, cols = np.flatnonzero(heat.any(1)), np.flatnonzero(heat.any(0))
+        # the map fills its square (clipped to the image) and nothing else
+        assert abs(rows[0] - max(r0, 0)) <= 2 and abs(rows[-1] + 1 - min(r0 + side, 400)) <= 2
+        assert abs(cols[0] - max(c0, 0)) <= 2 and abs(cols[-1] + 1 - min(c0 + side, 320)) <= 2
 
 
 def test_dual_view_classifier_weights(weights, demo):

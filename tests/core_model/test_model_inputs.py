@@ -97,3 +97,66 @@ def test_training_samples_are_in_reading_orientation_too(demo_dir, tmp_path):
     assert a["masks"].sum() > 0
     assert (a["views"] - b["views"]).abs().max() < 0.02  # JPEG re-encoding only
     assert (a["masks"] != b["masks"]).float().mean() < 0.002
+
+
+# ----------------------------------------------------------------------------- lesion-centred inputs
+
+def _disc(shape, center, radius) -> np.ndarray:
+    r, c = np.ogrid[:shape[0], :shape[1]]
+    return (r - center[0]) ** 2 + (c - center[1]) ** 2 <= radius ** 2
+
+
+def test_lesion_box_is_centred_on_the_lesion_and_stays_inside_the_view():
+    from core_model.transforms.model_inputs import lesion_box
+
+    mask = _disc((512, 416), (200, 150), 10)
+    r0, c0, side = lesion_box(mask, 0.3)
+    assert side == round(0.3 * 512)  # 154: the lesion's extent (21 px) is far smaller
+    assert abs(r0 + side / 2 - 200) <= 1 and abs(c0 + side / 2 - 150) <= 1
+    # a lesion at the edge: the square shifts to stay inside and still holds the whole lesion
+    r0, c0, side = lesion_box(_disc((512, 416), (500, 5), 8), 0.3)
+    assert (r0, c0) == (512 - side, 0)
+    # a large lesion gets a square twice its extent
+    assert lesion_box(_disc((512, 416), (256, 208), 60), 0.3)[2] == 2 * 121
+    assert lesion_box(np.zeros((512, 416), bool), 0.3) is None
+
+
+def test_contralateral_crop_is_the_mirrored_square():
+    from core_model.transforms.model_inputs import crop_breasts
+
+    shape = (512, 416)
+    rng = np.random.default_rng(0)
+    aff_img = rng.random(shape).astype(np.float32)
+    con_img = aff_img[:, ::-1].copy()  # a contralateral breast that is the exact mirror image
+    mask = _disc(shape, (300, 100), 12)
+    aff, masks, con = crop_breasts({("CC", "le"): aff_img, ("MLO", "le"): aff_img},
+                                   {"CC": mask, "MLO": np.zeros(shape, bool)},
+                                   {("CC", "le"): con_img, ("MLO", "le"): con_img}, 0.3)
+    assert aff[("CC", "le")].shape == (154, 154) and masks["CC"].shape == (154, 154)
+    assert masks["CC"].sum() == mask.sum()  # the whole lesion is inside its square
+    np.testing.assert_array_equal(con[("CC", "le")], aff[("CC", "le")][:, ::-1])
+    # the MLO has no lesion mask: it stays whole, on both sides
+    assert aff[("MLO", "le")].shape == shape and con[("MLO", "le")].shape == shape
+
+
+def test_crop_zero_is_the_paper_whole_view_input():
+    from core_model.transforms.model_inputs import breast_inputs
+
+    shape = (512, 416)
+    img = np.random.default_rng(1).random(shape).astype(np.float32)
+    images = {("CC", "le"): img, ("MLO", "le"): img}
+    masks = {"CC": _disc(shape, (300, 100), 12), "MLO": _disc(shape, (250, 120), 12)}
+    whole = breast_inputs(images, masks, None, 64, ("le", "le", "le"))
+    np.testing.assert_array_equal(whole["affected"], breast_inputs(images, masks, None, 64, ("le", "le", "le"),
+                                                                   crop=0.0)["affected"])
+    cropped = breast_inputs(images, masks, None, 64, ("le", "le", "le"), crop=0.3)["affected"]
+    assert not np.allclose(cropped, whole["affected"])
+
+
+def test_heatmap_of_a_crop_goes_back_to_its_square():
+    from core_model.inference.heatmaps import paste
+
+    square = np.ones((100, 100), np.float32)
+    out = paste(square, (450, -20, 100), (512, 416))
+    assert out.shape == (512, 416)
+    assert out[450:, :80].all() and out.sum() == 62 * 80
