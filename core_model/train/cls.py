@@ -59,6 +59,9 @@ from core_model.train.loop import STATE_NAME, save_weights
 from core_model.train.loop import fit as fit_loop
 from core_model.transforms.position_mask import DEFAULT_DECAY
 
+CROP_LIMITATION = (" It reads a square around the outlined lesion of each view: a view without an outline is read "
+                   "whole, and the score says nothing about tissue outside the squares.")
+
 VARIANTS = {
     "four-view": dict(mode="four-view", adversarial=True),
     "four-view-no-adversarial": dict(mode="four-view", adversarial=False),
@@ -728,7 +731,8 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
         limitations=("Scores are not probabilities of cancer: they are temperature-scaled on the training data's own "
                      "validation patients only. Trained and evaluated only on the data named "
                      "in trained_on; performance on real mammograms is unknown. A four-view model given no "
-                     "contralateral side runs its dual-view path, which it was not trained for."),
+                     "contralateral side runs its dual-view path, which it was not trained for."
+                     + (CROP_LIMITATION if cfg["crop"] > 0 else "")),
         not_for_clinical_use=True,
     )
     if calibration is None:

@@ -22,8 +22,8 @@ With ``crop`` > 0 (the classifier card's ``inputs.crop``; a departure from the
 paper's whole-view input, docs/classification.md) each view is first cut to a
 square around its lesion, ``crop`` times the view's longer side (at least
 twice the lesion's extent), and the contralateral view to the mirrored square:
-at 224 px a whole view leaves a 5 mm lesion a few pixels wide and its margin,
-the sign that separates the classes, invisible. A view without a lesion mask
+at 224 px a whole view is about 1 mm per pixel, which leaves the margin of a
+mass (spicules under 1 mm wide), the sign that separates the classes, unseen. A view without a lesion mask
 stays whole. :func:`crop_boxes` is where each crop lies, so heatmaps map back.
 Training (``core_model.train.cls_data``) and the analyzer call these same
 functions.
