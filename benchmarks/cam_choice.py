@@ -42,7 +42,8 @@ from core_model.io.jsonsafe import dumps  # noqa: E402
 from core_model.io.masks import read_mask_png  # noqa: E402
 from core_model.io.naming import parse_loose_name  # noqa: E402
 from core_model.models.checkpoint import load_checkpoint  # noqa: E402
-from core_model.transforms.model_inputs import study_inputs  # noqa: E402
+from core_model.inference.heatmaps import paste  # noqa: E402
+from core_model.transforms.model_inputs import crop_boxes, study_inputs  # noqa: E402
 
 TARGETS = ("backbone.blocks[-1].norm1", "backbone.blocks[-2].norm1", "backbone.norm", "head.stage1")
 
@@ -107,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     timing: dict[str, list[float]] = {k: [] for k in rows}
     cases = _cases(args)
     for name, study, masks, side in cases:
-        a, c = study_inputs(study, masks, side, int(cls.input_size), cls.channels, float(cls.position_decay))
+        crop = float(getattr(cls, "crop", 0.0))
+        a, c = study_inputs(study, masks, side, int(cls.input_size), cls.channels, float(cls.position_decay), crop)
+        # where lesion-square inputs lie in their views, so the maps go back there (as the analyzer does)
+        boxes = crop_boxes({v: masks[view_key(side, v)] > 0 for v in ("CC", "MLO") if view_key(side, v) in masks}, crop)
         if getattr(cls, "mode", "four-view") == "dual-view":
             c = None
         with torch.no_grad():
@@ -129,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                     gt = masks.get(vk)
                     if le is None or gt is None or not gt.any() or gt.shape != le.shape:
                         continue
-                    h = resize_map(maps[i], le.shape)
+                    box = boxes.get(v)
+                    h = (resize_map(maps[i], le.shape) if box is None
+                         else paste(resize_map(maps[i], (box[2], box[2])), box, le.shape))
                     tol = max(1, round(0.02 * max(le.shape)))
                     near = ndimage.binary_dilation(gt, iterations=tol)
                     total = float(h.sum())

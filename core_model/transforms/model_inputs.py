@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 
 from core_model.domain.errors import NafvError
 from core_model.domain.study import Study, contralateral, view_key
@@ -113,10 +114,19 @@ def _square_at(center: tuple[float, float], side: int, shape: tuple[int, int]) -
     return out[0], out[1], side
 
 
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n <= 1:
+        return mask
+    return labels == 1 + int(np.argmax(ndimage.sum(mask, labels, index=np.arange(1, n + 1))))
+
+
 def lesion_box(mask: np.ndarray, crop: float) -> Box | None:
-    """The square the classifier reads of a view with lesion ``mask``: centred on the mask's bounding box,
-    ``crop`` times the view's longer side or twice the lesion's extent, whichever is larger (never more
-    than the longer side). None for an empty mask (the view stays whole)."""
+    """The square the classifier reads of a view with lesion ``mask``: centred on the bounding box of
+    its largest lesion (the analyzer passes its main lesion only; a training mask with several lesions
+    gets the same rule), ``crop`` times the view's longer side or twice the lesion's extent, whichever
+    is larger (never more than the longer side). None for an empty mask (the view stays whole)."""
+    mask = _largest_component(mask > 0)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if rows.size == 0:
         return None
@@ -126,12 +136,17 @@ def lesion_box(mask: np.ndarray, crop: float) -> Box | None:
     return _square_at(((r0 + r1) / 2, (c0 + c1) / 2), side, mask.shape)
 
 
-def mirrored_box(box: Box, shape: tuple[int, int], other: tuple[int, int]) -> Box:
-    """``box`` of a view of ``shape`` carried to the contralateral view of shape ``other`` (reading
-    orientation: the breasts face each other, so the column mirrors), scaled by the heights."""
+def carried_box(box: Box, shape: tuple[int, int], other: tuple[int, int], mirror: bool = False) -> Box:
+    """``box`` of an image of ``shape`` carried to an image of shape ``other``: the same place scaled
+    (another energy of the view stored at another size), or with ``mirror`` the mirrored place (the
+    contralateral view: in reading orientation the breasts face each other, so the column mirrors).
+    The side scales with the heights."""
+    if tuple(other) == tuple(shape) and not mirror:
+        return box
     r0, c0, side = box
     scale = other[0] / shape[0]
-    centre = ((r0 + side / 2) * scale, other[1] - (c0 + side / 2) * other[1] / shape[1])
+    col = (c0 + side / 2) * other[1] / shape[1]
+    centre = ((r0 + side / 2) * scale, other[1] - col if mirror else col)
     return _square_at(centre, max(1, int(round(side * scale))), other)
 
 
@@ -161,16 +176,14 @@ def crop_breasts(affected: dict[tuple[str, str], np.ndarray], masks: dict[str, n
     boxes = crop_boxes(masks, crop)
     if not boxes:
         return affected, masks, contra
-    aff = {(v, e): (cut(a, boxes[v]) if v in boxes else a) for (v, e), a in affected.items()}
+    # every image is cut where the box lies in its own pixels (the LE and RC of a view may differ in size)
+    aff = {(v, e): (cut(a, carried_box(boxes[v], masks[v].shape, a.shape)) if v in boxes else a)
+           for (v, e), a in affected.items()}
     m = {v: (cut(a, boxes[v]) if v in boxes else a) for v, a in masks.items()}
     con = None
     if contra is not None:
-        con = {}
-        for (v, e), a in contra.items():
-            if v in boxes:
-                con[(v, e)] = cut(a, mirrored_box(boxes[v], masks[v].shape, a.shape))
-            else:
-                con[(v, e)] = a
+        con = {(v, e): (cut(a, carried_box(boxes[v], masks[v].shape, a.shape, mirror=True)) if v in boxes else a)
+               for (v, e), a in contra.items()}
     return aff, m, con
 
 

@@ -139,6 +139,33 @@ def test_contralateral_crop_is_the_mirrored_square():
     assert aff[("MLO", "le")].shape == shape and con[("MLO", "le")].shape == shape
 
 
+def test_squares_follow_each_image_size_and_the_largest_lesion():
+    """The contralateral breast stored at another size gets the mirrored square at its own scale, an
+    energy stored at another size is cut at the same place of its own pixels, and a mask with two
+    lesions is centred on the larger (the one the analyzer would pass)."""
+    from core_model.transforms.model_inputs import crop_breasts, lesion_box
+
+    shape = (512, 416)
+    mask = _disc(shape, (300, 100), 12)
+    two = mask | _disc(shape, (60, 350), 4)
+    assert lesion_box(two, 0.3) == lesion_box(mask, 0.3)
+    le_big = np.zeros((1024, 832), np.float32)
+    le_big[_disc((1024, 832), (600, 200), 24)] = 1.0  # the lesion, at twice the mask's resolution
+    rc = mask.astype(np.float32)
+    con = np.zeros((256, 208), np.float32)
+    con[_disc((256, 208), (150, 208 - 50), 6)] = 1.0  # a mirror-image lesion on a half-size other breast
+    aff, masks, cropped_con = crop_breasts({("CC", "le"): le_big, ("CC", "rc"): rc},
+                                           {"CC": mask}, {("CC", "le"): con}, 0.3)
+    assert aff[("CC", "le")].shape == (308, 308) and aff[("CC", "rc")].shape == (154, 154)
+    np.testing.assert_allclose(aff[("CC", "le")].sum() / 4, aff[("CC", "rc")].sum(), rtol=0.05)  # whole lesion in both
+    c = cropped_con[("CC", "le")]
+    assert c.shape == (77, 77) and c.sum() == con.sum()
+    # the contralateral lesion sits at the mirrored place of the square: same row, mirrored column
+    rows_a, cols_a = np.argwhere(aff[("CC", "rc")]).mean(0) / 2
+    rows_c, cols_c = np.argwhere(c).mean(0)
+    assert abs(rows_c - rows_a) <= 1.5 and abs(cols_c - (76 - cols_a)) <= 1.5
+
+
 def test_crop_zero_is_the_paper_whole_view_input():
     from core_model.transforms.model_inputs import breast_inputs
 

@@ -77,6 +77,21 @@ def test_study_inputs_demo_study(demo_dir):
         study_inputs(study, masks, "L", 56, ("le", "le", "rc"))
 
 
+@pytest.mark.parametrize("crop", [0.0, 0.3])
+def test_training_and_analysis_feed_the_classifier_the_same_inputs(demo_dir, crop):
+    """What the trainer builds from a case is what the analyzer builds from the study, whole views or
+    lesion squares."""
+    from core_model.train.cls_data import cases_from_study
+
+    study = load_study(demo_dir)
+    masks = {f"L_{v}": read_mask_png(demo_dir.parent / "demo_masks" / f"P66_L_DM_{v}.jpg") > 0 for v in ("CC", "MLO")}
+    case = next(c for c in cases_from_study(study, masks, {"L": 1}) if c.side == "L")
+    x = case_inputs(case, 56, ("le", "le", "rc"), crop=crop)
+    aff, con = study_inputs(study, masks, "L", 56, ("le", "le", "rc"), crop=crop)
+    np.testing.assert_array_equal(x["affected"], aff[0].numpy())
+    np.testing.assert_array_equal(x["contralateral"], con[0].numpy())
+
+
 def test_adversarial_inputs_and_token_cache(demo_dir):
     from core_model.train.cls_data import cases_from_study
 
