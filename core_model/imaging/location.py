@@ -50,9 +50,9 @@ DEPTHS = ("anterior", "middle", "posterior")
 # Within this share of the half-height of the nipple axis on both views the lesion is behind the nipple.
 CENTRAL_FRACTION = 0.12
 NO_SPACING = "in pixels, no spacing in the file"
-# Resolution level the breast outline is found on, for images kept as levels: the level the analysis
-# already decoded for its models (about 0.5 mm per pixel on a full-field mammogram, far finer than a
-# clock position or a distance in whole millimetres needs), so locating costs no second decode.
+# Resolution the breast outline is found on, for images kept as levels (about 0.5 mm per pixel on a
+# full-field mammogram, far finer than a clock position or a distance in whole millimetres needs); a
+# finer level the analysis already decoded for its models is used instead, so locating costs no decode.
 LANDMARK_LONG_SIDE = 512
 MAX_SIZE_RATIO = 3.0  # CC and MLO contours of one lesion differ in size by less than this
 
@@ -184,6 +184,16 @@ def view_landmarks(key: str, pixels: np.ndarray, flips: Flips, spacing: tuple[fl
     return lm
 
 
+def landmark_level(pyramid: Any) -> int:
+    """The level to find the outline on: about :data:`LANDMARK_LONG_SIDE`, or the coarsest level already
+    decoded that is at least that fine (the analysis's own, when its models read a finer one)."""
+    k = pyramid.level_for(LANDMARK_LONG_SIDE)
+    if pyramid.decoded(k):
+        return k
+    ready = [j for j in pyramid.decoded_levels() if max(pyramid.shape(j)) >= LANDMARK_LONG_SIDE]
+    return max(ready) if ready else k
+
+
 def study_landmarks(study: Any, flips_by_view: dict[str, Flips] | None = None) -> dict[str, ViewLandmarks]:
     """Per view key of ``study`` (as stored), its landmarks; views without a breast outline are left out.
 
@@ -198,7 +208,7 @@ def study_landmarks(study: Any, flips_by_view: dict[str, Flips] | None = None) -
                         if i is not None and i.pixel_spacing_mm is not None), None)
         pyramid = getattr(img, "pyramid", None)
         if pyramid is not None:  # a coarse level is enough for an outline; no full-size decode
-            lm = view_landmarks(key, pyramid.level(pyramid.level_for(LANDMARK_LONG_SIDE)), flips, spacing,
+            lm = view_landmarks(key, pyramid.level(landmark_level(pyramid)), flips, spacing,
                                 full_shape=pyramid.full_shape)
         else:
             lm = view_landmarks(key, img.pixels, flips, spacing)

@@ -72,7 +72,8 @@ from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_f
 from core_model.models.checkpoint import LoadedModel, load_checkpoint
 from core_model.models.device import pick_device
 from core_model.models.segmentation import lesion_probability
-from core_model.transforms.model_inputs import crop_boxes, in_reading_orientation, map_views_back, study_inputs
+from core_model.transforms.model_inputs import (crop_boxes, in_reading_orientation, map_views_back, source_long_side,
+                                                study_inputs)
 from core_model.transforms.position_mask import DEFAULT_DECAY
 
 # Said whenever four-view classifier weights score a study without the other breast.
@@ -234,7 +235,10 @@ class Analyzer:
         sizes = [max(_size2(self.seg.model.input_size))]
         if self.cls is not None:
             sizes.append(int(self.cls.model.input_size))
-        return LEVEL_FACTOR * max(sizes)
+        # lesion squares are cut from a level as fine as the classifier's training images, so a full-size
+        # study and its reduced read give the classifier the same squares (shrunk, not enlarged)
+        crop_source = source_long_side(int(self.cls.model.input_size), self._crop) if self.cls is not None else 0
+        return max(LEVEL_FACTOR * max(sizes), crop_source)
 
     @property
     def device_label(self) -> str:

@@ -51,13 +51,14 @@ from core_model.io.masks import read_mask_png
 from core_model.io.naming import parse_loose_name
 from core_model.train.masks import lesion_source, read_mask
 from core_model.transforms.adversarial import DEFAULT_JITTER, contralateral_sample
-from core_model.transforms.model_inputs import (VIEWS, breast_images, breast_inputs, crop_breasts,
+from core_model.transforms.model_inputs import (SOURCE_MAX_SIDE, VIEWS, breast_images, breast_inputs, crop_breasts,
                                                 in_reading_orientation, lesion_masks_at, view_stack)
 from core_model.transforms.position_mask import DEFAULT_DECAY, position_mask
 LABEL_SOURCES = ("birads", "pathology")
 # Longest side a case's views are kept at in memory; the classifier sees them as
-# --input-size squares (224-518 px), so this keeps all the detail it can use.
-MAX_SIDE = 1024
+# --input-size squares (224-518 px), or lesion squares of them, so this keeps all the detail it can
+# use (the analysis reads the same: model_inputs.source_long_side).
+MAX_SIDE = SOURCE_MAX_SIDE
 
 
 @dataclass

@@ -45,6 +45,18 @@ from core_model.imaging.orientation import Flips, flip_array, flip_points, orien
 from core_model.transforms.position_mask import DEFAULT_DECAY, position_mask
 
 VIEWS = ("CC", "MLO")  # index 0 / 1 of the view axis
+# Longest side the classifier's training keeps a view at (core_model.train.cls_data): the source of
+# its inputs, so the analysis reads lesion squares from a level at least this fine where it can.
+SOURCE_MAX_SIDE = 1024
+
+
+def source_long_side(input_size: int, crop: float) -> int:
+    """The long side of the image a classifier's lesion squares should be cut from so that a square
+    holds at least ``input_size`` pixels (shrunk, never enlarged, into the input, as in training from
+    images kept at up to :data:`SOURCE_MAX_SIDE`); ``input_size`` itself for whole views."""
+    if crop <= 0:
+        return int(input_size)
+    return min(SOURCE_MAX_SIDE, int(np.ceil(input_size / crop)))
 
 
 # ----------------------------------------------------------------------------- orientation
