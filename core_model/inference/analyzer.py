@@ -72,8 +72,8 @@ from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_f
 from core_model.models.checkpoint import LoadedModel, load_checkpoint
 from core_model.models.device import pick_device
 from core_model.models.segmentation import lesion_probability
-from core_model.transforms.model_inputs import (crop_boxes, in_reading_orientation, map_views_back, source_long_side,
-                                                study_inputs)
+from core_model.transforms.model_inputs import (carried_box, crop_boxes, fit_long_side, in_reading_orientation,
+                                                map_views_back, source_long_side, study_inputs)
 from core_model.transforms.position_mask import DEFAULT_DECAY
 
 # Said whenever four-view classifier weights score a study without the other breast.
@@ -237,7 +237,12 @@ class Analyzer:
             sizes.append(int(self.cls.model.input_size))
         # lesion squares are cut from a level as fine as the classifier's training images, so a full-size
         # study and its reduced read give the classifier the same squares (shrunk, not enlarged)
-        crop_source = source_long_side(int(self.cls.model.input_size), self._crop) if self.cls is not None else 0
+        crop_source = 0
+        if self.cls is not None:
+            crop_source = source_long_side(int(self.cls.model.input_size), self._crop)
+            trained = int(getattr(self.cls.model, "source_side", 0))
+            if trained:  # no finer than the views it was trained on (they are shrunk to that anyway)
+                crop_source = min(crop_source, trained)
         return max(LEVEL_FACTOR * max(sizes), crop_source)
 
     @property
@@ -327,7 +332,8 @@ class Analyzer:
         masks = self._main_lesions(views, side)
         try:
             aff, con = study_inputs(study, masks, side, int(cls.input_size), cls.channels,
-                                    float(getattr(cls, "position_decay", DEFAULT_DECAY)), self._crop)
+                                    float(getattr(cls, "position_decay", DEFAULT_DECAY)), self._crop,
+                                    int(getattr(cls, "source_side", 0)))
         except NafvError as exc:
             warnings.append(f"no malignancy probability: {exc.reason}")
             return None
@@ -494,7 +500,10 @@ class Analyzer:
                 keys.append(None)
         # where each lesion-centred input lies in its view (none for whole-view inputs), so the maps go back there
         masks = self._main_lesions(result.views, side)
-        boxes = crop_boxes({v: masks[view_key(side, v)] for v in ("CC", "MLO") if view_key(side, v) in masks},
-                           self._crop)
+        trained = int(getattr(cls, "source_side", 0))
+        seen = {v: fit_long_side(masks[view_key(side, v)] > 0, trained)  # the masks as study_inputs saw them
+                for v in ("CC", "MLO") if view_key(side, v) in masks}
+        boxes = {view_key(side, v): carried_box(b, seen[v].shape, masks[view_key(side, v)].shape)
+                 for v, b in crop_boxes(seen, self._crop).items()}
         return PendingHeatmaps(cls, views_in.detach(), tuple(keys), shapes, {}, {}, self.cam_method, self.cam_target, cam,
-                               self.lock, {view_key(side, v): b for v, b in boxes.items()})
+                               self.lock, boxes)

@@ -258,7 +258,7 @@ class NafvClassifier(nn.Module):
                  channels: Sequence[str] = DEFAULT_CHANNELS, dims: Sequence[int] = (128, 192, 256),
                  depths: Sequence[int] = (2, 2, 2), num_heads: Sequence[int] = (4, 4, 8),
                  sr_ratios: Sequence[int] = (2, 1, 1), mlp_ratio: float = 3.0, drop: float = 0.1,
-                 position_decay: float = DEFAULT_DECAY, crop: float = 0.0):
+                 position_decay: float = DEFAULT_DECAY, crop: float = 0.0, source_side: int = 0):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -271,6 +271,8 @@ class NafvClassifier(nn.Module):
         self.position_decay = float(position_decay)  # Eq. 8 decay used to build inputs
         # lesion-centred square inputs (core_model.transforms.model_inputs); 0 = whole views, as the paper
         self.crop = float(crop)
+        # longest side of the views it was trained on (0: not recorded); larger views are shrunk to it
+        self.source_side = int(source_side)
         self.backbone_name = backbone
         if backbone in ENCODERS:
             # A CNN's stride-16 map is the token map (14 x 14 at 224 px, like DINOv2's 16 x 16);

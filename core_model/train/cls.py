@@ -562,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     if ys != {0, 1}:
         raise NafvError(f"both benign and malignant cases are needed; found only {'malignant' if 1 in ys else 'benign'} "
                         f"({len(cases)} cases)", data)
+    # the resolution the classifier learns from: the analysis brings a study's views to it (model_inputs)
+    cfg["source_side"] = max(max(a.shape) for c in cases for a in c.affected.values())
     patients = sorted({c.patient_id for c in cases})
     if show:
         print(f"{len(cases)} cases ({sum(c.label for c in cases)} malignant) from {len(patients)} patients "
@@ -709,7 +711,7 @@ def _export(model, cache, cases, cv_summary, variant_name, cfg, args, device, di
         task="benign (0) vs malignant (1) of the affected breast from CC + MLO"
              + (" of both breasts" if variant["mode"] == "four-view" else ""),
         inputs=dict(channels=list(cfg["channels"]), input_size=cfg["input_size"], position_decay=cfg["position_decay"],
-                    crop=cfg["crop"],
+                    crop=cfg["crop"], source_side=cfg["source_side"],
                     value_range="[0, 1] per image (file window or min/max), times the Eq. 8 position mask"),
         backbone=backbone_desc,
         training=dict(variant=variant_name, beta=args.beta,

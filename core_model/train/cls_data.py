@@ -45,14 +45,13 @@ import torch
 from core_model.domain.errors import NafvError
 from core_model.domain.study import Study, contralateral, view_key
 from core_model.imaging.orientation import flip_array
-from core_model.imaging.preprocess import Letterbox
 from core_model.io.cdd_collection import find_column, find_collection, read_table
 from core_model.io.masks import read_mask_png
 from core_model.io.naming import parse_loose_name
 from core_model.train.masks import lesion_source, read_mask
 from core_model.transforms.adversarial import DEFAULT_JITTER, contralateral_sample
 from core_model.transforms.model_inputs import (SOURCE_MAX_SIDE, VIEWS, breast_images, breast_inputs, crop_breasts,
-                                                in_reading_orientation, lesion_masks_at, view_stack)
+                                                fit_long_side, in_reading_orientation, lesion_masks_at, view_stack)
 from core_model.transforms.position_mask import DEFAULT_DECAY, position_mask
 LABEL_SOURCES = ("birads", "pathology")
 # Longest side a case's views are kept at in memory; the classifier sees them as
@@ -151,24 +150,12 @@ def cases_from_study(study: Study, masks: dict[str, np.ndarray], labels: dict[st
     return cases
 
 
-def _fit(a: np.ndarray, max_side: int) -> np.ndarray:
-    """``a`` shrunk so its longer side is at most ``max_side`` (unchanged when it already fits), aspect kept:
-    the input pipeline's letterbox into a ``max_side`` square, without its padding. A bool mask stays
-    a bool mask (its resampled coverage above one half)."""
-    if max(a.shape) <= max_side:
-        return a
-    lb = Letterbox.fit(a.shape, (max_side, max_side))
-    (nh, nw), top, left = lb.new_shape, lb.top, lb.left
-    out = lb.apply(a.astype(np.float32))[top:top + nh, left:left + nw]
-    return out > 0.5 if a.dtype == bool else out
-
-
 def shrink_case(case: Case, max_side: int = MAX_SIDE) -> Case:
     """The case with every view (and mask) shrunk to fit ``max_side``, in place."""
     for images in (case.affected, case.contralateral or {}):
         for k, a in images.items():
-            images[k] = _fit(a, max_side)
-    case.masks = {v: _fit(m, max_side) for v, m in case.masks.items()}
+            images[k] = fit_long_side(a, max_side)
+    case.masks = {v: fit_long_side(m, max_side) for v, m in case.masks.items()}
     return case
 
 

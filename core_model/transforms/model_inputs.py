@@ -42,12 +42,25 @@ from scipy import ndimage
 from core_model.domain.errors import NafvError
 from core_model.domain.study import Study, contralateral, view_key
 from core_model.imaging.orientation import Flips, flip_array, flip_points, orientation_flips
+from core_model.imaging.preprocess import Letterbox
 from core_model.transforms.position_mask import DEFAULT_DECAY, position_mask
 
 VIEWS = ("CC", "MLO")  # index 0 / 1 of the view axis
 # Longest side the classifier's training keeps a view at (core_model.train.cls_data): the source of
 # its inputs, so the analysis reads lesion squares from a level at least this fine where it can.
 SOURCE_MAX_SIDE = 1024
+
+
+def fit_long_side(a: np.ndarray, max_side: int) -> np.ndarray:
+    """``a`` shrunk so its longer side is at most ``max_side`` (unchanged when it already fits or
+    ``max_side`` is 0), aspect kept: the input pipeline's letterbox into a ``max_side`` square, without
+    its padding. A bool mask stays a bool mask (its resampled coverage above one half)."""
+    if max_side <= 0 or max(a.shape) <= max_side:
+        return a
+    lb = Letterbox.fit(a.shape, (max_side, max_side))
+    (nh, nw), top, left = lb.new_shape, lb.top, lb.left
+    out = lb.apply(a.astype(np.float32))[top:top + nh, left:left + nw]
+    return out > 0.5 if a.dtype == bool else out
 
 
 def source_long_side(input_size: int, crop: float) -> int:
@@ -236,7 +249,7 @@ def breast_images(study: Study, side: str) -> dict[tuple[str, str], np.ndarray]:
 
 def study_inputs(study: Study, lesion_masks: dict[str, np.ndarray], affected_side: str, input_size: int,
                  channels: Sequence[str], decay: float = DEFAULT_DECAY,
-                 crop: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 crop: float = 0.0, source_side: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(affected [1, 2, 3, S, S], contralateral [1, 2, 3, S, S] or None) for ``model(affected, contralateral)``.
 
     ``study`` and ``lesion_masks`` (view key -> mask at the image's resolution) in reading
@@ -254,6 +267,10 @@ def study_inputs(study: Study, lesion_masks: dict[str, np.ndarray], affected_sid
     con = breast_images(study, contralateral(side))
     if not all((v, "le") in con for v in VIEWS):
         con = None
+    if source_side:  # the resolution the classifier was trained at (its card): a finer read is shrunk to it
+        aff = {k: fit_long_side(a, source_side) for k, a in aff.items()}
+        masks = {v: fit_long_side(m, source_side) for v, m in masks.items()}
+        con = {k: fit_long_side(a, source_side) for k, a in con.items()} if con is not None else None
     x = breast_inputs(aff, masks, con, input_size, channels, decay, crop)
     a = torch.from_numpy(x["affected"])[None]
     c = torch.from_numpy(x["contralateral"])[None] if "contralateral" in x else None

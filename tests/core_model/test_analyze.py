@@ -69,7 +69,7 @@ def weights(tmp_path_factory) -> dict[str, Path]:
         "seg": _tiny_ckpt(tmp, "nafv_seg_tiny"),
         "cls": _tiny_ckpt(tmp, "nafv_cls_tiny"),
         "cls_dual": _tiny_ckpt(tmp, "nafv_cls_tiny", "_dual", mode="dual-view"),
-        "cls_crop": _tiny_ckpt(tmp, "nafv_cls_tiny", "_crop", crop=0.2),
+        "cls_crop": _tiny_ckpt(tmp, "nafv_cls_tiny", "_crop", crop=0.2, source_side=200),
         "bright": _tiny_ckpt(tmp, "_test_bright_seg"),
     }
 
