@@ -235,15 +235,14 @@ class Analyzer:
         sizes = [max(_size2(self.seg.model.input_size))]
         if self.cls is not None:
             sizes.append(int(self.cls.model.input_size))
-        # lesion squares are cut from a level as fine as the classifier's training images, so a full-size
-        # study and its reduced read give the classifier the same squares (shrunk, not enlarged)
-        crop_source = 0
-        if self.cls is not None:
-            crop_source = source_long_side(int(self.cls.model.input_size), self._crop)
+        level = LEVEL_FACTOR * max(sizes)
+        if self.cls is not None and self._crop > 0:
+            # lesion squares are cut from a level as fine as the classifier's training images (no finer:
+            # views are shrunk to that anyway), so a square is shrunk into the input, not enlarged
             trained = int(getattr(self.cls.model, "source_side", 0))
-            if trained:  # no finer than the views it was trained on (they are shrunk to that anyway)
-                crop_source = min(crop_source, trained)
-        return max(LEVEL_FACTOR * max(sizes), crop_source)
+            crop_source = source_long_side(int(self.cls.model.input_size), self._crop)
+            level = max(level, min(crop_source, trained) if trained else crop_source)
+        return level
 
     @property
     def device_label(self) -> str:
@@ -498,12 +497,14 @@ class Analyzer:
                 shapes[key] = le.shape
             else:
                 keys.append(None)
-        # where each lesion-centred input lies in its view (none for whole-view inputs), so the maps go back there
-        masks = self._main_lesions(result.views, side)
-        trained = int(getattr(cls, "source_side", 0))
+        return PendingHeatmaps(cls, views_in.detach(), tuple(keys), shapes, {}, {}, self.cam_method, self.cam_target, cam,
+                               self.lock, self._heatmap_boxes(result.views, side) if self._crop > 0 else {})
+
+    def _heatmap_boxes(self, views: dict[str, ViewResult], side: str) -> dict[str, tuple[int, int, int]]:
+        """Where each lesion-square input lies in its view (level, reading orientation), so its map goes back there."""
+        masks = self._main_lesions(views, side)
+        trained = int(getattr(self.cls.model, "source_side", 0))
         seen = {v: fit_long_side(masks[view_key(side, v)] > 0, trained)  # the masks as study_inputs saw them
                 for v in ("CC", "MLO") if view_key(side, v) in masks}
-        boxes = {view_key(side, v): carried_box(b, seen[v].shape, masks[view_key(side, v)].shape)
-                 for v, b in crop_boxes(seen, self._crop).items()}
-        return PendingHeatmaps(cls, views_in.detach(), tuple(keys), shapes, {}, {}, self.cam_method, self.cam_target, cam,
-                               self.lock, boxes)
+        return {view_key(side, v): carried_box(b, seen[v].shape, masks[view_key(side, v)].shape)
+                for v, b in crop_boxes(seen, self._crop).items()}
