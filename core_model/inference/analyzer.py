@@ -72,8 +72,8 @@ from core_model.inference.levels import LEVEL_FACTOR, study_at_level, views_to_f
 from core_model.models.checkpoint import LoadedModel, load_checkpoint
 from core_model.models.device import pick_device
 from core_model.models.segmentation import lesion_probability
-from core_model.transforms.model_inputs import (carried_box, crop_boxes, fit_long_side, in_reading_orientation,
-                                                map_views_back, source_long_side, study_inputs)
+from core_model.transforms.model_inputs import (SCORE_SHIFTS, carried_box, crop_boxes, fit_long_side,
+                                                in_reading_orientation, map_views_back, source_long_side, study_inputs)
 from core_model.transforms.position_mask import DEFAULT_DECAY
 
 # Said whenever four-view classifier weights score a study without the other breast.
@@ -175,6 +175,10 @@ class Analyzer:
         self.lock = threading.Lock()
         self.cam_method = DEFAULT_METHOD
         self.cam_target = DEFAULT_TARGET
+        # A lesion-square classifier reads the one square placed from the outline. ``SCORE_SHIFTS`` (the
+        # mean over five squares) steadies the score a little more against an outline a few pixels off,
+        # for 0.5 s more per study on 2 CPU cores (benchmarks/results/square_stability.json).
+        self.score_shifts: tuple[tuple[float, float], ...] = SCORE_SHIFTS[:1]
 
         seg_path = Path(seg_weights) if seg_weights is not None else DEFAULT_SEG_WEIGHTS
         if seg_weights is None and not seg_path.is_file():
@@ -332,7 +336,7 @@ class Analyzer:
         try:
             aff, con = study_inputs(study, masks, side, int(cls.input_size), cls.channels,
                                     float(getattr(cls, "position_decay", DEFAULT_DECAY)), self._crop,
-                                    int(getattr(cls, "source_side", 0)))
+                                    int(getattr(cls, "source_side", 0)), self.score_shifts)
         except NafvError as exc:
             warnings.append(f"no malignancy probability: {exc.reason}")
             return None
@@ -468,6 +472,7 @@ class Analyzer:
                 return None
             a, c = (t.to(self.device) if t is not None else None for t in prepared)
             result.classifier_mode = "four-view" if c is not None else "dual-view"
+            # row 0: the square placed from the outline (or the whole views), what Grad-CAM explains
             views_in = torch.cat([a[0]] + ([c[0]] if c is not None else []))
             cam = None
             if explain and share_forward:
@@ -477,11 +482,15 @@ class Analyzer:
                 with cancellable(cls, clock.cancel):
                     cam = explain_views(cls, views_in, None, self.cam_method, self.cam_target, cancel=clock.cancel)
                 backward_s = time.perf_counter() - t_cam - cam.forward_s
-                logits = cam.logits[None]
+                logits = cam.logits[None].to(self.device)
+                if len(a) > 1:  # the moved squares (SCORE_SHIFTS) need no gradients
+                    with torch.inference_mode(), cancellable(cls, clock.cancel):
+                        logits = torch.cat([logits, cls(a[1:], c[1:] if c is not None else None)])
             else:
                 with torch.inference_mode(), cancellable(cls, clock.cancel):
                     logits = cls(a, c)
-            result.malignancy_probability = float(torch.softmax(logits.float() / self.temperature, -1)[0, 1])
+            probs = torch.softmax(logits.float() / self.temperature, -1)[:, 1]
+            result.malignancy_probability = float(probs.mean())
         if cam is not None:
             clock.timings["classification"] -= backward_s
             clock.timings["explain"] = clock.timings.get("explain", 0.0) + backward_s

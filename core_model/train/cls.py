@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the backbone is a frozen feature extractor with cached token maps (the only mode on CPU)")
     p.add_argument("--finetune-backbone", type=int, default=0, metavar="EPOCHS",
                    help="first fine-tune the backbone for EPOCHS on --finetune-data (a separate data set)")
-    p.add_argument("--finetune-data", help="study folder for --finetune-backbone (keep it disjoint from --data)")
+    p.add_argument("--finetune-data", action="append",
+                   help="study folder for --finetune-backbone (its patients must not be in --data); repeat to pool")
     p.add_argument("--finetune-labels", help="annotation CSV for --finetune-data (default as for --labels)")
     p.add_argument("--finetune-lr", type=float, default=3e-4)
     p.add_argument("--finetune-batch-size", type=int, default=16, help="views per step of --finetune-backbone")
@@ -222,41 +223,63 @@ def _default_labels(data: Path, given: str | None) -> Path:
 # ----------------------------------------------------------------------------- backbone fine-tuning
 
 def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path, device, show: bool,
-                      batch_size: int = 16) -> Path:
-    """Supervised fine-tune of the ViT on single position-masked views (benign / malignant), on the training
-    loop (no validation: the data set is separate from the folds); saves timm-format weights."""
+                      batch_size: int = 16, shift: float = 0.25) -> Path:
+    """Supervised fine-tune of the backbone (DINOv2 or EfficientNet-Lite) on single position-masked views
+    of the affected breast (benign / malignant), on the training loop (no validation: the data set is
+    separate from the folds); saves the backbone's weights.
+
+    With lesion squares (``model.crop`` > 0) every step reads each view through a square shifted at
+    random by up to ``shift`` / 2 of its side: the views are prepared ``1 + shift`` times larger and a
+    window of the input size is cut at random, so the features learn the lesion, not where exactly the
+    square lies (the analyzer places it from its own outline, a few pixels off the training masks)."""
     from core_model.train.cls_data import case_inputs
 
-    vit = model.backbone
+    size = model.input_size
+    big = int(round(size * (1 + shift))) if model.crop > 0 else size
+    crop = model.crop * big / size
+    backbone = model.backbone
     xs, ys = [], []
-    for c in cases:
-        x = case_inputs(c, model.input_size, model.channels, model.position_decay, crop=model.crop)["affected"]
-        xs.extend(torch.from_numpy(x))
-        ys.extend([c.label, c.label])
-    x_all, y_all = torch.stack(xs), torch.tensor(ys)
-    probe = torch.nn.Linear(vit.num_features, 2).to(device)
-    opt = torch.optim.AdamW(list(vit.parameters()) + list(probe.parameters()), lr=lr, weight_decay=0.05)
+    for c in tqdm(cases, desc="fine-tune inputs", disable=not show):
+        x = case_inputs(c, big, model.channels, model.position_decay, crop=crop)["affected"]
+        xs.append(torch.from_numpy(x).half())  # [2 views, 3, big, big]; half: 1000 cases in ~1 GB
+        ys.extend([c.label] * len(x))
+    x_all, y_all = torch.cat(xs), torch.tensor(ys)
+    probe = torch.nn.Linear(backbone.num_features, 2).to(device)
+    opt = torch.optim.AdamW(list(backbone.parameters()) + list(probe.parameters()), lr=lr, weight_decay=0.05)
+
+    def pooled(x: torch.Tensor) -> torch.Tensor:
+        x = (x - model.pixel_mean) / model.pixel_std
+        if model.is_cnn:
+            return backbone(x)[-1].mean((2, 3))
+        return backbone.forward_features(x)[:, backbone.num_prefix_tokens :].mean(1)
+
+    def window(b: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if big == size:
+            return x_all[b].float()
+        offs = torch.randint(0, big - size + 1, (len(b), 2), generator=g)
+        return torch.stack([x_all[i, :, r:r + size, c:c + size] for i, (r, c) in zip(b.tolist(), offs.tolist())]).float()
 
     def train_epoch(epoch: int, order: list[int], g: torch.Generator) -> dict:
-        vit.train()
-        total = 0.0
+        backbone.train()
+        total, right = 0.0, 0
         for i in range(0, len(order), batch_size):
             b = torch.as_tensor(order[i : i + batch_size], dtype=torch.long)
-            x = ((x_all[b].to(device) - model.pixel_mean) / model.pixel_std)
-            feats = vit.forward_features(x)
-            logits = probe(feats[:, vit.num_prefix_tokens :].mean(1))
-            loss = F.cross_entropy(logits, y_all[b].to(device))
+            logits = probe(pooled(window(b, g).to(device)))
+            y = y_all[b].to(device)
+            loss = F.cross_entropy(logits, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(b)
-        return {"train_loss": total / max(len(order), 1)}
+            right += int((logits.argmax(1) == y).sum())
+        return {"train_loss": total / max(len(order), 1), "train_accuracy": right / max(len(order), 1)}
 
-    fit_loop(vit, opt, len(x_all), train_epoch, None, epochs=epochs, seed=seed,
-             describe=(lambda r: f"backbone fine-tune epoch {r.epoch}: loss {r.train['train_loss']:.4f}") if show else None)
-    vit.eval()
+    fit_loop(backbone, opt, len(x_all), train_epoch, None, epochs=epochs, seed=seed,
+             describe=(lambda r: f"backbone fine-tune epoch {r.epoch}: loss {r.train['train_loss']:.4f}, "
+                                 f"accuracy {r.train['train_accuracy']:.3f}") if show else None)
+    backbone.eval()
     path = out / "backbone_finetuned.safetensors"
-    save_weights(vit, path)
+    save_weights(backbone, path)
     return path
 
 
@@ -585,27 +608,34 @@ def main(argv: list[str] | None = None) -> int:
         model.to(device)
         backbone_desc = f"{args.backbone}, ImageNet weights ({n_loaded} tensors from its package), frozen"
         backbone_id = f"imagenet-{args.backbone}"
-    if args.finetune_backbone and getattr(model, "is_cnn", False):
-        raise NafvError("--finetune-backbone is for DINOv2 backbones")
     if args.finetune_backbone:
         if not args.finetune_data:
             raise NafvError("--finetune-backbone needs --finetune-data (a data set separate from --data)")
         ft_path = out / "backbone_finetuned.safetensors"
         if not ft_path.is_file():
-            fdata = Path(args.finetune_data)
-            ft_cases, _ = load_cases(fdata, _default_labels(fdata, args.finetune_labels), args.label_from)
+            ft_cases = []
+            for fdata in map(Path, args.finetune_data):
+                ft_cases += load_cases(fdata, _default_labels(fdata, args.finetune_labels), args.label_from)[0]
+            if {c.patient_id for c in ft_cases} & set(patients):
+                raise NafvError("--finetune-data shares patients with --data: the folds' test patients would "
+                                "shape the features they are scored with")
             if dist.is_main:
                 finetune_backbone(model, ft_cases, args.finetune_backbone, args.finetune_lr, args.seed, out, device, show,
                                   batch_size=args.finetune_batch_size)
             if dist.enabled:
                 torch.distributed.barrier()
-        from core_model.models.backbone import create_backbone
+        if getattr(model, "is_cnn", False):
+            model.backbone.load_state_dict(load_file(str(ft_path)), strict=True)
+            start = backbone_desc.removesuffix(", frozen")
+        else:
+            from core_model.models.backbone import create_backbone
 
-        model.backbone = create_backbone(cfg["backbone"], img_size=cfg["input_size"], weights=ft_path,
-                                         **cfg["backbone_overrides"]).to(device)
-        backbone_desc = (f"fine-tuned for {args.finetune_backbone} epochs (supervised, single position-masked views) "
-                         f"on {Path(args.finetune_data).name}, starting from "
-                         + (Path(args.backbone_weights).name if args.backbone_weights else "random init") + "; frozen")
+            model.backbone = create_backbone(cfg["backbone"], img_size=cfg["input_size"], weights=ft_path,
+                                             **cfg["backbone_overrides"]).to(device)
+            start = Path(args.backbone_weights).name if args.backbone_weights else "random init"
+        backbone_desc = (f"fine-tuned for {args.finetune_backbone} epochs (supervised, single position-masked "
+                         + ("lesion squares, randomly shifted" if cfg["crop"] > 0 else "views") + ") on "
+                         + " + ".join(Path(d).name for d in args.finetune_data) + f", starting from {start}; frozen")
         backbone_id = sha256_file(ft_path)
     for p in model.backbone.parameters():
         p.requires_grad_(False)

@@ -51,6 +51,13 @@ VIEWS = ("CC", "MLO")  # index 0 / 1 of the view axis
 SOURCE_MAX_SIDE = 1024
 
 
+# Five lesion squares for one score: the square placed from the outline, and the same moved by an
+# eighth of its side up, down, left and right. An outline a few pixels off (another decoded level,
+# another threshold) moves the square; the mean over the five follows it less than one square's score
+# does (benchmarks/square_stability.py; the analyzer's ``score_shifts``).
+SCORE_SHIFTS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (-0.125, 0.0), (0.125, 0.0), (0.0, -0.125), (0.0, 0.125))
+
+
 def fit_long_side(a: np.ndarray, max_side: int) -> np.ndarray:
     """``a`` shrunk so its longer side is at most ``max_side`` (unchanged when it already fits or
     ``max_side`` is 0), aspect kept: the input pipeline's letterbox into a ``max_side`` square, without
@@ -146,11 +153,12 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(ndimage.sum(mask, labels, index=np.arange(1, n + 1))))
 
 
-def lesion_box(mask: np.ndarray, crop: float) -> Box | None:
+def lesion_box(mask: np.ndarray, crop: float, shift: tuple[float, float] = (0.0, 0.0)) -> Box | None:
     """The square the classifier reads of a view with lesion ``mask``: centred on the bounding box of
     its largest lesion (the analyzer passes its main lesion only; a training mask with several lesions
     gets the same rule), ``crop`` times the view's longer side or twice the lesion's extent, whichever
-    is larger (never more than the longer side). None for an empty mask (the view stays whole)."""
+    is larger (never more than the longer side); ``shift`` moves its centre by that fraction of its
+    side (rows, columns). None for an empty mask (the view stays whole)."""
     mask = _largest_component(mask > 0)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if rows.size == 0:
@@ -158,7 +166,7 @@ def lesion_box(mask: np.ndarray, crop: float) -> Box | None:
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     side = int(round(max(crop * max(mask.shape), 2 * max(r1 - r0, c1 - c0))))
     side = max(16, min(side, max(mask.shape)))
-    return _square_at(((r0 + r1) / 2, (c0 + c1) / 2), side, mask.shape)
+    return _square_at(((r0 + r1) / 2 + shift[0] * side, (c0 + c1) / 2 + shift[1] * side), side, mask.shape)
 
 
 def carried_box(box: Box, shape: tuple[int, int], other: tuple[int, int], mirror: bool = False) -> Box:
@@ -186,19 +194,20 @@ def cut(a: np.ndarray, box: Box) -> np.ndarray:
     return out
 
 
-def crop_boxes(masks: dict[str, np.ndarray], crop: float) -> dict[str, Box]:
+def crop_boxes(masks: dict[str, np.ndarray], crop: float, shift: tuple[float, float] = (0.0, 0.0)) -> dict[str, Box]:
     """view -> crop box of the affected views that have a lesion (none when ``crop`` is 0)."""
     if crop <= 0:
         return {}
-    boxes = {v: lesion_box(m, crop) for v, m in masks.items()}
+    boxes = {v: lesion_box(m, crop, shift) for v, m in masks.items()}
     return {v: b for v, b in boxes.items() if b is not None}
 
 
 def crop_breasts(affected: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray],
-                 contra: dict[tuple[str, str], np.ndarray] | None, crop: float):
+                 contra: dict[tuple[str, str], np.ndarray] | None, crop: float,
+                 shift: tuple[float, float] = (0.0, 0.0)):
     """(affected, masks, contra) cut to the lesion squares (:func:`crop_boxes`), the contralateral
     views to the mirrored squares; unchanged when ``crop`` is 0 or no view has a lesion."""
-    boxes = crop_boxes(masks, crop)
+    boxes = crop_boxes(masks, crop, shift)
     if not boxes:
         return affected, masks, contra
     # every image is cut where the box lies in its own pixels (the LE and RC of a view may differ in size)
@@ -219,13 +228,14 @@ def lesion_masks_at(masks: dict[str, np.ndarray], size: int) -> dict[str, np.nda
 
 def breast_inputs(affected: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray],
                   contra: dict[tuple[str, str], np.ndarray] | None, size: int, channels: Sequence[str],
-                  decay: float = DEFAULT_DECAY, crop: float = 0.0) -> dict[str, np.ndarray]:
+                  decay: float = DEFAULT_DECAY, crop: float = 0.0,
+                  shift: tuple[float, float] = (0.0, 0.0)) -> dict[str, np.ndarray]:
     """'affected' [2, 3, S, S] and, when ``contra`` is given, 'contralateral' [2, 3, S, S] (Eq. 8).
 
     ``affected`` / ``contra``: (view, energy) -> float32 [0, 1] in reading orientation;
     ``masks``: view -> lesion mask of the affected views (empty: an all-ones position mask);
-    ``crop``: see the module docstring."""
-    affected, masks, contra = crop_breasts(affected, masks, contra, crop)
+    ``crop``, ``shift``: see the module docstring and :func:`lesion_box`."""
+    affected, masks, contra = crop_breasts(affected, masks, contra, crop, shift)
     lesion = lesion_masks_at(masks, size)
     out = {"affected": np.stack([view_stack(affected, v, channels, size) * position_mask(lesion[v], decay)
                                  for v in VIEWS]).astype(np.float32)}
@@ -249,8 +259,10 @@ def breast_images(study: Study, side: str) -> dict[tuple[str, str], np.ndarray]:
 
 def study_inputs(study: Study, lesion_masks: dict[str, np.ndarray], affected_side: str, input_size: int,
                  channels: Sequence[str], decay: float = DEFAULT_DECAY,
-                 crop: float = 0.0, source_side: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(affected [1, 2, 3, S, S], contralateral [1, 2, 3, S, S] or None) for ``model(affected, contralateral)``.
+                 crop: float = 0.0, source_side: int = 0,
+                 shifts: Sequence[tuple[float, float]] = ((0.0, 0.0),)) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(affected [K, 2, 3, S, S], contralateral [K, 2, 3, S, S] or None) for ``model(affected, contralateral)``,
+    one row per lesion-square ``shifts`` entry (:func:`lesion_box`; K = 1 for whole views).
 
     ``study`` and ``lesion_masks`` (view key -> mask at the image's resolution) in reading
     orientation. The contralateral tensor is None when the other breast lacks CC or MLO LE.
@@ -271,7 +283,8 @@ def study_inputs(study: Study, lesion_masks: dict[str, np.ndarray], affected_sid
         aff = {k: fit_long_side(a, source_side) for k, a in aff.items()}
         masks = {v: fit_long_side(m, source_side) for v, m in masks.items()}
         con = {k: fit_long_side(a, source_side) for k, a in con.items()} if con is not None else None
-    x = breast_inputs(aff, masks, con, input_size, channels, decay, crop)
-    a = torch.from_numpy(x["affected"])[None]
-    c = torch.from_numpy(x["contralateral"])[None] if "contralateral" in x else None
+    rows = [breast_inputs(aff, masks, con, input_size, channels, decay, crop, shift)
+            for shift in (shifts if crop > 0 else shifts[:1])]
+    a = torch.from_numpy(np.stack([x["affected"] for x in rows]))
+    c = torch.from_numpy(np.stack([x["contralateral"] for x in rows])) if con is not None else None
     return a, c

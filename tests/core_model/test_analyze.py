@@ -20,6 +20,7 @@ from core_model.io import load_study
 from core_model.io.analysis_json import analysis_to_dict, read_analysis, write_analysis
 from core_model.models.checkpoint import save_checkpoint
 from core_model.models.registry import create_model, register_model
+from core_model.transforms.model_inputs import SCORE_SHIFTS
 
 
 # ---------------------------------------------------------------- stand-ins
@@ -249,6 +250,21 @@ def test_lesion_centred_classifier_maps_its_heatmaps_back_to_the_lesion_square(w
     b = whole.analyze(study, explain=False)
     assert a.affected_side == "L" and a.malignancy_probability is not None and a.classifier_mode == "four-view"
     assert a.malignancy_probability != pytest.approx(b.malignancy_probability, abs=1e-6)  # other inputs, same weights
+    # with SCORE_SHIFTS the score is the mean over the moved squares, whether Grad-CAM shared its
+    # forward pass or not; by default it is the outline's square alone
+    single = a.malignancy_probability
+    crop.score_shifts = SCORE_SHIFTS
+    a5 = crop.analyze(study).malignancy_probability
+    seen = []
+    hook = crop.cls.model.register_forward_hook(lambda m, i, out: seen.append(out.detach().float()))
+    c = crop.analyze(study, explain=False)
+    hook.remove()
+    assert c.malignancy_probability == pytest.approx(a5, abs=1e-5)
+    assert len(seen) == 1 and seen[0].shape == (len(SCORE_SHIFTS), 2)  # one pass, one row per square
+    probs = torch.softmax(seen[0] / crop.temperature, -1)[:, 1]
+    assert c.malignancy_probability == pytest.approx(float(probs.mean()), abs=1e-6)
+    assert float(probs.max() - probs.min()) > 1e-4  # the squares differ, so the mean is not one of them
+    assert single == pytest.approx(float(probs[0]), abs=1e-5)
     pending.compute().apply(a)
     scale = 400 / pending.level_shapes["L_CC"][0]  # the squares are in the level the models read
     for key in ("L_CC", "L_MLO"):

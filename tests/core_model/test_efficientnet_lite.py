@@ -110,9 +110,10 @@ def test_shipped_weights_load_strictly_and_give_the_recorded_outputs():
     # (this encoder's equivalence with timm's is the feature test above)
     assert [float(p[0, i].mean()) for i in range(2)] == pytest.approx([0.1803475, 0.1835176], abs=1e-5)
     assert [float(p[0, i].max()) for i in range(2)] == pytest.approx([0.2901484, 0.8090623], abs=1e-5)
-    # the classifier's: recorded with timm 1.0.31's tf_efficientnet_lite0 (features_only) as the encoder
-    assert float(p4[0, 1]) == pytest.approx(0.9784043, abs=1e-5)
-    assert float(p2[0, 1]) == pytest.approx(0.9743759, abs=1e-5)
+    # the classifier's (backbone fine-tuned on lesion squares): the same to 1e-7 with timm 1.0.31's
+    # tf_efficientnet_lite0 (features_only) loaded with these weights as the encoder
+    assert float(p4[0, 1]) == pytest.approx(0.6080762, abs=1e-5)
+    assert float(p2[0, 1]) == pytest.approx(0.5963246, abs=1e-5)
 
 
 def test_analysis_of_the_demo_imports_no_timm_and_gives_the_recorded_result(tmp_path):
@@ -131,7 +132,7 @@ def test_analysis_of_the_demo_imports_no_timm_and_gives_the_recorded_result(tmp_
     a = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert a["affected_side"] == "R" and a["lesion_found"] is True
     assert all((tmp_path / "out" / a["views"][k]["heatmap_png"]).stat().st_size > 0 for k in ("R_CC", "R_MLO"))
-    assert a["malignancy_probability"] == pytest.approx(0.9937, abs=1e-4)
+    assert a["malignancy_probability"] == pytest.approx(0.9909, abs=1e-4)
     assert a["side_evidence"] == pytest.approx({"R": 0.743567, "L": 0.66342}, abs=1e-5)
     found = {k: [(les["score"], les["area_px"]) for les in v["lesions"]] for k, v in a["views"].items()}
     recorded = {"R_CC": [(0.5357, 4669.0)], "L_CC": [(0.5972, 733.0)], "R_MLO": [(0.7436, 19881.0)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import torch
 import pytest
 
 from core_model.domain.study import Study
@@ -119,6 +120,33 @@ def test_lesion_box_is_centred_on_the_lesion_and_stays_inside_the_view():
     # a large lesion gets a square twice its extent
     assert lesion_box(_disc((512, 416), (256, 208), 60), 0.3)[2] == 2 * 121
     assert lesion_box(np.zeros((512, 416), bool), 0.3) is None
+
+
+def test_a_shifted_square_moves_by_that_share_of_its_side():
+    from core_model.transforms.model_inputs import lesion_box
+
+    mask = _disc((512, 416), (200, 150), 10)
+    r0, c0, side = lesion_box(mask, 0.3)
+    down, left = lesion_box(mask, 0.3, (0.125, 0.0)), lesion_box(mask, 0.3, (0.0, -0.125))
+    assert down[1:] == (c0, side) and abs(down[0] - (r0 + side / 8)) <= 1  # 154 / 8 = 19.25 px, rounded
+    assert (left[0], left[2]) == (r0, side) and abs(left[1] - (c0 - side / 8)) <= 1
+    # near the edge the moved square still stays inside the view
+    r0, c0, side = lesion_box(_disc((512, 416), (500, 5), 8), 0.3, (0.125, -0.125))
+    assert (r0, c0) == (512 - side, 0)
+
+
+def test_study_inputs_give_one_row_per_square(demo):
+    from core_model.transforms.model_inputs import SCORE_SHIFTS, in_reading_orientation, study_inputs
+
+    study, _ = in_reading_orientation(demo)
+    masks = {k: _disc(study.get(k, "le").shape, (250, 200), 15) for k in ("R_CC", "R_MLO")}
+    one = study_inputs(study, masks, "R", 64, ("le", "le", "rc"), crop=0.3)
+    five = study_inputs(study, masks, "R", 64, ("le", "le", "rc"), crop=0.3, shifts=SCORE_SHIFTS)
+    assert one[0].shape == (1, 2, 3, 64, 64) and five[0].shape == five[1].shape == (5, 2, 3, 64, 64)
+    assert torch.equal(five[0][0], one[0][0]) and torch.equal(five[1][0], one[1][0])  # row 0: the outline's square
+    assert all(not torch.equal(five[0][k], five[0][0]) for k in range(1, 5))
+    # whole views do not depend on a square: one row whatever the shifts
+    assert study_inputs(study, masks, "R", 64, ("le", "le", "rc"), shifts=SCORE_SHIFTS)[0].shape[0] == 1
 
 
 def test_contralateral_crop_is_the_mirrored_square():

@@ -132,3 +132,34 @@ def test_a_rerun_with_other_settings_is_refused_not_mixed_into_the_folds(phantom
     assert cli_main(args + ["--lr", "3e-4"]) == 2  # finished folds were trained at lr 1e-3
     assert "other settings (lr)" in capsys.readouterr().err
     assert cli_main(args) == 0  # the same settings resume
+
+
+@pytest.mark.slow
+def test_cnn_backbone_finetuned_on_lesion_squares_of_other_patients(phantom_data, tmp_path, capsys):
+    """--finetune-backbone on the EfficientNet-Lite backbone with lesion squares: the features are
+    trained on a separate set of patients, shipped inside the classifier's weights and named on its
+    card; a fine-tune set that shares patients with the folds is refused."""
+    from safetensors.torch import load_file
+
+    from core_model.models.pretrained import imagenet_state_dict
+    from core_model.synth.phantom import write_dataset
+
+    other = write_dataset(tmp_path / "other", 6, seed=5, size=(64, 64), first_id=500)
+    out, weights = tmp_path / "run", tmp_path / "w.safetensors"
+    args = ["cls", "--data", str(phantom_data), "--label-from", "pathology", "--out", str(out), "--folds", "3",
+            "--epochs", "1", "--patience", "1", "--input-size", "64", "--crop", "0.3",
+            "--head-dims", "16,24,32", "--head-depths", "1,1,1", "--head-heads", "2,2,2", "--threads", "1",
+            "--batch-size", "4", "--finetune-backbone", "2", "--finetune-batch-size", "4"]
+    assert cli_main(args + ["--finetune-data", str(phantom_data)]) == 2
+    assert "shares patients" in capsys.readouterr().err
+    assert cli_main(args + ["--finetune-data", str(other), "--export", str(weights)]) == 0
+    tuned = load_file(str(out / "backbone_finetuned.safetensors"))
+    start = imagenet_state_dict("tf_efficientnet_lite0")
+    moved = [k for k, v in tuned.items() if k.startswith("net.") and k[4:] in start
+             and v.shape == start[k[4:]].shape and not np.allclose(v.numpy(), start[k[4:]].numpy())]
+    assert len(moved) > 20  # the convolutions were trained, not just copied
+    loaded = load_checkpoint(weights)
+    shipped = {k[len("backbone."):]: v for k, v in loaded.model.state_dict().items() if k.startswith("backbone.")}
+    assert all(np.array_equal(shipped[k].numpy(), v.numpy()) for k, v in tuned.items())
+    assert "fine-tuned for 2 epochs" in loaded.card["backbone"] and "lesion squares" in loaded.card["backbone"]
+    assert "ImageNet" in loaded.card["backbone"] and loaded.model.crop == pytest.approx(0.3)
