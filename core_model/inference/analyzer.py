@@ -177,7 +177,7 @@ class Analyzer:
         self.cam_target = DEFAULT_TARGET
         # A lesion-square classifier reads the one square placed from the outline. ``SCORE_SHIFTS`` (the
         # mean over five squares) steadies the score a little more against an outline a few pixels off,
-        # for 0.5 s more per study on 2 CPU cores (benchmarks/results/square_stability.json).
+        # for 0.6 s more per study on 2 CPU cores (benchmarks/results/square_stability.json).
         self.score_shifts: tuple[tuple[float, float], ...] = SCORE_SHIFTS[:1]
 
         seg_path = Path(seg_weights) if seg_weights is not None else DEFAULT_SEG_WEIGHTS

@@ -229,9 +229,12 @@ def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path
     separate from the folds); saves the backbone's weights.
 
     With lesion squares (``model.crop`` > 0) every step reads each view through a square shifted at
-    random by up to ``shift`` / 2 of its side: the views are prepared ``1 + shift`` times larger and a
-    window of the input size is cut at random, so the features learn the lesion, not where exactly the
-    square lies (the analyzer places it from its own outline, a few pixels off the training masks)."""
+    random by up to ``shift`` / 2 of its side: the views are cut with ``crop`` times ``1 + shift`` and a
+    window of the input size is taken at random, so the features learn the lesion, not where exactly the
+    square lies (the analyzer places it from its own outline, a few pixels off the training masks). A
+    lesion whose square is set by twice its extent (over 15 % of the view at crop 0.3) gets the same
+    square from both crops, so its window is a ``1 + shift`` zoom into that square, moved by as much:
+    scale as well as position varies for those."""
     from core_model.train.cls_data import case_inputs
 
     size = model.input_size
@@ -612,16 +615,32 @@ def main(argv: list[str] | None = None) -> int:
         if not args.finetune_data:
             raise NafvError("--finetune-backbone needs --finetune-data (a data set separate from --data)")
         ft_path = out / "backbone_finetuned.safetensors"
-        if not ft_path.is_file():
+        # what the fine-tuned backbone was made from, beside it: a rerun reuses it only for the same recipe
+        recipe_path = ft_path.with_suffix(".json")
+        recipe = dict(epochs=args.finetune_backbone, lr=args.finetune_lr, batch_size=args.finetune_batch_size,
+                      data=[str(Path(d).resolve()) for d in args.finetune_data], labels=args.finetune_labels,
+                      label_from=args.label_from, seed=args.seed, backbone=args.backbone, scratch=args.scratch,
+                      model={k: cfg[k] for k in ("input_size", "channels", "position_decay", "crop")})
+        if ft_path.is_file():
+            done = json.loads(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else {}
+            changed = sorted(k for k in recipe if json.dumps(done.get(k), default=str) != json.dumps(recipe[k], default=str))
+            if changed:
+                raise NafvError(f"this run folder's fine-tuned backbone was made with other settings "
+                                f"({', '.join(changed)}); use a new --out", out)
+            ft_patients = set(done.get("patients", []))
+        else:
             ft_cases = []
             for fdata in map(Path, args.finetune_data):
                 ft_cases += load_cases(fdata, _default_labels(fdata, args.finetune_labels), args.label_from)[0]
-            if {c.patient_id for c in ft_cases} & set(patients):
-                raise NafvError("--finetune-data shares patients with --data: the folds' test patients would "
-                                "shape the features they are scored with")
+            ft_patients = {c.patient_id for c in ft_cases}
+        if ft_patients & set(patients):
+            raise NafvError("--finetune-data shares patients with --data: the folds' test patients would "
+                            "shape the features they are scored with")
+        if not ft_path.is_file():
             if dist.is_main:
                 finetune_backbone(model, ft_cases, args.finetune_backbone, args.finetune_lr, args.seed, out, device, show,
                                   batch_size=args.finetune_batch_size)
+                write_json(recipe_path, dict(recipe, patients=sorted(ft_patients)))
             if dist.enabled:
                 torch.distributed.barrier()
         if getattr(model, "is_cnn", False):

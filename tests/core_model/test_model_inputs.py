@@ -130,9 +130,10 @@ def test_a_shifted_square_moves_by_that_share_of_its_side():
     down, left = lesion_box(mask, 0.3, (0.125, 0.0)), lesion_box(mask, 0.3, (0.0, -0.125))
     assert down[1:] == (c0, side) and abs(down[0] - (r0 + side / 8)) <= 1  # 154 / 8 = 19.25 px, rounded
     assert (left[0], left[2]) == (r0, side) and abs(left[1] - (c0 - side / 8)) <= 1
-    # near the edge the moved square still stays inside the view
-    r0, c0, side = lesion_box(_disc((512, 416), (500, 5), 8), 0.3, (0.125, -0.125))
-    assert (r0, c0) == (512 - side, 0)
+    # near the edge the moved square stops at the edge: the unmoved one lies 10 px inside, the move is 19
+    near = _disc((512, 416), (200, 87), 10)
+    assert lesion_box(near, 0.3)[1] == 10
+    assert lesion_box(near, 0.3, (0.0, -0.125)) == (lesion_box(near, 0.3)[0], 0, side)
 
 
 def test_study_inputs_give_one_row_per_square(demo):

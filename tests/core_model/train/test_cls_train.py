@@ -163,3 +163,7 @@ def test_cnn_backbone_finetuned_on_lesion_squares_of_other_patients(phantom_data
     assert all(np.array_equal(shipped[k].numpy(), v.numpy()) for k, v in tuned.items())
     assert "fine-tuned for 2 epochs" in loaded.card["backbone"] and "lesion squares" in loaded.card["backbone"]
     assert "ImageNet" in loaded.card["backbone"] and loaded.model.crop == pytest.approx(0.3)
+    # a rerun in the same folder reuses the fine-tuned backbone only for the recipe it was made with
+    assert cli_main(args + ["--finetune-data", str(other), "--finetune-lr", "1e-3"]) == 2
+    assert "fine-tuned backbone was made with other settings (lr)" in capsys.readouterr().err
+    assert cli_main(args + ["--finetune-data", str(other)]) == 0  # the same recipe resumes
