@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="study folder for --finetune-backbone (its patients must not be in --data); repeat to pool")
     p.add_argument("--finetune-labels", help="annotation CSV for --finetune-data (default as for --labels)")
     p.add_argument("--finetune-lr", type=float, default=3e-4)
+    p.add_argument("--finetune-schedule", choices=("cosine", "constant"), default="cosine",
+                   help="learning rate of --finetune-backbone: cosine decay to 0 over its epochs (default), or constant")
     p.add_argument("--finetune-batch-size", type=int, default=16, help="views per step of --finetune-backbone")
     p.add_argument("--input-size", type=int, default=224,
                    help="square input side in pixels (a multiple of 14 for DINOv2, of 16 for EfficientNet-Lite)")
@@ -223,27 +225,27 @@ def _default_labels(data: Path, given: str | None) -> Path:
 # ----------------------------------------------------------------------------- backbone fine-tuning
 
 def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path, device, show: bool,
-                      batch_size: int = 16, shift: float = 0.25) -> Path:
+                      batch_size: int = 16, shift: float = 0.25, schedule: str = "cosine") -> Path:
     """Supervised fine-tune of the backbone (DINOv2 or EfficientNet-Lite) on single position-masked views
     of the affected breast (benign / malignant), on the training loop (no validation: the data set is
     separate from the folds); saves the backbone's weights.
 
     With lesion squares (``model.crop`` > 0) every step reads each view through a square shifted at
-    random by up to ``shift`` / 2 of its side: the views are cut with ``crop`` times ``1 + shift`` and a
-    window of the input size is taken at random, so the features learn the lesion, not where exactly the
-    square lies (the analyzer places it from its own outline, a few pixels off the training masks). A
-    lesion whose square is set by twice its extent (over 15 % of the view at crop 0.3) gets the same
-    square from both crops, so its window is a ``1 + shift`` zoom into that square, moved by as much:
-    scale as well as position varies for those."""
+    random by up to ``shift`` / 2 of its side: the views are cut to the analysis' square grown by
+    ``1 + shift`` around its centre (``lesion_box``'s margin, so at the square's own scale whatever the
+    lesion's size) and a window of the input size is taken at random, so the features learn the lesion,
+    not where exactly the square lies (the analyzer places it from its own outline, a few pixels off
+    the training masks). Only a square already as large as the view's longer side cannot grow: its
+    window is a zoom. ``schedule``: "cosine" decays the learning rate to 0 over the steps, "constant"
+    keeps it."""
     from core_model.train.cls_data import case_inputs
 
     size = model.input_size
     big = int(round(size * (1 + shift))) if model.crop > 0 else size
-    crop = model.crop * big / size
     backbone = model.backbone
     xs, ys = [], []
     for c in tqdm(cases, desc="fine-tune inputs", disable=not show):
-        x = case_inputs(c, big, model.channels, model.position_decay, crop=crop)["affected"]
+        x = case_inputs(c, big, model.channels, model.position_decay, crop=model.crop, margin=big / size)["affected"]
         xs.append(torch.from_numpy(x).half())  # [2 views, 3, big, big]; half: 1000 cases in ~1 GB
         ys.extend([c.label] * len(x))
     x_all, y_all = torch.cat(xs), torch.tensor(ys)
@@ -262,10 +264,17 @@ def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path
         offs = torch.randint(0, big - size + 1, (len(b), 2), generator=g)
         return torch.stack([x_all[i, :, r:r + size, c:c + size] for i, (r, c) in zip(b.tolist(), offs.tolist())]).float()
 
+    steps_per_epoch = -(-len(x_all) // batch_size)
+    total_steps = max(1, epochs * steps_per_epoch)
+
     def train_epoch(epoch: int, order: list[int], g: torch.Generator) -> dict:
         backbone.train()
         total, right = 0.0, 0
-        for i in range(0, len(order), batch_size):
+        for k, i in enumerate(range(0, len(order), batch_size)):
+            if schedule == "cosine":
+                step = (epoch - 1) * steps_per_epoch + k
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
             b = torch.as_tensor(order[i : i + batch_size], dtype=torch.long)
             logits = probe(pooled(window(b, g).to(device)))
             y = y_all[b].to(device)
@@ -617,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         ft_path = out / "backbone_finetuned.safetensors"
         # what the fine-tuned backbone was made from, beside it: a rerun reuses it only for the same recipe
         recipe_path = ft_path.with_suffix(".json")
-        recipe = dict(epochs=args.finetune_backbone, lr=args.finetune_lr, batch_size=args.finetune_batch_size,
+        recipe = dict(epochs=args.finetune_backbone, lr=args.finetune_lr, schedule=args.finetune_schedule,
+                      windows="square-margin", batch_size=args.finetune_batch_size,
                       data=[str(Path(d).resolve()) for d in args.finetune_data], labels=args.finetune_labels,
                       label_from=args.label_from, seed=args.seed, backbone=args.backbone, scratch=args.scratch,
                       model={k: cfg[k] for k in ("input_size", "channels", "position_decay", "crop")})
@@ -639,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         if not ft_path.is_file():
             if dist.is_main:
                 finetune_backbone(model, ft_cases, args.finetune_backbone, args.finetune_lr, args.seed, out, device, show,
-                                  batch_size=args.finetune_batch_size)
+                                  batch_size=args.finetune_batch_size, schedule=args.finetune_schedule)
                 write_json(recipe_path, dict(recipe, patients=sorted(ft_patients)))
             if dist.enabled:
                 torch.distributed.barrier()

@@ -166,4 +166,8 @@ def test_cnn_backbone_finetuned_on_lesion_squares_of_other_patients(phantom_data
     # a rerun in the same folder reuses the fine-tuned backbone only for the recipe it was made with
     assert cli_main(args + ["--finetune-data", str(other), "--finetune-lr", "1e-3"]) == 2
     assert "fine-tuned backbone was made with other settings (lr)" in capsys.readouterr().err
+    assert cli_main(args + ["--finetune-data", str(other), "--finetune-schedule", "constant"]) == 2
+    assert "other settings (schedule)" in capsys.readouterr().err
+    recipe = json.loads((out / "backbone_finetuned.json").read_text())
+    assert (recipe["schedule"], recipe["windows"], recipe["epochs"]) == ("cosine", "square-margin", 2)
     assert cli_main(args + ["--finetune-data", str(other)]) == 0  # the same recipe resumes
