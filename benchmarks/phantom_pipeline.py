@@ -13,8 +13,10 @@ scores every study's analysis.json against the generator's labels:
 - ``contours_per_normal_view``: mean number of contours on the views of the lesion-free breast, and
   the share of those views with at least one;
 - ``auc``: ROC AUC of the malignancy score over all studies, a study without a score (no lesion
-  found, no classifier) entered at 0.5, i.e. uninformative; also the AUC over the studies whose
-  breast was right, and the generator's ceiling for this difficulty (``ceiling.json``).
+  found, no classifier) entered at 0.5, i.e. uninformative; ``auc_no_finding_lowest``, the same with
+  such a study ranked below every scored one (the case-level reading of a detection system: no mark
+  is the least suspicious rating); also the AUC over the studies whose breast was right, and the
+  generator's ceiling for this difficulty (``ceiling.json``).
 
 Results go to OUT/summary.json (and OUT/per_study.csv). Figures, not assertions.
 """
@@ -87,6 +89,8 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
         lesion_views_with_a_contour=float(np.mean([c > 0 for c in lv])) if lv else None,
         scored=int(sum(r["score"] is not None for r in done)),
         auc=auc_score(y, p) if len(set(y.tolist())) == 2 else None,
+        auc_no_finding_lowest=(auc_score(y, np.array([-1.0 if r["score"] is None else r["score"] for r in done], float))
+                               if len(set(y.tolist())) == 2 else None),
         auc_side_correct=(auc_score(np.array([r["label"] for r in right]),
                                     np.array([0.5 if r["score"] is None else r["score"] for r in right], float))
                           if len({r["label"] for r in right}) == 2 else None),
