@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from core_model.io.jsonsafe import dumps as json_dumps  # noqa: E402
 
 
@@ -40,3 +42,20 @@ def write_summary_and_rows(summary: dict, summary_path: Path, rows: list[dict], 
         w.writeheader()
         w.writerows(rows)
     print(json.dumps(summary, indent=2))
+
+
+def auc_ci95(y: np.ndarray, p: np.ndarray, n: int = 2000, seed: int = 0) -> list[float] | None:
+    """95 % percentile interval of the ROC AUC over ``n`` resamples of the studies (one lesion per
+    study, so studies are the independent unit); None when a class is missing."""
+    from core_model.train.cls import auc_score  # torch: only the benchmarks that score need it
+
+    y, p = np.asarray(y), np.asarray(p, float)
+    if len(set(y.tolist())) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        i = rng.integers(0, len(y), len(y))
+        if len(set(y[i].tolist())) == 2:
+            values.append(auc_score(y[i], p[i]))
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]

@@ -13,10 +13,11 @@ scores every study's analysis.json against the generator's labels:
 - ``contours_per_normal_view``: mean number of contours on the views of the lesion-free breast, and
   the share of those views with at least one;
 - ``auc``: ROC AUC of the malignancy score over all studies, a study without a score (no lesion
-  found, no classifier) entered at 0.5, i.e. uninformative; ``auc_no_finding_lowest``, the same with
-  such a study ranked below every scored one (the case-level reading of a detection system: no mark
-  is the least suspicious rating); also the AUC over the studies whose breast was right, and the
-  generator's ceiling for this difficulty (``ceiling.json``).
+  found, no classifier) entered at 0.5, i.e. uninformative, with its 95 % interval over resampled
+  studies (``auc_ci95``); ``auc_unscored_lowest``, the same with
+  every study without a score ranked below the scored ones (the case-level reading of a detection
+  system: no mark is the least suspicious rating); also the AUC over the studies whose breast was
+  right, and the generator's ceiling for this difficulty (``ceiling.json``).
 
 Results go to OUT/summary.json (and OUT/per_study.csv). Figures, not assertions.
 """
@@ -36,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from phantom_bench import phantom_arguments, write_summary_and_rows  # noqa: E402
+from phantom_bench import auc_ci95, phantom_arguments, write_summary_and_rows  # noqa: E402
 from core_model.train.cls import auc_score  # noqa: E402
 
 
@@ -89,7 +90,8 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
         lesion_views_with_a_contour=float(np.mean([c > 0 for c in lv])) if lv else None,
         scored=int(sum(r["score"] is not None for r in done)),
         auc=auc_score(y, p) if len(set(y.tolist())) == 2 else None,
-        auc_no_finding_lowest=(auc_score(y, np.array([-1.0 if r["score"] is None else r["score"] for r in done], float))
+        auc_ci95=auc_ci95(y, p),
+        auc_unscored_lowest=(auc_score(y, np.array([-1.0 if r["score"] is None else r["score"] for r in done], float))
                                if len(set(y.tolist())) == 2 else None),
         auc_side_correct=(auc_score(np.array([r["label"] for r in right]),
                                     np.array([0.5 if r["score"] is None else r["score"] for r in right], float))

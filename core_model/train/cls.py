@@ -119,6 +119,10 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 # ----------------------------------------------------------------------------- arguments
 
+FINETUNE_SCHEDULES = ("constant", "cosine")
+FINETUNE_WINDOWS = ("zoom", "grown")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nafv-train cls", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -153,8 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="study folder for --finetune-backbone (its patients must not be in --data); repeat to pool")
     p.add_argument("--finetune-labels", help="annotation CSV for --finetune-data (default as for --labels)")
     p.add_argument("--finetune-lr", type=float, default=3e-4)
-    p.add_argument("--finetune-schedule", choices=("cosine", "constant"), default="cosine",
-                   help="learning rate of --finetune-backbone: cosine decay to 0 over its epochs (default), or constant")
+    p.add_argument("--finetune-schedule", choices=FINETUNE_SCHEDULES, default="constant",
+                   help="learning rate of --finetune-backbone: constant (default, the shipped weights), or cosine "
+                        "decay to 0 over its epochs")
+    p.add_argument("--finetune-windows", choices=FINETUNE_WINDOWS, default="zoom",
+                   help="how --finetune-backbone moves lesion squares: windows of a 1.25x wider cut (default, the "
+                        "shipped weights; large lesions' windows also zoom), or of the square grown by 1.25 "
+                        "around its centre (grown: the analysis' scale for every lesion size)")
     p.add_argument("--finetune-batch-size", type=int, default=16, help="views per step of --finetune-backbone")
     p.add_argument("--input-size", type=int, default=224,
                    help="square input side in pixels (a multiple of 14 for DINOv2, of 16 for EfficientNet-Lite)")
@@ -224,28 +233,54 @@ def _default_labels(data: Path, given: str | None) -> Path:
 
 # ----------------------------------------------------------------------------- backbone fine-tuning
 
+def finetune_lr(lr: float, step: int, total_steps: int, schedule: str) -> float:
+    """Learning rate of fine-tune step ``step`` (0-based) of ``total_steps``: ``lr`` throughout
+    ("constant"), or decayed from ``lr`` towards 0 along half a cosine ("cosine")."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    raise ValueError(f"unknown fine-tune schedule {schedule!r} (choose from {', '.join(FINETUNE_SCHEDULES)})")
+
+
 def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path, device, show: bool,
-                      batch_size: int = 16, shift: float = 0.25, schedule: str = "cosine") -> Path:
+                      batch_size: int = 16, shift: float = 0.25, schedule: str = "constant",
+                      windows: str = "zoom") -> Path:
     """Supervised fine-tune of the backbone (DINOv2 or EfficientNet-Lite) on single position-masked views
     of the affected breast (benign / malignant), on the training loop (no validation: the data set is
     separate from the folds); saves the backbone's weights.
 
     With lesion squares (``model.crop`` > 0) every step reads each view through a square shifted at
-    random by up to ``shift`` / 2 of its side: the views are cut to the analysis' square grown by
-    ``1 + shift`` around its centre (``lesion_box``'s margin, so at the square's own scale whatever the
-    lesion's size) and a window of the input size is taken at random, so the features learn the lesion,
-    not where exactly the square lies (the analyzer places it from its own outline, a few pixels off
-    the training masks). Only a square already as large as the view's longer side cannot grow: its
-    window is a zoom. ``schedule``: "cosine" decays the learning rate to 0 over the steps, "constant"
-    keeps it."""
+    random by up to ``shift`` / 2 of its side, so the features learn the lesion, not where exactly the
+    square lies (the analyzer places it from its own outline, a few pixels off the training masks):
+    the views are cut larger and a window of the input size is taken at random. ``windows``:
+
+    - "zoom" (the shipped weights): cut with ``crop`` times ``1 + shift``. A square set by twice the
+      lesion's extent cannot grow with the crop (fully over 18.75 % of the view's longer side at crop
+      0.3, partly from 15 %), so those windows zoom into the square by what it could not grow;
+    - "grown": cut to the analysis' square grown by ``1 + shift`` around its centre (``lesion_box``'s
+      ``grow``), at the square's own scale for every lesion size; only a square over 1 / (1 + shift)
+      of the longer side grows less (up to that side) and its windows zoom by the rest.
+
+    In both the position mask's fade is set on the cut, so it is ``1 + shift`` times wider around
+    the lesion than in the analysis. ``schedule``: :func:`finetune_lr`. Measured
+    (docs/classification.md): "grown" with "cosine" and 8 epochs scored no better on the validation
+    studies than the shipped recipe."""
     from core_model.train.cls_data import case_inputs
 
+    if windows not in FINETUNE_WINDOWS:
+        raise ValueError(f"unknown fine-tune windows {windows!r} (choose from {', '.join(FINETUNE_WINDOWS)})")
+    finetune_lr(lr, 0, 1, schedule)  # an unknown schedule fails here, before the inputs are built
     size = model.input_size
     big = int(round(size * (1 + shift))) if model.crop > 0 else size
     backbone = model.backbone
     xs, ys = [], []
+    if windows == "grown":
+        crop, grow = model.crop, big / size
+    else:
+        crop, grow = model.crop * big / size, 1.0
     for c in tqdm(cases, desc="fine-tune inputs", disable=not show):
-        x = case_inputs(c, big, model.channels, model.position_decay, crop=model.crop, margin=big / size)["affected"]
+        x = case_inputs(c, big, model.channels, model.position_decay, crop=crop, grow=grow)["affected"]
         xs.append(torch.from_numpy(x).half())  # [2 views, 3, big, big]; half: 1000 cases in ~1 GB
         ys.extend([c.label] * len(x))
     x_all, y_all = torch.cat(xs), torch.tensor(ys)
@@ -264,6 +299,7 @@ def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path
         offs = torch.randint(0, big - size + 1, (len(b), 2), generator=g)
         return torch.stack([x_all[i, :, r:r + size, c:c + size] for i, (r, c) in zip(b.tolist(), offs.tolist())]).float()
 
+    # the fine-tune runs in one process (fit_loop without dist), so every step sees the whole order
     steps_per_epoch = -(-len(x_all) // batch_size)
     total_steps = max(1, epochs * steps_per_epoch)
 
@@ -271,10 +307,8 @@ def finetune_backbone(model, cases, epochs: int, lr: float, seed: int, out: Path
         backbone.train()
         total, right = 0.0, 0
         for k, i in enumerate(range(0, len(order), batch_size)):
-            if schedule == "cosine":
-                step = (epoch - 1) * steps_per_epoch + k
-                for group in opt.param_groups:
-                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+            for group in opt.param_groups:
+                group["lr"] = finetune_lr(lr, (epoch - 1) * steps_per_epoch + k, total_steps, schedule)
             b = torch.as_tensor(order[i : i + batch_size], dtype=torch.long)
             logits = probe(pooled(window(b, g).to(device)))
             y = y_all[b].to(device)
@@ -627,12 +661,14 @@ def main(argv: list[str] | None = None) -> int:
         # what the fine-tuned backbone was made from, beside it: a rerun reuses it only for the same recipe
         recipe_path = ft_path.with_suffix(".json")
         recipe = dict(epochs=args.finetune_backbone, lr=args.finetune_lr, schedule=args.finetune_schedule,
-                      windows="square-margin", batch_size=args.finetune_batch_size,
+                      windows=args.finetune_windows, batch_size=args.finetune_batch_size,
                       data=[str(Path(d).resolve()) for d in args.finetune_data], labels=args.finetune_labels,
                       label_from=args.label_from, seed=args.seed, backbone=args.backbone, scratch=args.scratch,
                       model={k: cfg[k] for k in ("input_size", "channels", "position_decay", "crop")})
         if ft_path.is_file():
             done = json.loads(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else {}
+            if done:  # recorded before the schedule and windows were settings: the behaviour then
+                done = {"schedule": "constant", "windows": "zoom", **done}
             changed = sorted(k for k in recipe if json.dumps(done.get(k), default=str) != json.dumps(recipe[k], default=str))
             if changed:
                 raise NafvError(f"this run folder's fine-tuned backbone was made with other settings "
@@ -649,7 +685,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ft_path.is_file():
             if dist.is_main:
                 finetune_backbone(model, ft_cases, args.finetune_backbone, args.finetune_lr, args.seed, out, device, show,
-                                  batch_size=args.finetune_batch_size, schedule=args.finetune_schedule)
+                                  batch_size=args.finetune_batch_size, schedule=args.finetune_schedule,
+                                  windows=args.finetune_windows)
                 write_json(recipe_path, dict(recipe, patients=sorted(ft_patients)))
             if dist.enabled:
                 torch.distributed.barrier()
@@ -662,8 +699,11 @@ def main(argv: list[str] | None = None) -> int:
             model.backbone = create_backbone(cfg["backbone"], img_size=cfg["input_size"], weights=ft_path,
                                              **cfg["backbone_overrides"]).to(device)
             start = Path(args.backbone_weights).name if args.backbone_weights else "random init"
+        settings = ([f"{args.finetune_windows} windows"] if cfg["crop"] > 0 and args.finetune_windows != "zoom" else []) \
+            + ([f"{args.finetune_schedule} learning rate"] if args.finetune_schedule != "constant" else [])
         backbone_desc = (f"fine-tuned for {args.finetune_backbone} epochs (supervised, single position-masked "
-                         + ("lesion squares, randomly shifted" if cfg["crop"] > 0 else "views") + ") on "
+                         + ("lesion squares, randomly shifted" if cfg["crop"] > 0 else "views")
+                         + "".join(f", {x}" for x in settings) + ") on "
                          + " + ".join(Path(d).name for d in args.finetune_data) + f", starting from {start}; frozen")
         backbone_id = sha256_file(ft_path)
     for p in model.backbone.parameters():

@@ -212,14 +212,14 @@ def load_cases(data: str | Path, labels_csv: str | Path, label_from: str = "bira
 
 def case_inputs(case: Case, input_size: int, channels: Sequence[str], decay: float = DEFAULT_DECAY,
                 n_adversarial: int = 0, rng: np.random.Generator | None = None,
-                jitter: float = DEFAULT_JITTER, crop: float = 0.0, margin: float = 1.0) -> dict[str, np.ndarray]:
+                jitter: float = DEFAULT_JITTER, crop: float = 0.0, grow: float = 1.0) -> dict[str, np.ndarray]:
     """Network inputs of one case: 'affected' [2, 3, S, S], 'contralateral' [2, 3, S, S] (if present),
-    'adversarial' [n, 2, 3, S, S] (if requested and a contralateral side exists). ``crop``, ``margin``:
+    'adversarial' [n, 2, 3, S, S] (if requested and a contralateral side exists). ``crop``, ``grow``:
     the lesion-centred squares of ``model_inputs`` (crop 0: whole views); the adversarial paste happens
     in them."""
     s = input_size
     affected, masks, contralateral = crop_breasts(case.affected, case.masks, case.contralateral, crop,
-                                                  margin=margin)
+                                                  grow=grow)
     out = breast_inputs(affected, masks, contralateral, s, channels, decay)  # Eq. 8
     if contralateral is None:
         return out

@@ -154,20 +154,20 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def lesion_box(mask: np.ndarray, crop: float, shift: tuple[float, float] = (0.0, 0.0),
-               margin: float = 1.0) -> Box | None:
+               grow: float = 1.0) -> Box | None:
     """The square the classifier reads of a view with lesion ``mask``: centred on the bounding box of
     its largest lesion (the analyzer passes its main lesion only; a training mask with several lesions
     gets the same rule), ``crop`` times the view's longer side or twice the lesion's extent, whichever
-    is larger, times ``margin`` (never more than the longer side); ``shift`` moves its centre by that
-    fraction of its side (rows, columns). ``margin`` > 1 gives the room around the square that the
-    backbone fine-tune moves its windows in, at the square's own scale for every lesion size. None
-    for an empty mask (the view stays whole)."""
+    is larger, times ``grow`` (never more than the longer side); ``shift`` moves its centre by that
+    fraction of its side (rows, columns). ``grow`` > 1 gives the room around the square that the
+    backbone fine-tune can move its windows in at the square's own scale. None for an empty mask
+    (the view stays whole)."""
     mask = _largest_component(mask > 0)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if rows.size == 0:
         return None
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    side = int(round(max(crop * max(mask.shape), 2 * max(r1 - r0, c1 - c0)) * margin))
+    side = int(round(max(crop * max(mask.shape), 2 * max(r1 - r0, c1 - c0)) * grow))
     side = max(16, min(side, max(mask.shape)))
     return _square_at(((r0 + r1) / 2 + shift[0] * side, (c0 + c1) / 2 + shift[1] * side), side, mask.shape)
 
@@ -198,20 +198,20 @@ def cut(a: np.ndarray, box: Box) -> np.ndarray:
 
 
 def crop_boxes(masks: dict[str, np.ndarray], crop: float, shift: tuple[float, float] = (0.0, 0.0),
-               margin: float = 1.0) -> dict[str, Box]:
+               grow: float = 1.0) -> dict[str, Box]:
     """view -> crop box of the affected views that have a lesion (none when ``crop`` is 0)."""
     if crop <= 0:
         return {}
-    boxes = {v: lesion_box(m, crop, shift, margin) for v, m in masks.items()}
+    boxes = {v: lesion_box(m, crop, shift, grow) for v, m in masks.items()}
     return {v: b for v, b in boxes.items() if b is not None}
 
 
 def crop_breasts(affected: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray],
                  contra: dict[tuple[str, str], np.ndarray] | None, crop: float,
-                 shift: tuple[float, float] = (0.0, 0.0), margin: float = 1.0):
+                 shift: tuple[float, float] = (0.0, 0.0), grow: float = 1.0):
     """(affected, masks, contra) cut to the lesion squares (:func:`crop_boxes`), the contralateral
     views to the mirrored squares; unchanged when ``crop`` is 0 or no view has a lesion."""
-    boxes = crop_boxes(masks, crop, shift, margin)
+    boxes = crop_boxes(masks, crop, shift, grow)
     if not boxes:
         return affected, masks, contra
     # every image is cut where the box lies in its own pixels (the LE and RC of a view may differ in size)

@@ -136,19 +136,20 @@ def test_a_shifted_square_moves_by_that_share_of_its_side():
     assert lesion_box(near, 0.3, (0.0, -0.125)) == (lesion_box(near, 0.3)[0], 0, side)
 
 
-def test_a_margin_grows_the_square_around_its_centre_for_small_and_large_lesions():
-    """The backbone fine-tune cuts its moving windows from the square grown by a margin: the window
-    must then show the lesion at the analysis' scale, also when twice the lesion sets the side."""
+def test_a_grown_square_keeps_its_centre_for_small_and_large_lesions():
+    """The backbone fine-tune can cut its moving windows from the square grown around its centre: the
+    window then shows the lesion at the analysis' scale, also when twice the lesion sets the side."""
     from core_model.transforms.model_inputs import lesion_box
 
     for radius in (10, 60):  # the side set by ``crop`` (154 px), then by twice the extent (242 px)
         mask = _disc((512, 416), (256, 208), radius)
         r0, c0, side = lesion_box(mask, 0.3)
-        g0, h0, grown = lesion_box(mask, 0.3, margin=1.25)
-        assert grown == round(side * 1.25)
+        g0, h0, grown = lesion_box(mask, 0.3, grow=1.25)
+        assert abs(grown - side * 1.25) <= 1
         assert abs((g0 + grown / 2) - (r0 + side / 2)) <= 1 and abs((h0 + grown / 2) - (c0 + side / 2)) <= 1
-    # never beyond the view's longer side: a lesion that fills half the view cannot grow its square
-    assert lesion_box(_disc((512, 416), (256, 208), 200), 0.3, margin=1.25)[2] == 512
+    # never beyond the view's longer side: a 450 px square grows only to 512
+    big = _disc((512, 416), (256, 208), 112)
+    assert lesion_box(big, 0.3)[2] == 450 and lesion_box(big, 0.3, grow=1.25)[2] == 512
 
 
 def test_study_inputs_give_one_row_per_square(demo):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,8 +167,34 @@ def test_cnn_backbone_finetuned_on_lesion_squares_of_other_patients(phantom_data
     # a rerun in the same folder reuses the fine-tuned backbone only for the recipe it was made with
     assert cli_main(args + ["--finetune-data", str(other), "--finetune-lr", "1e-3"]) == 2
     assert "fine-tuned backbone was made with other settings (lr)" in capsys.readouterr().err
-    assert cli_main(args + ["--finetune-data", str(other), "--finetune-schedule", "constant"]) == 2
-    assert "other settings (schedule)" in capsys.readouterr().err
+    assert cli_main(args + ["--finetune-data", str(other), "--finetune-windows", "grown"]) == 2
+    assert "other settings (windows)" in capsys.readouterr().err
     recipe = json.loads((out / "backbone_finetuned.json").read_text())
-    assert (recipe["schedule"], recipe["windows"], recipe["epochs"]) == ("cosine", "square-margin", 2)
+    assert (recipe["schedule"], recipe["windows"], recipe["epochs"]) == ("constant", "zoom", 2)
     assert cli_main(args + ["--finetune-data", str(other)]) == 0  # the same recipe resumes
+    # a recipe written before the schedule and windows were recorded meant constant and zoom: it resumes
+    (out / "backbone_finetuned.json").write_text(json.dumps({k: v for k, v in recipe.items()
+                                                             if k not in ("schedule", "windows")}))
+    assert cli_main(args + ["--finetune-data", str(other)]) == 0
+    # the other windows and schedule run, train features of their own and are named on the card
+    out2 = tmp_path / "run2"
+    args2 = [a if a != str(out) else str(out2) for a in args]
+    assert cli_main(args2 + ["--finetune-data", str(other), "--finetune-windows", "grown",
+                             "--finetune-schedule", "cosine", "--export", str(tmp_path / "w2.safetensors")]) == 0
+    assert json.loads((out2 / "backbone_finetuned.json").read_text())["windows"] == "grown"
+    assert "grown windows, cosine learning rate" in load_checkpoint(tmp_path / "w2.safetensors").card["backbone"]
+    other_tuned = load_file(str(out2 / "backbone_finetuned.safetensors"))
+    assert any(not np.array_equal(other_tuned[k].numpy(), tuned[k].numpy()) for k in tuned)
+
+
+def test_finetune_learning_rate_schedules():
+    from core_model.train.cls import finetune_backbone, finetune_lr
+
+    assert [finetune_lr(1e-3, k, 10, "constant") for k in (0, 5, 9)] == [1e-3] * 3
+    cosine = [finetune_lr(1e-3, k, 10, "cosine") for k in range(10)]
+    assert cosine[0] == pytest.approx(1e-3) and cosine[5] == pytest.approx(5e-4)
+    assert all(a > b for a, b in zip(cosine, cosine[1:])) and cosine[-1] < 3e-5
+    with pytest.raises(ValueError, match="schedule"):
+        finetune_lr(1e-3, 0, 10, "step")
+    with pytest.raises(ValueError, match="windows"):
+        finetune_backbone(None, [], 1, 1e-3, 0, Path("."), "cpu", False, windows="crop")
