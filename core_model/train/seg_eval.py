@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="all", choices=("all", "val", "train"),
                    help="patients to evaluate: all in DIR, or the card's validation / training patients")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--input-size", type=int, default=0,
+                   help="read the images at this square side instead of the card's (a measurement: cannot be "
+                        "combined with --export-to)")
     p.add_argument("--flip-tta", action="store_true",
                    help="average with the mirrored breast (test-time augmentation); with --export-to the "
                         "analyzer then does the same with those weights")
@@ -153,9 +156,15 @@ def patient_bootstrap_ci(rows: list[dict], key: str = "dice", n: int = 2000, see
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all", flip_tta: bool = False) -> dict:
+def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all", flip_tta: bool = False,
+             input_size: int = 0) -> dict:
+    """Lesion Dice / IoU per image (and their means, a patient-bootstrap interval); ``input_size``
+    reads the images at that square side instead of the card's (a measurement only: the analyzer
+    reads the card's)."""
     loaded = load_checkpoint(weights)
     model, card = loaded.model, loaded.card
+    if input_size:
+        model.input_size = (input_size, input_size)
     channels = tuple(getattr(model, "channels", ("rc",)))
     breasts = scan_folder(data_dir)
     patients = set(patients_of(breasts))
@@ -189,6 +198,7 @@ def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all", flip
         "split": split,
         "data": str(data_dir),
         "flip_tta": flip_tta,
+        "input_size": list(model.input_size) if not isinstance(model.input_size, int) else [model.input_size] * 2,
         "weights": str(weights),
         "weights_sha256": loaded.sha256,
         "model": loaded.identity,
@@ -202,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = evaluate(args.data, args.weights, args.split, flip_tta=args.flip_tta)
+    if args.input_size and args.export_to is not None:
+        raise NafvError("--input-size is a measurement: the exported card would describe another reading than "
+                        "the analyzer's; leave out --export-to")
+    res = evaluate(args.data, args.weights, args.split, flip_tta=args.flip_tta, input_size=args.input_size)
     write_json(args.json, res)
     lo, hi = res["dice_ci95_patient_bootstrap"]
     print(f"evaluate-seg: Dice {res['dice']:.4f} (95% CI {lo:.3f}-{hi:.3f})  mIoU {res['miou']:.4f}  on {res['n_images']} images of "

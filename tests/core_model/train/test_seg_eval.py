@@ -102,3 +102,21 @@ def test_export_to_writes_weights_with_the_evaluated_card(cdd_test_dir, tmp_path
     # same tensors as the evaluated weights
     src = load_checkpoint(w).model.state_dict()
     assert all(torch.equal(src[k], v) for k, v in loaded.model.state_dict().items())
+
+
+def test_input_size_reads_at_another_side_and_is_not_exported(cdd_test_dir, tmp_path, capsys):
+    """--input-size measures the weights read finer or coarser than their card says; the figures say
+    which side they were read at, and such a reading cannot become the shipped card's."""
+    w = _constant_model(tmp_path, +20.0)
+    out = tmp_path / "eval.json"
+    assert nafv_train(["evaluate-seg", "--data", str(cdd_test_dir), "--weights", str(w), "--json", str(out)]) == 0
+    card_side = json.loads(out.read_text())["input_size"]
+    other = card_side[0] + 32
+    assert nafv_train(["evaluate-seg", "--data", str(cdd_test_dir), "--weights", str(w), "--json", str(out),
+                       "--input-size", str(other)]) == 0
+    res = json.loads(out.read_text())
+    assert res["input_size"] == [other, other] != card_side
+    assert res["n_images"] == 5 and 0.0 < res["dice"] < 0.5  # everything predicted: the mask fractions again
+    rc = nafv_train(["evaluate-seg", "--data", str(cdd_test_dir), "--weights", str(w), "--json", str(out),
+                     "--input-size", str(other), "--export-to", str(tmp_path / "x.safetensors")])
+    assert rc == 2 and "measurement" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()
