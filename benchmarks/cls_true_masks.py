@@ -1,19 +1,23 @@
 """The classifier alone on synthetic studies: its score with the generator's own lesion masks placing
 the squares, so that the whole pipeline's AUC (phantom_pipeline.py, squares from the segmentation)
-can be split into what the classifier loses and what the outlines add.
+can be split into what the classifier loses and what the outlines cost.
 
     python benchmarks/cls_true_masks.py --data val_med_s11 --out benchmarks/results/cls_true_masks_s11
 
 ``--weights`` (repeatable; default the shipped classifier) are scored on the same studies, each with
 the inputs the trainer gives it (``cls_data.case_inputs``: affected breast in reading orientation,
 lesion squares from the true masks, the contralateral breast). OUT/summary.json holds the AUC with a
-95 % interval over resampled studies, and the AUC of the mean logit margin when several weights are
-given; OUT/per_study.csv the margins. Figures, not assertions.
+95 % interval over resampled studies, and when several weights are given the AUC of their mean logit
+margin (an ensemble's figure, not any one model's); with ``--pipeline`` (a phantom_pipeline.py output
+folder on the same studies) also both AUCs over the studies whose breast the pipeline found, which
+separates the lesions it missed from the squares its outlines place. OUT/per_study.csv holds the
+margins. Figures, not assertions.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from pathlib import Path
@@ -57,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, action="append", help="classifier .safetensors (repeatable)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pipeline", type=Path, help="phantom_pipeline.py output folder (per_study.csv) on the same studies")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    weights = list(dict.fromkeys(args.weights or [SHIPPED]))  # the same file twice is one classifier
+    weights = list(dict.fromkeys(w.resolve() for w in (args.weights or [SHIPPED])))  # one file is one classifier
     t0 = time.time()
     cases = load_cases(args.data, args.data / "labels.csv", "pathology")[0]
     y = np.array([c.label for c in cases])
@@ -70,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(weights) > 1:
         mean = np.mean(list(per.values()), axis=0)
         summary["mean_margin_auc"] = auc_score(y, mean)
+    if args.pipeline is not None:
+        with open(args.pipeline / "per_study.csv", newline="", encoding="utf-8") as f:
+            piped = {r["patient"]: r for r in csv.DictReader(f)}
+        right = [k for k, c in enumerate(cases) if piped.get(c.patient_id, {}).get("side") == piped.get(c.patient_id, {}).get("true_side", "?")]
+        yr = y[right]
+        summary["side_right"] = dict(
+            studies=len(right),
+            pipeline_auc=auc_score(yr, np.array([float(piped[cases[k].patient_id]["score"]) for k in right])),
+            true_masks_auc=[auc_score(yr, m[right]) for m in per.values()])
     summary["seconds"] = round(time.time() - t0, 1)
     rows = [dict(patient=c.patient_id, label=int(c.label), **{f"margin_{i}": round(float(per[w][k]), 4)
                                                             for i, w in enumerate(weights)})

@@ -17,7 +17,9 @@ scores every study's analysis.json against the generator's labels:
   studies (``auc_ci95``); ``auc_unscored_lowest``, the same with
   every study without a score ranked below the scored ones (the case-level reading of a detection
   system: no mark is the least suspicious rating); also the AUC over the studies whose breast was
-  right, and the generator's ceiling for this difficulty (``ceiling.json``).
+  right, and the generator's ceiling for this difficulty (``ceiling.json``);
+- ``median_radius_mm_found`` / ``_not_found``: the lesions' radius (mean of the views, ``lesions.csv``)
+  over the studies with and without a lesion found.
 
 Results go to OUT/summary.json (and OUT/per_study.csv). Figures, not assertions.
 """
@@ -50,7 +52,19 @@ def truth(data: Path) -> dict[str, dict]:
             path = row["Pathology Classification/ Follow up"].strip().lower()
             if path != "normal":
                 out[pid] = {"side": row["Side"].strip().upper(), "label": int(path == "malignant")}
+    radii: dict[str, list[float]] = {}
+    if (data / "lesions.csv").is_file():  # the lesion's radius on each view, for what the misses look like
+        with open(data / "lesions.csv", newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                radii.setdefault("P" + row["Patient_ID"].strip(), []).append(float(row["radius_mm"]))
+    for pid, t in out.items():
+        t["radius_mm"] = round(float(np.mean(radii[pid])), 2) if pid in radii else None
     return out
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
 
 
 def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
@@ -59,14 +73,14 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
     for pid, t in sorted(gt.items()):
         doc_path = analyses / pid / "analysis.json"
         if not doc_path.is_file():
-            rows.append(dict(patient=pid, true_side=t["side"], label=t["label"], analysed=False))
+            rows.append(dict(patient=pid, true_side=t["side"], label=t["label"], radius_mm=t["radius_mm"], analysed=False))
             continue
         doc = json.loads(doc_path.read_text(encoding="utf-8"))
         normal = "L" if t["side"] == "R" else "R"
         normal_views = [v for k, v in doc["views"].items() if k.startswith(normal + "_")]
         lesion_views = [v for k, v in doc["views"].items() if k.startswith(t["side"] + "_")]
         rows.append(dict(
-            patient=pid, true_side=t["side"], label=t["label"], analysed=True,
+            patient=pid, true_side=t["side"], label=t["label"], radius_mm=t["radius_mm"], analysed=True,
             side=doc.get("affected_side"), lesion_found=doc.get("lesion_found"),
             score=doc.get("malignancy_probability"),
             normal_view_contours=[len(v.get("lesions", [])) for v in normal_views],
@@ -97,6 +111,8 @@ def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
                                     np.array([0.5 if r["score"] is None else r["score"] for r in right], float))
                           if len({r["label"] for r in right}) == 2 else None),
         ceiling_auc=ceiling,
+        median_radius_mm_found=_median([r["radius_mm"] for r in done if r["lesion_found"]]),
+        median_radius_mm_not_found=_median([r["radius_mm"] for r in done if r["lesion_found"] is False]),
     )
     return summary, rows
 

@@ -1,7 +1,7 @@
 """The shipped segmentation read at other input sizes than it was trained at: does a finer read find
 the small lesions it misses, and at what cost on the normal breast?
 
-    python benchmarks/seg_input_size.py --data val_med_s11 --sizes 256 320 384 --out benchmarks/results/seg_input_size_s11.json
+    python benchmarks/seg_input_size.py --data val_med_s11 --sizes 256 320 384 --out runs/seg_input_size_s11.json
 
 Runs the analyzer (default weights, classifier included) on every study of a phantom folder
 (``nafv-train phantom``) with the segmentation's input side set to each of ``--sizes``, and counts
@@ -37,11 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="JSON to write")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    if any(n < 32 or n % 32 for n in args.sizes):
+        ap.error("--sizes: sides of at least 32 px, multiples of 32 (the encoder halves the image five times)")
     side_of = {f"P{r['Patient_ID']}": r["view_key"][0] for r in csv.DictReader(open(args.data / "lesions.csv"))}
     label_of = {f"P{r['Patient_ID']}": int(r["label"] == "malignant") for r in csv.DictReader(open(args.data / "lesions.csv"))}
     patients = list_patients(str(args.data / "images"))
     analyzer = Analyzer(None, None, num_threads=args.threads)
     trained = analyzer.seg.model.input_size
+    analyzer.analyze(load_study(str(args.data / "images"), patient=patients[0]))  # warm-up, untimed
     rows = []
     for size in args.sizes:
         analyzer.seg.model.input_size = size

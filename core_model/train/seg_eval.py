@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.input_size < 0 or args.input_size % 32:
+        raise NafvError("--input-size: a side in pixels, a multiple of 32 (the encoder halves the image five times)")
     if args.input_size and args.export_to is not None:
         raise NafvError("--input-size is a measurement: the exported card would describe another reading than "
                         "the analyzer's; leave out --export-to")
