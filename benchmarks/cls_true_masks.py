@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pipeline is not None:
         with open(args.pipeline / "per_study.csv", newline="", encoding="utf-8") as f:
             piped = {r["patient"]: r for r in csv.DictReader(f)}
-        right = [k for k, c in enumerate(cases) if piped.get(c.patient_id, {}).get("side") == piped.get(c.patient_id, {}).get("true_side", "?")]
+        right = [k for k, c in enumerate(cases)
+                 if c.patient_id in piped and piped[c.patient_id].get("side") == piped[c.patient_id]["true_side"]]
         yr = y[right]
         summary["side_right"] = dict(
             studies=len(right),

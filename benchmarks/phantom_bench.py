@@ -1,5 +1,6 @@
-"""What the phantom benchmarks (phantom_location.py, phantom_pipeline.py) share: the arguments that say
-which synthetic studies to write or score, and writing the figures (summary JSON, one CSV row per case).
+"""What the phantom benchmarks (phantom_location.py, phantom_pipeline.py, seg_input_size.py,
+cls_true_masks.py) share: which synthetic studies to write or score, their ground truth per study,
+the AUC's interval, and writing the figures (summary JSON, one CSV row per case).
 
 Imported by the scripts beside it (run as ``python benchmarks/NAME.py``, so this folder is on ``sys.path``).
 """
@@ -59,3 +60,23 @@ def auc_ci95(y: np.ndarray, p: np.ndarray, n: int = 2000, seed: int = 0) -> list
         if len(set(y[i].tolist())) == 2:
             values.append(auc_score(y[i], p[i]))
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def study_truth(data: Path) -> dict[str, dict]:
+    """patient id -> {'side': affected side, 'label': 0/1, 'radius_mm': the lesion's radius, mean of its
+    views (None without lesions.csv)} of a phantom folder, from the generator's labels.csv and lesions.csv."""
+    out: dict[str, dict] = {}
+    with open(data / "labels.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            pid = "P" + row["Patient_ID"].strip()
+            path = row["Pathology Classification/ Follow up"].strip().lower()
+            if path != "normal":
+                out[pid] = {"side": row["Side"].strip().upper(), "label": int(path == "malignant")}
+    radii: dict[str, list[float]] = {}
+    if (data / "lesions.csv").is_file():  # the lesion's radius on each view, for what the misses look like
+        with open(data / "lesions.csv", newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                radii.setdefault("P" + row["Patient_ID"].strip(), []).append(float(row["radius_mm"]))
+    for pid, t in out.items():
+        t["radius_mm"] = round(float(np.mean(radii[pid])), 2) if pid in radii else None
+    return out

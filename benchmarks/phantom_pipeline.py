@@ -39,27 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from phantom_bench import auc_ci95, phantom_arguments, write_summary_and_rows  # noqa: E402
+from phantom_bench import auc_ci95, phantom_arguments, study_truth, write_summary_and_rows  # noqa: E402
 from core_model.train.cls import auc_score  # noqa: E402
-
-
-def truth(data: Path) -> dict[str, dict]:
-    """patient id -> {'side': affected side, 'label': 0/1} from the generator's labels.csv."""
-    out: dict[str, dict] = {}
-    with open(data / "labels.csv", newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            pid = "P" + row["Patient_ID"].strip()
-            path = row["Pathology Classification/ Follow up"].strip().lower()
-            if path != "normal":
-                out[pid] = {"side": row["Side"].strip().upper(), "label": int(path == "malignant")}
-    radii: dict[str, list[float]] = {}
-    if (data / "lesions.csv").is_file():  # the lesion's radius on each view, for what the misses look like
-        with open(data / "lesions.csv", newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                radii.setdefault("P" + row["Patient_ID"].strip(), []).append(float(row["radius_mm"]))
-    for pid, t in out.items():
-        t["radius_mm"] = round(float(np.mean(radii[pid])), 2) if pid in radii else None
-    return out
 
 
 def _median(values: list) -> float | None:
@@ -68,7 +49,7 @@ def _median(values: list) -> float | None:
 
 
 def score(data: Path, analyses: Path) -> tuple[dict, list[dict]]:
-    gt = truth(data)
+    gt = study_truth(data)
     rows = []
     for pid, t in sorted(gt.items()):
         doc_path = analyses / pid / "analysis.json"

@@ -13,7 +13,6 @@ a score at 0.5, as in phantom_pipeline.py) with its 95 % interval. Figures, not 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from phantom_bench import auc_ci95  # noqa: E402
+from phantom_bench import auc_ci95, study_truth  # noqa: E402
 from core_model.inference.analyzer import Analyzer  # noqa: E402
 from core_model.train.cls import auc_score  # noqa: E402
 from core_model.io import list_patients, load_study  # noqa: E402
@@ -32,15 +31,14 @@ from core_model.io import list_patients, load_study  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="phantom folder (images/, lesions.csv)")
+    ap.add_argument("--data", type=Path, required=True, help="phantom folder (images/, labels.csv)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 320, 384])
     ap.add_argument("--out", type=Path, required=True, help="JSON to write")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if any(n < 32 or n % 32 for n in args.sizes):
         ap.error("--sizes: sides of at least 32 px, multiples of 32 (the encoder halves the image five times)")
-    side_of = {f"P{r['Patient_ID']}": r["view_key"][0] for r in csv.DictReader(open(args.data / "lesions.csv"))}
-    label_of = {f"P{r['Patient_ID']}": int(r["label"] == "malignant") for r in csv.DictReader(open(args.data / "lesions.csv"))}
+    truth = study_truth(args.data)
     patients = list_patients(str(args.data / "images"))
     analyzer = Analyzer(None, None, num_threads=args.threads)
     trained = analyzer.seg.model.input_size
@@ -53,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         for pid in patients:
             a = analyzer.analyze(load_study(str(args.data / "images"), patient=pid))
-            normal = "L" if side_of[pid] == "R" else "R"
+            normal = "L" if truth[pid]["side"] == "R" else "R"
             found += bool(a.lesion_found)
-            right += a.affected_side == side_of[pid]
+            right += a.affected_side == truth[pid]["side"]
             normal_contours += sum(len(v.lesions) for k, v in a.views.items() if k.startswith(normal + "_"))
-            y.append(label_of[pid])
+            y.append(truth[pid]["label"])
             p.append(0.5 if a.malignancy_probability is None else a.malignancy_probability)
         rows.append(dict(input_size=size, studies=len(patients), lesion_found=found, side_right=right,
                          contours_per_normal_view=normal_contours / (2 * len(patients)),

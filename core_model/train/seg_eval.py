@@ -198,7 +198,7 @@ def evaluate(data_dir: str | Path, weights: str | Path, split: str = "all", flip
         "split": split,
         "data": str(data_dir),
         "flip_tta": flip_tta,
-        "input_size": list(model.input_size) if not isinstance(model.input_size, int) else [model.input_size] * 2,
+        "input_size": list(model.input_size),
         "weights": str(weights),
         "weights_sha256": loaded.sha256,
         "model": loaded.identity,
